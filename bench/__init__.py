@@ -1,0 +1,1 @@
+"""lcmbench harness: protocol, runner, clip store and the Hydra configs."""

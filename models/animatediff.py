@@ -1,0 +1,292 @@
+"""AnimateLCM, AnimateLCM-R and the AnimateDiff teachers on diffusers' AnimateDiffPipeline.
+
+All four methods share one assembly: an SD1.5 UNet (optionally moved towards a
+personalized base by alpha), wrapped with a motion adapter into a UNetMotionModel
+(gamma), plus an optional spatial LoRA fused at scale beta, and a scheduler with the
+official settings. The weight mode only decides where the components come from.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import tiny as tiny_parts
+from .registry import WEIGHT_MODES, resolve_spec
+from .schedulers import make_scheduler, resolve_sampler
+from .specs import ModelSpec, SamplerSpec
+from .weights import (check_sha256, fuse_residual, load_with_clear_error, looks_local, resolve_file,
+                      scale_motion_residual)
+
+_BUILD_OPTIONS = ("device", "dtype", "cache_dir", "seed", "allow_unsafe_pickle")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("LCMBENCH_CACHE", Path.home() / ".cache" / "lcmbench")).expanduser()
+
+
+def resolve_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device} was asked for but no CUDA GPU is visible. Use device=cpu or auto.")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ValueError(f"Unsupported device '{device}': use auto, cpu, cuda or cuda:N.")
+    if dtype == "auto":
+        dtype = "float16" if device.startswith("cuda") else "float32"
+    if dtype not in DTYPES:
+        raise ValueError(f"Unsupported dtype '{dtype}': use auto, float32, float16 or bfloat16.")
+    if device == "cpu" and dtype != "float32":
+        raise ValueError(f"dtype={dtype} on the CPU is not supported (half-precision convolutions are missing "
+                         f"or very slow there). Use dtype=float32 on the CPU, or run on a GPU.")
+    return device, dtype
+
+
+class VideoModel:
+    """One method, ready to generate. ``pipeline`` is the diffusers pipeline it drives."""
+
+    def __init__(self, pipeline, spec: ModelSpec, weights: str, device: str, dtype: str,
+                 provenance: Dict[str, Any]):
+        self.pipeline = pipeline
+        self.spec = spec
+        self.weights = weights
+        self.device = device
+        self.dtype = dtype
+        self.provenance = provenance
+        self.scheduler_config = resolve_sampler(spec.sampler)
+        self.last_timing: Dict[str, float] = {}
+
+    @property
+    def guidance_scale(self) -> float:
+        return float(self.spec.guidance_scale)
+
+    def describe(self) -> Dict[str, Any]:
+        spec = asdict(self.spec)
+        spec["sampler"] = self.scheduler_config
+        return {"spec": spec, "weights_mode": self.weights, "device": self.device, "dtype": self.dtype,
+                "cfg": self.guidance_scale > 1.0, **self.provenance}
+
+    def _sync(self) -> None:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int], num_inference_steps: int,
+                 num_frames: int = 16, height: int = 512, width: int = 512,
+                 decode_chunk_size: int = 16) -> np.ndarray:
+        """uint8 frames [B, F, H, W, 3]; clip b uses torch.Generator().manual_seed(seeds[b]).
+
+        Text encoding, denoising and VAE decoding are timed separately (last_timing) so
+        denoising time can be reported without the VAE, as the paper does."""
+        if len(prompts) != len(seeds):
+            raise ValueError(f"generate() got {len(prompts)} prompts but {len(seeds)} seeds.")
+        pipe = self.pipeline
+        # CPU generators keep the initial noise identical across devices and batch sizes.
+        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+        do_cfg = self.guidance_scale > 1.0
+        negative = [self.spec.negative_prompt] * len(prompts) if do_cfg else None
+
+        self._sync()
+        t0 = time.perf_counter()
+        prompt_embeds, negative_embeds = pipe.encode_prompt(list(prompts), self.device, 1, do_cfg, negative)
+        self._sync()
+        t1 = time.perf_counter()
+        latents = pipe(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds,
+                       num_frames=num_frames, height=height, width=width,
+                       num_inference_steps=num_inference_steps, guidance_scale=self.guidance_scale,
+                       generator=generators, output_type="latent").frames
+        self._sync()
+        t2 = time.perf_counter()
+        video = pipe.decode_latents(latents, decode_chunk_size)
+        frames = np.asarray(pipe.video_processor.postprocess_video(video=video, output_type="np"), dtype=np.float32)
+        finite = np.isfinite(frames).reshape(len(prompts), -1).all(axis=1)
+        frames = to_uint8(frames)
+        self._sync()
+        t3 = time.perf_counter()
+        self.last_timing = {"text_encode_s": t1 - t0, "denoise_s": t2 - t1, "decode_s": t3 - t2,
+                            "batch_size": len(prompts),
+                            "finite": finite.tolist()}
+        return frames
+
+
+def to_uint8(frames) -> np.ndarray:
+    """float frames in [0, 1] (numpy or list of arrays) -> uint8 [B, F, H, W, 3]."""
+    arr = np.nan_to_num(np.asarray(frames, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- components
+
+def _full_size_components(seed: int, cache_dir: Path) -> Dict[str, Any]:
+    """The SD1.5 + AnimateDiff architecture at full size with random weights (timing only)."""
+    from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8,
+                                block_out_channels=(320, 640, 1280, 1280), layers_per_block=2)
+    torch.manual_seed(seed + 1)
+    motion_adapter = MotionAdapter(block_out_channels=(320, 640, 1280, 1280), motion_layers_per_block=2,
+                                   motion_max_seq_length=32, use_motion_mid_block=True)
+    torch.manual_seed(seed + 2)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, sample_size=512,
+                        block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    torch.manual_seed(seed + 3)
+    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                                num_attention_heads=12, max_position_embeddings=77,
+                                                vocab_size=tiny_parts.CLIP_VOCAB_SIZE, hidden_act="quick_gelu",
+                                                projection_dim=768))
+    return dict(unet=unet, motion_adapter=motion_adapter, vae=vae, text_encoder=text_encoder,
+                tokenizer=tiny_parts.clip_tokenizer(cache_dir))
+
+
+def _pretrained_components(spec: ModelSpec, dtype: torch.dtype) -> Dict[str, Any]:
+    from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    base, rev = spec.base, spec.revision
+    kw = dict(torch_dtype=dtype, revision=rev)
+    return dict(
+        unet=load_with_clear_error(lambda: UNet2DConditionModel.from_pretrained(base, subfolder="unet", **kw),
+                                   base, "model.base"),
+        vae=load_with_clear_error(lambda: AutoencoderKL.from_pretrained(base, subfolder="vae", **kw),
+                                  base, "model.base"),
+        text_encoder=load_with_clear_error(
+            lambda: CLIPTextModel.from_pretrained(base, subfolder="text_encoder", **kw), base, "model.base"),
+        tokenizer=load_with_clear_error(
+            lambda: CLIPTokenizer.from_pretrained(base, subfolder="tokenizer", revision=rev), base, "model.base"),
+        motion_adapter=load_with_clear_error(
+            lambda: MotionAdapter.from_pretrained(spec.motion_adapter, **kw), spec.motion_adapter,
+            "model.motion_adapter"),
+    )
+
+
+def _personalized_pretrained(spec: ModelSpec, base_components: Dict[str, Any], dtype: torch.dtype):
+    """UNet and text encoder of the personalized base: a diffusers folder / Hub id, or a
+    single-file SD1.5 checkpoint converted with the base repo's config."""
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    ref = spec.personalized
+    if ref.endswith((".safetensors", ".ckpt")):
+        path = resolve_file(ref, None, "model.personalized") if looks_local(ref) else None
+        if path is None:
+            raise ValueError(f"model.personalized='{ref}': a single-file checkpoint must be a local path.")
+        if path.suffix != ".safetensors":
+            raise ValueError(f"{path}: single-file personalized checkpoints must be .safetensors "
+                             f"(pickle .ckpt files can run code when loaded). Convert it first.")
+        pipe = load_with_clear_error(lambda: StableDiffusionPipeline.from_single_file(
+            str(path), config=spec.base, torch_dtype=dtype, safety_checker=None), spec.base, "model.base")
+        return pipe.unet, pipe.text_encoder, {"personalized_sha256": check_sha256(path, None)}
+    kw = dict(torch_dtype=dtype, revision=spec.revision)
+    unet = load_with_clear_error(lambda: UNet2DConditionModel.from_pretrained(ref, subfolder="unet", **kw),
+                                 ref, "model.personalized")
+    text = load_with_clear_error(lambda: CLIPTextModel.from_pretrained(ref, subfolder="text_encoder", **kw),
+                                 ref, "model.personalized")
+    return unet, text, {}
+
+
+def _load_lora(pipe, spec: ModelSpec, weights: str, seed: int, cache_dir: Path, unet2d) -> Dict[str, Any]:
+    """Load and fuse the spatial LoRA at scale beta through diffusers' LoRA loader. Tiny
+    runs write a seeded tiny LoRA file first so the same loading path is exercised."""
+    if spec.lora in (None, "none") or spec.lora_scale == 0.0:
+        return {"lora": None}
+    if weights == "random":
+        return {"lora": None, "lora_note": "random weight mode: LoRA skipped (fused weights do not change speed)"}
+    if weights == "tiny":
+        from safetensors.torch import save_file
+
+        path = cache_dir / "tiny" / f"tiny_lcm_lora_seed{seed}.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.is_file():
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            save_file(tiny_parts.tiny_lora_state_dict(unet2d, seed), str(tmp))
+            os.replace(tmp, path)
+        folder, file = str(path.parent), path.name
+    else:
+        file_path = resolve_file(spec.lora, spec.lora_file, "model.lora", spec.revision)
+        folder, file = str(file_path.parent), file_path.name
+    sha = check_sha256(Path(folder) / file, None)
+    pipe.load_lora_weights(folder, weight_name=file, adapter_name="spatial_lora")
+    pipe.fuse_lora(lora_scale=float(spec.lora_scale), adapter_names=["spatial_lora"])
+    pipe.unload_lora_weights()  # weights are fused: drop the adapter layers for speed
+    return {"lora": f"{spec.lora}/{spec.lora_file}" if weights == "pretrained" else "tiny seeded LoRA",
+            "lora_sha256": sha}
+
+
+def _quiet_libraries() -> None:
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()
+
+
+def build_model(name: str, weights: str = "tiny", device: str = "auto", dtype: str = "auto",
+                cache_dir: Optional[str] = None, seed: int = 0, allow_unsafe_pickle: bool = False,
+                **overrides: Any) -> VideoModel:
+    from diffusers import AnimateDiffPipeline, UNetMotionModel
+
+    _quiet_libraries()
+    if weights not in WEIGHT_MODES:
+        raise ValueError(f"Unknown weight mode '{weights}': use one of {', '.join(WEIGHT_MODES)}.")
+    spec_fields = set(ModelSpec.__dataclass_fields__)
+    unknown = set(overrides) - spec_fields
+    if unknown:
+        raise ValueError(f"Unknown model setting(s) {sorted(unknown)} for '{name}'. Model settings: "
+                         f"{', '.join(sorted(spec_fields - {'name'}))}; build options: {', '.join(_BUILD_OPTIONS)}.")
+    sampler = overrides.pop("sampler", None)
+    if isinstance(sampler, dict):
+        sampler = SamplerSpec(**sampler)
+    spec = resolve_spec(replace(ModelSpec(name=name), **overrides, sampler=sampler or SamplerSpec(kind=None)))
+    resolve_sampler(spec.sampler)  # fail early on a bad sampler setting
+    device, dtype_name = resolve_device_dtype(device, dtype)
+    torch_dtype = DTYPES[dtype_name]
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    provenance: Dict[str, Any] = {}
+
+    if weights == "tiny":
+        parts = tiny_parts.tiny_components(seed, cache)
+        if name in ("ddim", "dpmpp"):  # the teachers get their own motion module
+            torch.manual_seed(seed + 101)
+            parts["motion_adapter"] = type(parts["motion_adapter"])(**parts["motion_adapter"].config)
+        provenance["weights"] = {"mode": "tiny", "seed": seed}
+    elif weights == "random":
+        parts = _full_size_components(seed, cache)
+        provenance["weights"] = {"mode": "random", "seed": seed, "architecture": "SD1.5 + AnimateDiff, full size"}
+    else:
+        parts = _pretrained_components(spec, torch_dtype)
+        provenance["weights"] = {"mode": "pretrained", "base": spec.base, "motion_adapter": spec.motion_adapter,
+                                 "revision": spec.revision}
+
+    unet2d = parts["unet"]
+    if spec.personalized and spec.personalized_alpha:
+        if weights == "tiny":
+            pers_unet = tiny_parts.tiny_personalized_unet(unet2d, seed + 7)
+            pers_text = None
+            provenance["personalized"] = "tiny seeded perturbation of the base"
+        elif weights == "random":
+            pers_unet, pers_text = None, None
+            provenance["personalized"] = "skipped in random weight mode"
+        else:
+            pers_unet, pers_text, extra = _personalized_pretrained(spec, parts, torch_dtype)
+            provenance["personalized"] = {"ref": spec.personalized, **extra}
+        if pers_unet is not None:
+            fuse_residual(unet2d, pers_unet, float(spec.personalized_alpha))
+        if pers_text is not None:
+            fuse_residual(parts["text_encoder"], pers_text, float(spec.personalized_alpha))
+
+    unet = UNetMotionModel.from_unet2d(unet2d, parts["motion_adapter"])
+    scale_motion_residual(unet, float(spec.motion_scale))
+    pipe = AnimateDiffPipeline(vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
+                               unet=unet, motion_adapter=parts["motion_adapter"],
+                               scheduler=make_scheduler(resolve_sampler(spec.sampler)))
+    provenance.update(_load_lora(pipe, spec, weights, seed + 13, cache, unet2d))
+    pipe.to(device=device, dtype=None if torch_dtype == torch.float32 else torch_dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return VideoModel(pipe, spec, weights, device, dtype_name, provenance)

@@ -1,0 +1,66 @@
+"""Schedulers with the official AnimateLCM / AnimateDiff settings.
+
+Timestep spacing changes results a lot at 1-4 steps (DDIM "leading" at one step is
+t=1, almost no denoising), so every field is resolved explicitly and recorded.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from typing import Any, Dict
+
+from .specs import SamplerSpec
+
+_SD_BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="linear")
+
+# Official values: AnimateLCM inference-t2v.yaml / app.py (LCM) and the original
+# AnimateDiff inference configs (DDIM); DPM++ is diffusers' multistep solver.
+SAMPLER_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "lcm": dict(_SD_BETAS, original_inference_steps=100, steps_offset=1, clip_sample=False,
+                timestep_spacing="leading"),
+    "ddim": dict(_SD_BETAS, steps_offset=1, clip_sample=False, timestep_spacing="leading"),
+    "dpmpp": dict(_SD_BETAS, steps_offset=1, algorithm_type="dpmsolver++", timestep_spacing="linspace"),
+}
+_ALLOWED = {
+    "lcm": {"beta_start", "beta_end", "beta_schedule", "original_inference_steps", "steps_offset",
+            "clip_sample", "timestep_spacing"},
+    "ddim": {"beta_start", "beta_end", "beta_schedule", "steps_offset", "clip_sample", "timestep_spacing"},
+    "dpmpp": {"beta_start", "beta_end", "beta_schedule", "steps_offset", "algorithm_type", "timestep_spacing"},
+}
+
+
+def resolve_sampler(spec: SamplerSpec) -> Dict[str, Any]:
+    """Fill the spec's unset fields from the official defaults; refuse fields the
+    scheduler does not have."""
+    if spec.kind not in SAMPLER_DEFAULTS:
+        raise ValueError(f"Unknown sampler kind '{spec.kind}'. Use one of: {', '.join(SAMPLER_DEFAULTS)}.")
+    resolved = dict(SAMPLER_DEFAULTS[spec.kind])
+    for f in fields(spec):
+        value = getattr(spec, f.name)
+        if f.name == "kind" or value is None:
+            continue
+        if f.name not in _ALLOWED[spec.kind]:
+            raise ValueError(f"Sampler '{spec.kind}' has no setting '{f.name}'. "
+                             f"Settable: {', '.join(sorted(_ALLOWED[spec.kind]))}.")
+        resolved[f.name] = value
+    if resolved["timestep_spacing"] not in ("leading", "trailing", "linspace"):
+        raise ValueError(f"timestep_spacing must be leading, trailing or linspace, got "
+                         f"'{resolved['timestep_spacing']}'.")
+    return {"kind": spec.kind, **resolved}
+
+
+def make_scheduler(resolved: Dict[str, Any]):
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, LCMScheduler
+
+    kwargs = {k: v for k, v in resolved.items() if k != "kind"}
+    cls = {"lcm": LCMScheduler, "ddim": DDIMScheduler, "dpmpp": DPMSolverMultistepScheduler}[resolved["kind"]]
+    return cls(**kwargs)
+
+
+def timesteps(resolved: Dict[str, Any], num_inference_steps: int) -> list:
+    scheduler = make_scheduler(resolved)
+    scheduler.set_timesteps(num_inference_steps)
+    return [int(t) for t in scheduler.timesteps]
+
+
+def spec_dict(spec: SamplerSpec) -> Dict[str, Any]:
+    return asdict(spec)

@@ -1,0 +1,41 @@
+"""Plain dataclasses describing a method (model + sampler). Pure Python: the Hydra
+schemas in bench/config.py reuse them, and listing the registry imports no torch.
+
+A field left as None means "the registry default for this model" (models/registry.py);
+the resolved values are what the results record.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class SamplerSpec:
+    kind: str = "lcm"                              # lcm | ddim | dpmpp
+    timestep_spacing: Optional[str] = None         # leading | trailing | linspace
+    steps_offset: Optional[int] = None
+    original_inference_steps: Optional[int] = None  # LCM only: 100 in the official code
+    beta_start: Optional[float] = None
+    beta_end: Optional[float] = None
+    beta_schedule: Optional[str] = None
+    clip_sample: Optional[bool] = None
+    algorithm_type: Optional[str] = None           # DPM-Solver only: dpmsolver++
+
+
+@dataclass
+class ModelSpec:
+    name: str = "animatelcm"                 # registry name
+    display_name: Optional[str] = None
+    base: Optional[str] = None               # SD1.5: Hub id or local diffusers folder
+    motion_adapter: Optional[str] = None     # Hub id or local folder (diffusers MotionAdapter)
+    lora: Optional[str] = None               # spatial LCM LoRA: Hub repo id, local folder or file; "none" to skip
+    lora_file: Optional[str] = None          # file name inside the repo / folder
+    lora_scale: Optional[float] = None       # beta in the paper's equation (2)
+    personalized: Optional[str] = None       # personalized base: Hub id, diffusers folder or .safetensors file
+    personalized_alpha: Optional[float] = None  # alpha in equation (2)
+    motion_scale: Optional[float] = None     # gamma in equation (2): scales the motion modules' residual
+    guidance_scale: Optional[float] = None   # CFG is on only when > 1
+    negative_prompt: Optional[str] = None
+    revision: Optional[str] = None           # Hub revision for every Hub id of this model
+    sampler: SamplerSpec = field(default_factory=SamplerSpec)

@@ -1,0 +1,40 @@
+"""``python -m results RESULTS.json [--out DIR]``: re-render every artefact of a saved run."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from .schema import SchemaError, load
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m results",
+                                 description="Validate a results.json and (re)write its tables, plots and report.")
+    ap.add_argument("results", help="path to results.json")
+    ap.add_argument("--out", help="output directory (default: the folder of RESULTS.json)")
+    ap.add_argument("--with-paper", action="store_true", default=None,
+                    help="put the paper's numbers beside the run's (default: only for pretrained weights)")
+    ap.add_argument("--check", action="store_true", help="only validate the file and print a summary")
+    args = ap.parse_args(argv)
+    try:
+        res = load(args.results)
+    except (FileNotFoundError, SchemaError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"{args.results}: valid results schema {res.schema_version}; {res.run.experiment}, "
+              f"{res.weights_mode} weights, {len(res.rows)} rows, {len(res.timing)} timings, "
+              f"{len(res.vbench)} VBench entries, {len(res.ablation or [])} ablation variants")
+        return 0
+    from .report import write_all
+
+    out = Path(args.out) if args.out else Path(args.results).parent
+    for p in write_all(res, out, with_paper=args.with_paper):
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

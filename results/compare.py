@@ -1,0 +1,408 @@
+"""Regression check: compare a run's results.json with a baseline.
+
+``python -m results.compare BASELINE.json CURRENT.json [--tolerance fvd=5%]
+[--tolerance clipsim=0.5] [--tolerances FILE.yaml] [--markdown OUT.md] [--json OUT.json]``
+
+Prints one aligned line per (method, NFE, metric): baseline, current,
+change, tolerance and a verdict, knowing each metric's direction (FVD and
+timings: lower is better; CLIPSIM and VBench: higher is better):
+
+``ok``          the change is within the tolerance;
+``better``      improved by more than the tolerance;
+``REGRESSION``  worse by more than the tolerance;
+``missing``     in the baseline but not in the current run (a failure);
+``new``         only in the current run (reported, not a failure).
+
+Compared quantities: every row, VBench summaries and dimensions (percent),
+and the timing entries' ``denoise_ms`` and ``peak_mem_mb`` (only when both
+runs used the same device; otherwise they are skipped with a note).
+
+Tolerances: ``metric=5%`` (relative to the baseline value), ``metric=0.5``
+(absolute, in the metric's units), or ``metric=ci`` (from the baseline's
+bootstrap interval). Keys are metric names (``fvd``, ``clipsim``,
+``vbench_total``, ``denoise_ms``, ``peak_mem_mb`` ...), ``vbench`` for every
+VBench metric, or ``default``. A YAML/JSON file maps the same keys to the same
+values; ``--tolerance`` overrides it. Without a tolerance a metric uses
+max(floor, half-width of the baseline's bootstrap interval): the interval is
+the scale on which the estimate is uncertain, and the floor (``FLOORS``)
+keeps runs without intervals, or with very narrow ones, from failing on
+noise-level changes.
+
+Exit status: 0 when nothing regressed or went missing; 1 on any regression
+or missing metric; 2 when the files cannot be compared (different schema
+versions, weights modes, metric protocols, prompt sets, FVD sample sizes or
+VBench dimension sets), cannot be read, or the arguments are bad.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from .schema import (Results, SchemaError, flat_rows, as_results, comparable, higher_is_better,
+                     is_known_metric, load, metric_display)
+
+TIMING_METRICS = {"denoise_ms": "denoising ms", "peak_mem_mb": "peak memory MB"}
+
+# (kind, amount): "rel" = fraction of |baseline|, "abs" = metric units.
+FLOORS: Dict[str, Tuple[str, float]] = {
+    "fvd": ("rel", 0.02),          # 2% of the baseline FVD
+    "clipsim": ("abs", 0.25),      # 0.25 CLIPSIM points (x100 scale)
+    "vbench": ("abs", 0.5),        # 0.5 percentage points
+    "denoise_ms": ("rel", 0.10),   # timings are noisy: 10%
+    "peak_mem_mb": ("rel", 0.05),  # 5%
+}
+
+EXIT_OK, EXIT_REGRESSION, EXIT_INCOMPARABLE = 0, 1, 2
+
+
+class ToleranceError(ValueError):
+    """A tolerance specification that cannot be parsed."""
+
+
+@dataclass
+class Tolerance:
+    kind: str            # "rel" | "abs" | "ci"
+    amount: float = 0.0
+
+    def describe(self) -> str:
+        if self.kind == "rel":
+            return f"{100 * self.amount:g}%"
+        if self.kind == "abs":
+            return f"{self.amount:g}"
+        return "CI"
+
+
+@dataclass
+class Line:
+    method: str
+    display: str
+    nfe: int
+    metric: str
+    baseline: Optional[float]
+    baseline_half_ci: Optional[float]
+    current: Optional[float]
+    current_half_ci: Optional[float]
+    delta: Optional[float]
+    tolerance: Optional[float]
+    tolerance_source: str
+    verdict: str
+
+
+def parse_tolerance(text: Union[str, float, int]) -> Tolerance:
+    """``"5%"`` -> relative, ``"0.5"`` / ``0.5`` -> absolute, ``"ci"`` -> baseline interval."""
+    if isinstance(text, bool):
+        raise ToleranceError(f"tolerance must be a number, a percentage or 'ci', got {text!r}")
+    if isinstance(text, (int, float)):
+        val, kind = float(text), "abs"
+    else:
+        s = str(text).strip().lower()
+        if s == "ci":
+            return Tolerance("ci")
+        kind = "rel" if s.endswith("%") else "abs"
+        try:
+            val = float(s[:-1] if kind == "rel" else s)
+        except ValueError:
+            raise ToleranceError(f"cannot read tolerance {text!r}: use e.g. '5%' (relative), '0.5' (absolute) "
+                                 f"or 'ci' (baseline bootstrap interval)") from None
+        if kind == "rel":
+            val /= 100.0
+    if not math.isfinite(val) or val < 0:
+        raise ToleranceError(f"tolerance must be a finite non-negative amount, got {text!r}")
+    return Tolerance(kind, val)
+
+
+def _check_key(key: str) -> str:
+    key = key.strip()
+    if key in ("default", "vbench") or key in TIMING_METRICS or is_known_metric(key):
+        return key
+    raise ToleranceError(f"unknown tolerance key {key!r}; use a metric name (fvd, clipsim, vbench_total, "
+                         f"vbench_<dimension>, denoise_ms, peak_mem_mb), 'vbench' or 'default'")
+
+
+def parse_tolerance_args(items: Sequence[str]) -> Dict[str, Tolerance]:
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise ToleranceError(f"--tolerance takes METRIC=AMOUNT (e.g. fvd=5% or clipsim=0.5), got {it!r}")
+        k, v = it.split("=", 1)
+        out[_check_key(k)] = parse_tolerance(v)
+    return out
+
+
+def load_tolerance_file(path: Union[str, Path]) -> Dict[str, Tolerance]:
+    """Read ``metric: amount`` pairs from YAML (or JSON, a subset of YAML)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ToleranceError(f"tolerance file not found: {p}")
+    text = p.read_text(encoding="utf-8")
+    try:
+        import yaml
+
+        data = yaml.safe_load(text)
+    except ImportError:
+        data = json.loads(text)
+    except Exception as e:  # yaml.YAMLError and friends
+        raise ToleranceError(f"{p}: not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ToleranceError(f"{p}: expected a mapping of metric -> tolerance, e.g. 'fvd: 5%'")
+    return {_check_key(str(k)): parse_tolerance(v) for k, v in data.items()}
+
+
+def _floor(metric: str) -> Tolerance:
+    key = "vbench" if metric.startswith("vbench_") else metric
+    kind, amt = FLOORS.get(key, ("rel", 0.05))
+    return Tolerance(kind, amt)
+
+
+def _resolve(metric: str, tolerances: Mapping[str, Tolerance]) -> Optional[Tolerance]:
+    for key in (metric, "vbench" if metric.startswith("vbench_") else None, "default"):
+        if key and key in tolerances:
+            return tolerances[key]
+    return None
+
+
+def _amount(tol: Tolerance, base: float, half_ci: Optional[float]) -> Optional[float]:
+    if tol.kind == "rel":
+        return tol.amount * abs(base)
+    if tol.kind == "abs":
+        return tol.amount
+    return half_ci
+
+
+def tolerance_for(metric: str, base: float, half_ci: Optional[float],
+                  tolerances: Mapping[str, Tolerance]) -> Tuple[float, str]:
+    """The tolerance for one comparison and where it came from."""
+    tol = _resolve(metric, tolerances)
+    floor = _floor(metric)
+    floor_amt = _amount(floor, base, None)
+    if tol is not None and tol.kind != "ci":
+        return _amount(tol, base, half_ci), tol.describe()
+    if half_ci is not None and half_ci > floor_amt:
+        return half_ci, "baseline CI"
+    return floor_amt, f"floor {floor.describe()}"
+
+
+def _direction(metric: str) -> bool:
+    return False if metric in TIMING_METRICS else higher_is_better(metric)
+
+
+def _quantities(res: Results, with_timing: bool) -> Dict[Tuple[str, int, str], Tuple[float, Optional[float]]]:
+    out = {}
+    for r in flat_rows(res):
+        half = None if r["ci_low"] is None else (r["ci_high"] - r["ci_low"]) / 2.0
+        out[(r["method"], r["nfe"], r["metric"])] = (float(r["value"]), half)
+    if with_timing:
+        for t in res.timing:
+            out[(t.method, t.nfe, "denoise_ms")] = (t.denoise_ms_median, None)
+            if t.peak_mem_mb is not None:
+                out[(t.method, t.nfe, "peak_mem_mb")] = (t.peak_mem_mb, None)
+    return out
+
+
+def _same_device(a: Results, b: Results) -> Tuple[bool, str]:
+    da = {(t.device, t.dtype) for t in a.timing} | {(a.provenance.device.name, a.provenance.device.dtype)}
+    db = {(t.device, t.dtype) for t in b.timing} | {(b.provenance.device.name, b.provenance.device.dtype)}
+    if da == db:
+        return True, ""
+    fa = ", ".join(sorted(" ".join(x) for x in da))
+    fb = ", ".join(sorted(" ".join(x) for x in db))
+    return False, f"timing not compared: the runs used different devices ({fa} vs {fb})"
+
+
+def compare(baseline: Union[Results, Mapping[str, Any]], current: Union[Results, Mapping[str, Any]],
+            tolerances: Optional[Mapping[str, Tolerance]] = None) -> Tuple[List[Line], List[str]]:
+    """Compare two comparable runs. Returns (lines, notes).
+
+    Raises ``ValueError`` listing the reasons when :func:`results.schema.comparable`
+    finds any.
+    """
+    base, cur = as_results(baseline), as_results(current)
+    reasons = comparable(base, cur)
+    if reasons:
+        raise ValueError("results are not comparable:\n" + "\n".join(f"  - {r}" for r in reasons))
+    tolerances = dict(tolerances or {})
+    notes = []
+    with_timing, why = _same_device(base, cur)
+    if base.timing and cur.timing and not with_timing:
+        notes.append(why)
+    qb, qc = _quantities(base, with_timing), _quantities(cur, with_timing)
+    order = {m: i for i, m in enumerate(base.method_order() + [m for m in cur.method_order()
+                                                              if m not in base.method_order()])}
+    metric_rank = {"fvd": 0, "clipsim": 1, "vbench_total": 2, "vbench_quality": 3, "vbench_semantic": 4,
+                   "denoise_ms": 90, "peak_mem_mb": 91}
+    keys = sorted(set(qb) | set(qc), key=lambda k: (metric_rank.get(k[2], 50), k[2], order.get(k[0], 99), k[1]))
+    lines = []
+    for k in keys:
+        method, nfe, metric = k
+        display = base.display_name(method) if method in base.methods else cur.display_name(method)
+        b, c = qb.get(k), qc.get(k)
+        if b is None:
+            lines.append(Line(method, display, nfe, metric, None, None, c[0], c[1], None, None, "", "new"))
+            continue
+        if c is None:
+            tol, src = tolerance_for(metric, b[0], b[1], tolerances)
+            lines.append(Line(method, display, nfe, metric, b[0], b[1], None, None, None, tol, src, "missing"))
+            continue
+        tol, src = tolerance_for(metric, b[0], b[1], tolerances)
+        delta = c[0] - b[0]
+        worse = -delta if _direction(metric) else delta
+        verdict = "REGRESSION" if worse > tol else ("better" if -worse > tol else "ok")
+        lines.append(Line(method, display, nfe, metric, b[0], b[1], c[0], c[1], delta, tol, src, verdict))
+    return lines, notes
+
+
+# ---------------------------------------------------------------- output
+def _metric_label(metric: str) -> str:
+    if metric in TIMING_METRICS:
+        return f"{TIMING_METRICS[metric]} ↓"
+    return f"{metric_display(metric)} {'↑' if _direction(metric) else '↓'}"
+
+
+def _num(v: Optional[float]) -> str:
+    if v is None:
+        return "–"
+    a = abs(v)
+    return f"{v:,.0f}" if a >= 10000 else f"{v:.2f}" if a >= 0.1 or a == 0 else f"{v:.4f}"
+
+
+def _val(v: Optional[float], half: Optional[float]) -> str:
+    if v is None:
+        return "–"
+    return _num(v) + (f" ±{_num(half)}" if half is not None else "")
+
+
+def _change(line: Line) -> str:
+    if line.delta is None:
+        return "–"
+    rel = f" ({100 * line.delta / abs(line.baseline):+.1f}%)" if line.baseline else ""
+    return f"{line.delta:+.2f}{rel}" if abs(line.delta) >= 0.1 or line.delta == 0 else f"{line.delta:+.4f}{rel}"
+
+
+def _cells(line: Line) -> List[str]:
+    tol = "–" if line.tolerance is None else f"±{_num(line.tolerance)} ({line.tolerance_source})"
+    return [line.display, str(line.nfe), _metric_label(line.metric), _val(line.baseline, line.baseline_half_ci),
+            _val(line.current, line.current_half_ci), _change(line), tol, line.verdict]
+
+
+HEADER = ["method", "steps", "metric", "baseline", "current", "change", "tolerance", "verdict"]
+
+
+def summarize(lines: Sequence[Line]) -> Dict[str, int]:
+    out = {"compared": 0, "ok": 0, "better": 0, "REGRESSION": 0, "missing": 0, "new": 0}
+    for ln in lines:
+        out[ln.verdict] += 1
+        if ln.verdict in ("ok", "better", "REGRESSION"):
+            out["compared"] += 1
+    return out
+
+
+def failed(lines: Sequence[Line]) -> bool:
+    return any(ln.verdict in ("REGRESSION", "missing") for ln in lines)
+
+
+def format_text(lines: Sequence[Line], color: bool = False) -> str:
+    rows = [HEADER] + [_cells(ln) for ln in lines]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    right = {1, 3, 4, 5, 6}
+    paint = {"REGRESSION": "\033[1;31m", "missing": "\033[1;31m", "better": "\033[32m", "new": "\033[36m"}
+    out = []
+    for n, r in enumerate(rows):
+        parts = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)]
+        text = "  ".join(parts).rstrip()
+        if color and n > 0 and r[-1] in paint:
+            text = paint[r[-1]] + text + "\033[0m"
+        out.append(text)
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def format_markdown(lines: Sequence[Line], header: str = "") -> str:
+    out = [header] if header else []
+    out.append("| " + " | ".join(HEADER) + " |")
+    out.append("|:--|--:|:--|--:|--:|--:|--:|:--|")
+    for ln in lines:
+        c = _cells(ln)
+        if ln.verdict in ("REGRESSION", "missing"):
+            c[-1] = f"**{c[-1]}**"
+        out.append("| " + " | ".join(x.replace("|", "\\|") for x in c) + " |")
+    return "\n".join(out) + "\n"
+
+
+def _describe(path: str, res: Results) -> str:
+    git = (res.provenance.git_commit or "unknown")[:10] + ("+dirty" if res.provenance.git_dirty else "")
+    return (f"{path}  [{res.run.experiment}, {res.weights_mode} weights, git {git}, "
+            f"{res.provenance.device.name}, {res.run.started_at}]")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m results.compare",
+        description="Compare a run's results.json with a baseline; exit 1 on regression, 2 if not comparable.")
+    ap.add_argument("baseline", help="baseline results.json (e.g. results/baselines/regression.json)")
+    ap.add_argument("current", help="results.json of the run to check")
+    ap.add_argument("--tolerance", action="append", default=[], metavar="METRIC=AMOUNT",
+                    help="e.g. fvd=5%% (relative), clipsim=0.5 (absolute), vbench=ci; repeatable")
+    ap.add_argument("--tolerances", metavar="FILE.yaml", help="YAML mapping metric -> tolerance")
+    ap.add_argument("--markdown", metavar="PATH", help="also write the comparison as a Markdown table "
+                                                        "(e.g. $GITHUB_STEP_SUMMARY)")
+    ap.add_argument("--json", metavar="PATH", dest="json_out", help="also write the verdicts as JSON")
+    ap.add_argument("--no-color", action="store_true")
+    args = ap.parse_args(argv)
+
+    try:
+        tolerances = load_tolerance_file(args.tolerances) if args.tolerances else {}
+        tolerances.update(parse_tolerance_args(args.tolerance))
+    except ToleranceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INCOMPARABLE
+    try:
+        base = load(args.baseline)
+        cur = load(args.current)
+    except (FileNotFoundError, SchemaError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INCOMPARABLE
+    reasons = comparable(base, cur)
+    print("lcmbench regression check")
+    print(f"  baseline: {_describe(args.baseline, base)}")
+    print(f"  current:  {_describe(args.current, cur)}")
+    if reasons:
+        print("\nNOT COMPARABLE - refusing to compare these results:", file=sys.stderr)
+        for r in reasons:
+            print(f"  - {r}", file=sys.stderr)
+        print("Regenerate the baseline with the same protocol and weights (see results/baselines/README.md).",
+              file=sys.stderr)
+        return EXIT_INCOMPARABLE
+    lines, notes = compare(base, cur, tolerances)
+    color = not args.no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    print()
+    print(format_text(lines, color=color))
+    for n in notes:
+        print(f"note: {n}")
+    s = summarize(lines)
+    verdict = "FAIL" if failed(lines) else "PASS"
+    summary = (f"{s['compared']} compared: {s['ok']} ok, {s['better']} better, {s['REGRESSION']} regression(s); "
+               f"{s['missing']} missing, {s['new']} new. {verdict}")
+    print(f"\n{summary}")
+    if args.markdown:
+        head = (f"### lcmbench regression check: {verdict}\n\n{summary}\n\n"
+                + "".join(f"> note: {n}\n\n" for n in notes))
+        with open(args.markdown, "a", encoding="utf-8") as f:
+            f.write(format_markdown(lines, head))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"verdict": verdict, "summary": s, "notes": notes,
+                                                   "lines": [asdict(ln) for ln in lines]}, indent=2) + "\n",
+                                       encoding="utf-8")
+    return EXIT_REGRESSION if failed(lines) else EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

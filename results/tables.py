@@ -1,0 +1,586 @@
+"""Paper-style tables from a results file, as Markdown, LaTeX (booktabs) or HTML.
+
+- :func:`table1`: the paper's Table 1 layout -- rows DDIM, DPM++, Ours, Ours-R
+  (then any other method), column groups FVD and CLIPSIM, each under
+  1-Step 2-Step 4-Step 8-Step. A cell reads ``value ± half-CI`` (or
+  ``value [lo, hi]`` with ``ci_style="interval"``) when the run has bootstrap
+  intervals, ``value`` otherwise, and ``–`` when not measured. The best
+  measured value per column is bold.
+- :func:`table2`: VBench Total / Quality / Semantic, this run's entries next to
+  other models' published scores (``results/data/vbench_published.csv``),
+  sorted by Total, each row with its source.
+- :func:`time_table`: denoising time per setting, speed-up against the
+  slowest guided (teacher) setting, the ideal speed-up from UNet-evaluation
+  counts, device.
+- :func:`ablation_table`: decoupled vs joint distillation variants at their
+  training steps, with intervals.
+
+``with_paper=True`` adds the paper's numbers for reference (a muted "paper"
+sub-row under each method, or paper columns). Tables of runs whose weights are
+not pretrained start with the run's warning label.
+
+CLI: ``python -m results.tables RESULTS.json [--with-paper] [--format md|tex|html]
+[--table 1|2|time|ablation|all] [--ci-style pm|interval]``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import html
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from . import paper
+from .schema import (METHOD_DISPLAY, METHOD_ORDER, Results, Row, SchemaError, VBENCH_DIMENSIONS, as_results,
+                     higher_is_better, load, metric_display, unet_evals)
+
+DASH = "–"
+FORMATS = ("md", "tex", "html")
+CI_STYLES = ("pm", "interval")
+PUBLISHED_VBENCH_CSV = Path(__file__).parent / "data" / "vbench_published.csv"
+_DECIMALS = {"fvd": 2, "clipsim": 2}
+
+
+# ---------------------------------------------------------------- table model
+@dataclass
+class Cell:
+    """One table cell: plain text (Markdown/HTML) and, where it differs, LaTeX."""
+
+    text: str
+    tex: Optional[str] = None
+    bold: bool = False
+    sort_value: Optional[float] = None
+
+    @property
+    def latex(self) -> str:
+        return self.tex if self.tex is not None else tex_escape(self.text)
+
+
+@dataclass
+class Table:
+    title: str
+    columns: List[str]
+    rows: List[List[Cell]]
+    row_kinds: List[str] = field(default_factory=list)  # "data" | "paper" | "published" per row
+    groups: Optional[List[Tuple[str, int]]] = None       # header groups over columns after the stub
+    stub: int = 1                                         # leading label columns
+    label: str = ""                                       # weights-mode warning
+    notes: List[str] = field(default_factory=list)
+    tex_columns: Optional[List[str]] = None
+    tex_groups: Optional[List[Tuple[str, int]]] = None
+    tex_label: str = "tab:results"
+    align: Optional[str] = None                           # LaTeX column spec, e.g. "lcccc"
+
+    def column(self, name: str) -> List[str]:
+        i = self.columns.index(name)
+        return [r[i].text for r in self.rows]
+
+
+def tex_escape(s: str) -> str:
+    """Escape LaTeX special characters in plain text."""
+    rep = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+           "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+           "–": "--", "±": r"$\pm$", "↓": r"$\downarrow$", "↑": r"$\uparrow$", "✓": r"\checkmark{}",
+           "×": r"$\times$", "†": r"$^\dagger$", "≥": r"$\geq$", "→": r"$\to$"}
+    return "".join(rep.get(ch, ch) for ch in s)
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+def to_markdown(t: Table) -> str:
+    out = [f"**{t.title}**", ""]
+    if t.label:
+        out += [f"> **{t.label}**", ""]
+    cols = list(t.columns)
+    if t.groups:
+        i = t.stub
+        for name, span in t.groups:
+            for j in range(i, i + span):
+                cols[j] = f"{name} {cols[j]}"
+            i += span
+    out.append("| " + " | ".join(_md_escape(c) for c in cols) + " |")
+    spec = t.align or ("l" * t.stub + "r" * (len(cols) - t.stub))
+    out.append("|" + "|".join({"l": ":---", "c": ":---:"}.get(spec[i], "---:") for i in range(len(cols))) + "|")
+    for kind, row in zip(t.row_kinds or ["data"] * len(t.rows), t.rows):
+        cells = []
+        for i, c in enumerate(row):
+            txt = _md_escape(c.text)
+            if c.bold and c.text != DASH:
+                txt = f"**{txt}**"
+            elif kind == "paper" and c.text and c.text != DASH:
+                txt = f"*{txt}*"
+            cells.append(txt)
+        out.append("| " + " | ".join(cells) + " |")
+    if t.notes:
+        out.append("")
+        out += [f"- {n}" for n in t.notes]
+    return "\n".join(out) + "\n"
+
+
+def to_latex(t: Table) -> str:
+    ncol = len(t.columns)
+    align = t.align or ("l" * t.stub + "c" * (ncol - t.stub))
+    cols = t.tex_columns or [tex_escape(c) for c in t.columns]
+    # LaTeX numbers tables itself: drop our "Table N." prefix from the caption.
+    caption = tex_escape(re.sub(r"^Table \d+\.\s*", "", t.title))
+    if t.label:
+        caption = r"\textbf{" + tex_escape(t.label) + "}. " + caption
+    out = []
+    if t.label:
+        out.append(f"% {t.label}")
+    out += [r"% requires \usepackage{booktabs} (and amssymb for \checkmark)",
+            r"\begin{table}[t]", r"\centering", r"\small", f"\\caption{{{caption}}}", f"\\label{{{t.tex_label}}}",
+            f"\\begin{{tabular}}{{{align}}}", r"\toprule"]
+    groups = t.tex_groups or ([(tex_escape(n), s) for n, s in t.groups] if t.groups else None)
+    if groups:
+        head, rules, i = ["" for _ in range(t.stub)], [], t.stub + 1
+        for name, span in groups:
+            head.append(f"\\multicolumn{{{span}}}{{c}}{{{name}}}")
+            rules.append(f"\\cmidrule(lr){{{i}-{i + span - 1}}}")
+            i += span
+        out.append(" & ".join(head) + r" \\")
+        out.append(" ".join(rules))
+    out.append(" & ".join(cols) + r" \\")
+    out.append(r"\midrule")
+    kinds = t.row_kinds or ["data"] * len(t.rows)
+    for k, (kind, row) in enumerate(zip(kinds, t.rows)):
+        cells = []
+        for c in row:
+            s = c.latex
+            if c.bold and c.text != DASH:
+                s = r"\textbf{" + s + "}"
+            elif kind == "paper" and c.text and c.text != DASH:
+                s = r"\textit{" + s + "}"
+            cells.append(s)
+        out.append(" & ".join(cells) + r" \\")
+        if kind == "paper" and k + 1 < len(t.rows) and kinds[k + 1] != "paper":
+            out.append(r"\addlinespace[2pt]")
+    out.append(r"\bottomrule")
+    out.append(r"\end{tabular}")
+    if t.notes:
+        # \par, not \\: a note starting with "[" would be read as \\'s optional argument.
+        out.append(r"\par\smallskip{\footnotesize " + r"\par ".join(tex_escape(n) for n in t.notes) + r"\par}")
+    out.append(r"\end{table}")
+    return "\n".join(out) + "\n"
+
+
+def to_html(t: Table, table_id: Optional[str] = None) -> str:
+    e = html.escape
+    idattr = f' id="{e(table_id)}"' if table_id else ""
+    out = [f'<figure class="table"{idattr}>', f"<figcaption>{e(t.title)}</figcaption>"]
+    if t.label:
+        out.append(f'<div class="label-line">{e(t.label)}</div>')
+    out.append('<table class="results">')
+    out.append("<thead>")
+    if t.groups:
+        out.append("<tr>" + "".join("<th></th>" for _ in range(t.stub))
+                   + "".join(f'<th colspan="{s}" class="group">{e(n)}</th>' for n, s in t.groups) + "</tr>")
+    spec = t.align or ("l" * t.stub + "r" * (len(t.columns) - t.stub))
+    klass = [{"l": "stub", "c": "center"}.get(spec[i], "num") for i in range(len(t.columns))]
+    out.append("<tr>" + "".join(f'<th class="{klass[i]}">{e(c)}</th>' for i, c in enumerate(t.columns)) + "</tr>")
+    out.append("</thead><tbody>")
+    for kind, row in zip(t.row_kinds or ["data"] * len(t.rows), t.rows):
+        tds = []
+        for i, c in enumerate(row):
+            cls = [klass[i]]
+            if c.bold and c.text != DASH:
+                cls.append("best")
+            if c.text == DASH:
+                cls.append("missing")
+            tds.append(f'<td class="{" ".join(cls)}">{e(c.text)}</td>')
+        out.append(f'<tr class="{kind}">' + "".join(tds) + "</tr>")
+    out.append("</tbody></table>")
+    if t.notes:
+        out.append('<ul class="notes">' + "".join(f"<li>{e(n)}</li>" for n in t.notes) + "</ul>")
+    out.append("</figure>")
+    return "\n".join(out) + "\n"
+
+
+def render(t: Table, fmt: str = "md") -> str:
+    if fmt == "md":
+        return to_markdown(t)
+    if fmt == "tex":
+        return to_latex(t)
+    if fmt == "html":
+        return to_html(t)
+    raise ValueError(f"unknown table format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+# ---------------------------------------------------------------- formatting
+def fmt_num(v: Optional[float], decimals: int = 2) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return DASH
+    return f"{v:,.{decimals}f}" if abs(v) >= 10000 else f"{v:.{decimals}f}"
+
+
+def fmt_ms(v: Optional[float]) -> str:
+    if v is None:
+        return DASH
+    if v >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+
+
+def _value_cell(r: Optional[Row], decimals: int, ci_style: str) -> Cell:
+    if r is None:
+        return Cell(DASH, "--")
+    v = fmt_num(r.value, decimals)
+    if not r.has_ci:
+        return Cell(v, sort_value=r.value)
+    if ci_style == "interval":
+        lo, hi = fmt_num(r.ci_low, decimals), fmt_num(r.ci_high, decimals)
+        return Cell(f"{v} [{lo}, {hi}]", f"{v}\\,{{\\scriptsize[{lo}, {hi}]}}", sort_value=r.value)
+    h = fmt_num(r.ci_half_width, decimals)
+    return Cell(f"{v} ± {h}", f"{v}\\,{{\\scriptsize$\\pm$\\,{h}}}", sort_value=r.value)
+
+
+def _mark_best(rows: List[List[Cell]], kinds: List[str], col: int, higher: bool) -> None:
+    cand = [(r[col].sort_value, i) for i, (r, k) in enumerate(zip(rows, kinds))
+            if k == "data" and r[col].sort_value is not None]
+    if len(cand) < 2:
+        return
+    best = max(cand)[0] if higher else min(cand)[0]
+    for v, i in cand:
+        if v == best:
+            rows[i][col].bold = True
+
+
+def _ci_note(res: Results, ci_style: str) -> Optional[str]:
+    if not any(r.has_ci for r in res.rows):
+        return None
+    b = res.bootstrap
+    level = round(100 * (1 - b.alpha))
+    shape = "± half-width of" if ci_style == "pm" else "[lo, hi]:"
+    return f"{shape} the {level}% bootstrap interval ({b.method}, {b.n_boot} resamples of the clips, seed {b.seed})."
+
+
+def _method_rows(res: Results, extra: Sequence[str] = ()) -> List[str]:
+    present = [m for m in res.method_order() if m not in METHOD_ORDER]
+    return list(METHOD_ORDER) + [m for m in present if m not in extra] + list(extra)
+
+
+# ---------------------------------------------------------------- Table 1
+def build_table1(results: Union[Results, Mapping[str, Any]], with_paper: bool = False,
+                 ci_style: str = "pm") -> Table:
+    """Table 1 as a :class:`Table` (see :func:`table1`)."""
+    if ci_style not in CI_STYLES:
+        raise ValueError(f"ci_style must be one of {CI_STYLES}, got {ci_style!r}")
+    res = as_results(results)
+    metrics = ["fvd", "clipsim"]
+    nfes = sorted(set(paper.NFES) | {r.nfe for r in res.rows if r.metric in metrics})
+    columns = ["Method"] + [f"{k}-Step" for _ in metrics for k in nfes]
+    groups = [("FVD ↓", len(nfes)), ("CLIPSIM ↑", len(nfes))]
+    rows: List[List[Cell]] = []
+    kinds: List[str] = []
+    for m in _method_rows(res):
+        rows.append([Cell(res.display_name(m))] + [_value_cell(res.row(m, k, met), _DECIMALS[met], ci_style)
+                                                   for met in metrics for k in nfes])
+        kinds.append("data")
+        if with_paper and m in paper.METHODS:
+            cells = [Cell("paper", r"\quad paper")]
+            for met in metrics:
+                for k in nfes:
+                    v = paper.table1_value(met, m, k)
+                    cells.append(Cell(fmt_num(v, _DECIMALS[met]) if v is not None else DASH,
+                                      None if v is not None else "--"))
+            rows.append(cells)
+            kinds.append("paper")
+    for ci, (met, k) in enumerate([(met, k) for met in metrics for k in nfes], start=1):
+        _mark_best(rows, kinds, ci, higher_is_better(met))
+    ns = sorted({r.n for r in res.rows if r.metric in metrics})
+    protos = {met: res.provenance.protocols.get(met) for met in metrics}
+    proto_txt = ", ".join(f"{metric_display(k)}: {v['name']} v{v['version']}" for k, v in protos.items() if v)
+    notes = [f"{DASH}: not measured. Best measured value per column in bold."]
+    if ns:
+        notes.append(f"Clips per cell: {', '.join(str(n) for n in ns)}" + (f"; protocols {proto_txt}." if proto_txt else "."))
+    ci = _ci_note(res, ci_style)
+    if ci:
+        notes.append(ci)
+    if with_paper:
+        notes.append(f"paper: values published in the AnimateLCM paper (arXiv:{paper.ARXIV}), "
+                     f"{paper.N_CLIPS} UCF-101 clips per cell.")
+    tex_groups = [(r"FVD $\downarrow$", len(nfes)), (r"CLIPSIM $\uparrow$", len(nfes))]
+    return Table(
+        title="Table 1. Zero-shot text-to-video generation on UCF-101: FVD (lower is better) and CLIPSIM "
+              "(x100, higher is better) by number of denoising steps.",
+        columns=columns, rows=rows, row_kinds=kinds, groups=groups, label=res.label if res.weights_mode != "pretrained" else "",
+        notes=notes, tex_groups=tex_groups, tex_label="tab:ucf101", stub=1)
+
+
+def table1(results: Union[Results, Mapping[str, Any]], fmt: str = "md", with_paper: bool = False,
+           ci_style: str = "pm") -> str:
+    """Table 1 (FVD and CLIPSIM at 1/2/4/8 steps) rendered as ``fmt`` (md, tex or html)."""
+    return render(build_table1(results, with_paper, ci_style), fmt)
+
+
+# ---------------------------------------------------------------- Table 2 (VBench)
+def load_published_vbench(path: Union[str, Path, None] = None) -> List[Dict[str, Any]]:
+    """Published VBench scores: rows with model, fast (bool), total, quality, semantic, source."""
+    p = Path(path) if path is not None else PUBLISHED_VBENCH_CSV
+    if not p.is_file():
+        raise FileNotFoundError(f"published VBench scores not found: {p}")
+    need = ["model", "fast", "total", "quality", "semantic", "source"]
+    out = []
+    with p.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in need if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{p}: missing column(s) {', '.join(missing)}; expected {', '.join(need)}")
+        for i, r in enumerate(reader, start=2):
+            try:
+                vals = {k: float(r[k]) for k in ("total", "quality", "semantic")}
+            except (TypeError, ValueError):
+                raise ValueError(f"{p}:{i}: total/quality/semantic must be numbers, got "
+                                 f"{r['total']!r}, {r['quality']!r}, {r['semantic']!r}") from None
+            for k, v in vals.items():
+                if not 0 <= v <= 100:
+                    raise ValueError(f"{p}:{i}: {k} = {v} is not a percentage")
+            if r["fast"].strip() not in ("0", "1"):
+                raise ValueError(f"{p}:{i}: fast must be 0 or 1, got {r['fast']!r}")
+            out.append({"model": r["model"].strip(), "fast": r["fast"].strip() == "1", **vals,
+                        "source": r["source"].strip()})
+    return out
+
+
+def build_table2(results: Union[Results, Mapping[str, Any]], with_paper: bool = False,
+                 published: Union[str, Path, Sequence[Mapping[str, Any]], None] = None) -> Table:
+    """Table 2 (VBench) as a :class:`Table` (see :func:`table2`)."""
+    res = as_results(results)
+    pub = load_published_vbench(published) if published is None or isinstance(published, (str, Path)) \
+        else list(published)
+    entries: List[Tuple[Optional[float], str, List[Cell]]] = []
+    notes: List[str] = []
+    this_run = "this run" + (f" ({res.weights_mode} weights)" if res.weights_mode != "pretrained" else "")
+    for mid in res.method_order():
+        e = res.vbench.get(mid)
+        if e is None:
+            continue
+        name = res.display_name(mid) + (f" ({e.nfe}-step)" if e.nfe else "")
+        mark = ""
+        if e.partial:
+            mark = "†"
+            notes.append(f"† {name}: partial VBench, {len(e.scores)} of {len(VBENCH_DIMENSIONS)} dimensions "
+                         f"scored ({', '.join(sorted(e.scores)) or 'none'}); not comparable to full scores.")
+        fast = e.nfe is not None and e.nfe <= 8
+        entries.append((e.total, "data", [Cell(name + mark), Cell("✓" if fast else "✗", r"\checkmark" if fast else r"$\times$"),
+                                          Cell(fmt_num(e.total), sort_value=e.total),
+                                          Cell(fmt_num(e.quality), sort_value=e.quality),
+                                          Cell(fmt_num(e.semantic), sort_value=e.semantic), Cell(this_run)]))
+    for p in pub:
+        entries.append((p["total"], "published", [
+            Cell(p["model"]), Cell("✓" if p["fast"] else "✗", r"\checkmark" if p["fast"] else r"$\times$"),
+            Cell(fmt_num(p["total"]), sort_value=p["total"]), Cell(fmt_num(p["quality"]), sort_value=p["quality"]),
+            Cell(fmt_num(p["semantic"]), sort_value=p["semantic"]), Cell(p["source"])]))
+    if with_paper:
+        v = paper.VBENCH_ANIMATELCM
+        entries.append((v["total"], "paper", [Cell("AnimateLCM (paper)"), Cell("✓", r"\checkmark"),
+                                               Cell(fmt_num(v["total"])), Cell(fmt_num(v["quality"])),
+                                               Cell(fmt_num(v["semantic"])),
+                                               Cell(f"AnimateLCM paper, Table 2 (arXiv:{paper.ARXIV})")]))
+    entries.sort(key=lambda t: (t[0] is None, -(t[0] or 0.0)))
+    notes.insert(0, "Percent; sorted by Total. Total = (4 Quality + Semantic) / 5 over VBench's 16 dimensions. "
+                    "Fast: few-step sampling (8 steps or fewer).")
+    return Table(title="Table 2. VBench scores (higher is better).",
+                 columns=["Model", "Fast", "Total ↑", "Quality ↑", "Semantic ↑", "Source"],
+                 tex_columns=["Model", "Fast", r"Total $\uparrow$", r"Quality $\uparrow$", r"Semantic $\uparrow$",
+                              "Source"],
+                 rows=[c for _, _, c in entries], row_kinds=[k for _, k, _ in entries],
+                 label=res.label if res.weights_mode != "pretrained" else "", notes=notes, tex_label="tab:vbench",
+                 align="lccccl", stub=1)
+
+
+def table2(results: Union[Results, Mapping[str, Any]], fmt: str = "md", with_paper: bool = False,
+           published: Union[str, Path, Sequence[Mapping[str, Any]], None] = None) -> str:
+    """Table 2 (VBench Total/Quality/Semantic with published models) rendered as ``fmt``."""
+    return render(build_table2(results, with_paper, published), fmt)
+
+
+# ---------------------------------------------------------------- inference time
+def _reference_timing(res: Results):
+    if not res.timing:
+        return None
+    guided = [t for t in res.timing if t.guidance_scale > 1.0]
+    pool = guided or res.timing
+    return max(pool, key=lambda t: (t.unet_evals, t.denoise_ms_median))
+
+
+def build_time_table(results: Union[Results, Mapping[str, Any]], with_paper: bool = False) -> Table:
+    """Inference-time table as a :class:`Table` (see :func:`time_table`)."""
+    res = as_results(results)
+    if not res.timing:
+        raise ValueError("the results have no timing entries; run the timing stage to get an inference-time table")
+    ref = _reference_timing(res)
+    order = {m: i for i, m in enumerate(res.method_order())}
+    timings = sorted(res.timing, key=lambda t: (-t.unet_evals, order.get(t.method, 99), t.nfe))
+    cols = ["Method", "Steps", "CFG", "UNet evals", "Denoise ms", "Speed-up",
+            "Ideal speed-up", "Text enc. ms", "VAE ms", "Peak mem MB", "TFLOP/s", "Utilisation", "Device"]
+    rows = []
+    for t in timings:
+        cfg = f"{t.guidance_scale:g}" if t.guidance_scale > 1.0 else "off"
+        tflops = (t.tflop_per_unet_eval * t.unet_evals / (t.denoise_ms_median / 1000.0)
+                  if t.tflop_per_unet_eval is not None else None)
+        rows.append([
+            Cell(res.display_name(t.method)), Cell(str(t.nfe)), Cell(cfg), Cell(str(t.unet_evals)),
+            Cell(f"{fmt_ms(t.denoise_ms_median)} ({fmt_ms(t.denoise_ms_iqr)})", sort_value=t.denoise_ms_median),
+            Cell(f"{ref.denoise_ms_median / t.denoise_ms_median:.1f}×",
+                 f"{ref.denoise_ms_median / t.denoise_ms_median:.1f}$\\times$"),
+            Cell(f"{ref.unet_evals / t.unet_evals:.1f}×", f"{ref.unet_evals / t.unet_evals:.1f}$\\times$"),
+            Cell(fmt_ms(t.text_encode_ms)), Cell(fmt_ms(t.vae_ms)),
+            Cell(fmt_num(t.peak_mem_mb, 0) if t.peak_mem_mb is not None else DASH),
+            Cell(fmt_num(tflops, 2) if tflops is not None else DASH),
+            Cell(f"{100 * t.utilisation:.1f}%" if t.utilisation is not None else DASH,
+                 f"{100 * t.utilisation:.1f}\\%" if t.utilisation is not None else "--"),
+            Cell(f"{t.device} {t.dtype}")])
+    if with_paper:
+        cols += ["Paper ms", "Paper speed-up"]
+        for t, row in zip(timings, rows):
+            pm = paper.timing_ms(t.method, t.nfe, t.guidance_scale)
+            row.append(Cell(fmt_ms(pm)))
+            row.append(Cell(f"{paper.TIMING['teacher_ms'] / pm:.1f}×", f"{paper.TIMING['teacher_ms'] / pm:.1f}$\\times$")
+                       if pm is not None else Cell(DASH, "--"))
+    # Drop optional columns nobody filled.
+    optional = {"Text enc. ms", "VAE ms", "Peak mem MB", "TFLOP/s", "Utilisation"}
+    devices = {f"{t.device} {t.dtype}" for t in timings}
+    if len(devices) == 1:
+        optional.add("Device")  # one device for all rows: say it once, in the notes
+    keep = [i for i, c in enumerate(cols) if c not in optional or any(r[i].text != DASH for r in rows)]
+    if len(devices) == 1:
+        keep = [i for i in keep if cols[i] != "Device"]
+    cols = [cols[i] for i in keep]
+    rows = [[r[i] for i in keep] for r in rows]
+    notes = [f"Denoise ms: median (interquartile range) over repeats"
+             + (f", on {next(iter(devices))}." if len(devices) == 1 else ".")
+             + " Denoising loop only (text encoding and VAE decoding excluded, as in the paper). Speed-up relative "
+             f"to {res.display_name(ref.method)} {ref.nfe} steps"
+             + (f" with CFG {ref.guidance_scale:g}" if ref.guidance_scale > 1 else "")
+             + f" ({fmt_ms(ref.denoise_ms_median)} ms); ideal speed-up = ratio of UNet evaluations "
+               f"(CFG doubles every step)."]
+    if with_paper:
+        notes.append(f"Paper: {paper.TIMING['device']} {paper.TIMING['dtype']}, teacher 50 steps with CFG "
+                     f"{paper.TIMING['teacher_ms']:,.0f} ms vs AnimateLCM 4 steps {paper.TIMING['animatelcm_ms']:,.0f} ms "
+                     f"({paper.MEASURED_SPEEDUP:.1f}× measured, {paper.THEORETICAL_SPEEDUP:.0f}× ideal).")
+    return Table(title="Inference time of one video (denoising only).", columns=cols, rows=rows,
+                 row_kinds=["data"] * len(rows), label=res.label if res.weights_mode != "pretrained" else "",
+                 notes=notes, tex_label="tab:time", stub=1)
+
+
+def time_table(results: Union[Results, Mapping[str, Any]], fmt: str = "md", with_paper: bool = False) -> str:
+    """Teacher-vs-AnimateLCM inference-time table rendered as ``fmt``."""
+    return render(build_time_table(results, with_paper), fmt)
+
+
+# ---------------------------------------------------------------- ablation
+def build_ablation_table(results: Union[Results, Mapping[str, Any]], with_paper: bool = False,
+                         ci_style: str = "pm") -> Table:
+    """Ablation table as a :class:`Table` (see :func:`ablation_table`)."""
+    res = as_results(results)
+    if not res.ablation:
+        raise ValueError("the results have no ablation section")
+    keys = []
+    for a in res.ablation:
+        for r in a.rows:
+            k = (r.metric, r.nfe)
+            if k not in keys:
+                keys.append(k)
+    keys.sort(key=lambda k: (["fvd", "clipsim"].index(k[0]) if k[0] in ("fvd", "clipsim") else 9, k[0], k[1]))
+    cols = ["Variant", "Distillation", "Train step"] + [
+        f"{metric_display(m)} {'↑' if higher_is_better(m) else '↓'} ({k}-step)" for m, k in keys]
+    arrows = {True: r"$\uparrow$", False: r"$\downarrow$"}
+    tex_cols = ["Variant", "Distillation", "Train step"] + [
+        f"{metric_display(m)} {arrows[higher_is_better(m)]} ({k}-step)" for m, k in keys]
+    entries = sorted(res.ablation, key=lambda a: (a.distillation, a.train_step if a.train_step is not None else -1,
+                                                  a.variant))
+    rows, kinds = [], []
+    for a in entries:
+        by = {(r.metric, r.nfe): r for r in a.rows}
+        rows.append([Cell(a.variant), Cell(a.distillation),
+                     Cell(f"{a.train_step:,}" if a.train_step is not None else DASH)]
+                    + [_value_cell(by.get(k), _DECIMALS.get(k[0], 2), ci_style) for k in keys])
+        kinds.append("data")
+    if with_paper:
+        for dist, vals in paper.ABLATION.items():
+            cells = [Cell(f"{dist} (paper)"), Cell(dist), Cell(DASH, "--")]
+            used = set()
+            for m, k in keys:
+                # The paper gives one number per metric: show it under that metric's first column.
+                if m in vals and m not in used:
+                    cells.append(Cell(fmt_num(vals[m], 1)))
+                    used.add(m)
+                else:
+                    cells.append(Cell(DASH, "--"))
+            rows.append(cells)
+            kinds.append("paper")
+    for i, (m, _) in enumerate(keys, start=3):
+        _mark_best(rows, kinds, i, higher_is_better(m))
+    notes = []
+    ci = _ci_note(Results(run=res.run, provenance=res.provenance, methods=res.methods,
+                          rows=[r for a in res.ablation for r in a.rows], timing=[], vbench={},
+                          bootstrap=res.bootstrap), ci_style)
+    if ci:
+        notes.append(ci)
+    if with_paper:
+        notes.append(f"paper: {paper.ABLATION_NOTE} (AnimateLCM paper; step count not stated).")
+    return Table(title="Ablation: decoupled vs joint consistency distillation.", columns=cols, tex_columns=tex_cols,
+                 rows=rows, row_kinds=kinds, label=res.label if res.weights_mode != "pretrained" else "",
+                 notes=notes, tex_label="tab:ablation", stub=3, align="lll" + "c" * len(keys))
+
+
+def ablation_table(results: Union[Results, Mapping[str, Any]], fmt: str = "md", with_paper: bool = False,
+                   ci_style: str = "pm") -> str:
+    """Side-by-side ablation variants (decoupled vs joint, training steps) rendered as ``fmt``."""
+    return render(build_ablation_table(results, with_paper, ci_style), fmt)
+
+
+# ---------------------------------------------------------------- CLI
+def available_tables(res: Results) -> List[str]:
+    out = ["1"]
+    if res.vbench:
+        out.append("2")
+    if res.timing:
+        out.append("time")
+    if res.ablation:
+        out.append("ablation")
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m results.tables",
+                                 description="Print paper-style tables from a results.json.")
+    ap.add_argument("results", help="path to results.json")
+    ap.add_argument("--with-paper", action="store_true", help="add the paper's numbers for reference")
+    ap.add_argument("--format", choices=FORMATS, default="md")
+    ap.add_argument("--table", choices=["1", "2", "time", "ablation", "all"], default="all")
+    ap.add_argument("--ci-style", choices=CI_STYLES, default="pm", help="'pm': value ± half-CI; 'interval': value [lo, hi]")
+    args = ap.parse_args(argv)
+    try:
+        res = load(args.results)
+    except (FileNotFoundError, SchemaError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    which = available_tables(res) if args.table == "all" else [args.table]
+    out = []
+    for w in which:
+        try:
+            if w == "1":
+                out.append(table1(res, args.format, args.with_paper, args.ci_style))
+            elif w == "2":
+                out.append(table2(res, args.format, args.with_paper))
+            elif w == "time":
+                out.append(time_table(res, args.format, args.with_paper))
+            else:
+                out.append(ablation_table(res, args.format, args.with_paper, args.ci_style))
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    print("\n".join(out), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""lcmbench entry point (Hydra).
+
+    python run_bench.py                       # the smoke experiment (CPU, tiny weights)
+    python run_bench.py experiment=table1     # the paper's Table 1 protocol
+    python run_bench.py list                  # models, metrics, experiments (imports no torch)
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+CONFIG_DIR = str(Path(__file__).resolve().parent / "bench" / "configs")
+
+
+def list_registry() -> str:
+    import metrics
+    import models
+
+    groups = {g: sorted(p.stem for p in (Path(CONFIG_DIR) / g).glob("*.yaml"))
+              for g in ("experiment", "model", "sampler", "metric")}
+    lines = ["Models (models/registry.py):", models.describe(), "",
+             "Metrics: " + ", ".join(metrics.available()), ""]
+    lines += [f"Config group {g}/: {', '.join(names)}" for g, names in groups.items()]
+    lines += ["", "Weight modes: pretrained | random | tiny (weights=...)"]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "list":
+    print(list_registry())
+    sys.exit(0)
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from bench.config import register  # noqa: E402
+
+register()
+
+
+@hydra.main(config_path="bench/configs", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from bench.cli import run_with_clear_errors
+
+    run_with_clear_errors(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""results.compare: the regression check, run as the real CLI where the exit status matters."""
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from results import compare as cmp
+from results.schema import protocol_id, save
+from results.synthetic import make_results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def base():
+    return make_results(n_boot=100)
+
+
+def row(d, method, nfe, metric):
+    return next(r for r in d["rows"] if (r["method"], r["nfe"], r["metric"]) == (method, nfe, metric))
+
+
+def shift(d, method, nfe, metric, new_value):
+    r = row(d, method, nfe, metric)
+    delta = new_value - r["value"]
+    r["value"] = new_value
+    r["ci_low"] += delta
+    r["ci_high"] += delta
+
+
+def cli(tmp_path, baseline, current, *args):
+    b = save(tmp_path / "baseline.json", baseline)
+    c = save(tmp_path / "current.json", current)
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "NO_COLOR": "1"}
+    return subprocess.run([sys.executable, "-m", "results.compare", str(b), str(c), *args], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=120)
+
+
+def in_process(tmp_path, capsys, baseline, current, *args):
+    b = save(tmp_path / "baseline.json", baseline)
+    c = save(tmp_path / "current.json", current)
+    code = cmp.main([str(b), str(c), "--no-color", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def verdict_line(stdout, display, nfe, metric_label):
+    for ln in stdout.splitlines():
+        parts = ln.split()
+        if len(parts) > 3 and parts[0] == display and parts[1] == str(nfe) and metric_label in ln:
+            return ln
+    raise AssertionError(f"no line for {display} {nfe} {metric_label} in:\n{stdout}")
+
+
+def test_identical_run_passes(tmp_path, base):
+    out = cli(tmp_path, base, copy.deepcopy(base))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "PASS" in out.stdout and "REGRESSION" not in out.stdout
+    assert "ok" in verdict_line(out.stdout, "Ours", 4, "FVD ↓")
+
+
+def test_one_metric_past_tolerance_fails(tmp_path, base):
+    cur = copy.deepcopy(base)
+    r = row(base, "animatelcm", 4, "fvd")
+    half = (r["ci_high"] - r["ci_low"]) / 2
+    shift(cur, "animatelcm", 4, "fvd", r["value"] + 1.5 * half)  # worse by 1.5 baseline half-widths
+    out = cli(tmp_path, base, cur)
+    assert out.returncode == 1, out.stdout + out.stderr
+    line = verdict_line(out.stdout, "Ours", 4, "FVD ↓")
+    assert line.rstrip().endswith("REGRESSION") and "baseline CI" in line
+    assert out.stdout.count("REGRESSION") == 1 and "FAIL" in out.stdout
+
+
+def test_change_within_tolerance_passes_and_improvement_is_better(tmp_path, capsys, base):
+    cur = copy.deepcopy(base)
+    r = row(base, "animatelcm", 4, "fvd")
+    half = (r["ci_high"] - r["ci_low"]) / 2
+    shift(cur, "animatelcm", 4, "fvd", r["value"] + 0.5 * half)   # worse, but within the interval
+    c = row(base, "ddim", 8, "clipsim")
+    shift(cur, "ddim", 8, "clipsim", c["value"] + 5.0)            # CLIPSIM up: better
+    code, out, _ = in_process(tmp_path, capsys, base, cur)
+    assert code == 0, out
+    assert verdict_line(out, "Ours", 4, "FVD ↓").rstrip().endswith("ok")
+    assert verdict_line(out, "DDIM", 8, "CLIPSIM ↑").rstrip().endswith("better")
+
+
+def test_direction_is_known_per_metric(base):
+    cur = copy.deepcopy(base)
+    c = row(base, "dpmpp", 4, "clipsim")
+    shift(cur, "dpmpp", 4, "clipsim", c["value"] - 5.0)          # CLIPSIM down: worse
+    t = next(x for x in cur["timing"] if (x["method"], x["nfe"]) == ("animatelcm", 4))
+    t["denoise_ms_median"] *= 1.5                                # slower: worse
+    f = row(cur, "ddim", 1, "fvd")
+    shift(cur, "ddim", 1, "fvd", f["value"] * 0.5)               # FVD down: better
+    lines, _ = cmp.compare(base, cur)
+    v = {(ln.method, ln.nfe, ln.metric): ln.verdict for ln in lines}
+    assert v[("dpmpp", 4, "clipsim")] == "REGRESSION"
+    assert v[("animatelcm", 4, "denoise_ms")] == "REGRESSION"
+    assert v[("ddim", 1, "fvd")] == "better"
+    assert cmp.failed(lines)
+
+
+def test_explicit_tolerances_override_the_interval(tmp_path, capsys, base):
+    cur = copy.deepcopy(base)
+    c = row(base, "animatelcm", 4, "clipsim")
+    shift(cur, "animatelcm", 4, "clipsim", c["value"] - 0.6)
+    code, out, _ = in_process(tmp_path, capsys, base, cur, "--tolerance", "clipsim=0.5")
+    assert code == 1 and "(0.5)" in verdict_line(out, "Ours", 4, "CLIPSIM ↑")
+    code, out, _ = in_process(tmp_path, capsys, base, cur, "--tolerance", "clipsim=0.7")
+    assert code == 0, out
+    f = row(base, "dpmpp", 2, "fvd")
+    cur = copy.deepcopy(base)
+    shift(cur, "dpmpp", 2, "fvd", f["value"] * 1.06)
+    tol = tmp_path / "tol.yaml"
+    tol.write_text("fvd: 5%\nclipsim: 0.5\n")
+    code, out, _ = in_process(tmp_path, capsys, base, cur, "--tolerances", str(tol))
+    assert code == 1 and "(5%)" in verdict_line(out, "DPM++", 2, "FVD ↓")
+    code, out, _ = in_process(tmp_path, capsys, base, cur, "--tolerances", str(tol), "--tolerance", "fvd=10%")
+    assert code == 0, out
+
+
+def test_missing_metric_in_current_is_a_failure(tmp_path, capsys, base):
+    cur = copy.deepcopy(base)
+    cur["rows"] = [r for r in cur["rows"] if (r["method"], r["nfe"], r["metric"]) != ("animatelcm_r", 8, "clipsim")]
+    code, out, _ = in_process(tmp_path, capsys, base, cur)
+    assert code == 1
+    assert verdict_line(out, "Ours-R", 8, "CLIPSIM ↑").rstrip().endswith("missing")
+    # A metric only the current run has is reported, not failed.
+    code, out, _ = in_process(tmp_path, capsys, cur, base)
+    assert code == 0 and verdict_line(out, "Ours-R", 8, "CLIPSIM ↑").rstrip().endswith("new")
+
+
+def test_cross_protocol_comparison_is_refused(tmp_path, base):
+    cur = copy.deepcopy(base)
+    cur["provenance"]["protocols"]["fvd"].update(name="styleganv", version="1")
+    for r in cur["rows"] + [r for a in cur["ablation"] for r in a["rows"]]:
+        if r["metric"] == "fvd":
+            r["protocol"] = protocol_id(cur["provenance"]["protocols"]["fvd"])
+    out = cli(tmp_path, base, cur)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "NOT COMPARABLE" in out.stderr and "fvd protocols differ" in out.stderr
+    assert "REGRESSION" not in out.stdout and "ok" not in out.stdout.split()
+
+
+def test_weights_mode_mismatch_is_refused(tmp_path, base):
+    cur = copy.deepcopy(base)
+    cur["run"].update(weights_mode="pretrained", label="")
+    out = cli(tmp_path, base, cur)
+    assert out.returncode == 2
+    assert "weights modes differ: 'tiny' vs 'pretrained'" in out.stderr
+
+
+def test_unreadable_or_other_schema_files_exit_2(tmp_path, capsys, base):
+    save(tmp_path / "b.json", base)
+    other = copy.deepcopy(base)
+    other["schema_version"] = "2.0"
+    (tmp_path / "c.json").write_text(json.dumps(other))
+    assert cmp.main([str(tmp_path / "b.json"), str(tmp_path / "c.json")]) == 2
+    assert "schema_version" in capsys.readouterr().err
+    assert cmp.main([str(tmp_path / "b.json"), str(tmp_path / "nope.json")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert cmp.main([str(tmp_path / "b.json"), str(tmp_path / "b.json"), "--tolerance", "fvd=lots"]) == 2
+    assert "cannot read tolerance" in capsys.readouterr().err
+    assert cmp.main([str(tmp_path / "b.json"), str(tmp_path / "b.json"), "--tolerance", "psnr=1"]) == 2
+    assert "unknown tolerance key 'psnr'" in capsys.readouterr().err
+
+
+def test_timing_on_another_device_is_skipped_with_a_note(tmp_path, capsys, base):
+    cur = copy.deepcopy(base)
+    for t in cur["timing"]:
+        t["device"] = "NVIDIA H100"
+        t["denoise_ms_median"] *= 0.01
+    code, out, _ = in_process(tmp_path, capsys, base, cur)
+    assert code == 0
+    assert "timing not compared: the runs used different devices" in out
+    assert "denoising ms" not in out
+
+
+def test_markdown_and_json_outputs(tmp_path, capsys, base):
+    cur = copy.deepcopy(base)
+    r = row(base, "ddim", 2, "fvd")
+    shift(cur, "ddim", 2, "fvd", r["value"] * 3)
+    md, js = tmp_path / "summary.md", tmp_path / "verdicts.json"
+    code, _, _ = in_process(tmp_path, capsys, base, cur, "--markdown", str(md), "--json", str(js))
+    assert code == 1
+    text = md.read_text()
+    assert "regression check: FAIL" in text and "**REGRESSION**" in text
+    data = json.loads(js.read_text())
+    assert data["verdict"] == "FAIL" and data["summary"]["REGRESSION"] == 1
+    bad = [ln for ln in data["lines"] if ln["verdict"] == "REGRESSION"][0]
+    assert (bad["method"], bad["nfe"], bad["metric"]) == ("ddim", 2, "fvd")
+
+
+def test_tolerance_parsing():
+    assert cmp.parse_tolerance("5%") == cmp.Tolerance("rel", 0.05)
+    assert cmp.parse_tolerance("0.5") == cmp.Tolerance("abs", 0.5)
+    assert cmp.parse_tolerance(2) == cmp.Tolerance("abs", 2.0)
+    assert cmp.parse_tolerance("CI") == cmp.Tolerance("ci")
+    with pytest.raises(cmp.ToleranceError):
+        cmp.parse_tolerance("-1")
+    # No interval: the documented floor applies.
+    assert cmp.tolerance_for("fvd", 200.0, None, {}) == (pytest.approx(4.0), "floor 2%")
+    assert cmp.tolerance_for("clipsim", 30.0, 0.1, {}) == (0.25, "floor 0.25")
+    assert cmp.tolerance_for("clipsim", 30.0, 0.8, {}) == (0.8, "baseline CI")
+
+
+def test_regression_workflow_runs_the_bench_then_the_compare():
+    import yaml
+
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "gpu-regression.yml").read_text())
+    job = wf["jobs"]["regression"]
+    assert job["runs-on"] == ["self-hosted", "gpu"]
+    runs = [s.get("run", "") for s in job["steps"]]
+    bench = next(i for i, r in enumerate(runs) if "run_bench.py experiment=regression" in r)
+    check = next(i for i, r in enumerate(runs) if "python -m results.compare results/baselines/regression.json" in r)
+    assert bench < check and 'hydra.run.dir="$RUN_DIR"' in runs[bench] and "$RUN_DIR/results.json" in runs[check]
+    upload = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact")
+                  and s["with"]["path"] == "${{ env.RUN_DIR }}")
+    assert upload["if"] == "always()"
+    assert (ROOT / "results" / "baselines" / "README.md").is_file()

@@ -1,0 +1,178 @@
+"""results.schema: validation with clear messages, I/O, comparability, flat views."""
+import copy
+import json
+
+import pytest
+
+from results import paper
+from results.schema import (SCHEMA_VERSION, Results, SchemaError, comparable, load, metric_direction, protocol_id,
+                            save, to_dataframe, validate, write_csv)
+from results.synthetic import make_results
+
+
+@pytest.fixture(scope="module")
+def base():
+    return make_results(n_boot=50)
+
+
+def problems(d):
+    with pytest.raises(SchemaError) as ei:
+        validate(d)
+    return ei.value.problems, str(ei.value)
+
+
+def test_synthetic_and_paper_results_are_valid(base):
+    validate(base)
+    validate(paper.as_results())
+    res = Results.from_dict(base)
+    assert res.weights_mode == "tiny" and res.label.startswith("SYNTHETIC DATA")
+    assert res.method_order()[:4] == ["ddim", "dpmpp", "animatelcm", "animatelcm_r"]
+
+
+def test_round_trip_is_lossless(base, tmp_path):
+    p = save(tmp_path / "results.json", base)
+    again = load(p)
+    assert again.to_dict() == Results.from_dict(base).to_dict()
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")], "atomic save left a temp file"
+    on_disk = json.loads(p.read_text())
+    assert on_disk["schema_version"] == SCHEMA_VERSION
+    assert on_disk["rows"][0].keys() >= {"method", "nfe", "metric", "value", "ci_low", "ci_high", "n", "protocol"}
+
+
+@pytest.mark.parametrize("mutate, where, words", [
+    (lambda d: d.pop("rows"), "top level", "missing required field 'rows'"),
+    (lambda d: d.__setitem__("row", []), "top level", "unknown field 'row'"),
+    (lambda d: d["run"].__setitem__("weights_mode", "small"), "run.weights_mode", "tiny, random, pretrained"),
+    (lambda d: d["run"].__setitem__("label", ""), "run.label", "must say what the numbers are"),
+    (lambda d: d["run"].__setitem__("started_at", "yesterday"), "run.started_at", "ISO 8601"),
+    (lambda d: d["rows"][0].__setitem__("nfe", "4"), "rows[0].nfe", "expected an integer"),
+    (lambda d: d["rows"][0].__setitem__("value", float("nan")), "rows[0].value", "finite"),
+    (lambda d: d["rows"][0].__setitem__("metric", "fid"), "rows[0].metric", "unknown metric 'fid'"),
+    (lambda d: d["rows"][0].__setitem__("method", "euler"), "rows[0].method", "not a key of 'methods'"),
+    (lambda d: d["rows"][0].__setitem__("protocol", "stylegan-v1"), "rows[0].protocol", "does not match"),
+    (lambda d: d["rows"][0].update(ci_low=5.0, ci_high=1.0), "rows[0]", "greater than ci_high"),
+    (lambda d: d["rows"][0].update(ci_low=None), "rows[0]", "both be numbers or both be null"),
+    (lambda d: d["rows"][0].__setitem__("p_value", 0.1), "rows[0]", "put additional information under 'extra'"),
+    (lambda d: d["rows"].append(copy.deepcopy(d["rows"][0])), f"rows[", "duplicate of rows[0]"),
+    (lambda d: d["provenance"]["device"].__setitem__("type", "tpu"), "provenance.device.type", "cpu, cuda"),
+    (lambda d: d["provenance"]["protocols"]["fvd"].pop("version"), "provenance.protocols.fvd", "'version'"),
+    (lambda d: d["provenance"]["prompt_set"].__setitem__("sha256", "abc"), "provenance.prompt_set.sha256", "64"),
+    (lambda d: d["bootstrap"].__setitem__("seed", 99), "bootstrap.seed", "differs from provenance.seeds"),
+    (lambda d: d["bootstrap"].__setitem__("alpha", 1.5), "bootstrap.alpha", "must be <= 1"),
+    (lambda d: d["vbench"]["animatelcm"].__setitem__("partial", False), "vbench.animatelcm.partial", "missing"),
+    (lambda d: d["vbench"]["animatelcm"]["scores"].__setitem__("sharpness", 0.5), "vbench.animatelcm.scores.sharpness",
+     "not a VBench dimension"),
+    (lambda d: d["timing"][0].__setitem__("denoise_ms_median", 0), "timing[0].denoise_ms_median", "must be > 0"),
+    (lambda d: d["ablation"][0].__setitem__("distillation", "mixed"), "ablation[0].distillation", "decoupled, joint"),
+])
+def test_malformed_files_are_rejected_with_located_messages(base, mutate, where, words):
+    d = copy.deepcopy(base)
+    mutate(d)
+    found, text = problems(d)
+    assert any(p.startswith(where) and words in p for p in found), text
+    assert "does not follow results schema" in text
+
+
+def test_all_problems_are_reported_at_once(base):
+    d = copy.deepcopy(base)
+    d["rows"][0]["nfe"] = 0
+    d["rows"][1]["n"] = -1
+    d["run"]["wall_time_s"] = "fast"
+    found, _ = problems(d)
+    assert len(found) >= 3
+
+
+def test_non_objects_and_bad_json_are_clear(tmp_path):
+    with pytest.raises(SchemaError, match="expected a JSON object"):
+        validate([1, 2])
+    bad = tmp_path / "results.json"
+    bad.write_text("{not json")
+    with pytest.raises(SchemaError, match=r"(?s)results.json.*not valid JSON"):
+        load(bad)
+    with pytest.raises(FileNotFoundError, match="results file not found"):
+        load(tmp_path / "nope.json")
+
+
+def test_schema_version_mismatch_is_rejected(base):
+    d = copy.deepcopy(base)
+    d["schema_version"] = "2.0"
+    found, _ = problems(d)
+    assert any("schema_version" in p and "'2.0'" in p for p in found)
+
+
+def test_pretrained_runs_may_have_an_empty_label(base):
+    d = copy.deepcopy(base)
+    d["run"].update(weights_mode="pretrained", label="")
+    validate(d)
+
+
+def test_optional_sections_may_be_absent(base):
+    d = copy.deepcopy(base)
+    for k in ("timing", "vbench", "ablation"):
+        d.pop(k)
+    res = Results.from_dict(d)
+    assert res.timing == [] and res.vbench == {} and res.ablation is None
+
+
+def test_comparable_names_every_reason(base):
+    assert comparable(base, copy.deepcopy(base)) == []
+    other = copy.deepcopy(base)
+    other["run"]["weights_mode"] = "random"
+    other["run"]["label"] = "RANDOM"
+    other["provenance"]["protocols"]["fvd"]["version"] = "2"
+    for r in other["rows"] + [r for a in other["ablation"] for r in a["rows"]]:
+        if r["metric"] == "fvd":
+            r["protocol"] = protocol_id(other["provenance"]["protocols"]["fvd"])
+    reasons = comparable(base, other)
+    assert any("weights modes differ" in r for r in reasons)
+    assert any("fvd protocols differ" in r and "v1" in r and "v2" in r for r in reasons)
+
+
+def test_comparable_refuses_fvd_at_different_sample_sizes(base):
+    other = copy.deepcopy(base)
+    other["rows"][0]["n"] = 48
+    assert other["rows"][0]["metric"] == "fvd"
+    assert any("biased by sample size" in r for r in comparable(base, other))
+
+
+def test_comparable_refuses_different_vbench_dimension_sets(base):
+    other = copy.deepcopy(base)
+    other["vbench"]["animatelcm"]["scores"]["dynamic_degree"] = 0.5
+    other["vbench"]["animatelcm"]["skipped"].pop("dynamic_degree")
+    assert any("VBench" in r and "dynamic_degree" in r for r in comparable(base, other))
+
+
+def test_metric_directions():
+    assert metric_direction("fvd") == "lower"
+    assert metric_direction("clipsim") == "higher"
+    assert metric_direction("vbench_total") == "higher"
+    with pytest.raises(ValueError, match="unknown metric"):
+        metric_direction("psnr")
+
+
+def test_dataframe_has_one_row_per_method_nfe_metric(base, tmp_path):
+    df = to_dataframe(base)
+    main = df[df["source"] == "rows"]
+    assert len(main) == len(base["rows"]) == 4 * 4 * 2
+    assert not df.duplicated(["method", "nfe", "metric"]).any()
+    vb = df[df["metric"] == "vbench_total"]
+    assert len(vb) == 1 and vb.iloc[0]["value"] == pytest.approx(base["vbench"]["animatelcm"]["total"])
+    # VBench dimensions appear in percent.
+    flick = df[df["metric"] == "vbench_temporal_flickering"].iloc[0]["value"]
+    assert flick == pytest.approx(100 * base["vbench"]["animatelcm"]["scores"]["temporal_flickering"])
+    row = df[(df.method == "animatelcm") & (df.nfe == 4) & (df.metric == "fvd")].iloc[0]
+    src = next(r for r in base["rows"] if (r["method"], r["nfe"], r["metric"]) == ("animatelcm", 4, "fvd"))
+    assert row["value"] == src["value"] and row["ci_half_width"] == pytest.approx((src["ci_high"] - src["ci_low"]) / 2)
+    assert row["display_name"] == "Ours" and not row["higher_is_better"]
+    p = write_csv(tmp_path / "results.csv", base)
+    header = p.read_text().splitlines()[0].split(",")
+    assert header[:5] == ["method", "display_name", "nfe", "metric", "value"]
+    assert len(p.read_text().splitlines()) == len(df) + 1
+
+
+def test_schema_md_example_is_valid():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "results" / "SCHEMA.md").read_text()
+    example = text.split("```json")[1].split("```")[0]
+    validate(json.loads(example))
