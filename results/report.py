@@ -162,9 +162,10 @@ def _media_items(samples: Mapping[Tuple[str, int], SampleValue], per_cell: int, 
     out: Dict[Tuple[str, int], List[Tuple[str, str]]] = {}
     notes: List[str] = []
     used = 0
-    for key in sorted(samples, key=lambda k: (str(k[0]), int(k[1]))):
+    for key in samples:
         if not (isinstance(key, tuple) and len(key) == 2):
             raise ValueError(f"sample keys must be (method, nfe) tuples, got {key!r}")
+    for key in sorted(samples, key=lambda k: (str(k[0]), int(k[1]))):
         items = []
         for item in _as_list(samples[key])[:per_cell]:
             if isinstance(item, (str, Path)):
@@ -310,7 +311,7 @@ def _section_provenance(res: Results) -> str:
     rows = []
     for mid, m in res.methods.items():
         rows.append(f"<tr><th>{_e(m.display_name)}<br><span class='note'>{_e(mid)}</span></th>"
-                    f"<td>guidance {m.guidance_scale:g}</td>"
+                    f"<td>{m.guidance_scale:g}</td>"
                     f"<td><code>{_e(json.dumps(m.scheduler, sort_keys=True))}</code></td>"
                     f"<td><code>{_e(json.dumps(m.weights, sort_keys=True))}</code></td></tr>")
     parts.append('<table class="kv"><tr><th>method</th><th>CFG</th><th>scheduler</th><th>weights</th></tr>'

@@ -24,14 +24,16 @@ fail loudly):
     ``config`` (object: the fully resolved run configuration),
     ``seeds`` (object of ints; ``base_seed`` and ``bootstrap_seed`` required,
     others such as ``init_seed`` allowed),
-    ``packages`` (object: distribution name -> version string),
+    ``packages`` (object: distribution name -> version string, or null when
+    not installed),
     ``device`` (object: ``type`` ``"cpu"`` | ``"cuda"``, ``name`` str,
-    ``cuda`` str | null, ``dtype`` str such as ``"float32"``),
+    ``cuda`` str | null, ``dtype`` str such as ``"float32"``; further keys
+    such as ``capability`` allowed),
     ``protocols`` (object: metric family (``"fvd"``, ``"clipsim"``,
     ``"vbench"``) -> object with at least ``name`` (str) and ``version``
-    (str), optionally ``id`` (str, the identifier rows carry; default
-    ``"<name>-v<version>"``); any further keys describe the protocol, e.g.
-    detector, resize, sample size),
+    (str), optionally ``id`` or ``feature_key`` (str, the identifier rows
+    carry; default ``"<name>-v<version>"``); any further keys describe the
+    protocol, e.g. detector, resize, sample size),
     ``prompt_set`` (object: ``name`` str, ``sha256`` str (64 hex) | null;
     further keys such as ``classes`` allowed),
     ``generation`` (object | null, optional: generation-stage summary),
@@ -199,9 +201,14 @@ def metric_display(metric: str) -> str:
 
 
 def protocol_id(protocol: Mapping[str, Any]) -> str:
-    """The identifier rows carry for a protocol entry: its ``id`` if set, else ``"<name>-v<version>"``."""
-    if protocol.get("id"):
-        return str(protocol["id"])
+    """The identifier rows carry for a protocol entry.
+
+    Its ``id`` if set, else its ``feature_key`` (the metric's name for its stored
+    features, which changes whenever they would), else ``"<name>-v<version>"``.
+    """
+    for key in ("id", "feature_key"):
+        if protocol.get(key):
+            return str(protocol[key])
     return f"{protocol['name']}-v{protocol['version']}"
 
 
@@ -272,6 +279,7 @@ class DeviceInfo:
     name: str
     cuda: Optional[str]
     dtype: str
+    extra: Dict[str, Any] = field(default_factory=dict)  # further keys (capability, threads...), flat in JSON
 
 
 @dataclass
@@ -376,7 +384,7 @@ class Results:
         out: Dict[str, Any] = {
             "schema_version": self.schema_version,
             "run": dataclasses.asdict(self.run),
-            "provenance": dataclasses.asdict(self.provenance),
+            "provenance": self._provenance_dict(),
             "methods": {k: dataclasses.asdict(v) for k, v in self.methods.items()},
             "rows": [r.to_dict() for r in self.rows],
             "timing": [dataclasses.asdict(t) for t in self.timing],
@@ -388,6 +396,13 @@ class Results:
                                 "distillation": a.distillation,
                                 "rows": [r.to_dict() for r in a.rows]} for a in self.ablation]
         return out
+
+    def _provenance_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self.provenance)
+        dev = d["device"]
+        d["device"] = {k: dev[k] for k in _DEVICE_FIELDS}
+        d["device"].update(dev["extra"])
+        return d
 
     # -- convenience
     @property
@@ -443,7 +458,8 @@ def _build(d: Mapping[str, Any]) -> Results:
     prov = Provenance(
         git_commit=p["git_commit"], git_dirty=p["git_dirty"], config=copy.deepcopy(p["config"]),
         seeds={k: int(v) for k, v in p["seeds"].items()}, packages=dict(p["packages"]),
-        device=DeviceInfo(**{k: p["device"][k] for k in _DEVICE_FIELDS}),
+        device=DeviceInfo(**{k: p["device"][k] for k in _DEVICE_FIELDS},
+                          extra={k: copy.deepcopy(v) for k, v in p["device"].items() if k not in _DEVICE_FIELDS}),
         protocols=copy.deepcopy(p["protocols"]), prompt_set=copy.deepcopy(p["prompt_set"]),
         generation=copy.deepcopy(p.get("generation")), extra=copy.deepcopy(p.get("extra") or {}))
     methods = {k: MethodInfo(display_name=v["display_name"], weights=copy.deepcopy(v.get("weights") or {}),
@@ -697,10 +713,12 @@ def validate(d: Any, source: str = "results") -> None:
                 c.integer(v, f"provenance.seeds.{k}")
         if "packages" in prov and c.obj(prov["packages"], "provenance.packages"):
             for k, v in prov["packages"].items():
-                c.string(v, f"provenance.packages.{k}")
+                c.string(v, f"provenance.packages.{k}", nullable=True)  # null: not installed
         dev = prov.get("device")
         if "device" in prov and c.obj(dev, "provenance.device"):
-            c.keys(dev, "provenance.device", _DEVICE_FIELDS)
+            for k in _DEVICE_FIELDS:
+                if k not in dev:
+                    c.err("provenance.device", f"missing required field {k!r}")
             if dev.get("type") not in DEVICE_TYPES:
                 c.err("provenance.device.type", f"must be one of {', '.join(DEVICE_TYPES)}, got {dev.get('type')!r}")
             c.string(dev.get("name"), "provenance.device.name")

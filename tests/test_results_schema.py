@@ -176,3 +176,28 @@ def test_schema_md_example_is_valid():
     text = (Path(__file__).resolve().parents[1] / "results" / "SCHEMA.md").read_text()
     example = text.split("```json")[1].split("```")[0]
     validate(json.loads(example))
+
+
+def test_pipeline_extras_are_accepted_and_round_trip(base, tmp_path):
+    d = copy.deepcopy(base)
+    d["run"]["description"] = "smoke test of the harness"
+    d["provenance"]["seeds"]["init_seed"] = 3
+    d["provenance"]["prompt_set"]["classes"] = ["ApplyEyeMakeup", "Archery"]
+    d["provenance"]["generation"] = {"made": 32, "skipped": 0}
+    d["provenance"]["packages"]["vbench"] = None
+    d["provenance"]["device"].update(torch_threads=2, capability="9.0")
+    d["methods"]["animatelcm"].update(spec={"lora_scale": 0.8}, fingerprint="abc123")
+    d["timing"][0].update(n=4, clock="wall", note="per clip = batch time / batch size")
+    proto = d["provenance"]["protocols"]["fvd"]
+    proto["feature_key"] = "fvd/animatelcm-v1/i3d-tiny"
+    for r in d["rows"] + [r for a in d["ablation"] for r in a["rows"]]:
+        if r["metric"] == "fvd":
+            r["protocol"] = "fvd/animatelcm-v1/i3d-tiny"
+    assert protocol_id(proto) == "fvd/animatelcm-v1/i3d-tiny"
+    validate(d)
+    p = save(tmp_path / "results.json", d)
+    again = json.loads(p.read_text())
+    assert again["provenance"]["device"]["capability"] == "9.0"
+    assert again["methods"]["animatelcm"]["fingerprint"] == "abc123"
+    assert again["timing"][0]["clock"] == "wall" and again["run"]["description"].startswith("smoke")
+    assert load(p).to_dict() == again

@@ -1,0 +1,59 @@
+"""Every experiment composes; typos are errors at start-up."""
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from tests.conftest import REPO, compose
+
+EXPERIMENTS = sorted(p.stem for p in (REPO / "bench" / "configs" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes(experiment):
+    cfg = compose([f"experiment={experiment}"])
+    assert cfg.experiment == experiment
+    OmegaConf.to_container(cfg, resolve=True)   # every interpolation resolves
+
+
+def test_table1_is_the_paper_protocol():
+    from bench.pipeline import make_plans
+    from bench.prompts import classname_captions
+
+    cfg = compose(["experiment=table1"])
+    assert set(cfg.methods) == {"ddim", "dpmpp", "animatelcm", "animatelcm_r"}
+    p = cfg.protocol
+    assert (p.videos_per_prompt, list(p.nfe), p.num_frames, p.height, p.width) == (24, [1, 2, 4, 8], 16, 512, 512)
+    assert cfg.weights == "pretrained" and p.prompt_set == "official"
+    plans = make_plans(cfg, classname_captions())
+    assert sum(len(plan.clips) for plan in plans) == 4 * 4 * 101 * 24
+    by_name = {plan.name: plan.spec for plan in plans}
+    assert by_name["ddim"].guidance_scale == 7.5 and by_name["animatelcm"].guidance_scale == 1.0
+
+
+def test_smoke_is_the_default():
+    cfg = compose([])
+    assert cfg.experiment == "smoke" and cfg.weights == "tiny" and cfg.runner.device == "cpu"
+
+
+@pytest.mark.parametrize("override", ["protocol.nfee=[1]", "runner.batchsize=2", "methods.ddim.lora_sclae=1.0",
+                                      "methods.ddim.sampler.spacing=trailing"])
+def test_a_misspelt_key_is_an_error(override):
+    with pytest.raises(Exception) as info:
+        compose([override])
+    assert "nfee" in str(info.value) or "batchsize" in str(info.value) or "lora_sclae" in str(info.value) \
+        or "spacing" in str(info.value)
+
+
+def test_unknown_experiment_is_an_error():
+    with pytest.raises(Exception, match="experiment"):
+        compose(["experiment=tabel1"])
+
+
+def test_an_appended_unknown_model_key_is_refused_before_anything_runs():
+    from bench.pipeline import make_plans
+    from bench.prompts import classname_captions
+
+    cfg = compose(["+methods.ddim.lora_sclae=1.0"])
+    with pytest.raises(ValueError, match="Did you mean 'lora_scale'"):
+        make_plans(cfg, classname_captions())
