@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
+from models.fast import FastPath
 from models.specs import ModelSpec, SamplerSpec
 
 STAGES = ("preflight", "generate", "score", "report")
@@ -35,6 +36,25 @@ class MetricConfig:
 
 
 @dataclass
+class FastPathConfig(FastPath):
+    """runner.fast: the fast generation path (fields and meaning in models/fast.py FastPath).
+    enabled=false is the plain diffusers path. Recorded with the resolved config."""
+
+
+@dataclass
+class TimingConfig:
+    """runner.timing: the timing stage (bench/timing.py). Students are timed at protocol.nfe."""
+    warmup: int = 1                          # untimed calls per model first (compile, cuDNN autotune)
+    repeats: int = 5                         # timed calls per (method, steps), interleaved
+    teacher: Optional[str] = "ddim"          # this method is also timed at teacher_nfe, with its CFG
+    teacher_nfe: List[int] = field(default_factory=lambda: [25, 50])
+    reference: str = "animatelcm"            # headline speed-up: teacher at max(teacher_nfe) / reference here
+    reference_nfe: int = 4
+    share_random_weights: bool = True        # random weights: one build serves every method (same architecture)
+    count_flops: bool = True                 # FLOPs per UNet evaluation and utilisation of the device's peak
+
+
+@dataclass
 class RunnerConfig:
     device: str = "auto"                    # auto | cpu | cuda | cuda:N
     dtype: str = "auto"                     # auto (fp16 on GPU, fp32 on CPU) | float32 | float16 | bfloat16
@@ -45,6 +65,8 @@ class RunnerConfig:
     samples_per_cell: int = 1               # clips per (method, NFE) whose frames are kept for plots/report
     progress: bool = True
     allow_unsafe_pickle: bool = False
+    fast: FastPathConfig = field(default_factory=FastPathConfig)
+    timing: TimingConfig = field(default_factory=TimingConfig)
 
 
 @dataclass
@@ -53,6 +75,18 @@ class ReportConfig:
     bootstrap_seed: int = 0
     alpha: float = 0.05
     with_paper: bool = False                # paper numbers beside ours in the tables
+
+
+@dataclass
+class PreflightConfig:
+    offline: bool = False                   # strict offline: no network attempt at all (also on with HF_HUB_OFFLINE=1)
+    verify_hashes: bool = False             # hash every cached weight file against its Hub checksum (reads GBs)
+    manifest: Optional[str] = None          # a prefetch manifest to check (sizes; sha256 too with verify_hashes)
+    timing_file: Optional[str] = None       # timing results JSON for the time estimate (default: newest found)
+    time_on: Optional[str] = None           # estimate the time on this device (e.g. H100), not the detected one
+    utilisation: float = 0.5                # assumed fraction of peak FLOP/s when no timing results match the device
+    disk_margin: float = 0.1                # free space asked for on top of the estimate (fraction)
+    urls: Dict[str, str] = field(default_factory=dict)  # prefetch URLs by id: fvd_detector, captions
 
 
 @dataclass
@@ -68,6 +102,7 @@ class BenchConfig:
     metrics: Dict[str, MetricConfig] = field(default_factory=dict)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    preflight: PreflightConfig = field(default_factory=PreflightConfig)
 
 
 def register() -> None:

@@ -8,7 +8,6 @@ official settings. The weight mode only decides where the components come from.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -17,13 +16,14 @@ import numpy as np
 import torch
 
 from . import tiny as tiny_parts
+from .fast import PhaseClock, apply_fast_path, decode_to_uint8
 from .registry import WEIGHT_MODES, resolve_spec
 from .schedulers import make_scheduler, resolve_sampler
 from .specs import ModelSpec, SamplerSpec
 from .weights import (check_sha256, fuse_residual, load_with_clear_error, looks_local, resolve_file,
                       scale_motion_residual)
 
-_BUILD_OPTIONS = ("device", "dtype", "cache_dir", "seed", "allow_unsafe_pickle")
+_BUILD_OPTIONS = ("device", "dtype", "cache_dir", "seed", "allow_unsafe_pickle", "fast")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -52,7 +52,7 @@ class VideoModel:
     """One method, ready to generate. ``pipeline`` is the diffusers pipeline it drives."""
 
     def __init__(self, pipeline, spec: ModelSpec, weights: str, device: str, dtype: str,
-                 provenance: Dict[str, Any]):
+                 provenance: Dict[str, Any], fast: Optional[Dict[str, Any]] = None):
         self.pipeline = pipeline
         self.spec = spec
         self.weights = weights
@@ -61,6 +61,7 @@ class VideoModel:
         self.provenance = provenance
         self.scheduler_config = resolve_sampler(spec.sampler)
         self.last_timing: Dict[str, float] = {}
+        self.fast: Dict[str, Any] = dict(fast or {"enabled": False})   # what models.fast applied
 
     @property
     def guidance_scale(self) -> float:
@@ -70,7 +71,7 @@ class VideoModel:
         spec = asdict(self.spec)
         spec["sampler"] = self.scheduler_config
         return {"spec": spec, "weights_mode": self.weights, "device": self.device, "dtype": self.dtype,
-                "cfg": self.guidance_scale > 1.0, **self.provenance}
+                "cfg": self.guidance_scale > 1.0, "fast": self.fast, **self.provenance}
 
     def _sync(self) -> None:
         if self.device.startswith("cuda"):
@@ -92,25 +93,28 @@ class VideoModel:
         do_cfg = self.guidance_scale > 1.0
         negative = [self.spec.negative_prompt] * len(prompts) if do_cfg else None
 
+        clock = PhaseClock(self.device)
         self._sync()
-        t0 = time.perf_counter()
+        clock.mark()
         prompt_embeds, negative_embeds = pipe.encode_prompt(list(prompts), self.device, 1, do_cfg, negative)
-        self._sync()
-        t1 = time.perf_counter()
+        clock.mark()
         latents = pipe(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds,
                        num_frames=num_frames, height=height, width=width,
                        num_inference_steps=num_inference_steps, guidance_scale=self.guidance_scale,
                        generator=generators, output_type="latent").frames
-        self._sync()
-        t2 = time.perf_counter()
-        video = pipe.decode_latents(latents, decode_chunk_size)
-        frames = np.asarray(pipe.video_processor.postprocess_video(video=video, output_type="np"), dtype=np.float32)
-        finite = np.isfinite(frames).reshape(len(prompts), -1).all(axis=1)
-        frames = to_uint8(frames)
-        self._sync()
-        t3 = time.perf_counter()
-        self.last_timing = {"text_encode_s": t1 - t0, "denoise_s": t2 - t1, "decode_s": t3 - t2,
-                            "batch_size": len(prompts),
+        clock.mark()
+        if self.fast.get("enabled") and self.fast.get("uint8_on_device"):
+            frames, finite = decode_to_uint8(pipe, latents, decode_chunk_size)
+        else:
+            video = pipe.decode_latents(latents, decode_chunk_size)
+            frames = np.asarray(pipe.video_processor.postprocess_video(video=video, output_type="np"),
+                                dtype=np.float32)
+            finite = np.isfinite(frames).reshape(len(prompts), -1).all(axis=1)
+            frames = to_uint8(frames)
+        clock.mark()
+        text_s, denoise_s, decode_s = clock.intervals_s()
+        self.last_timing = {"text_encode_s": text_s, "denoise_s": denoise_s, "decode_s": decode_s,
+                            "batch_size": len(prompts), "clock": clock.name,
                             "finite": finite.tolist()}
         return frames
 
@@ -229,7 +233,7 @@ def _quiet_libraries() -> None:
 
 def build_model(name: str, weights: str = "tiny", device: str = "auto", dtype: str = "auto",
                 cache_dir: Optional[str] = None, seed: int = 0, allow_unsafe_pickle: bool = False,
-                **overrides: Any) -> VideoModel:
+                fast: Any = None, **overrides: Any) -> VideoModel:
     from diffusers import AnimateDiffPipeline, UNetMotionModel
 
     _quiet_libraries()
@@ -289,4 +293,5 @@ def build_model(name: str, weights: str = "tiny", device: str = "auto", dtype: s
     provenance.update(_load_lora(pipe, spec, weights, seed + 13, cache, unet2d))
     pipe.to(device=device, dtype=None if torch_dtype == torch.float32 else torch_dtype)
     pipe.set_progress_bar_config(disable=True)
-    return VideoModel(pipe, spec, weights, device, dtype_name, provenance)
+    fast_info = apply_fast_path(pipe, fast, device)   # fast=None: the plain diffusers path
+    return VideoModel(pipe, spec, weights, device, dtype_name, provenance, fast=fast_info)

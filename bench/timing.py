@@ -1,0 +1,523 @@
+"""Timing protocol: denoising time per clip, as the paper reports it.
+
+- Denoising only: text encoding and VAE decoding are timed separately and reported
+  beside it, never inside it.
+- GPU: CUDA events on the model's stream after warm-up; CPU: perf_counter wall clock.
+- Every (method, steps) setting is timed ``repeats`` times, the settings of one model
+  interleaved so drift spreads evenly; median, IQR, min and max are reported.
+- Peak GPU memory per setting (torch.cuda.max_memory_allocated), device name, dtype.
+- FLOPs of one UNet evaluation are counted from the model's architecture with
+  torch.utils.flop_counter on the meta device (no compute, any size), so every GPU time
+  comes with the achieved TFLOP/s and the fraction of the device's dense peak.
+
+``run_timing(cfg)`` returns rows in the results ``timing`` format (results/schema.py);
+``python -m bench.timing --weights random --height 64 --width 64 --frames 8 --device cpu``
+runs the same protocol standalone, prints a table and writes JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+log = logging.getLogger("lcmbench")
+
+ALL_METHODS = ("ddim", "dpmpp", "animatelcm", "animatelcm_r")
+# Prompt content does not change speed: CLIP pads every prompt to 77 tokens.
+TIMING_PROMPT = "A person rides a bicycle along a mountain road at sunset, photorealistic"
+
+# Dense tensor-core peaks in TFLOP/s (bf16, fp16; fp32 accumulation as PyTorch uses;
+# no structured sparsity), from the vendors' datasheets. Keyed by a substring of
+# torch.cuda.get_device_name(); the first match wins, so variants come before families.
+PEAK_TFLOPS: Tuple[Tuple[str, float, float], ...] = (
+    ("H200 NVL", 835.5, 835.5),
+    ("H200", 989.4, 989.4),          # SXM
+    ("H100 PCIe", 756.5, 756.5),
+    ("H100 NVL", 835.5, 835.5),
+    ("H100", 989.4, 989.4),          # SXM5: "NVIDIA H100 80GB HBM3"
+    ("A100", 312.0, 312.0),          # SXM4 and PCIe
+    ("A800", 312.0, 312.0),
+    ("L40S", 362.05, 362.05),
+    ("RTX 4090", 165.2, 165.2),      # fp32 accumulation (fp16 accumulation is twice that)
+)
+
+
+def device_peak_tflops(device_name: str, dtype: str) -> Tuple[Optional[float], str]:
+    """(dense peak TFLOP/s or None, why None) for a CUDA device name and dtype."""
+    if dtype not in ("bfloat16", "float16"):
+        return None, f"no {dtype} peak in the table (bf16/fp16 tensor-core peaks only)"
+    for key, bf16, fp16 in PEAK_TFLOPS:
+        if key.lower() in device_name.lower():
+            return (bf16 if dtype == "bfloat16" else fp16), ""
+    return None, (f"utilisation unknown: '{device_name}' is not in bench/timing.py PEAK_TFLOPS "
+                  f"(add its dense {dtype} peak there)")
+
+
+# ---------------------------------------------------------------- FLOPs
+
+def unet_tflop(unet, num_frames: int, height: int, width: int, text_tokens: int = 77,
+               vae_scale: int = 8) -> float:
+    """TFLOP of one UNet evaluation for one clip (batch 1, one guidance branch) at a
+    pixel size of height x width. The architecture is rebuilt from the model's config
+    on the meta device and run under FlopCounterMode: shapes only, no compute, so the
+    full-size model counts in seconds on a CPU (attention counts as its matmuls)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = dict(unet.config)
+    with torch.device("meta"):
+        twin = type(unet).from_config(config)
+        sample = torch.empty(1, config["in_channels"], num_frames, height // vae_scale, width // vae_scale)
+        text = torch.empty(num_frames, text_tokens, config["cross_attention_dim"])
+        timestep = torch.tensor(999)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        twin(sample, timestep, encoder_hidden_states=text)
+    return counter.get_total_flops() / 1e12
+
+
+# ---------------------------------------------------------------- settings
+
+@dataclass
+class TimingSettings:
+    methods: Dict[str, Any]                  # result key -> ModelSpec (or a dict of its fields)
+    nfe: Sequence[int] = (1, 2, 4, 8)
+    teacher: Optional[str] = "ddim"          # method also timed at teacher_nfe (with its CFG)
+    teacher_nfe: Sequence[int] = (25, 50)
+    reference: str = "animatelcm"            # speed-up = teacher at max(teacher_nfe) / reference at reference_nfe
+    reference_nfe: int = 4
+    weights: str = "random"
+    device: str = "auto"
+    dtype: str = "auto"
+    num_frames: int = 16
+    height: int = 512
+    width: int = 512
+    batch_size: int = 1
+    decode_chunk_size: int = 16
+    warmup: int = 1
+    repeats: int = 5
+    seed: int = 0
+    cache_dir: Optional[str] = None
+    fast: Any = None                         # models.fast.FastPath / dict / None
+    share_random_weights: bool = True        # random weights: one build serves every method
+    count_flops: bool = True
+    prompt: str = TIMING_PROMPT
+
+    def steps_for(self, method: str) -> List[int]:
+        steps = list(self.nfe)
+        if method == self.teacher:
+            steps += [s for s in self.teacher_nfe if s not in steps]
+        return sorted(set(int(s) for s in steps))
+
+
+def _resolve_spec(name: str, spec: Any):
+    from models.registry import resolve_spec
+    from models.specs import ModelSpec, SamplerSpec
+
+    if spec is None:  # registry defaults, its sampler included
+        spec = ModelSpec(name=name, sampler=SamplerSpec(kind=None))
+    elif not isinstance(spec, ModelSpec):
+        data = dict(spec)
+        sampler = data.pop("sampler", None)
+        if sampler is not None and not isinstance(sampler, SamplerSpec):
+            sampler = SamplerSpec(**dict(sampler))
+        data.setdefault("name", name)
+        spec = ModelSpec(**data, sampler=sampler or SamplerSpec(kind=None))
+    return resolve_spec(spec)
+
+
+def _overrides(spec) -> Dict[str, Any]:
+    out = {f.name: getattr(spec, f.name) for f in fields(spec) if f.name != "name"}
+    return out
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"cpu: {name} ({torch.get_num_threads()} threads)"
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def _stats_ms(seconds_per_clip: Sequence[float]) -> Dict[str, float]:
+    ms = [1000.0 * s for s in seconds_per_clip]
+    return {"median": _percentile(ms, 50), "iqr": _percentile(ms, 75) - _percentile(ms, 25),
+            "min": min(ms), "max": max(ms)}
+
+
+def _free(model) -> None:
+    import torch
+
+    del model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# ---------------------------------------------------------------- the protocol
+
+def time_methods(settings: TimingSettings, build: Optional[Callable[..., Any]] = None,
+                 progress: Optional[Callable[[str], None]] = None) -> List[Dict[str, Any]]:
+    """Time every method x steps setting; returns one results-format row per setting.
+
+    ``build(name, **kwargs)`` defaults to models.build (tests may pass their own)."""
+    import torch
+
+    import models
+    from models.animatediff import resolve_device_dtype
+    from models.fast import fast_options, share_weights_as
+
+    say = progress or log.info
+    if settings.repeats < 1 or settings.warmup < 0 or settings.batch_size < 1:
+        raise ValueError(f"timing needs repeats >= 1, warmup >= 0 and batch_size >= 1 "
+                         f"(got {settings.repeats}, {settings.warmup}, {settings.batch_size}).")
+    if not settings.methods:
+        raise ValueError("timing got no methods to time.")
+    if settings.teacher is not None and settings.teacher not in settings.methods:
+        say(f"timing: teacher '{settings.teacher}' is not among the methods {list(settings.methods)}; "
+            f"its {list(settings.teacher_nfe)}-step settings are skipped")
+    build = build or models.build
+    device, dtype = resolve_device_dtype(settings.device, settings.dtype)
+    fast = fast_options(settings.fast)
+    on_gpu = device.startswith("cuda")
+    dev_name = device_name(device)
+    peak, peak_note = device_peak_tflops(dev_name, dtype) if on_gpu else (None, "no peak for CPUs")
+    specs = {key: _resolve_spec(key, spec) for key, spec in settings.methods.items()}
+
+    total_evals = sum(s * (2 if specs[k].guidance_scale > 1.0 else 1) * settings.batch_size
+                      * (settings.repeats + settings.warmup * (s == min(settings.steps_for(k))))
+                      for k in specs for s in settings.steps_for(k))
+    say(f"timing: {len(specs)} methods on {dev_name} {dtype}, {settings.num_frames}x{settings.height}x"
+        f"{settings.width}, weights={settings.weights}, batch {settings.batch_size}, {settings.warmup} warm-up + "
+        f"{settings.repeats} timed calls per setting, {total_evals} UNet evaluations in all")
+
+    rows: List[Dict[str, Any]] = []
+    flops_cache: Dict[str, float] = {}
+    shared = None
+    prompts = [settings.prompt] * settings.batch_size
+    for key, spec in specs.items():
+        steps = settings.steps_for(key)
+        started = time.perf_counter()
+        if settings.weights == "random" and settings.share_random_weights and shared is not None:
+            model = share_weights_as(shared, spec.name, **_overrides(spec))
+        else:
+            model = build(spec.name, weights=settings.weights, device=device, dtype=dtype,
+                          cache_dir=settings.cache_dir, seed=settings.seed, fast=fast, **_overrides(spec))
+            if settings.weights == "random" and settings.share_random_weights:
+                shared = model
+        built_s = time.perf_counter() - started
+        tflop = None
+        if settings.count_flops:
+            fkey = json.dumps(dict(model.pipeline.unet.config), sort_keys=True, default=str)
+            if fkey not in flops_cache:
+                flops_cache[fkey] = unet_tflop(model.pipeline.unet, settings.num_frames, settings.height,
+                                               settings.width, vae_scale=model.pipeline.vae_scale_factor)
+            tflop = flops_cache[fkey]
+        guidance = model.guidance_scale
+        evals_per_step = 2 if guidance > 1.0 else 1
+
+        def call(nfe: int, repeat: int):
+            seeds = [settings.seed + 1000 * repeat + i for i in range(settings.batch_size)]
+            model.generate(prompts, seeds, nfe, num_frames=settings.num_frames, height=settings.height,
+                           width=settings.width, decode_chunk_size=settings.decode_chunk_size)
+            return dict(model.last_timing)
+
+        warm_start = time.perf_counter()
+        for w in range(settings.warmup):  # compile, cuDNN autotuning, allocator growth happen here
+            call(steps[0], -1 - w)
+        warm_s = time.perf_counter() - warm_start
+        samples: Dict[int, List[Dict[str, float]]] = {s: [] for s in steps}
+        peaks: Dict[int, float] = {s: 0.0 for s in steps}
+        for r in range(settings.repeats):
+            for nfe in steps:  # interleaved: slow drift (clocks, heat, other load) hits every setting alike
+                if on_gpu:
+                    torch.cuda.reset_peak_memory_stats(torch.device(device))
+                samples[nfe].append(call(nfe, r))
+                if on_gpu:
+                    peaks[nfe] = max(peaks[nfe], torch.cuda.max_memory_allocated(torch.device(device)) / 2 ** 20)
+        for nfe in steps:
+            per_clip = [t["denoise_s"] / settings.batch_size for t in samples[nfe]]
+            d = _stats_ms(per_clip)
+            text = _stats_ms([t["text_encode_s"] / settings.batch_size for t in samples[nfe]])["median"]
+            vae = _stats_ms([t["decode_s"] / settings.batch_size for t in samples[nfe]])["median"]
+            evals = nfe * evals_per_step
+            achieved = tflop * evals / (d["median"] / 1000.0) if tflop is not None else None
+            util = achieved / peak if (achieved is not None and peak) else None
+            clock = samples[nfe][0].get("clock", "cuda-event" if on_gpu else "wall")
+            note = (f"per clip = call time / batch size ({settings.batch_size}); denoising loop only, text encoding "
+                    f"and VAE decoding timed separately; {settings.warmup} warm-up call(s) per model")
+            if util is None and peak_note:
+                note += f"; {peak_note}"
+            rows.append({
+                "method": key, "nfe": int(nfe), "guidance_scale": float(guidance),
+                "denoise_ms_median": d["median"], "denoise_ms_iqr": d["iqr"],
+                "text_encode_ms": text, "vae_ms": vae,
+                "peak_mem_mb": peaks[nfe] if on_gpu else None,
+                "tflop_per_unet_eval": tflop, "utilisation": util,
+                "n_repeats": settings.repeats, "n": settings.repeats * settings.batch_size,
+                "device": dev_name, "dtype": dtype, "clock": clock, "note": note,
+                "extra": {"steps": int(nfe), "unet_evals": evals, "achieved_tflops": achieved,
+                          "peak_tflops": peak, "denoise_ms_min": d["min"], "denoise_ms_max": d["max"],
+                          "denoise_ms_all": [1000.0 * s for s in per_clip],
+                          "batch_size": settings.batch_size, "num_frames": settings.num_frames,
+                          "height": settings.height, "width": settings.width, "weights": settings.weights,
+                          "device_type": "cuda" if on_gpu else "cpu", "fast": model.fast,
+                          "build_s": built_s, "warmup_s": warm_s,
+                          "shared_modules_from": model.provenance.get("shared_modules_from")},
+            })
+        done = ", ".join("%d steps %.1f ms" % (r["nfe"], r["denoise_ms_median"]) for r in rows if r["method"] == key)
+        say(f"timing: {key} done ({done})")
+        if model is not shared:
+            _free(model)
+        else:
+            del model
+    if shared is not None:
+        _free(shared)
+    add_speedups(rows, settings)
+    return rows
+
+
+def find_row(rows: Sequence[Mapping[str, Any]], method: str, nfe: int) -> Optional[Mapping[str, Any]]:
+    return next((r for r in rows if r["method"] == method and r["nfe"] == nfe), None)
+
+
+def add_speedups(rows: List[Dict[str, Any]], settings: TimingSettings) -> Optional[float]:
+    """Every row gets extra.speedup_vs_teacher = teacher-at-max(teacher_nfe) ms / its ms;
+    returns the headline ratio teacher / reference-at-reference_nfe (None if either is missing)."""
+    if settings.teacher is None or not settings.teacher_nfe:
+        return None
+    teacher = find_row(rows, settings.teacher, max(settings.teacher_nfe))
+    if teacher is None:
+        return None
+    for r in rows:
+        r["extra"]["speedup_vs_teacher"] = teacher["denoise_ms_median"] / r["denoise_ms_median"]
+        r["extra"]["teacher_setting"] = f"{settings.teacher} {teacher['nfe']} steps, guidance {teacher['guidance_scale']:g}"
+    ref = find_row(rows, settings.reference, settings.reference_nfe)
+    return teacher["denoise_ms_median"] / ref["denoise_ms_median"] if ref is not None else None
+
+
+def summarize(rows: Sequence[Mapping[str, Any]], settings: TimingSettings) -> Dict[str, Any]:
+    teacher = find_row(rows, settings.teacher, max(settings.teacher_nfe)) if settings.teacher else None
+    ref = find_row(rows, settings.reference, settings.reference_nfe)
+    out: Dict[str, Any] = {"teacher": None, "reference": None, "speedup": None, "ideal_speedup": None}
+    if teacher is not None:
+        out["teacher"] = {"method": teacher["method"], "nfe": teacher["nfe"], "guidance_scale": teacher["guidance_scale"],
+                          "denoise_ms_median": teacher["denoise_ms_median"]}
+    if ref is not None:
+        out["reference"] = {"method": ref["method"], "nfe": ref["nfe"], "guidance_scale": ref["guidance_scale"],
+                            "denoise_ms_median": ref["denoise_ms_median"]}
+    if teacher is not None and ref is not None:
+        out["speedup"] = teacher["denoise_ms_median"] / ref["denoise_ms_median"]
+        out["ideal_speedup"] = teacher["extra"]["unet_evals"] / ref["extra"]["unet_evals"]
+    return out
+
+
+# ---------------------------------------------------------------- from a composed config
+
+def settings_from_cfg(cfg: Any, device: Optional[str] = None, dtype: Optional[str] = None) -> TimingSettings:
+    """TimingSettings from a composed lcmbench config (DictConfig or the BenchConfig
+    dataclass): methods, weights, seed, cache_dir, protocol geometry and NFE, runner
+    device/dtype/batch/decode chunk, runner.fast and runner.timing."""
+    def to_plain(node):
+        try:
+            from omegaconf import OmegaConf
+
+            if OmegaConf.is_config(node):
+                return OmegaConf.to_container(node, resolve=True)
+        except ImportError:
+            pass
+        return asdict(node) if hasattr(node, "__dataclass_fields__") else node
+
+    p, r = cfg.protocol, cfg.runner
+    timing = to_plain(getattr(r, "timing", None)) or {}
+    methods = {k: to_plain(v) for k, v in to_plain(cfg.methods).items()} if not isinstance(cfg.methods, dict) \
+        else {k: to_plain(v) for k, v in cfg.methods.items()}
+    base = TimingSettings(methods=methods)
+    return TimingSettings(
+        methods=methods, nfe=[int(n) for n in p.nfe],
+        teacher=timing.get("teacher", base.teacher), teacher_nfe=list(timing.get("teacher_nfe", base.teacher_nfe)),
+        reference=timing.get("reference", base.reference), reference_nfe=int(timing.get("reference_nfe", base.reference_nfe)),
+        weights=cfg.weights, device=device or r.device, dtype=dtype or r.dtype,
+        num_frames=int(p.num_frames), height=int(p.height), width=int(p.width), batch_size=int(r.batch_size),
+        decode_chunk_size=int(r.decode_chunk_size), warmup=int(timing.get("warmup", base.warmup)),
+        repeats=int(timing.get("repeats", base.repeats)), seed=int(cfg.seed), cache_dir=cfg.cache_dir,
+        fast=to_plain(getattr(r, "fast", None)),
+        share_random_weights=bool(timing.get("share_random_weights", base.share_random_weights)),
+        count_flops=bool(timing.get("count_flops", base.count_flops)))
+
+
+def run_timing(cfg: Any, device: Optional[str] = None, dtype: Optional[str] = None,
+               build: Optional[Callable[..., Any]] = None,
+               progress: Optional[Callable[[str], None]] = None) -> List[Dict[str, Any]]:
+    """The timing stage: rows in the results ``timing`` format for every method x
+    protocol.nfe, plus the teacher at runner.timing.teacher_nfe, from a composed config.
+    ``device``/``dtype`` override the runner's (the pipeline passes its resolved ones)."""
+    return time_methods(settings_from_cfg(cfg, device, dtype), build=build, progress=progress)
+
+
+# ---------------------------------------------------------------- output
+
+def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    head = (f"{'method':<13} {'steps':>5} {'cfg':>5} {'evals':>5} {'denoise ms':>11} {'iqr':>8} {'min':>9} "
+            f"{'max':>9} {'text ms':>8} {'vae ms':>8} {'peak MB':>8} {'TFLOP/s':>8} {'util':>6} {'x teacher':>9}")
+    lines = [head, "-" * len(head)]
+
+    def opt(value, fmt):
+        return "-" if value is None else fmt % value
+
+    for r in rows:
+        e = r["extra"]
+        cfg = "%g" % r["guidance_scale"] if r["guidance_scale"] > 1 else "off"
+        util = None if r["utilisation"] is None else 100 * r["utilisation"]
+        lines.append(
+            f"{r['method']:<13} {r['nfe']:>5} {cfg:>5} {e['unet_evals']:>5} {r['denoise_ms_median']:>11.1f} "
+            f"{r['denoise_ms_iqr']:>8.1f} {e['denoise_ms_min']:>9.1f} {e['denoise_ms_max']:>9.1f} "
+            f"{r['text_encode_ms']:>8.1f} {r['vae_ms']:>8.1f} {opt(r['peak_mem_mb'], '%.0f'):>8} "
+            f"{opt(e['achieved_tflops'], '%.3g'):>8} {opt(util, '%.1f%%'):>6} "
+            f"{opt(e.get('speedup_vs_teacher'), '%.1fx'):>9}")
+    return "\n".join(lines)
+
+
+def environment(device: str) -> Dict[str, Any]:
+    import torch
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "torch_threads": torch.get_num_threads(), "host": platform.node()}
+    try:
+        import diffusers
+
+        info["diffusers"] = diffusers.__version__
+    except ImportError:
+        pass
+    if device.startswith("cuda"):
+        idx = torch.device(device).index or 0
+        info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(idx)))
+    return info
+
+
+def default_out_dir() -> Path:
+    if os.environ.get("OUT"):
+        return Path(os.environ["OUT"])
+    return Path(__file__).resolve().parent.parent / "results" / "timing"
+
+
+def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    from models.fast import FastPath
+
+    ap = argparse.ArgumentParser(prog="python -m bench.timing", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--weights", default="random", choices=("random", "tiny", "pretrained"))
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="auto", help="auto: float16 on a GPU, float32 on the CPU")
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--height", type=int, default=512)
+    ap.add_argument("--width", type=int, default=512)
+    ap.add_argument("--methods", nargs="+", default=list(ALL_METHODS))
+    ap.add_argument("--nfe", nargs="+", type=int, default=[1, 2, 4, 8])
+    ap.add_argument("--teacher", default="ddim", help="method also timed at --teacher-nfe ('none' to skip)")
+    ap.add_argument("--teacher-nfe", nargs="+", type=int, default=[25, 50])
+    ap.add_argument("--reference", default="animatelcm")
+    ap.add_argument("--reference-nfe", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=1)
+    ap.add_argument("--decode-chunk-size", type=int, default=16)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--no-share", action="store_true", help="random weights: build every method separately")
+    ap.add_argument("--no-flops", action="store_true")
+    ap.add_argument("--fast", action="store_true", help="enable the fast path (models/fast.py)")
+    ap.add_argument("--fast-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help=f"fast path option, repeatable; keys: {', '.join(f.name for f in fields(FastPath))}")
+    ap.add_argument("--out", default=None, help="JSON file (default: $OUT/timing.json or results/timing/)")
+    return ap.parse_args(argv)
+
+
+def parse_fast(enabled: bool, pairs: Sequence[str]) -> Dict[str, Any]:
+    """'--fast-opt compile_unet=true' style pairs -> a FastPath dict (values typed by the dataclass)."""
+    from models.fast import FastPath, fast_options
+
+    types = {f.name: type(getattr(FastPath(), f.name)) for f in fields(FastPath)}
+    out: Dict[str, Any] = {"enabled": enabled}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--fast-opt expects KEY=VALUE, got '{pair}'.")
+        k, v = pair.split("=", 1)
+        if k not in types:
+            raise ValueError(f"Unknown fast path option '{k}'. Options: {', '.join(types)}.")
+        if types[k] is bool:
+            if v.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(f"--fast-opt {k}={v}: use true or false.")
+            out[k] = v.lower() in ("1", "true", "yes")
+        else:
+            out[k] = types[k](v)
+    fast_options(out)  # validate now, before any model is built
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from models.animatediff import resolve_device_dtype
+
+    device, dtype = resolve_device_dtype(args.device, args.dtype)
+    teacher = None if args.teacher in ("none", "") else args.teacher
+    settings = TimingSettings(
+        methods={m: None for m in args.methods}, nfe=args.nfe, teacher=teacher, teacher_nfe=args.teacher_nfe,
+        reference=args.reference, reference_nfe=args.reference_nfe, weights=args.weights, device=device,
+        dtype=dtype, num_frames=args.frames, height=args.height, width=args.width, batch_size=args.batch_size,
+        decode_chunk_size=args.decode_chunk_size, warmup=args.warmup, repeats=args.repeats, seed=args.seed,
+        cache_dir=args.cache_dir, fast=parse_fast(args.fast, args.fast_opt), share_random_weights=not args.no_share,
+        count_flops=not args.no_flops)
+    started = time.time()
+    rows = time_methods(settings, progress=lambda m: print(m, flush=True))
+    summary = summarize(rows, settings)
+    dev = rows[0]["device"]
+    print(f"\nDenoising time per clip on {dev} ({dtype}), {args.frames}x{args.height}x{args.width}, "
+          f"weights={args.weights}, batch {args.batch_size}, fast path {'on' if args.fast else 'off'}:")
+    print(format_table(rows))
+    if rows[0]["tflop_per_unet_eval"] is not None:
+        print("FLOPs of one UNet evaluation (one clip, %dx%dx%d): %.4g TFLOP"
+              % (args.frames, args.height, args.width, rows[0]["tflop_per_unet_eval"]))
+    if summary["speedup"] is not None:
+        t, s = summary["teacher"], summary["reference"]
+        print(f"Speed-up {t['method']} {t['nfe']} steps (CFG {t['guidance_scale']:g}) / {s['method']} {s['nfe']} steps: "
+              f"{summary['speedup']:.1f}x measured, {summary['ideal_speedup']:.0f}x ideal "
+              f"({t['denoise_ms_median']:.1f} ms / {s['denoise_ms_median']:.1f} ms) on {dev}")
+    out = Path(args.out) if args.out else default_out_dir() / (
+        "timing.json" if os.environ.get("OUT") else f"timing_{time.strftime('%Y%m%d-%H%M%S')}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"kind": "lcmbench-timing", "settings": {k: v for k, v in asdict(settings).items() if k != "methods"}
+               | {"methods": list(settings.methods)}, "environment": environment(device), "summary": summary,
+               "timing": rows, "wall_s": time.time() - started}
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, out)
+    print(f"Wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
