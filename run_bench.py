@@ -29,6 +29,15 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "list":
     print(list_registry())
     sys.exit(0)
 
+if __name__ == "__main__":
+    # Hydra's own message for a misspelt group option or key is several lines with no
+    # suggestion: catch those first, as one line with the closest valid name.
+    from bench.cli import check_overrides, fail
+
+    _problem = check_overrides(sys.argv[1:], CONFIG_DIR)
+    if _problem:
+        fail(_problem)
+
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 

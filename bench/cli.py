@@ -1,29 +1,178 @@
-"""Turn the errors a user can fix into one clear line instead of a stack trace."""
+"""Turn the errors a user can fix into one clear line instead of a stack trace.
+
+Every such error prints ``lcmbench: error: <what was wrong and what to do>`` on
+stderr and exits with status 2; nothing is half-written, because clips, features and
+results are only ever renamed into place once complete. Set LCMBENCH_DEBUG=1 to get
+the full traceback instead.
+"""
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn, Optional
 
 from omegaconf import DictConfig
 
 log = logging.getLogger("lcmbench")
 
+EXIT_USER_ERROR = 2
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
-def run_with_clear_errors(cfg: DictConfig, run_dir: Path) -> None:
+
+def fail(message: str) -> NoReturn:
+    """Print one ``lcmbench: error:`` line (further lines of a list indented) and exit 2."""
+    first, *rest = str(message).strip().splitlines() or [""]
+    print(f"lcmbench: error: {first}", file=sys.stderr)
+    for line in rest:
+        print(f"  {line}", file=sys.stderr)
+    sys.stderr.flush()
+    sys.exit(EXIT_USER_ERROR)
+
+
+def user_error_types() -> tuple:
+    """Exceptions that mean the input is wrong, not the code. ValueError covers bad
+    config values, prompt files, preflight problems and results that fail the schema;
+    FileNotFoundError covers missing weights, files and dataset roots."""
+    import torch
+
     from models.weights import UnsafeWeights, WeightsNotFound
 
-    from .pipeline import run
-    from .runner import StoreMismatch
+    from .runner import GenerationOutOfMemory, StoreIncomplete, StoreMismatch
 
+    return (WeightsNotFound, UnsafeWeights, StoreMismatch, StoreIncomplete, GenerationOutOfMemory,
+            FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, torch.cuda.OutOfMemoryError)
+
+
+def explain_os_error(err: OSError, run_dir: Path) -> Optional[str]:
+    if err.errno in _DISK_FULL:
+        where = f" ({err.filename})" if err.filename else ""
+        return (f"disk full while writing{where} under {run_dir}. Nothing half-written was kept and every clip "
+                f"already in the store is intact: free space and run the same command again "
+                f"(same run_dir / hydra.run.dir) to resume.")
+    if isinstance(err, PermissionError):
+        return f"permission denied: {err.filename or err}. Choose a writable run_dir / hydra.run.dir or cache_dir."
+    return None
+
+
+def run_with_clear_errors(cfg: DictConfig, run_dir: Path) -> None:
+    from .pipeline import run
+
+    run_dir = Path(cfg.get("run_dir") or run_dir)
+    if os.environ.get("LCMBENCH_DEBUG", "") not in ("", "0"):
+        run(cfg, run_dir)
+        return
+    user_errors = user_error_types()
     try:
         run(cfg, run_dir)
-    except (WeightsNotFound, UnsafeWeights, StoreMismatch, FileNotFoundError, ValueError) as err:
-        print(f"lcmbench: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"lcmbench: interrupted. Everything already written under {run_dir} is intact; run the same "
+              f"command again to resume.", file=sys.stderr)
+        sys.exit(130)
     except OSError as err:
-        if getattr(err, "errno", None) == 28:  # ENOSPC
-            print(f"lcmbench: error: disk full while writing under {run_dir}. Everything already written is "
-                  f"intact; free space and run again with hydra.run.dir={run_dir} to resume.", file=sys.stderr)
-            sys.exit(2)
-        raise
+        message = explain_os_error(err, run_dir)
+        if message is None:
+            if isinstance(err, user_errors):   # FileNotFoundError and friends
+                fail(str(err))
+            raise
+        fail(message)
+    except user_errors as err:   # noqa: B030 (a tuple computed at run time)
+        text = str(err) or type(err).__name__
+        if isinstance(err, _torch_oom()):
+            text = (f"out of GPU memory outside generation ({text.splitlines()[0]}). Use a smaller metric "
+                    f"batch size, runner.dtype=float16, or a larger GPU.")
+        fail(text)
+
+
+def _torch_oom() -> tuple:
+    import torch
+
+    return (torch.cuda.OutOfMemoryError,)
+
+
+# ------------------------------------------------------------------ overrides, before Hydra
+
+GROUPS = ("experiment", "model", "sampler", "metric")
+_SWEEP_FUNCTIONS = ("range(", "choice(", "glob(", "interval(", "tag(", "sort(", "shuffle(", "${")
+
+
+def _did_you_mean(name: str, options) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _group_values(value: str):
+    if not value or any(f in value for f in _SWEEP_FUNCTIONS):
+        return []
+    if value.startswith("[") or value.startswith("{"):
+        return []
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _check_key(path: str) -> Optional[str]:
+    """A dotted key against the config schema (bench/config.py); None when it exists
+    or the schema leaves that level free (dicts of Any)."""
+    import dataclasses
+    import typing
+
+    from .config import BenchConfig
+
+    node, done = BenchConfig, []
+    parts = path.split(".")
+    i = 0
+    while i < len(parts):
+        if not dataclasses.is_dataclass(node):
+            return None
+        hints = typing.get_type_hints(node)
+        name = parts[i]
+        if name not in hints:
+            where = ".".join(done) or "the top level"
+            return (f"unknown setting '{path}': '{name}' is not a key of {where}.{_did_you_mean(name, hints)} "
+                    f"The settings are in bench/config.py; `python run_bench.py --cfg job` prints them all.")
+        done.append(name)
+        kind = hints[name]
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if typing.get_origin(kind) is typing.Union and len(args) == 1:
+            kind = args[0]
+        if typing.get_origin(kind) is dict:
+            value_type = typing.get_args(kind)[1]
+            if i + 1 < len(parts):
+                done.append(parts[i + 1])   # a free name, e.g. the method in methods.<name>.lora_scale
+            node, i = value_type, i + 2
+            continue
+        node, i = kind, i + 1
+    return None
+
+
+def check_overrides(argv, config_dir: str) -> Optional[str]:
+    """Catch misspelt config group options (experiment=tabel1, model@methods.x=animatelcn)
+    and misspelt keys before Hydra starts, with the closest valid name. Returns the error
+    message, or None when everything checked is known. Anything this does not understand
+    is left to Hydra."""
+    import re
+
+    root = Path(config_dir)
+    group_re = re.compile(r"^(?P<prefix>[+~]*)/?(?P<group>[a-z_]+)(?:@(?P<pkg>[\w.]+))?=(?P<value>.*)$")
+    key_re = re.compile(r"^(?P<key>[A-Za-z_][\w]*(?:\.[\w]+)*)=")
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        m = group_re.match(arg)
+        if m and m["group"] in GROUPS and (m["group"] == "experiment" or m["pkg"] or m["prefix"]):
+            group = m["group"]
+            options = sorted(p.stem for p in (root / group).glob("*.yaml"))
+            for name in _group_values(m["value"]):
+                if name not in options and name != f"{group}_schema" and name != "null":
+                    return (f"unknown {group} '{name}' in '{arg}'.{_did_you_mean(name, options)} "
+                            f"Available: {', '.join(options)} (bench/configs/{group}/).")
+            continue
+        k = key_re.match(arg)
+        if k and not arg.startswith(("+", "~")) and not k["key"].startswith("hydra"):
+            problem = _check_key(k["key"])
+            if problem:
+                return problem
+    return None

@@ -90,12 +90,35 @@ class PreflightConfig:
 
 
 @dataclass
+class ShardConfig:
+    """shard: split the clips over processes (bench/shard.py). torchrun and srun ranks
+    are picked up from the environment; index/count are for independent jobs (a SLURM
+    job array), which then share run_dir and leave scoring to a stages=[score,report] job."""
+    index: Optional[int] = None             # this job's shard, 0..count-1
+    count: Optional[int] = None             # number of independent shard jobs
+    use_env: bool = True                    # read RANK/WORLD_SIZE/LOCAL_RANK (torchrun) and SLURM_PROCID etc.
+    timeout_min: float = 1440.0             # how long ranks wait for each other at the barrier before scoring
+
+
+@dataclass
+class VBenchConfig:
+    """vbench: run the vbench package on the clips of one NFE per method (metrics/vbench.py)."""
+    enabled: bool = False
+    dimensions: List[str] = field(default_factory=lambda: ["temporal_flickering"])
+    nfe: Optional[int] = None               # which step count is exported (None: the largest in protocol.nfe)
+    mode: str = "custom_input"              # custom_input (our prompts) | vbench_standard (VBench's prompt suite)
+    allow_missing: bool = True              # report Total/Quality/Semantic over the dimensions that ran, marked partial
+    cache_dir: Optional[str] = None         # VBench weights (default $VBENCH_CACHE_DIR or ~/.cache/vbench)
+
+
+@dataclass
 class BenchConfig:
     experiment: str = "smoke"
     description: str = ""
     weights: str = "tiny"                   # pretrained | random | tiny, for every method
     seed: int = 0                           # init seed of tiny / random weights
     cache_dir: str = "${oc.env:LCMBENCH_CACHE,${oc.env:HOME}/.cache/lcmbench}"
+    run_dir: Optional[str] = None           # store + results; default: Hydra's output dir. Shared by shard jobs
     stages: List[str] = field(default_factory=lambda: list(STAGES))
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     methods: Dict[str, ModelSpec] = field(default_factory=dict)
@@ -103,6 +126,8 @@ class BenchConfig:
     runner: RunnerConfig = field(default_factory=RunnerConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     preflight: PreflightConfig = field(default_factory=PreflightConfig)
+    shard: ShardConfig = field(default_factory=ShardConfig)
+    vbench: VBenchConfig = field(default_factory=VBenchConfig)
 
 
 def register() -> None:

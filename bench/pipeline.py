@@ -10,7 +10,8 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict
+import warnings
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -26,8 +27,10 @@ from . import protocol as protocol_mod
 from .config import STAGES
 from .prompts import load_prompt_set
 from .provenance import device_info, git_state, package_versions
-from .runner import GenerationSettings, MethodPlan, generate_all, method_fingerprint
-from .store import ClipStore
+from . import shard as shard_mod
+from .runner import (GenerationSettings, MetricSetupError, MethodPlan, generate_all, method_fingerprint,
+                     require_complete, store_summary)
+from .store import ClipStore, atomic_write_bytes, publish_dir, remove_abandoned_staging, staging_dir
 
 log = logging.getLogger("lcmbench")
 
@@ -64,6 +67,10 @@ def make_plans(cfg: DictConfig, prompt_set) -> List[MethodPlan]:
                 "width": p.width}
     specs = protocol_mod.expand(list(cfg.methods), p.nfe, prompt_set, p.videos_per_prompt, p.seed,
                                 cfg.runner.samples_per_cell, cfg.runner.save_frames)
+    if cfg.vbench.enabled:
+        # VBench reads videos: keep the frames of the clips it will score
+        nfe = vbench_nfe(cfg)
+        specs = [replace(s, keep_frames=True) if s.nfe == nfe else s for s in specs]
     plans = []
     for name, node in cfg.methods.items():
         spec = _spec_from_cfg(node)
@@ -72,12 +79,22 @@ def make_plans(cfg: DictConfig, prompt_set) -> List[MethodPlan]:
     return plans
 
 
+def vbench_nfe(cfg: DictConfig) -> int:
+    nfe = cfg.vbench.nfe if cfg.vbench.nfe is not None else max(cfg.protocol.nfe)
+    if nfe not in cfg.protocol.nfe:
+        raise ValueError(f"vbench.nfe={nfe} is not one of protocol.nfe={list(cfg.protocol.nfe)}.")
+    return int(nfe)
+
+
 def build_metrics(cfg: DictConfig, device: str) -> List[Any]:
     built = []
     for name, mcfg in cfg.metrics.items():
         if not mcfg.enabled:
             continue
         options = OmegaConf.to_container(mcfg.options, resolve=True)
+        if name == "fvd":
+            # real reference clips must have the generated clips' length
+            options.setdefault("num_frames", cfg.protocol.num_frames)
         built.append(metric_registry.build(name, device=device, **options))
     return built
 
@@ -85,8 +102,9 @@ def build_metrics(cfg: DictConfig, device: str) -> List[Any]:
 class Run:
     """One run of an experiment in one run directory (resumable)."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path):
+    def __init__(self, cfg: DictConfig, run_dir: Path, shard: Optional[shard_mod.Shard] = None):
         self.cfg = cfg
+        self.shard = shard or shard_mod.Shard()
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.store = ClipStore(self.run_dir / "store")
@@ -108,13 +126,17 @@ class Run:
         from models.animatediff import resolve_device_dtype
 
         self.device, self.dtype = resolve_device_dtype(cfg.runner.device, cfg.runner.dtype)
+        self.device = shard_mod.rank_device(self.device, self.shard)
         p = cfg.protocol
         self.prompt_set = load_prompt_set(p.prompt_set, p.prompt_file, cfg.cache_dir).subset(
             list(p.classes) if p.classes else None, p.num_classes)
         self.plans = make_plans(cfg, self.prompt_set)
         self.metrics = build_metrics(cfg, self.device)
         for metric in self.metrics:
-            metric.prepare(cfg.cache_dir)
+            try:
+                metric.prepare(cfg.cache_dir)
+            except RuntimeError as err:   # reference data it cannot use, e.g. no readable video
+                raise MetricSetupError(f"metric '{metric.name}' could not be prepared: {err}") from err
         n = sum(len(pl.clips) for pl in self.plans)
         log.info("Plan: %d methods x NFE %s x %d prompts x %d videos = %d clips (%dx%dx%d), weights=%s, "
                  "device=%s %s", len(self.plans), list(p.nfe), len(self.prompt_set.classes),
@@ -134,14 +156,16 @@ class Run:
                                 allow_unsafe_pickle=r.allow_unsafe_pickle, **overrides)
 
         self.summary = generate_all(self.plans, self.store, self.metrics, settings, build,
-                                    self.run_dir / "videos")
-        log.info("Generated %d clips, %d already in the store, %d non-finite, in %.1f s",
-                 self.summary.made, self.summary.skipped, len(self.summary.nonfinite), self.summary.seconds)
+                                    self.run_dir / "videos", shard=self.shard)
+        log.info("Generated %d clips, %d already in the store, %d non-finite, in %.1f s (%s)",
+                 self.summary.made, self.summary.skipped, len(self.summary.nonfinite), self.summary.seconds,
+                 self.shard.label())
 
     def score(self) -> Dict[str, Any]:
         from results.stats import bootstrap_ci
 
         rep = self.cfg.report
+        require_complete(self.plans, self.store, [m.feature_key for m in self.metrics])
         rows, timing = [], []
         for plan in self.plans:
             for nfe in sorted({c.nfe for c in plan.clips}):
@@ -165,7 +189,10 @@ class Run:
                            "extra": {k: v for k, v in result.items() if k not in ("value", "n", "per_clip")}}
                     row["extra"].update({"missing": missing, "excluded_nonfinite": excluded})
                     if rep.bootstrap > 0 and len(good) > 1:
-                        stat = (lambda f, p=prompts, m=metric: float(m.score(f, p)["value"]))
+                        def stat(f, p=prompts, m=metric):
+                            with warnings.catch_warnings():   # the point estimate already reported them
+                                warnings.simplefilter("ignore")
+                                return float(m.score(f, p)["value"])
                         per_clip = metric.per_clip(feats)
                         if per_clip is not None:
                             _, lo, hi = bootstrap_ci(np.asarray(per_clip), lambda v: float(np.mean(v)),
@@ -187,7 +214,45 @@ class Run:
                                    "n": len(records), "device": self.device, "dtype": self.dtype,
                                    "clock": "wall" if self.device == "cpu" else "cuda-sync-wall",
                                    "note": "per clip = batch time / batch size; VAE excluded"})
-        return {"rows": rows, "timing": timing}
+        scored: Dict[str, Any] = {"rows": rows, "timing": timing}
+        if self.cfg.vbench.enabled:
+            scored["vbench"] = self.vbench()
+        return scored
+
+    def vbench(self) -> Dict[str, Any]:
+        """Export each method's clips at the VBench NFE as lossless mp4 with VBench's
+        file naming, run the vbench package on them, and aggregate."""
+        from metrics import vbench as vb
+
+        cfg = self.cfg.vbench
+        nfe = vbench_nfe(self.cfg)
+        out: Dict[str, Any] = {}
+        for plan in self.plans:
+            clips = [c for c in plan.clips if c.nfe == nfe]
+            records = self.store.read_many([c.key for c in clips], with_frames=True)
+            items = [(c.prompt, c.video_index, records[c.key].frames) for c in clips
+                     if c.key in records and records[c.key].frames is not None]
+            if not items:
+                log.warning("VBench: no stored frames for %s at NFE %d; skipped", plan.name, nfe)
+                continue
+            folder = self.run_dir / "vbench" / plan.name / "videos"
+            names = vb.export_for_vbench(items, folder, mode=cfg.mode)
+            result = vb.evaluate(folder, plan.name, list(cfg.dimensions), mode=cfg.mode,
+                                 out_dir=self.run_dir / "vbench" / plan.name / "scores", device=self.device,
+                                 prompts=names if cfg.mode == "custom_input" else None, cache_dir=cfg.cache_dir)
+            entry: Dict[str, Any] = {"nfe": nfe, "scores": {k: float(v) for k, v in result["scores"].items()},
+                                     "skipped": {**result["skipped"], **result.get("failed", {})},
+                                     "n_videos": len(items), "total": None, "quality": None, "semantic": None,
+                                     "partial": True}
+            if entry["scores"]:
+                agg = vb.aggregate(entry["scores"], allow_missing=cfg.allow_missing)
+                for k in ("total", "quality", "semantic"):
+                    entry[k] = None if agg[k] is None else 100.0 * float(agg[k])
+                entry["partial"] = bool(agg["partial"])
+            for dim, reason in entry["skipped"].items():
+                log.info("VBench %s: %s skipped: %s", plan.name, dim, reason)
+            out[plan.name] = entry
+        return out
 
     def samples(self) -> Dict[tuple, np.ndarray]:
         out = {}
@@ -197,6 +262,24 @@ class Run:
                     record = self.store.read(clip.key, with_frames=True)
                     if record is not None and record.frames is not None:
                         out[(plan.name, clip.nfe)] = record.frames
+        return out
+
+    def protocols(self) -> Dict[str, Any]:
+        out = {}
+        for m in self.metrics:
+            desc = dict(m.describe())
+            proto = desc.get("protocol")
+            out[m.name] = {**desc, "name": proto.get("name", m.name) if isinstance(proto, dict) else (proto or m.name),
+                           "version": str(proto.get("version", "1")) if isinstance(proto, dict)
+                           else str(desc.get("version", "1")),
+                           "id": m.feature_key}
+        if self.cfg.vbench.enabled:
+            import importlib.metadata
+
+            out["vbench"] = {"name": "vbench", "version": importlib.metadata.version("vbench"),
+                             "id": f"vbench-{self.cfg.vbench.mode}",
+                             "dimensions": list(self.cfg.vbench.dimensions), "nfe": vbench_nfe(self.cfg),
+                             "export": "lossless H.264 (crf 0), 8 fps"}
         return out
 
     def results(self, scored: Dict[str, Any]) -> Dict[str, Any]:
@@ -223,10 +306,11 @@ class Run:
                            "seeds": {"base_seed": cfg.protocol.seed, "init_seed": cfg.seed,
                                      "bootstrap_seed": cfg.report.bootstrap_seed},
                            "packages": package_versions(), "device": device_info(self.device, self.dtype),
-                           "protocols": {m.name: m.describe() for m in self.metrics},
+                           "protocols": self.protocols(),
                            "prompt_set": {"name": self.prompt_set.name, "sha256": self.prompt_set.sha256,
                                           "classes": list(self.prompt_set.classes)},
-                           "generation": asdict(self.summary) if self.summary else None},
+                           "generation": {**(asdict(self.summary) if self.summary else {}),
+                                          "store": store_summary(self.plans, self.store)}},
             "methods": methods,
             "bootstrap": {"n_boot": cfg.report.bootstrap, "seed": cfg.report.bootstrap_seed,
                           "alpha": cfg.report.alpha, "method": "percentile over clip resampling"},
@@ -236,17 +320,42 @@ class Run:
     def report(self, results: Dict[str, Any]) -> List[Path]:
         from results.report import write_all
 
-        return write_all(results, self.run_dir, samples=self.samples(), with_paper=self.cfg.report.with_paper)
+        # written aside and moved in file by file, results.json last: a kill never
+        # leaves a results.json beside half-written tables or plots
+        staging = staging_dir(self.run_dir)
+        write_all(results, staging, samples=self.samples(), with_paper=self.cfg.report.with_paper)
+        return publish_dir(staging, self.run_dir)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> Optional[Dict[str, Any]]:
     """Run the configured stages; returns the results dict when scoring ran."""
-    run = Run(cfg, run_dir)
-    (run.run_dir / "config.resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    shard = shard_mod.detect(cfg.shard.index, cfg.shard.count, cfg.shard.use_env)
+    if shard.config_count > 1 and not cfg.run_dir:
+        raise ValueError(f"shard.count={shard.config_count} needs run_dir=PATH, the same for every shard job and "
+                         f"the score job: each job of a sweep otherwise writes its own store.")
+    group = shard_mod.open_group(shard, cfg.runner.device, cfg.runner.dtype, cfg.shard.timeout_min)
+    try:
+        return _run_stages(cfg, shard_mod.shared_run_dir(group, Path(cfg.run_dir or run_dir)), shard, group)
+    finally:
+        group.close()
+
+
+def _run_stages(cfg: DictConfig, run_dir: Path, shard: shard_mod.Shard, group: shard_mod.Group):
+    run = Run(cfg, run_dir, shard)
+    if shard.is_main:
+        atomic_write_bytes(run.run_dir / "config.resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
+        remove_abandoned_staging(run.run_dir)
     run.preflight()
     if "generate" in cfg.stages:
         run.generate()
+    group.barrier()   # every rank's clips are in the store before rank 0 scores
     results = None
+    if "score" in cfg.stages and not shard.scores:
+        then = ("rank 0 scores them" if shard.group else
+                f"score with: python run_bench.py run_dir={run.run_dir} 'stages=[score,report]' "
+                f"(same experiment and overrides, no shard.*) once every shard is done")
+        print(f"lcmbench: {shard.label()}: its clips are in {run.run_dir / 'store'}; {then}.")
+        return None
     if "score" in cfg.stages:
         results = run.results(run.score())
         if "report" in cfg.stages:

@@ -279,10 +279,15 @@ def fetch_plan(cfg: Any) -> FetchPlan:
     if _get(p, "prompt_set") == "official":
         from bench.prompts import OFFICIAL_CAPTIONS_SHA256, OFFICIAL_CAPTIONS_URL
 
-        target = _get(p, "prompt_file") or os.path.join(roots["lcmbench"], "UCF101_prompts.yaml")
-        plan.urls.append(UrlItem("official UCF-101 captions", urls.get("captions", OFFICIAL_CAPTIONS_URL),
-                                 os.path.expanduser(target), OFFICIAL_CAPTIONS_SHA256, "lcmbench",
-                                 ["protocol.prompt_set"]))
+        given = _get(p, "prompt_file")
+        if given and os.path.isfile(os.path.expanduser(given)):
+            # the user's own copy is recorded, never replaced (preflight checks its sha256)
+            plan.files.append(("protocol.prompt_file", os.path.expanduser(given), "abs"))
+        else:
+            target = given or os.path.join(roots["lcmbench"], "UCF101_prompts.yaml")
+            plan.urls.append(UrlItem("official UCF-101 captions", urls.get("captions", OFFICIAL_CAPTIONS_URL),
+                                     os.path.expanduser(target), OFFICIAL_CAPTIONS_SHA256, "lcmbench",
+                                     ["protocol.prompt_set"]))
     metrics_cfg = _get(cfg, "metrics", {}) or {}
     enabled = {n: dict(_plain(_get(metrics_cfg[n], "options", {})) or {}) for n in metrics_cfg
                if _get(metrics_cfg[n], "enabled", True)}
@@ -314,7 +319,9 @@ def _fvd_items(options: Dict[str, Any], urls: Dict[str, str], roots: Dict[str, s
         target = os.path.expanduser(str(options["path"])) if options.get("path") else fvd.default_weights_path(proto)[0]
         url = urls.get("fvd_detector") or KNOWN_URLS.get(name)
         sha = options.get("sha256") or KNOWN_SHA256.get(name)
-        if url:
+        if options.get("path") and os.path.isfile(target):
+            plan.files.append((f"FVD detector {name}", target, "abs"))   # the user's file: recorded, not replaced
+        elif url:
             plan.urls.append(UrlItem(f"FVD detector {name}", url, target, sha, "lcmbench", ["metrics.fvd"]))
         elif os.path.isfile(target):
             plan.files.append((f"FVD detector {name}", target, "lcmbench"))

@@ -156,8 +156,12 @@ class PreflightReport:
 class PreflightError(ValueError):
     """Preflight found problems; the message lists every one with what to do."""
 
-    def __init__(self, report: PreflightReport):
+    def __init__(self, report: PreflightReport, listed: bool = False):
         self.report = report
+        if listed:   # the plan with its problems was printed just before
+            super().__init__(f"preflight found {len(report.problems)} problem(s), listed above; nothing was built. "
+                             f"Fix them and run again.")
+            return
         lines = [f"preflight found {len(report.problems)} problem(s); nothing was built:"]
         lines += [f"  {i}. {p.line()}" for i, p in enumerate(report.problems, 1)]
         super().__init__("\n".join(lines))
@@ -443,7 +447,8 @@ def check_hub(need: HubNeed, cache: str, verify: bool, cfg: Any) -> Tuple[AssetC
             detail = f"missing {shown}"
             what = f"is incomplete in the Hugging Face cache {cache}: missing {shown}"
         else:
-            detail = f"not cached ({len(need.groups)} files needed)"
+            n = len(need.groups)
+            detail = f"not cached ({n} file{'s' if n != 1 else ''} needed)"
             what = f"is not in the Hugging Face cache {cache}"
         problems.append(Problem("weights", f"'{label}' ({users}) {what}.",
                                 _prefetch_fix(cfg) + f", or point {_fields_hint(need.users)} at a local copy."))
@@ -540,6 +545,8 @@ def check_prompts(cfg: Any, report: PreflightReport):
             else:
                 try:
                     full = parse_caption_file(data.decode("utf-8"), str(file))
+                    if name == "file":
+                        full = type(full)(f"file:{file.name}", full.classes, full.captions, full.sha256)
                     report.assets.append(AssetCheck("prompts", f"prompt set '{name}'", str(file), "ok", str(file),
                                                     len(data), digest))
                 except (ValueError, UnicodeDecodeError) as err:
@@ -566,6 +573,9 @@ def check_prompts(cfg: Any, report: PreflightReport):
 def _fvd_option_keys() -> List[str]:
     from metrics import fvd
 
+    declared = getattr(fvd, "_BUILD_KEYS", None)   # the builder's own list of accepted options
+    if declared:
+        return list(declared)
     return [n for n, prm in inspect.signature(fvd.build).parameters.items() if prm.kind != prm.VAR_KEYWORD]
 
 
@@ -588,8 +598,9 @@ def check_fvd(cfg: Any, options: Dict[str, Any], clips_per_cell: int, report: Pr
             "metric", f"metrics.fvd.options.num_frames={frames} but the protocol makes "
                       f"{cfg.protocol.num_frames}-frame clips; FVD would refuse every clip.",
             f"Set metrics.fvd.options.num_frames={cfg.protocol.num_frames} (or change protocol.num_frames)."))
-    if frames < 9:   # metrics.i3d.MIN_FRAMES: I3D pools time three times
-        report.problems.append(Problem("metric", f"FVD needs clips of at least 9 frames, got {frames}.",
+    if int(cfg.protocol.num_frames) < 9:   # metrics.i3d.MIN_FRAMES: I3D pools time three times
+        report.problems.append(Problem("metric", f"FVD needs clips of at least 9 frames, the protocol makes "
+                                                 f"{cfg.protocol.num_frames}.",
                                        "Raise protocol.num_frames to 9 or more, or disable metrics.fvd."))
     if clips_per_cell < 2:
         report.problems.append(Problem(
@@ -1113,12 +1124,16 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
 
 
 def check(cfg: Any, run_dir: Optional[str | os.PathLike] = None, echo: bool = True) -> PreflightReport:
-    """preflight(), print the plan, raise PreflightError when anything is wrong."""
+    """preflight(), print the plan (echo), save it as <run_dir>/preflight.json when a
+    run_dir is given, and raise PreflightError (a ValueError) when anything is wrong."""
     report = preflight(cfg, run_dir)
     if echo:
         print(format_plan(report), flush=True)
+    if run_dir is not None:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        (Path(run_dir) / "preflight.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
     if not report.ok:
-        raise PreflightError(report)
+        raise PreflightError(report, listed=echo)
     return report
 
 
@@ -1133,6 +1148,7 @@ def format_plan(report: PreflightReport) -> str:
     if plan is not None:
         lines.append("")
         lines.append("Plan")
+        lines.append(f"  stages       {', '.join(plan.stages)}")
         if not plan.generates:
             lines.append(f"  stages {plan.stages}: no generate stage, so no clips are made; the figures below "
                          f"describe the protocol")
@@ -1187,8 +1203,8 @@ def format_plan(report: PreflightReport) -> str:
         size = f", {_human(a.size)}" if a.size else ""
         sha = f", sha256 {a.sha256[:16]}..." if a.sha256 else ""
         detail = f" - {a.detail}" if a.detail else ""
-        where = f" at {a.location}" if a.location and a.location != a.ref else ""
-        lines.append(f"  [{a.status:^7}] {a.name}{where}{size}{sha}{detail}")
+        where = f" at {a.location}" if a.location else ""
+        lines.append(f"  {'[' + a.status + ']':<10} {a.name}{where}{size}{sha}{detail}")
     for n in report.notes:
         lines.append(f"  note: {n}")
     lines.append("")

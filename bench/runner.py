@@ -16,6 +16,7 @@ from models.schedulers import resolve_sampler
 from models.specs import ModelSpec
 
 from .protocol import ClipSpec
+from .shard import Shard
 from .store import ClipStore
 
 log = logging.getLogger("lcmbench")
@@ -23,6 +24,18 @@ log = logging.getLogger("lcmbench")
 
 class StoreMismatch(RuntimeError):
     """The store holds clips made with other settings than the current run's."""
+
+
+class StoreIncomplete(RuntimeError):
+    """Scoring was asked for while clips are still missing from the store."""
+
+
+class GenerationOutOfMemory(RuntimeError):
+    """A batch of one clip does not fit in GPU memory."""
+
+
+class MetricSetupError(ValueError):
+    """A metric could not load or compute its reference data (a data problem the user fixes)."""
 
 
 @dataclass
@@ -64,7 +77,11 @@ class GenerationSummary:
     corrupt_regenerated: int = 0
     nonfinite: List[str] = field(default_factory=list)
     seconds: float = 0.0
-    batch_sizes: Dict[str, int] = field(default_factory=dict)
+    batch_sizes: Dict[str, int] = field(default_factory=dict)   # per method: the batch size that worked
+    oom_retries: int = 0                                        # batches retried smaller after running out of memory
+    temporaries_removed: int = 0                                # leftovers of killed writers
+    shard: Dict[str, Any] = field(default_factory=dict)         # which share of the clips this process made
+    not_owned: int = 0                                          # clips left to other shards
 
 
 def _needs(record, plan: MethodPlan, spec: ClipSpec, feature_keys: Sequence[str]) -> str:
@@ -95,22 +112,79 @@ def _batches(items: List[ClipSpec], size: int) -> List[List[ClipSpec]]:
     return out
 
 
+def _out_of_memory_errors() -> tuple:
+    import torch
+
+    return (torch.cuda.OutOfMemoryError,)
+
+
+def _release_gpu_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def missing_clips(plans: Sequence[MethodPlan], store: ClipStore, feature_keys: Sequence[str]) -> List[str]:
+    """Keys of planned clips that the store lacks, or holds without every metric's features."""
+    missing = []
+    for plan in plans:
+        for spec in plan.clips:
+            record = store.read(spec.key, with_frames=False)
+            if record is None or any(k not in record.features for k in feature_keys):
+                missing.append(spec.key)
+    return missing
+
+
+def require_complete(plans: Sequence[MethodPlan], store: ClipStore, feature_keys: Sequence[str]) -> None:
+    """Scoring a partial store would publish numbers over fewer clips than the protocol
+    asks for: refuse, naming what is missing."""
+    missing = missing_clips(plans, store, feature_keys)
+    if missing:
+        total = sum(len(p.clips) for p in plans)
+        raise StoreIncomplete(
+            f"the store {store.root} lacks {len(missing)} of {total} clips (e.g. {missing[0]}), so nothing was "
+            f"scored. Run the generate stage for every shard first (or run without 'stages=' here to make them).")
+
+
+def store_summary(plans: Sequence[MethodPlan], store: ClipStore) -> Dict[str, Any]:
+    """What the store says about how its clips were made, whichever processes made
+    them: batch sizes used per method and clips flagged non-finite."""
+    sizes: Dict[str, set] = {}
+    nonfinite: List[str] = []
+    for plan in plans:
+        for key, record in store.read_many([c.key for c in plan.clips]).items():
+            sizes.setdefault(plan.name, set()).add(int(record.meta.get("batch_size", 0)))
+            if not record.meta.get("finite", True):
+                nonfinite.append(key)
+    return {"batch_sizes_used": {m: sorted(v) for m, v in sizes.items()}, "nonfinite": nonfinite,
+            "nonfinite_count": len(nonfinite)}
+
+
 def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequence[Any],
                  settings: GenerationSettings, build_model: Callable[[MethodPlan], Any],
-                 video_dir: Optional[Path] = None) -> GenerationSummary:
+                 video_dir: Optional[Path] = None, shard: Optional[Shard] = None) -> GenerationSummary:
     """Make every clip of every plan that the store lacks. ``build_model(plan)`` is only
-    called for methods with work left. ``metrics`` are ClipMetric objects."""
+    called for methods with work left. ``metrics`` are ClipMetric objects. With a
+    ``shard``, only the clips it owns are looked at and made."""
     from tqdm import tqdm
 
-    summary = GenerationSummary()
+    shard = shard or Shard()
+    summary = GenerationSummary(shard=shard.describe())
     start = time.perf_counter()
-    store.remove_temporaries()
+    summary.temporaries_removed = store.remove_temporaries()
     feature_keys = [m.feature_key for m in metrics]
     work: Dict[str, List[ClipSpec]] = {}
     refeature: Dict[str, List[tuple]] = {}
     corrupt_before = len(store.corrupt)
     for plan in plans:
         for spec in plan.clips:
+            if not shard.owns(spec.key):
+                summary.not_owned += 1
+                continue
             record = store.read(spec.key, with_frames=True)
             need = _needs(record, plan, spec, feature_keys)
             if need == "clip":
@@ -133,18 +207,43 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
             summary.features_added += 1
 
     total = sum(len(v) for v in work.values())
-    bar = tqdm(total=total, desc="generate", unit="clip", disable=not settings.progress or total == 0)
+    desc = "generate" if not shard.sharded else f"generate [{shard.index}/{shard.count}]"
+    bar = tqdm(total=total, desc=desc, unit="clip", disable=not settings.progress or total == 0)
+    oom = _out_of_memory_errors()
     for plan in plans:
         todo = work.get(plan.name)
         if not todo:
             continue
         model = build_model(plan)
-        for batch in _batches(todo, settings.batch_size):
-            frames = model.generate([s.prompt for s in batch], [s.seed for s in batch], batch[0].nfe,
-                                    num_frames=settings.num_frames, height=settings.height,
-                                    width=settings.width, decode_chunk_size=settings.decode_chunk_size)
-            timing = dict(model.last_timing)
-            features = {m.feature_key: np.asarray(m.extract(frames, [s.prompt for s in batch])) for m in metrics}
+        size = max(1, int(settings.batch_size))
+        pending = list(todo)
+        while pending:
+            batch = _batches(pending, size)[0]
+            out_of_memory = False
+            try:
+                frames = model.generate([s.prompt for s in batch], [s.seed for s in batch], batch[0].nfe,
+                                        num_frames=settings.num_frames, height=settings.height,
+                                        width=settings.width, decode_chunk_size=settings.decode_chunk_size)
+                timing = dict(model.last_timing)
+                features = {m.feature_key: np.asarray(m.extract(frames, [s.prompt for s in batch]))
+                            for m in metrics}
+            except oom:
+                out_of_memory = True
+            if out_of_memory:
+                # outside the except block: its traceback no longer pins the failed batch's tensors
+                frames = features = None
+                _release_gpu_memory()
+                if len(batch) == 1:
+                    raise GenerationOutOfMemory(
+                        f"out of GPU memory for method '{plan.name}' even at batch size 1 "
+                        f"({settings.num_frames} frames at {settings.height}x{settings.width}, NFE {batch[0].nfe}): "
+                        f"use runner.dtype=float16, a smaller runner.decode_chunk_size, or a larger GPU. "
+                        f"Clips already made are kept; rerun in the same run_dir to resume.")
+                size = max(1, len(batch) // 2)
+                summary.oom_retries += 1
+                log.warning("%s: out of GPU memory at batch size %d; retrying at %d", plan.name, len(batch), size)
+                continue
+            del pending[:len(batch)]
             for i, spec in enumerate(batch):
                 clip_feats = {k: v[i] for k, v in features.items()}
                 finite = bool(timing.get("finite", [True] * len(batch))[i]) and \
@@ -167,7 +266,7 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
                     write_mp4(video_dir / spec.method / f"nfe{spec.nfe}" / f"{spec.class_name}-{spec.video_index}.mp4",
                               frames[i])
                 summary.made += 1
-            summary.batch_sizes[plan.name] = len(batch)
+            summary.batch_sizes[plan.name] = size
             bar.update(len(batch))
         del model
     bar.close()

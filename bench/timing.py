@@ -167,6 +167,27 @@ def _stats_ms(seconds_per_clip: Sequence[float]) -> Dict[str, float]:
             "min": min(ms), "max": max(ms)}
 
 
+def build_model(name: str, **kwargs: Any):
+    """models.build, but random weights on a GPU are initialised on the GPU: seconds
+    instead of a minute of CPU initialisation of 1.3 B parameters per build (values
+    differ from a CPU init; speed does not depend on them). Falls back to a CPU init."""
+    import torch
+
+    import models
+
+    device = kwargs.get("device", "cpu")
+    if kwargs.get("weights") == "random" and str(device).startswith("cuda"):
+        try:
+            with torch.device(device):
+                return models.build(name, **kwargs)
+        except Exception as exc:  # an init that cannot run on the GPU: the ordinary path still works
+            log.warning("GPU initialisation of random weights failed (%s: %s); initialising on the CPU",
+                        type(exc).__name__, exc)
+            gc.collect()
+            torch.cuda.empty_cache()
+    return models.build(name, **kwargs)
+
+
 def _free(model) -> None:
     import torch
 
@@ -182,7 +203,7 @@ def time_methods(settings: TimingSettings, build: Optional[Callable[..., Any]] =
                  progress: Optional[Callable[[str], None]] = None) -> List[Dict[str, Any]]:
     """Time every method x steps setting; returns one results-format row per setting.
 
-    ``build(name, **kwargs)`` defaults to models.build (tests may pass their own)."""
+    ``build(name, **kwargs)`` defaults to build_model (models.build; random weights initialised on the GPU)."""
     import torch
 
     import models
@@ -198,7 +219,7 @@ def time_methods(settings: TimingSettings, build: Optional[Callable[..., Any]] =
     if settings.teacher is not None and settings.teacher not in settings.methods:
         say(f"timing: teacher '{settings.teacher}' is not among the methods {list(settings.methods)}; "
             f"its {list(settings.teacher_nfe)}-step settings are skipped")
-    build = build or models.build
+    build = build or build_model
     device, dtype = resolve_device_dtype(settings.device, settings.dtype)
     fast = fast_options(settings.fast)
     on_gpu = device.startswith("cuda")

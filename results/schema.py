@@ -31,7 +31,7 @@ fail loudly):
     such as ``capability`` allowed),
     ``protocols`` (object: metric family (``"fvd"``, ``"clipsim"``,
     ``"vbench"``) -> object with at least ``name`` (str) and ``version``
-    (str), optionally ``id`` or ``feature_key`` (str, the identifier rows
+    (str or int), optionally ``id`` or ``feature_key`` (str, the identifier rows
     carry; default ``"<name>-v<version>"``); any further keys describe the
     protocol, e.g. detector, resize, sample size),
     ``prompt_set`` (object: ``name`` str, ``sha256`` str (64 hex) | null;
@@ -593,6 +593,10 @@ class _Checker:
         return True
 
 
+def _is_version(v: Any) -> bool:
+    return (isinstance(v, str) and bool(v.strip())) or (isinstance(v, int) and not isinstance(v, bool))
+
+
 def _tname(x: Any) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
             int: "an integer", float: "a number"}.get(type(x), type(x).__name__)
@@ -609,7 +613,7 @@ def _iso(c: _Checker, x: Any, where: str) -> Optional[datetime]:
 
 
 def _check_row(c: _Checker, r: Any, where: str, methods: Optional[Mapping[str, Any]],
-               protocols: Mapping[str, Any]) -> None:
+               protocols: Mapping[str, Any], declared: Iterable[str] = ()) -> None:
     if not c.obj(r, where):
         return
     c.keys(r, where, _ROW_REQUIRED, _ROW_OPTIONAL, hint="; put additional information under 'extra'")
@@ -624,9 +628,10 @@ def _check_row(c: _Checker, r: Any, where: str, methods: Optional[Mapping[str, A
         else:
             fam = metric_family(metric)
             proto = protocols.get(fam) if isinstance(protocols, Mapping) else None
-            if not isinstance(proto, Mapping) or "name" not in proto or "version" not in proto:
-                c.err(f"{where}.protocol", f"provenance.protocols has no {fam!r} entry describing "
-                                           f"how {metric!r} was measured")
+            if proto is None:
+                if fam not in declared:
+                    c.err(f"{where}.protocol", f"provenance.protocols has no {fam!r} entry describing "
+                                               f"how {metric!r} was measured")
             elif isinstance(r.get("protocol"), str) and r["protocol"] != protocol_id(proto):
                 c.err(f"{where}.protocol", f"{r['protocol']!r} does not match provenance.protocols.{fam} "
                                            f"({protocol_id(proto)!r})")
@@ -731,11 +736,16 @@ def validate(d: Any, source: str = "results") -> None:
                 if fam not in ("fvd", "clipsim", "vbench"):
                     c.err(w, "protocol families are 'fvd', 'clipsim' and 'vbench'")
                 if c.obj(p, w):
-                    for k in ("name", "version"):
-                        if k not in p:
-                            c.err(w, f"missing required field {k!r}")
-                        elif not isinstance(p[k], str) or not p[k]:
-                            c.err(f"{w}.{k}", f"expected a non-empty string, got {_tname(p[k])} {p[k]!r}")
+                    if "name" not in p:
+                        c.err(w, "missing required field 'name'")
+                    elif not isinstance(p["name"], str) or not p["name"]:
+                        c.err(f"{w}.name", f"expected a non-empty string, got {_tname(p['name'])} {p['name']!r}")
+                    if "version" not in p:
+                        c.err(w, "missing required field 'version' (bump it whenever the metric's numbers "
+                                 "would change, so old and new results are never compared)")
+                    elif not _is_version(p["version"]):
+                        c.err(f"{w}.version", f"expected a non-empty string or an integer, got "
+                                              f"{_tname(p['version'])} {p['version']!r}")
         ps = prov.get("prompt_set")
         if "prompt_set" in prov and c.obj(ps, "provenance.prompt_set"):
             for k in ("name", "sha256"):
@@ -745,8 +755,10 @@ def validate(d: Any, source: str = "results") -> None:
             if c.string(ps.get("sha256"), "provenance.prompt_set.sha256", nullable=True) and \
                     isinstance(ps.get("sha256"), str) and not re.fullmatch(r"[0-9a-f]{64}", ps["sha256"]):
                 c.err("provenance.prompt_set.sha256", "expected 64 lowercase hex digits")
+    # Malformed entries were reported above; rows that use them are not reported again.
+    declared = set(protocols) if isinstance(protocols, Mapping) else set()
     protocols = {k: v for k, v in protocols.items()
-                 if isinstance(v, Mapping) and isinstance(v.get("name"), str) and isinstance(v.get("version"), str)}
+                 if isinstance(v, Mapping) and isinstance(v.get("name"), str) and _is_version(v.get("version"))}
 
     # methods
     methods = d.get("methods")
@@ -775,7 +787,7 @@ def validate(d: Any, source: str = "results") -> None:
         else:
             seen: Dict[Tuple, int] = {}
             for i, r in enumerate(rows):
-                _check_row(c, r, f"rows[{i}]", methods, protocols)
+                _check_row(c, r, f"rows[{i}]", methods, protocols, declared)
                 if isinstance(r, Mapping):
                     k = (r.get("method"), r.get("nfe"), r.get("metric"))
                     if k in seen:
@@ -819,7 +831,7 @@ def validate(d: Any, source: str = "results") -> None:
     # vbench
     vb = d.get("vbench")
     if "vbench" in d and c.obj(vb, "vbench"):
-        if vb and "vbench" not in protocols:
+        if vb and "vbench" not in declared:
             c.err("provenance.protocols", "has no 'vbench' entry but the file has VBench results")
         for mid, e in vb.items():
             w = f"vbench.{mid}"
@@ -875,7 +887,7 @@ def validate(d: Any, source: str = "results") -> None:
                     c.err(f"{w}.rows", f"expected an array, got {_tname(arows)}")
                 else:
                     for j, r in enumerate(arows):
-                        _check_row(c, r, f"{w}.rows[{j}]", None, protocols)
+                        _check_row(c, r, f"{w}.rows[{j}]", None, protocols, declared)
 
     # bootstrap
     b = d.get("bootstrap")
@@ -964,7 +976,7 @@ def comparable(a: Union[Results, Mapping[str, Any]], b: Union[Results, Mapping[s
         pa, pb = ra.provenance.protocols.get(fam), rb.provenance.protocols.get(fam)
         if pa is None or pb is None:
             continue
-        if (pa["name"], pa["version"], protocol_id(pa)) != (pb["name"], pb["version"], protocol_id(pb)):
+        if (pa["name"], str(pa["version"]), protocol_id(pa)) != (pb["name"], str(pb["version"]), protocol_id(pb)):
             reasons.append(f"{fam} protocols differ: {pa['name']} v{pa['version']} ({protocol_id(pa)}) vs "
                            f"{pb['name']} v{pb['version']} ({protocol_id(pb)})")
     psa, psb = ra.provenance.prompt_set, rb.provenance.prompt_set

@@ -231,11 +231,14 @@ def test_worker_raises_a_job_error_in_the_caller():
         raise RuntimeError("disk full")
 
     worker = BackgroundWorker(threads=1, max_pending=1)
-    worker.submit(fail)
     with pytest.raises(RuntimeError, match="disk full"):
+        worker.submit(fail)
         worker.submit(lambda: None)           # blocks on the failed job and re-raises
         worker.drain()
     worker.close()
+    with pytest.raises(RuntimeError, match="disk full"), BackgroundWorker(threads=2, max_pending=4) as w2:
+        w2.submit(time.sleep, 0.01)
+        w2.submit(fail)                       # raised at the latest when the block ends (drain)
 
 
 def test_worker_inline_mode():

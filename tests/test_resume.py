@@ -14,7 +14,7 @@ from bench.store import ClipStore
 from tests.conftest import REPO
 
 SMALL = ["~methods.dpmpp", "~methods.animatelcm_r", "protocol.num_classes=1", "protocol.videos_per_prompt=3",
-         "protocol.nfe=[1,2]", "protocol.num_frames=8", "runner.batch_size=1", "runner.progress=false",
+         "protocol.nfe=[1,2]", "runner.batch_size=1", "runner.progress=false",
          "report.bootstrap=20"]
 
 
