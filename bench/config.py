@@ -112,6 +112,13 @@ class VBenchConfig:
 
 
 @dataclass
+class AblationVariant:
+    """ablation.<method>: marks a method of the experiment as an ablation variant."""
+    distillation: str = "decoupled"         # decoupled | joint
+    train_step: Optional[int] = None
+
+
+@dataclass
 class BenchConfig:
     experiment: str = "smoke"
     description: str = ""
@@ -128,6 +135,7 @@ class BenchConfig:
     preflight: PreflightConfig = field(default_factory=PreflightConfig)
     shard: ShardConfig = field(default_factory=ShardConfig)
     vbench: VBenchConfig = field(default_factory=VBenchConfig)
+    ablation: Dict[str, AblationVariant] = field(default_factory=dict)
 
 
 def register() -> None:

@@ -198,7 +198,11 @@ class Run:
                             _, lo, hi = bootstrap_ci(np.asarray(per_clip), lambda v: float(np.mean(v)),
                                                      rep.bootstrap, rep.bootstrap_seed, rep.alpha)
                         else:
-                            _, lo, hi = bootstrap_ci(feats, stat, rep.bootstrap, rep.bootstrap_seed, rep.alpha)
+                            # set-level statistic (FVD): resampled clips are duplicated, which
+                            # inflates FVD, so the interval is bias-corrected around the value
+                            fast = getattr(metric, "bootstrap_statistic", lambda: None)()
+                            _, lo, hi = bootstrap_ci(feats, fast or stat, rep.bootstrap, rep.bootstrap_seed,
+                                                     rep.alpha, interval="bias_corrected")
                         row["ci_low"], row["ci_high"] = float(lo), float(hi)
                     if metric.per_clip(feats) is not None:
                         row["extra"]["per_clip"] = {r.meta["key"]: float(v)
@@ -215,9 +219,26 @@ class Run:
                                    "clock": "wall" if self.device == "cpu" else "cuda-sync-wall",
                                    "note": "per clip = batch time / batch size; VAE excluded"})
         scored: Dict[str, Any] = {"rows": rows, "timing": timing}
+        if self.cfg.ablation:
+            scored["ablation"] = self.ablation(rows)
         if self.cfg.vbench.enabled:
             scored["vbench"] = self.vbench()
         return scored
+
+    def ablation(self, rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """The ablation variants side by side: each variant is one method of the run,
+        scored under the same protocol and seeds."""
+        unknown = [name for name in self.cfg.ablation if name not in self.cfg.methods]
+        if unknown:
+            raise ValueError(f"ablation lists {unknown}, which are not methods of this experiment.")
+        out = []
+        for name, variant in self.cfg.ablation.items():
+            if variant.distillation not in ("decoupled", "joint"):
+                raise ValueError(f"ablation.{name}.distillation must be decoupled or joint, "
+                                 f"got '{variant.distillation}'.")
+            out.append({"variant": name, "train_step": variant.train_step, "distillation": variant.distillation,
+                        "rows": [r for r in rows if r["method"] == name]})
+        return out
 
     def vbench(self) -> Dict[str, Any]:
         """Export each method's clips at the VBench NFE as lossless mp4 with VBench's
@@ -313,7 +334,8 @@ class Run:
                                           "store": store_summary(self.plans, self.store)}},
             "methods": methods,
             "bootstrap": {"n_boot": cfg.report.bootstrap, "seed": cfg.report.bootstrap_seed,
-                          "alpha": cfg.report.alpha, "method": "percentile over clip resampling"},
+                          "alpha": cfg.report.alpha, "method": "clip resampling; percentile interval for means (CLIPSIM), "
+                                    "bias-corrected percentile for set statistics (FVD)"},
             **scored,
         }
 

@@ -299,8 +299,11 @@ def fetch_plan(cfg: Any) -> FetchPlan:
             plan.files.append(("metrics.clipsim.options.path", path, "abs"))
         else:
             plan.manual.append(f"metrics.clipsim.options.path={path} does not exist; copy the CLIP weights there.")
-    if "vbench" in enabled:
-        _vbench_items(enabled["vbench"], needs, roots, plan)
+    from bench.preflight import vbench_settings
+
+    vbench = vbench_settings(cfg)
+    if vbench is not None:
+        _vbench_items(vbench, needs, roots, plan)
     plan.hub = list(needs.hub.values())
     return plan
 
@@ -343,11 +346,13 @@ def _fvd_items(options: Dict[str, Any], urls: Dict[str, str], roots: Dict[str, s
                            "metrics.fvd.options.reference=PATH.")
 
 
-def _vbench_items(options: Dict[str, Any], needs: Any, roots: Dict[str, str], plan: FetchPlan) -> None:
+def _vbench_items(settings: Dict[str, Any], needs: Any, roots: Dict[str, str], plan: FetchPlan) -> None:
+    """The model files of the asked VBench dimensions: plain URLs are fetched into the
+    VBench cache, the rest (git clones, zips) become manual steps."""
     from metrics import vbench as vb
 
-    cache = str(vb.vbench_cache_dir(options.get("cache_dir")))
-    dims = options.get("dimensions") or list(vb.ALL_DIMENSIONS)
+    cache = str(vb.vbench_cache_dir(settings.get("cache_dir")))
+    dims = settings.get("dimensions") or list(vb.ALL_DIMENSIONS)
     seen = set()
     for dim in dims:
         for rel, source in vb.CACHE_FILES.get(dim, []):

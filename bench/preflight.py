@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import io
 import json
 import os
 import re
@@ -42,6 +41,7 @@ CLIP_H14_TFLOP_PER_FRAME = 0.335   # CLIP ViT-H/14 image tower, one 224x224 fram
 I3D_TFLOP_PER_CLIP = 0.0556
 I3D_FEATURES = 400           # Kinetics-400 logits, float32, per clip in the store
 MP4_BITS_PER_PIXEL = 0.4     # H.264 crf 17 (metrics.video_io.write_mp4) measured 0.20-0.37 on real footage
+VBENCH_MP4_BITS_PER_PIXEL = 2.5   # lossless H.264 crf 0 (metrics.vbench.write_mp4) measured 0.8-2.4
 RESULTS_ALLOWANCE = 64 * 2 ** 20   # results.json, tables, plots, sample strips, logs
 UCF101_VIDEOS = 13320
 
@@ -720,24 +720,40 @@ def check_clipsim(options: Dict[str, Any], report: PreflightReport) -> None:
                                             path.stat().st_size if path.is_file() else None))
 
 
-def check_vbench(options: Dict[str, Any], report: PreflightReport) -> None:
+def vbench_settings(cfg: Any) -> Optional[Dict[str, Any]]:
+    """The vbench group as a dict when enabled, else None."""
+    node = _get(cfg, "vbench")
+    if node is None or not _get(node, "enabled", False):
+        return None
+    return dict(_plain(node))
+
+
+def check_vbench(cfg: Any, settings: Dict[str, Any], nfes: Sequence[int], report: PreflightReport) -> None:
     from metrics.vbench import available_dimensions
 
-    dims = options.get("dimensions")
+    nfe = settings.get("nfe")
+    if nfe is not None and int(nfe) not in nfes:
+        report.problems.append(Problem("config", f"vbench.nfe={nfe} is not one of protocol.nfe={list(nfes)}.",
+                                       "Set vbench.nfe to one of them, or leave it unset (the largest)."))
     try:
-        found = available_dimensions(options.get("cache_dir"), dims)
+        found = available_dimensions(settings.get("cache_dir"), settings.get("dimensions"))
     except ValueError as err:
-        report.problems.append(Problem("metric", str(err), "Fix metrics.vbench.options.dimensions."))
+        report.problems.append(Problem("config", str(err), "Fix vbench.dimensions."))
         return
     for dim in found["available"]:
         report.assets.append(AssetCheck("metric", f"VBench {dim}", found["cache_dir"], "ok", found["cache_dir"]))
     for dim, why in found["unavailable"].items():
         report.assets.append(AssetCheck("metric", f"VBench {dim}", found["cache_dir"], "missing", found["cache_dir"],
                                         detail=why))
-        report.problems.append(Problem("metric", f"VBench dimension {dim} cannot run offline: {why}.",
-                                       "Fetch those files into the VBench cache (`python -m bench.prefetch ...` "
-                                       "fetches the plain URLs), or drop the dimension from "
-                                       "metrics.vbench.options.dimensions."))
+        if settings.get("allow_missing", True):
+            # the run reports VBench as partial over the dimensions that ran
+            report.notes.append(f"VBench dimension {dim} will be skipped (vbench.allow_missing=true, the VBench "
+                                f"scores are then partial): {why}.")
+        else:
+            report.problems.append(Problem("metric", f"VBench dimension {dim} cannot run offline: {why}.",
+                                           "Fetch those files into the VBench cache (`python -m bench.prefetch "
+                                           "...` fetches the plain URLs), drop the dimension from vbench.dimensions, "
+                                           "or set vbench.allow_missing=true."))
 
 
 # ------------------------------------------------------------------ cost
@@ -914,19 +930,21 @@ def estimate_time(cfg: Any, costs: Sequence[MethodCost], tflop: Dict[str, float]
 
 def _clip_file_bytes(prompt: str, features: Dict[str, Tuple[Tuple[int, ...], str]],
                      frames: Optional[Tuple[int, ...]]) -> int:
-    """Size of one clip file exactly as bench.store.ClipStore writes it (uncompressed npz)."""
+    """Size of one clip file as bench.store.ClipStore writes it: a representative clip is
+    written to a scratch folder by the store itself, so format changes are followed."""
+    import tempfile
+
+    from bench.store import ClipStore
+
     meta = {"key": "animatelcm_r/nfe8/BoxingPunchingBag/023", "method": "animatelcm_r", "nfe": 8,
             "class_name": "BoxingPunchingBag", "prompt": prompt, "video_index": 23, "seed": 2147483647,
             "fingerprint": "0" * 16, "finite": True, "batch_size": 4, "denoise_ms": 123456.789,
             "text_encode_ms": 12.345678, "decode_ms": 123456.789, "created": "2025-01-01T00:00:00"}
-    arrays = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
-    for key, (shape, dtype) in features.items():
-        arrays["feat::" + key] = np.zeros(shape, dtype=dtype)
-    if frames is not None:
-        arrays["frames"] = np.zeros(frames, dtype=np.uint8)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getbuffer().nbytes
+    arrays = {key: np.zeros(shape, dtype=dtype) for key, (shape, dtype) in features.items()}
+    with tempfile.TemporaryDirectory(prefix="lcmbench-preflight-") as scratch:
+        path = ClipStore(scratch).write(meta["key"], meta, arrays,
+                                        np.zeros(frames, dtype=np.uint8) if frames is not None else None)
+        return path.stat().st_size
 
 
 def _on_disk(nbytes: int, block: int) -> int:
@@ -934,7 +952,9 @@ def _on_disk(nbytes: int, block: int) -> int:
 
 
 def estimate_disk(cfg: Any, clips: int, cells: int, longest_prompt: str, metrics_on: Dict[str, Dict[str, Any]],
-                  run_dir: Path) -> Dict[str, Any]:
+                  run_dir: Path, vbench_clips: int = 0) -> Dict[str, Any]:
+    """Bytes the run writes under run_dir. vbench_clips: clips of the VBench NFE, whose
+    frames are kept in the store and exported once more as lossless mp4."""
     p, r = cfg.protocol, cfg.runner
     f, h, w = int(p.num_frames), int(p.height), int(p.width)
     features: Dict[str, Tuple[Tuple[int, ...], str]] = {}
@@ -955,13 +975,17 @@ def estimate_disk(cfg: Any, clips: int, cells: int, longest_prompt: str, metrics
     if bool(r.save_frames):
         with_frames, without = todo, 0
     else:
-        with_frames = min(todo, cells * min(int(r.samples_per_cell), int(p.videos_per_prompt)))
+        samples = cells * min(int(r.samples_per_cell), int(p.videos_per_prompt))
+        if vbench_clips:   # the sample clips at the VBench NFE are among the VBench clips
+            samples -= (cells // max(len(p.nfe), 1)) * min(int(r.samples_per_cell), int(p.videos_per_prompt))
+        with_frames = min(todo, samples + vbench_clips)
         without = todo - with_frames
     detail = {"clip_files": todo, "already_stored": already, "bytes_per_clip": small, "bytes_per_clip_with_frames": big,
               "clips_with_frames": with_frames, "store": without * small + with_frames * big, "block": block}
     detail["videos"] = _on_disk(int(f * h * w * MP4_BITS_PER_PIXEL / 8), block) * todo if bool(r.save_videos) else 0
+    detail["vbench_videos"] = _on_disk(int(f * h * w * VBENCH_MP4_BITS_PER_PIXEL / 8), block) * vbench_clips
     detail["results"] = RESULTS_ALLOWANCE
-    detail["total"] = detail["store"] + detail["videos"] + detail["results"]
+    detail["total"] = detail["store"] + detail["videos"] + detail["vbench_videos"] + detail["results"]
     try:
         usage = shutil.disk_usage(where)
         detail["free"], detail["filesystem"] = usage.free, str(where)
@@ -1025,9 +1049,10 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
         if not _get(node, "enabled", True):
             continue
         options = dict(_plain(_get(node, "options", {})) or {})
-        if name not in metric_registry.METRICS and name != "vbench":
-            report.problems.append(Problem("config", f"Unknown metric '{name}'.",
-                                           f"Use one of: {', '.join(metric_registry.available())}."))
+        if name not in metric_registry.METRICS:
+            fix = ("VBench is configured by the vbench group: vbench.enabled=true 'vbench.dimensions=[...]'."
+                   if name == "vbench" else f"Use one of: {', '.join(metric_registry.available())}.")
+            report.problems.append(Problem("config", f"Unknown metric '{name}' in metrics.", fix))
             continue
         metrics_on[name] = options
     metric_hub_needs(cfg, needs)
@@ -1063,8 +1088,9 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
         check_fvd(cfg, metrics_on["fvd"], clips_per_cell, report)
     if "clipsim" in metrics_on:
         check_clipsim(metrics_on["clipsim"], report)
-    if "vbench" in metrics_on:
-        check_vbench(metrics_on["vbench"], report)
+    vbench = vbench_settings(cfg)
+    if vbench is not None:
+        check_vbench(cfg, vbench, nfes, report)
 
     # -- a prefetch manifest, when given
     if _get(pre, "manifest"):
@@ -1099,7 +1125,9 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
     seconds, basis = estimate_time(cfg, costs, tflop, est_device, est_dtype, est_name, f, h, w)
     generates = "generate" in stages
     longest = max(prompts.captions, key=len) if prompts.captions else ""
-    disk = estimate_disk(cfg, clips, len(costs) * len(nfes), longest, metrics_on, run_dir) if generates else \
+    vbench_clips = len(costs) * len(prompts.classes) * videos if vbench is not None else 0
+    disk = estimate_disk(cfg, clips, len(costs) * len(nfes), longest, metrics_on, run_dir, vbench_clips) \
+        if generates else \
         {"total": 0, "free": None, "filesystem": str(_existing_parent(run_dir)), "already_stored": 0}
     margin = float(_get(pre, "disk_margin", 0.1))
     if generates and disk["free"] is not None and disk["free"] < disk["total"] * (1 + margin):
@@ -1185,6 +1213,8 @@ def format_plan(report: PreflightReport) -> str:
                 parts.append(f"{d['clips_with_frames']:,} with frames x {_human(d['bytes_per_clip_with_frames'])}")
             if d["videos"]:
                 parts.append(f"mp4s {_human(d['videos'])}")
+            if d.get("vbench_videos"):
+                parts.append(f"VBench lossless mp4s {_human(d['vbench_videos'])}")
             parts.append(f"results {_human(d['results'])}")
             lines.append(f"  disk         {_human(plan.disk_bytes)} = " + " + ".join(parts))
             lines.append(f"               free on {plan.disk_path}: {_human(plan.disk_free)}"

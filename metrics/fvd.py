@@ -614,6 +614,15 @@ class FVDMetric(ClipMetric):
             raise ValueError(f"got {frames.shape[0]} clips but {len(prompts)} prompts.")
         return self.extract_clips(frames)
 
+    def bootstrap_statistic(self):
+        """A vectorised FVD-to-reference statistic for bootstrap resampling (all
+        resamples at once), or None when the protocol's covariance is biased."""
+        if self.reference is None or not self.protocol.unbiased:
+            return None
+        from results.stats import FrechetToReference
+
+        return FrechetToReference(self.reference.mean(), self.reference.cov(unbiased=True))
+
     def score(self, features: np.ndarray, prompts: Sequence[str]) -> Dict[str, Any]:
         if self.reference is None:
             raise RuntimeError("FVDMetric.score needs reference statistics: call prepare(cache_dir) first.")

@@ -27,6 +27,12 @@ _BUILD_OPTIONS = ("device", "dtype", "cache_dir", "seed", "allow_unsafe_pickle",
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+def _stable_hash(text: str) -> int:
+    import hashlib
+
+    return int(hashlib.sha256(str(text).encode()).hexdigest()[:6], 16)
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("LCMBENCH_CACHE", Path.home() / ".cache" / "lcmbench")).expanduser()
 
@@ -256,9 +262,10 @@ def build_model(name: str, weights: str = "tiny", device: str = "auto", dtype: s
 
     if weights == "tiny":
         parts = tiny_parts.tiny_components(seed, cache)
-        if name in ("ddim", "dpmpp"):  # the teachers get their own motion module
-            torch.manual_seed(seed + 101)
-            parts["motion_adapter"] = type(parts["motion_adapter"])(**parts["motion_adapter"].config)
+        # each distinct motion-module reference gets its own tiny motion module, so the
+        # teachers (and ablation variants) differ from AnimateLCM as their checkpoints do
+        torch.manual_seed(seed + _stable_hash(spec.motion_adapter))
+        parts["motion_adapter"] = type(parts["motion_adapter"])(**parts["motion_adapter"].config)
         provenance["weights"] = {"mode": "tiny", "seed": seed}
     elif weights == "random":
         parts = _full_size_components(seed, cache)
@@ -290,7 +297,8 @@ def build_model(name: str, weights: str = "tiny", device: str = "auto", dtype: s
     pipe = AnimateDiffPipeline(vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
                                unet=unet, motion_adapter=parts["motion_adapter"],
                                scheduler=make_scheduler(resolve_sampler(spec.sampler)))
-    provenance.update(_load_lora(pipe, spec, weights, seed + 13, cache, unet2d))
+    provenance.update(_load_lora(pipe, spec, weights, seed + _stable_hash(f"{spec.lora}/{spec.lora_file}"), cache,
+                                 unet2d))
     pipe.to(device=device, dtype=None if torch_dtype == torch.float32 else torch_dtype)
     pipe.set_progress_bar_config(disable=True)
     fast_info = apply_fast_path(pipe, fast, device)   # fast=None: the plain diffusers path

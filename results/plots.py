@@ -55,15 +55,15 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _warning(res: Optional[Results]) -> str:
+def _warning(res: Optional[Results], fig_width_in: float = 8.0) -> str:
     if res is None or res.weights_mode == "pretrained" or not res.label:
         return ""
-    width = 78
+    width = max(24, min(78, int(fig_width_in * 9)))   # ~9 bold 8.5 pt characters per inch
     return "\n".join(textwrap.wrap(res.label, width=width))
 
 
 def _finish(fig: Figure, res: Optional[Results], layout: bool = True) -> Figure:
-    label = _warning(res)
+    label = _warning(res, fig.get_figwidth())
     if label:
         lines = label.count("\n") + 1
         top = 1.0 - (0.13 * lines + 0.02) / fig.get_figheight()
@@ -223,9 +223,9 @@ def contact_sheet(samples: Mapping[Tuple[str, int], Any], frames: Union[str, Seq
     aspect = first.shape[1] / (first.shape[2] * nshow + gapw * (nshow - 1))
     cw, ch = cell_inches, cell_inches * aspect
     left, right, hs, vs, bottom = 0.35, 0.1, 0.12, 0.12, 0.3
-    warn = _warning(res)
-    top = 0.3 + (0.16 * (warn.count("\n") + 1) + 0.1 if warn else 0.0)
     fw = left + right + len(cols) * cw + (len(cols) - 1) * hs
+    warn = _warning(res, fw)
+    top = 0.3 + (0.16 * (warn.count("\n") + 1) + 0.1 if warn else 0.0)
     fh = top + bottom + len(order) * ch + (len(order) - 1) * vs
     fig = _figure(fw, fh)
     fig.subplots_adjust(left=left / fw, right=1 - right / fw, bottom=bottom / fh, top=1 - top / fh,

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import paper
 from .plots import figures, save_figure
-from .schema import SCHEMA_VERSION, Results, as_results, save, write_csv
+from .schema import SCHEMA_VERSION, Results, as_results, protocol_id, save, write_csv
 from .tables import (Table, build_ablation_table, build_table1, build_table2, build_time_table, render, to_html)
 
 PathLike = Union[str, Path]
@@ -203,7 +203,7 @@ def _kv_table(d: Mapping[str, Any]) -> str:
         return '<p class="note">none recorded</p>'
     rows = []
     for k, v in d.items():
-        val = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
+        val = v if isinstance(v, str) else json.dumps(v, sort_keys=True, ensure_ascii=False)
         rows.append(f"<tr><th>{_e(k)}</th><td><code>{_e(val)}</code></td></tr>")
     return '<table class="kv">' + "".join(rows) + "</table>"
 
@@ -301,24 +301,22 @@ def _section_provenance(res: Results) -> str:
     parts += [f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in dl]
     parts.append("</dl>")
     parts.append("<h3>Metric protocols</h3>")
-    rows = []
     for fam, proto in p.protocols.items():
         rest = {k: v for k, v in proto.items() if k not in ("name", "version")}
-        rows.append(f"<tr><th>{_e(fam)}</th><td>{_e(proto['name'])} v{_e(proto['version'])}</td>"
-                    f"<td><code>{_e(json.dumps(rest, sort_keys=True))}</code></td></tr>")
-    parts.append('<table class="kv">' + "".join(rows) + "</table>")
+        parts.append(f"<details open><summary><b>{_e(fam)}</b>: {_e(proto['name'])} v{_e(proto['version'])} "
+                     f"(id <code>{_e(protocol_id(proto))}</code>)</summary>{_kv_table(rest)}</details>")
     parts.append("<h3>Methods</h3>")
     rows = []
     for mid, m in res.methods.items():
         rows.append(f"<tr><th>{_e(m.display_name)}<br><span class='note'>{_e(mid)}</span></th>"
                     f"<td>{m.guidance_scale:g}</td>"
-                    f"<td><code>{_e(json.dumps(m.scheduler, sort_keys=True))}</code></td>"
-                    f"<td><code>{_e(json.dumps(m.weights, sort_keys=True))}</code></td></tr>")
+                    f"<td><code>{_e(json.dumps(m.scheduler, sort_keys=True, ensure_ascii=False))}</code></td>"
+                    f"<td><code>{_e(json.dumps(m.weights, sort_keys=True, ensure_ascii=False))}</code></td></tr>")
     parts.append('<table class="kv"><tr><th>method</th><th>CFG</th><th>scheduler</th><th>weights</th></tr>'
                  + "".join(rows) + "</table>")
     parts.append("<h3>Packages</h3>" + _kv_table(dict(sorted(p.packages.items()))))
     parts.append("<details><summary>Resolved configuration</summary><pre>"
-                 + _e(json.dumps(p.config, indent=2, sort_keys=True)) + "</pre></details>")
+                 + _e(json.dumps(p.config, indent=2, sort_keys=True, ensure_ascii=False)) + "</pre></details>")
     parts.append("</section>")
     return "\n".join(parts)
 

@@ -454,7 +454,7 @@ def build_time_table(results: Union[Results, Mapping[str, Any]], with_paper: boo
         keep = [i for i in keep if cols[i] != "Device"]
     cols = [cols[i] for i in keep]
     rows = [[r[i] for i in keep] for r in rows]
-    notes = [f"Denoise ms: median (interquartile range) over repeats"
+    notes = [f"Denoise ms: median (interquartile range) over timed runs"
              + (f", on {next(iter(devices))}." if len(devices) == 1 else ".")
              + " Denoising loop only (text encoding and VAE decoding excluded, as in the paper). Speed-up relative "
              f"to {res.display_name(ref.method)} {ref.nfe} steps"
@@ -499,7 +499,8 @@ def build_ablation_table(results: Union[Results, Mapping[str, Any]], with_paper:
     rows, kinds = [], []
     for a in entries:
         by = {(r.metric, r.nfe): r for r in a.rows}
-        rows.append([Cell(a.variant), Cell(a.distillation),
+        name = res.display_name(a.variant) if a.variant in res.methods else a.variant
+        rows.append([Cell(name), Cell(a.distillation),
                      Cell(f"{a.train_step:,}" if a.train_step is not None else DASH)]
                     + [_value_cell(by.get(k), _DECIMALS.get(k[0], 2), ci_style) for k in keys])
         kinds.append("data")

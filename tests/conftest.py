@@ -25,3 +25,12 @@ def compose(overrides=()):
     register()
     with initialize_config_dir(config_dir=str(REPO / "bench" / "configs"), version_base="1.3"):
         return hydra_compose("config", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def e2e_reference(tmp_path_factory, cache_dir):
+    """One uninterrupted single-process run of tests/e2e.py's small experiment, shared
+    by the sharding and crash-safety tests (they compare their runs against it)."""
+    from tests.e2e import reference_run
+
+    return reference_run(tmp_path_factory.mktemp("e2e") / "reference", cache_dir)

@@ -146,21 +146,25 @@ def test_smoke_run_in_strict_offline_mode_opens_no_socket(no_offline_env, monkey
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("LCMBENCH_CACHE", str(tmp_path / "lcm"))
-    from bench.pipeline import Run, run
+    from bench.pipeline import run
     from bench.preflight import check, compose
 
     assert offline.enforce_if_requested(None)
     blocked_before = len(offline.blocked())
-    # FVD needs two clips per cell; the results schema stage is exercised by other tests
+    # FVD needs two clips per (method, NFE) and VBench one of the protocol's NFEs: both off here
     cfg = compose(["experiment=smoke", "protocol.num_classes=1", "protocol.videos_per_prompt=1", "protocol.nfe=[1]",
                    "runner.progress=false", "metrics.fvd.enabled=false", "~methods.dpmpp", "~methods.animatelcm",
-                   "stages=[preflight,generate]", f"cache_dir={tmp_path / 'lcm'}"])
+                   "vbench.enabled=false", f"cache_dir={tmp_path / 'lcm'}"])
     report = check(cfg, tmp_path / "run", echo=False)
     assert report.offline and report.plan.clips == 2
-    run(cfg, tmp_path / "run")
-    scoring = Run(cfg, tmp_path / "run")
-    scoring.preflight()
-    rows = scoring.score()["rows"]
+    results = run(cfg, tmp_path / "run")
+    rows = results["rows"]
     assert sorted((r["method"], r["metric"]) for r in rows) == [("animatelcm_r", "clipsim"), ("ddim", "clipsim")]
-    assert len(list((tmp_path / "run" / "store").rglob("*.npz"))) == 2
+    assert (tmp_path / "run" / "results.json").is_file()
+    files = list((tmp_path / "run" / "store").rglob("*.npz"))
+    assert len(files) == 2
+    # both clips are (method, NFE) samples kept with frames: the estimate holds them within a block
+    block = report.plan.disk_detail["block"]
+    for f in files:
+        assert 0 <= report.plan.disk_detail["bytes_per_clip_with_frames"] - f.stat().st_size < block
     assert socket_recorder == [] and offline.blocked()[blocked_before:] == []

@@ -195,17 +195,25 @@ def test_config_mistakes_are_listed_with_the_rest(env, nothing_built):
         assert "[device]" in text
 
 
-def test_vbench_dimensions_without_weights_are_problems(env, nothing_built):
-    from bench.config import MetricConfig
-
-    cfg = compose(["experiment=smoke"])
-    with open_dict(cfg):
-        cfg.metrics["vbench"] = MetricConfig(options={"dimensions": ["temporal_flickering", "subject_consistency"]})
-    report = pfl.preflight(cfg, env / "run")
-    vb = [p for p in report.problems if "VBench" in p.what]
+def test_vbench_dimensions_without_weights(env, nothing_built):
+    """Dimensions whose model files are missing: a problem when partial VBench scores are
+    not allowed, a note when they are; the VBench clips' frames and exports count as disk."""
+    base = ["experiment=smoke", "vbench.enabled=true", "vbench.nfe=4",
+            "vbench.dimensions=[temporal_flickering,subject_consistency]"]
+    strict = pfl.preflight(compose(base + ["vbench.allow_missing=false"]), env / "run")
+    vb = [p for p in strict.problems if "VBench" in p.what]
     assert [p.what.split(" cannot")[0] for p in vb] == ["VBench dimension subject_consistency"]
-    assert "dino_vitbase16_pretrain.pth" in vb[0].what
-    assert any(a.name == "VBench subject_consistency" and a.status == "missing" for a in report.assets)
+    assert "dino_vitbase16_pretrain.pth" in vb[0].what and "vbench.allow_missing=true" in vb[0].fix
+    assert any(a.name == "VBench subject_consistency" and a.status == "missing" for a in strict.assets)
+
+    lenient = pfl.preflight(compose(base + ["vbench.allow_missing=true"]), env / "run")
+    assert lenient.ok and any("subject_consistency will be skipped" in n for n in lenient.notes)
+    d = lenient.plan.disk_detail
+    assert d["clips_with_frames"] == 4 * 3 * 2 + 3 * 4     # every NFE-4 clip + one sample per other cell
+    assert d["vbench_videos"] > 0
+
+    (wrong,) = pfl.preflight(compose(base[:-2] + ["vbench.nfe=3"]), env / "run").problems
+    assert "vbench.nfe=3 is not one of protocol.nfe" in wrong.what
 
 
 def test_smoke_experiment_is_ready_and_cli_exit_codes(env, capsys):
