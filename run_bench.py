@@ -51,6 +51,9 @@ def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from bench.cli import run_with_clear_errors
+    from bench.offline import enforce_if_requested
+
+    enforce_if_requested(cfg)
 
     run_with_clear_errors(cfg, Path(HydraConfig.get().runtime.output_dir))
 

@@ -40,9 +40,10 @@ def user_error_types() -> tuple:
 
     from models.weights import UnsafeWeights, WeightsNotFound
 
+    from .offline import NetworkBlocked
     from .runner import GenerationOutOfMemory, StoreIncomplete, StoreMismatch
 
-    return (WeightsNotFound, UnsafeWeights, StoreMismatch, StoreIncomplete, GenerationOutOfMemory,
+    return (NetworkBlocked, WeightsNotFound, UnsafeWeights, StoreMismatch, StoreIncomplete, GenerationOutOfMemory,
             FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, torch.cuda.OutOfMemoryError)
 
 

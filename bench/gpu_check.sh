@@ -13,7 +13,8 @@
 # pip itself is missing); nothing in the machine's environment changes. --dry-run
 # installs every wheel into a fresh folder, so the offline install is exercised too.
 # Each step runs under a time limit so the whole check ends within GPU_CHECK_BUDGET_S
-# (default 450 s) from a cold start; a step that runs out is reported and skipped.
+# (default 450 s; 900 s for --dry-run on a CPU) from a cold start; a step that runs
+# out is reported and skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -22,14 +23,14 @@ MODE=gpu
 for arg in "$@"; do
   case "$arg" in
     --dry-run) MODE=dry ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown argument '$arg' (use --dry-run or nothing)" >&2; exit 2 ;;
   esac
 done
 
 PY=${PYTHON:-python3}
 WHEELS=${WHEELS:-$ROOT/wheels}
-BUDGET=${GPU_CHECK_BUDGET_S:-450}
+if [ $MODE = dry ]; then BUDGET=${GPU_CHECK_BUDGET_S:-900}; else BUDGET=${GPU_CHECK_BUDGET_S:-450}; fi
 if [ -n "${OUT:-}" ]; then OUTDIR=$OUT; elif [ $MODE = dry ]; then OUTDIR=$ROOT/results/gpu/dry-run; else OUTDIR=$ROOT/results/gpu; fi
 mkdir -p "$OUTDIR"
 LOG=$OUTDIR/gpu_check.log
@@ -64,7 +65,8 @@ fi
 mkdir -p "$SITE"
 export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 [ -f "$WHEELS/MANIFEST.txt" ] || { say "ERROR: $WHEELS/MANIFEST.txt missing: run 'bash benchmarks/prepare_wheels.sh' on a machine with PyPI access and bring ./wheels along"; exit 2; }
-WHEELS="$WHEELS" SITE="$SITE" FORCE_ALL=$FORCE_ALL FORCE="${GPU_CHECK_FORCE:-}" "$PY" - <<'PYINSTALL' || { say "ERROR: offline install failed"; exit 2; }
+install_wheels() {  # install_wheels FORCE_LIST: the missing distributions plus those named
+  WHEELS="$WHEELS" SITE="$SITE" FORCE_ALL=$FORCE_ALL FORCE="$1" "$PY" - <<'PYINSTALL'
 import glob, importlib.metadata as md, os, re, subprocess, sys, zipfile
 
 wheels, site = os.environ["WHEELS"], os.environ["SITE"]
@@ -90,7 +92,8 @@ if need:
     specs = [f"{d}=={v}" for d, v in need]
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", wheels, "--no-deps",
            "--target", site, "--upgrade", *specs]
-    has_pip = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode == 0
+    has_pip = os.environ.get("GPU_CHECK_NO_PIP") != "1" and \
+        subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode == 0
     if has_pip:
         subprocess.run(cmd, check=True)
     else:  # no pip: a wheel is a zip of the installed tree
@@ -104,8 +107,9 @@ if need:
             zipfile.ZipFile(files[0]).extractall(site)
             print(f"  unzipped {os.path.basename(files[0])}")
 PYINSTALL
-
-"$PY" - <<'PYENV' || { say "ERROR: the harness does not import with these packages (see above)"; exit 2; }
+}
+check_imports() {
+  "$PY" - <<'PYENV'
 import platform, torch, diffusers, transformers, hydra, omegaconf
 from diffusers import AnimateDiffPipeline  # noqa: F401  (the import chain the check needs)
 import bench.timing, models.fast  # noqa: F401
@@ -115,6 +119,14 @@ if torch.cuda.is_available():
     for i in range(torch.cuda.device_count()):
         print(f"  GPU {i}: {torch.cuda.get_device_name(i)}, {torch.cuda.get_device_properties(i).total_memory / 2**30:.0f} GiB")
 PYENV
+}
+install_wheels "${GPU_CHECK_FORCE:-}" || { say "ERROR: offline install failed"; exit 2; }
+if ! check_imports; then
+  # the machine's huggingface_hub may be older than diffusers 0.42.1 needs (>= 1.32): try the wheel's
+  say "imports failed; retrying with huggingface_hub from the wheel folder"
+  install_wheels "${GPU_CHECK_FORCE:-} huggingface_hub" && check_imports \
+    || { say "ERROR: the harness does not import with these packages (see above)"; exit 2; }
+fi
 
 if [ $MODE = gpu ]; then
   "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \

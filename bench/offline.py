@@ -201,8 +201,8 @@ def runtime_provenance(device: str = "cpu", pipeline: Any = None) -> Dict[str, A
         "math": cuda.math_sdp_enabled(),
         "cudnn": cuda.cudnn_sdp_enabled() if hasattr(cuda, "cudnn_sdp_enabled") else None,
     }
-    if hasattr(cuda, "is_flash_attention_available"):
-        sdpa["flash_available"] = bool(cuda.is_flash_attention_available())
+    if hasattr(cuda, "is_flash_attention_available"):   # whether this torch build has the flash kernels
+        sdpa["flash_built"] = bool(cuda.is_flash_attention_available())
     xformers = _version("xformers")
     attention: Dict[str, Any] = {"torch_sdpa_enabled": sdpa,
                                  "xformers": {"installed": importlib.util.find_spec("xformers") is not None,
@@ -229,7 +229,7 @@ def runtime_provenance(device: str = "cpu", pipeline: Any = None) -> Dict[str, A
         "huggingface_hub": _version("huggingface_hub"),
         "xformers": xformers,
     }
-    info: Dict[str, Any] = {"device": device}
+    info: Dict[str, Any] = {"type": "cuda" if str(device).startswith("cuda") else "cpu", "id": str(device)}
     if str(device).startswith("cuda") and torch.cuda.is_available():
         index = torch.device(device).index or 0
         props = torch.cuda.get_device_properties(index)

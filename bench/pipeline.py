@@ -304,6 +304,8 @@ class Run:
         return out
 
     def results(self, scored: Dict[str, Any]) -> Dict[str, Any]:
+        from .offline import runtime_provenance
+
         cfg = self.cfg
         finished = time.time()
         methods = {}
@@ -331,7 +333,8 @@ class Run:
                            "prompt_set": {"name": self.prompt_set.name, "sha256": self.prompt_set.sha256,
                                           "classes": list(self.prompt_set.classes)},
                            "generation": {**(asdict(self.summary) if self.summary else {}),
-                                          "store": store_summary(self.plans, self.store)}},
+                                          "store": store_summary(self.plans, self.store)},
+                           "extra": {"runtime": runtime_provenance(self.device)}},
             "methods": methods,
             "bootstrap": {"n_boot": cfg.report.bootstrap, "seed": cfg.report.bootstrap_seed,
                           "alpha": cfg.report.alpha, "method": "clip resampling; percentile interval for means (CLIPSIM), "
@@ -351,6 +354,9 @@ class Run:
 
 def run(cfg: DictConfig, run_dir: Path) -> Optional[Dict[str, Any]]:
     """Run the configured stages; returns the results dict when scoring ran."""
+    from .offline import enforce_if_requested
+
+    enforce_if_requested(cfg)   # strict offline mode before any library can reach the network
     shard = shard_mod.detect(cfg.shard.index, cfg.shard.count, cfg.shard.use_env)
     if shard.config_count > 1 and not cfg.run_dir:
         raise ValueError(f"shard.count={shard.config_count} needs run_dir=PATH, the same for every shard job and "
@@ -363,6 +369,13 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[Dict[str, Any]]:
 
 
 def _run_stages(cfg: DictConfig, run_dir: Path, shard: shard_mod.Shard, group: shard_mod.Group):
+    from .preflight import check as preflight_check
+
+    # every problem of the whole run, found before any model is built; every rank checks
+    # its own machine (caches differ between nodes), rank 0 prints the plan
+    preflight_check(cfg, run_dir if shard.is_main else None, echo=shard.is_main)
+    if set(cfg.stages) <= {"preflight"}:
+        return None
     run = Run(cfg, run_dir, shard)
     if shard.is_main:
         atomic_write_bytes(run.run_dir / "config.resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())

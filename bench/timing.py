@@ -24,7 +24,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -206,7 +206,6 @@ def time_methods(settings: TimingSettings, build: Optional[Callable[..., Any]] =
     ``build(name, **kwargs)`` defaults to build_model (models.build; random weights initialised on the GPU)."""
     import torch
 
-    import models
     from models.animatediff import resolve_device_dtype
     from models.fast import fast_options, share_weights_as
 

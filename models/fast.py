@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
 
 ATTENTION_CHOICES = ("sdpa", "eager", "default")
@@ -202,7 +202,6 @@ def share_weights_as(model, name: str, **overrides: Any):
     from .registry import resolve_spec
     from .schedulers import make_scheduler, resolve_sampler
     from .specs import ModelSpec, SamplerSpec
-    from dataclasses import replace
 
     if model.weights != "random":
         raise ValueError(f"share_weights_as() is for random weights only (this model has '{model.weights}' "

@@ -10,7 +10,7 @@ from typing import Dict
 
 from .specs import ModelSpec, SamplerSpec
 
-SD15 = "runwayml/stable-diffusion-v1-5"
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # maintained copy of runwayml/stable-diffusion-v1-5
 ANIMATELCM_REPO = "wangfuyun/AnimateLCM"
 ANIMATELCM_LORA = "AnimateLCM_sd15_t2v_lora.safetensors"
 TEACHER_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"

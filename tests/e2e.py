@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -52,6 +53,34 @@ def start(args: Sequence[str], cache_dir: Path, torchrun: int = 0) -> subprocess
     """A run in its own process group, so a kill reaches every rank at once."""
     return subprocess.Popen(command(*args, torchrun=torchrun), cwd=REPO, env=env(cache_dir),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _descendants(pid: int) -> List[int]:
+    children: Dict[int, List[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_all(proc: subprocess.Popen) -> None:
+    """SIGKILL a run and every process under it at once, as a node failure would.
+    torchrun starts each rank in a session of its own, so a kill of the launcher's
+    process group alone would leave the ranks running."""
+    for pid in [proc.pid, *_descendants(proc.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.communicate()
 
 
 def run(args: Sequence[str], cache_dir: Path, torchrun: int = 0, expect: int = 0) -> str:

@@ -32,3 +32,21 @@ def test_ablation_reports_variants_side_by_side(tmp_path, cache_dir):
     assert len({round(r["value"], 6) for r in fvd.values()}) == 4
     assert (tmp_path / "tables" / "ablation.md").is_file()
     assert any(p.name.startswith("ablation") and p.suffix == ".png" for p in (tmp_path / "plots").iterdir())
+
+
+@pytest.mark.slow
+def test_regression_tiny_matches_the_committed_baseline(tmp_path, cache_dir):
+    """The harness regression check CI can run without a GPU: the tiny regression
+    experiment compared with its committed baseline by results.compare."""
+    import os
+
+    baseline = REPO / "results" / "baselines" / "regression-tiny-cpu.json"
+    assert baseline.is_file(), "the committed tiny baseline is missing"
+    env = {**os.environ, "LCMBENCH_CACHE": str(cache_dir), "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "run_bench.py", "experiment=regression_tiny", f"hydra.run.dir={tmp_path}"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    verdict = subprocess.run([sys.executable, "-m", "results.compare", str(baseline), str(tmp_path / "results.json"),
+                              "--no-color"], cwd=REPO, capture_output=True, text=True)
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
+    assert "fvd" in verdict.stdout and "clipsim" in verdict.stdout

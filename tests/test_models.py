@@ -103,7 +103,7 @@ def test_missing_pretrained_weights_name_the_id(cache_dir, monkeypatch, tmp_path
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_hf"))
     from models.weights import WeightsNotFound
 
-    with pytest.raises(WeightsNotFound, match="runwayml/stable-diffusion-v1-5"):
+    with pytest.raises(WeightsNotFound, match="stable-diffusion-v1-5/stable-diffusion-v1-5"):
         models.build("animatelcm", weights="pretrained", device="cpu", cache_dir=str(cache_dir))
 
 

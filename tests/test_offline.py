@@ -123,6 +123,7 @@ def test_runtime_provenance_records_backends_determinism_and_versions(monkeypatc
     finally:
         torch.use_deterministic_algorithms(was)
     assert set(info) == {"device", "attention", "determinism", "versions", "offline"}
+    assert info["device"] == {"type": "cpu", "id": "cpu"}
     sdpa = info["attention"]["torch_sdpa_enabled"]
     assert {"flash", "mem_efficient", "math", "cudnn"} <= set(sdpa) and sdpa["math"] is True
     assert info["attention"]["diffusers_processors"] == ["AttnProcessor2_0"]

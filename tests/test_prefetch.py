@@ -320,7 +320,7 @@ def test_dry_run_lists_table1_hub_repos_without_network(monkeypatch, tmp_path):
     cfg = compose(["experiment=table1", f"cache_dir={tmp_path}"])
     _, errors, manual = pf.prefetch(cfg, dry_run=True, say=lines.append)
     text = "\n".join(lines)
-    for repo in ("runwayml/stable-diffusion-v1-5", "wangfuyun/AnimateLCM", "guoyww/animatediff-motion-adapter-v1-5-2",
+    for repo in ("stable-diffusion-v1-5/stable-diffusion-v1-5", "wangfuyun/AnimateLCM", "guoyww/animatediff-motion-adapter-v1-5-2",
                  "emilianJR/epiCRealism", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"):
         assert f"hub  {repo}" in text
     assert "AnimateLCM_sd15_t2v_lora.safetensors" in text and ".ckpt" not in text

@@ -114,7 +114,7 @@ def test_three_planted_problems_are_reported_together_and_nothing_is_built(env, 
 
     weights = [p for p in report.problems if p.area == "weights"]
     missing = " ".join(p.what for p in weights)
-    for repo in ("runwayml/stable-diffusion-v1-5", "wangfuyun/AnimateLCM", "guoyww/animatediff-motion-adapter-v1-5-2",
+    for repo in ("stable-diffusion-v1-5/stable-diffusion-v1-5", "wangfuyun/AnimateLCM", "guoyww/animatediff-motion-adapter-v1-5-2",
                  "emilianJR/epiCRealism"):
         assert f"'{repo}'" in missing
     assert all("is not in the Hugging Face cache " + str(env / "hf" / "hub") in p.what for p in weights)
@@ -150,7 +150,7 @@ def test_everything_in_place_is_ready(env, nothing_built):
     assert report.ok, [p.line() for p in report.problems]
     assert nothing_built == []
     status = {a.name: a for a in report.assets}
-    assert status["runwayml/stable-diffusion-v1-5"].status == "ok"
+    assert status["stable-diffusion-v1-5/stable-diffusion-v1-5"].status == "ok"
     assert status["laion/CLIP-ViT-H-14-laion2B-s32B-b79K"].area == "metric"
     assert status["FVD detector i3d_pretrained_400.pt"].detail == "sha256 verified"
     assert status["UCF-101"].detail.startswith("4 videos in 2 classes")

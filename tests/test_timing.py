@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -142,9 +141,13 @@ def _schema_valid(rows):
 
 
 def test_run_timing_from_config_on_tiny_models(tmp_path):
+    from omegaconf import open_dict
+
     cfg = compose(*tiny_overrides(tmp_path, "protocol.nfe=[1,2]", "runner.timing.teacher_nfe=[3,5]"))
+    with open_dict(cfg):  # two methods keep this fast; the slow test below times all four
+        del cfg.methods["dpmpp"], cfg.methods["animatelcm_r"]
     rows = timing.run_timing(cfg)
-    _check_rows(rows, timing.ALL_METHODS, [1, 2], [3, 5])
+    _check_rows(rows, ["ddim", "animatelcm"], [1, 2], [3, 5])
     _schema_valid(rows)
     summary = timing.summarize(rows, timing.settings_from_cfg(cfg))
     assert summary["reference"] is None  # no 4-step AnimateLCM setting in this run
@@ -168,18 +171,18 @@ def test_run_timing_full_protocol_on_tiny_models(tmp_path):
 def test_standalone_command_prints_a_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "t.json"
     code = timing.main(["--weights", "tiny", "--device", "cpu", "--frames", "2", "--height", "32", "--width", "32",
-                        "--methods", "animatelcm", "ddim", "--nfe", "1", "4", "--teacher-nfe", "6",
-                        "--reference-nfe", "4", "--warmup", "1", "--repeats", "2", "--cache-dir", str(tmp_path),
+                        "--methods", "animatelcm", "ddim", "--nfe", "1", "2", "--teacher-nfe", "3",
+                        "--reference-nfe", "2", "--warmup", "1", "--repeats", "2", "--cache-dir", str(tmp_path),
                         "--fast", "--fast-opt", "fuse_qkv=true", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "Speed-up ddim 6 steps (CFG 7.5) / animatelcm 4 steps" in printed
+    assert "Speed-up ddim 3 steps (CFG 7.5) / animatelcm 2 steps" in printed
     data = json.loads(out.read_text())
     assert data["kind"] == "lcmbench-timing"
     assert data["summary"]["ideal_speedup"] == 3
     assert data["summary"]["speedup"] > 0
-    assert {(r["method"], r["nfe"]) for r in data["timing"]} == {("animatelcm", 1), ("animatelcm", 4), ("ddim", 1),
-                                                                  ("ddim", 4), ("ddim", 6)}
+    assert {(r["method"], r["nfe"]) for r in data["timing"]} == {("animatelcm", 1), ("animatelcm", 2), ("ddim", 1),
+                                                                  ("ddim", 2), ("ddim", 3)}
     assert all(r["n_repeats"] == 2 and len(r["extra"]["denoise_ms_all"]) == 2 for r in data["timing"])
     assert data["timing"][0]["extra"]["fast"]["fuse_qkv"] is True
 
