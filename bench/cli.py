@@ -81,10 +81,22 @@ def run_with_clear_errors(cfg: DictConfig, run_dir: Path) -> None:
         fail(message)
     except user_errors as err:   # noqa: B030 (a tuple computed at run time)
         text = str(err) or type(err).__name__
+        problems = getattr(getattr(err, "report", None), "problems", None)
+        if problems:   # a PreflightError: the problems themselves, not a pointer to the plan above
+            text = preflight_problems(problems)
         if isinstance(err, _torch_oom()):
             text = (f"out of GPU memory outside generation ({text.splitlines()[0]}). Use a smaller metric "
                     f"batch size, runner.dtype=float16, or a larger GPU.")
         fail(text)
+
+
+def preflight_problems(problems) -> str:
+    """One line for one problem (what, then what to do); a numbered list for several."""
+    if len(problems) == 1:
+        p = problems[0]
+        return f"{p.what} {p.fix}"
+    return "\n".join([f"preflight found {len(problems)} problems; nothing was built:"]
+                     + [f"{i}. {p.what} {p.fix}" for i, p in enumerate(problems, 1)])
 
 
 def _torch_oom() -> tuple:
@@ -170,10 +182,41 @@ def check_overrides(argv, config_dir: str) -> Optional[str]:
                 if name not in options and name != f"{group}_schema" and name != "null":
                     return (f"unknown {group} '{name}' in '{arg}'.{_did_you_mean(name, options)} "
                             f"Available: {', '.join(options)} (bench/configs/{group}/).")
+            # the package names the metric: +metric@metrics.fvd=fvd_random
+            if group == "metric" and m["pkg"] and m["pkg"].startswith("metrics.") and "~" not in m["prefix"]:
+                problem = _check_name("metric", m["pkg"].split(".", 1)[1], arg)
+                if problem:
+                    return problem
             continue
         k = key_re.match(arg)
         if k and not arg.startswith(("+", "~")) and not k["key"].startswith("hydra"):
             problem = _check_key(k["key"])
             if problem:
                 return problem
+        if k and not arg.startswith("~"):
+            value = arg.split("=", 1)[1].strip()
+            if re.fullmatch(r"methods\.\w+\.name", k["key"].lstrip("+")):
+                problem = _check_name("model", value, arg)
+            elif re.fullmatch(r"methods\.\w+\.sampler\.kind", k["key"].lstrip("+")):
+                problem = _check_name("sampler kind", value, arg)
+            else:
+                problem = None
+            if problem:
+                return problem
     return None
+
+
+def _check_name(kind: str, name: str, arg: str) -> Optional[str]:
+    """A model, sampler or metric name against its registry (pure Python, no torch)."""
+    if not name or any(f in name for f in _SWEEP_FUNCTIONS) or "," in name:
+        return None
+    if kind == "model":
+        from models.registry import MODELS as known
+    elif kind == "sampler kind":
+        from models.schedulers import SAMPLER_DEFAULTS as known
+    else:
+        from metrics import METRICS as known
+    if name in known:
+        return None
+    return (f"unknown {kind} '{name}' in '{arg}'.{_did_you_mean(name, known)} "
+            f"Available: {', '.join(sorted(known))}.")

@@ -159,8 +159,12 @@ class PreflightError(ValueError):
     def __init__(self, report: PreflightReport, listed: bool = False):
         self.report = report
         if listed:   # the plan with its problems was printed just before
-            super().__init__(f"preflight found {len(report.problems)} problem(s), listed above; nothing was built. "
-                             f"Fix them and run again.")
+            if len(report.problems) == 1:   # one problem: the error line says it all
+                super().__init__(f"{report.problems[0].what} Fix: {report.problems[0].fix} (preflight; nothing "
+                                 f"was built)")
+            else:
+                super().__init__(f"preflight found {len(report.problems)} problems, listed above; nothing was "
+                                 f"built. The first: {report.problems[0].what} Fix them and run again.")
             return
         lines = [f"preflight found {len(report.problems)} problem(s); nothing was built:"]
         lines += [f"  {i}. {p.line()}" for i, p in enumerate(report.problems, 1)]
@@ -592,7 +596,7 @@ def check_fvd(cfg: Any, options: Dict[str, Any], clips_per_cell: int, report: Pr
     except ValueError as err:
         report.problems.append(Problem("metric", f"metrics.fvd: {err}", "Fix metrics.fvd.options.protocol."))
         return
-    frames = int(options.get("num_frames", 16))
+    frames = int(options.get("num_frames", cfg.protocol.num_frames))   # the pipeline defaults it to the protocol
     if frames != int(cfg.protocol.num_frames):
         report.problems.append(Problem(
             "metric", f"metrics.fvd.options.num_frames={frames} but the protocol makes "
@@ -1199,6 +1203,10 @@ def format_plan(report: PreflightReport) -> str:
         if "i3d" in t:
             parts.append(f"I3D {_flop(t['i3d'], total)}")
         lines.append(f"  compute      {_flop(t['total'])}: " + ", ".join(parts))
+        if plan.weights == "tiny":
+            # FLOPs and time above are for the full-size SD1.5 + motion-module architecture
+            lines.append("  note         tiny weights: the compute and time estimates are those of the full-size "
+                         "architecture; the tiny models run orders of magnitude faster")
         if plan.detected:
             lines.append(f"  device       {plan.device_name} ({plan.dtype}), from preflight.time_on; this machine: "
                          f"{plan.detected}")

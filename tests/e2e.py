@@ -29,7 +29,8 @@ from tests.conftest import REPO
 SMALL = ["~methods.dpmpp", "~methods.animatelcm_r", "protocol.num_classes=1", "protocol.videos_per_prompt=3",
          "protocol.nfe=[1,2]", "protocol.num_frames=9", "runner.batch_size=1", "runner.progress=false",
          "report.bootstrap=20", "vbench.enabled=false", "metrics.clipsim.enabled=false",
-         "+metrics.fvd.options.calibration_clips_per_video=1", "+metrics.fvd.options.clips_per_video=2"]
+         "++metrics.fvd.options.num_frames=9", "++metrics.fvd.options.calibration_clips_per_video=1",
+         "++metrics.fvd.options.clips_per_video=2"]
 N_CLIPS = 12
 TIMEOUT = 900
 

@@ -66,6 +66,9 @@ def cli(args, env=None, timeout=300):
     ("model@methods.animatelcm=animatelcn", r"unknown model 'animatelcn'.*Did you mean 'animatelcm'\?"),
     ("+metric@metrics.fvd=fvd_randm", r"unknown metric 'fvd_randm'.*Did you mean 'fvd_random'\?"),
     ("sampler@methods.ddim.sampler=ddim_trailng", r"unknown sampler 'ddim_trailng'.*Did you mean 'ddim_trailing'\?"),
+    ("methods.animatelcm.name=animatelcmm", r"unknown model 'animatelcmm'.*Did you mean 'animatelcm'\?"),
+    ("methods.ddim.sampler.kind=ddmi", r"unknown sampler kind 'ddmi'.*Did you mean 'ddim'\?"),
+    ("+metric@metrics.fvdd=fvd_random", r"unknown metric 'fvdd'.*Did you mean 'fvd'\?"),
     ("runner.batchsize=2", r"unknown setting 'runner.batchsize'.*Did you mean 'batch_size'\?"),
     ("methods.ddim.lora_sclae=0.5", r"unknown setting 'methods.ddim.lora_sclae'.*Did you mean 'lora_scale'\?"),
 ])
@@ -85,10 +88,11 @@ def test_valid_sweeps_and_launcher_overrides_pass_the_check():
 
 
 # ------------------------------------------------------------------ names and values (in the run)
+# The same names written in an experiment file reach the run; preflight reports them.
 
 def test_unknown_model_name(tmp_path, capsys):
     fails(tmp_path, capsys, ["methods.animatelcm.name=animatelcmm"],
-          r"Unknown model 'animatelcmm'\. Did you mean 'animatelcm'\?")
+          r"Unknown model 'animatelcmm'\. Did you mean 'animatelcm'\?.* Fix methods.animatelcm")
 
 
 def test_unknown_sampler_kind(tmp_path, capsys):
@@ -96,7 +100,7 @@ def test_unknown_sampler_kind(tmp_path, capsys):
 
 
 def test_unknown_metric_name(tmp_path, capsys):
-    fails(tmp_path, capsys, ["+metric@metrics.fvdd=fvd_random"], r"Unknown metric 'fvdd'\. Did you mean 'fvd'\?")
+    fails(tmp_path, capsys, ["+metric@metrics.fvdd=fvd_random"], r"Unknown metric 'fvdd'.*clipsim, fvd")
 
 
 def test_unknown_stage(tmp_path, capsys):
@@ -105,7 +109,7 @@ def test_unknown_stage(tmp_path, capsys):
 
 def test_half_precision_on_the_cpu(tmp_path, capsys):
     fails(tmp_path, capsys, ["runner.device=cpu", "runner.dtype=float16"],
-          r"dtype=float16 on the CPU is not supported.*dtype=float32")
+          r"dtype=float16 on the CPU is not supported.*Set runner.device / runner.dtype")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")
@@ -129,24 +133,26 @@ def test_prompt_file_with_the_wrong_class_count(tmp_path, capsys):
 
 def test_missing_prompt_file(tmp_path, capsys):
     fails(tmp_path, capsys, ["protocol.prompt_set=file", f"protocol.prompt_file={tmp_path / 'nope.yaml'}"],
-          r"prompt file '.*nope.yaml' does not exist")
+          r"caption file .*nope.yaml does not exist. Fix protocol.prompt_file")
 
 
 def _fvd_on(reference):
     # uncalibrated random I3D: the dataset is checked before any footage is needed
     return ["metrics.fvd.enabled=true", f"metrics.fvd.options.reference={reference}",
-            "+metrics.fvd.options.calibrate=false"]
+            "++metrics.fvd.options.calibrate=false", "++metrics.fvd.options.num_frames=9"]
 
 
 def test_dataset_root_without_videos(tmp_path, capsys):
     empty = tmp_path / "UCF-101"
     (empty / "ApplyEyeMakeup").mkdir(parents=True)
     (empty / "ApplyEyeMakeup" / "notes.txt").write_text("no videos here")
-    fails(tmp_path, capsys, _fvd_on(empty), r"no videos found under .*UCF-101.*Check that the archive was extracted")
+    fails(tmp_path, capsys, _fvd_on(empty), r"UCF-101 root .*UCF-101 holds no videos.*Check that UCF101.rar was "
+                                            r"extracted there")
 
 
 def test_dataset_root_that_does_not_exist(tmp_path, capsys):
-    fails(tmp_path, capsys, _fvd_on(tmp_path / "nowhere"), r"UCF-101 root not found: .*nowhere")
+    fails(tmp_path, capsys, _fvd_on(tmp_path / "nowhere"), r"UCF-101 root .*nowhere does not exist.*set "
+                                                          r"metrics.fvd.options.reference")
 
 
 def test_unreadable_video(tmp_path, capsys):
