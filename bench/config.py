@@ -10,7 +10,7 @@ from hydra.core.config_store import ConfigStore
 from models.fast import FastPath
 from models.specs import ModelSpec, SamplerSpec
 
-STAGES = ("preflight", "generate", "score", "report")
+STAGES = ("preflight", "timing", "generate", "score", "report")
 
 
 @dataclass

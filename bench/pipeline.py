@@ -114,6 +114,7 @@ class Run:
         self.prompt_set = None
         self.device, self.dtype = "cpu", "float32"
         self.summary = None
+        self.timing_rows: List[Dict[str, Any]] = []
 
     # -------------------------------------------------------------- stages
     def preflight(self) -> None:
@@ -142,6 +143,12 @@ class Run:
                  "device=%s %s", len(self.plans), list(p.nfe), len(self.prompt_set.classes),
                  p.videos_per_prompt, n, p.num_frames, p.height, p.width, cfg.weights, self.device, self.dtype)
 
+    def timing(self) -> None:
+        """The timing protocol (bench/timing.py): warm-up, repeats, CUDA events on a GPU."""
+        from .timing import run_timing
+
+        self.timing_rows = run_timing(self.cfg, device=self.device, dtype=self.dtype, progress=log.info)
+
     def generate(self) -> None:
         cfg, p, r = self.cfg, self.cfg.protocol, self.cfg.runner
         settings = GenerationSettings(p.num_frames, p.height, p.width, r.batch_size, r.decode_chunk_size,
@@ -153,7 +160,8 @@ class Run:
             overrides["sampler"] = plan.spec.sampler
             return models.build(plan.spec.name, weights=cfg.weights, device=self.device, dtype=self.dtype,
                                 cache_dir=cfg.cache_dir, seed=cfg.seed,
-                                allow_unsafe_pickle=r.allow_unsafe_pickle, **overrides)
+                                allow_unsafe_pickle=r.allow_unsafe_pickle,
+                                fast=OmegaConf.to_container(r.fast, resolve=True), **overrides)
 
         self.summary = generate_all(self.plans, self.store, self.metrics, settings, build,
                                     self.run_dir / "videos", shard=self.shard)
@@ -165,9 +173,12 @@ class Run:
         from results.stats import bootstrap_ci
 
         rep = self.cfg.report
-        require_complete(self.plans, self.store, [m.feature_key for m in self.metrics])
+        # a timing-only run (stages without generate, store empty) scores just its timing rows
+        timing_only = bool(self.timing_rows) and "generate" not in self.cfg.stages and not self.store.keys()
+        if not timing_only:
+            require_complete(self.plans, self.store, [m.feature_key for m in self.metrics])
         rows, timing = [], []
-        for plan in self.plans:
+        for plan in ([] if timing_only else self.plans):
             for nfe in sorted({c.nfe for c in plan.clips}):
                 clips = [c for c in plan.clips if c.nfe == nfe]
                 records = self.store.read_many([c.key for c in clips])
@@ -216,8 +227,11 @@ class Run:
                                    "text_encode_ms": float(np.median([r.meta["text_encode_ms"] for r in records.values()])),
                                    "vae_ms": float(np.median([r.meta["decode_ms"] for r in records.values()])),
                                    "n": len(records), "device": self.device, "dtype": self.dtype,
-                                   "clock": "wall" if self.device == "cpu" else "cuda-sync-wall",
+                                   "clock": next(iter(records.values())).meta.get("clock") or "wall",
                                    "note": "per clip = batch time / batch size; VAE excluded"})
+        if self.timing_rows:   # measured by the timing stage: they replace the store-derived times
+            measured = {(t["method"], t["nfe"]) for t in self.timing_rows}
+            timing = [t for t in timing if (t["method"], t["nfe"]) not in measured] + self.timing_rows
         scored: Dict[str, Any] = {"rows": rows, "timing": timing}
         if self.cfg.ablation:
             scored["ablation"] = self.ablation(rows)
@@ -381,6 +395,8 @@ def _run_stages(cfg: DictConfig, run_dir: Path, shard: shard_mod.Shard, group: s
         atomic_write_bytes(run.run_dir / "config.resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
         remove_abandoned_staging(run.run_dir)
     run.preflight()
+    if "timing" in cfg.stages:
+        run.timing()
     if "generate" in cfg.stages:
         run.generate()
     group.barrier()   # every rank's clips are in the store before rank 0 scores

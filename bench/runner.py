@@ -256,7 +256,7 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
                         "batch_size": len(batch),
                         "denoise_ms": 1000.0 * timing["denoise_s"] / len(batch),
                         "text_encode_ms": 1000.0 * timing["text_encode_s"] / len(batch),
-                        "decode_ms": 1000.0 * timing["decode_s"] / len(batch),
+                        "decode_ms": 1000.0 * timing["decode_s"] / len(batch), "clock": timing.get("clock"),
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
                 keep = frames[i] if (settings.save_frames or spec.keep_frames) else None
                 store.write(spec.key, meta, clip_feats, keep)

@@ -29,11 +29,15 @@ def _no_launcher_env(monkeypatch):
 
 
 def error_line(text: str) -> str:
-    """The single error line, which must end the output (library warnings may precede it)."""
+    """The single error line, which must end the output (library warnings may precede
+    it). Several problems found together follow it as an indented, numbered list; they
+    are returned joined to it."""
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("lcmbench: error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], text[-3000:]
-    return errors[0]
+    errors = [i for i, ln in enumerate(lines) if ln.startswith("lcmbench: error: ")]
+    assert len(errors) == 1, text[-3000:]
+    rest = lines[errors[0] + 1:]
+    assert all(re.match(r"  \d+\. ", ln) for ln in rest), text[-3000:]
+    return " ".join([lines[errors[0]], *rest])
 
 
 def assert_nothing_made(run_dir: Path) -> None:
@@ -169,8 +173,10 @@ def test_missing_weights(tmp_path):
                      "methods.animatelcm.base=lcmbench-tests/no-such-model"],
                     env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
     line = error_line(out)
-    assert code == 2 and re.search(r"weights 'lcmbench-tests/no-such-model' are not in the local Hugging Face "
-                                   r"cache.*huggingface-cli download", line), out
+    # every missing weight of the run at once, each with how to get it
+    assert code == 2 and re.search(r"preflight found 2 problems; nothing was built: +1\. 'lcmbench-tests/no-such-model' "
+                                   r"\(methods.animatelcm.base\) is not in the Hugging Face cache .*bench.prefetch.* "
+                                   r"2\. 'wangfuyun/AnimateLCM'", line), out
     assert_nothing_made(tmp_path)
 
 
