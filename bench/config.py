@@ -11,6 +11,7 @@ from models.fast import FastPath
 from models.specs import ModelSpec, SamplerSpec
 
 STAGES = ("preflight", "timing", "generate", "score", "report")
+DEFAULT_STAGES = ("preflight", "generate", "score", "report")   # timing runs only when asked (experiment=timing)
 
 
 @dataclass
@@ -126,7 +127,7 @@ class BenchConfig:
     seed: int = 0                           # init seed of tiny / random weights
     cache_dir: str = "${oc.env:LCMBENCH_CACHE,${oc.env:HOME}/.cache/lcmbench}"
     run_dir: Optional[str] = None           # store + results; default: Hydra's output dir. Shared by shard jobs
-    stages: List[str] = field(default_factory=lambda: list(STAGES))
+    stages: List[str] = field(default_factory=lambda: list(DEFAULT_STAGES))
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     methods: Dict[str, ModelSpec] = field(default_factory=dict)
     metrics: Dict[str, MetricConfig] = field(default_factory=dict)

@@ -101,17 +101,6 @@ def _needs(record, plan: MethodPlan, spec: ClipSpec, feature_keys: Sequence[str]
     return ""
 
 
-def _batches(items: List[ClipSpec], size: int) -> List[List[ClipSpec]]:
-    # batch within one NFE: a forward runs one step count
-    out: List[List[ClipSpec]] = []
-    for spec in items:
-        if out and len(out[-1]) < size and out[-1][0].nfe == spec.nfe:
-            out[-1].append(spec)
-        else:
-            out.append([spec])
-    return out
-
-
 def _out_of_memory_errors() -> tuple:
     import torch
 
@@ -216,9 +205,12 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
             continue
         model = build_model(plan)
         size = max(1, int(settings.batch_size))
-        pending = list(todo)
-        while pending:
-            batch = _batches(pending, size)[0]
+        pos = 0
+        while pos < len(todo):
+            # the next batch: up to `size` clips of one NFE (a forward runs one step count)
+            batch = [todo[pos]]
+            while len(batch) < size and pos + len(batch) < len(todo) and todo[pos + len(batch)].nfe == batch[0].nfe:
+                batch.append(todo[pos + len(batch)])
             out_of_memory = False
             try:
                 frames = model.generate([s.prompt for s in batch], [s.seed for s in batch], batch[0].nfe,
@@ -243,7 +235,7 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
                 summary.oom_retries += 1
                 log.warning("%s: out of GPU memory at batch size %d; retrying at %d", plan.name, len(batch), size)
                 continue
-            del pending[:len(batch)]
+            pos += len(batch)
             for i, spec in enumerate(batch):
                 clip_feats = {k: v[i] for k, v in features.items()}
                 finite = bool(timing.get("finite", [True] * len(batch))[i]) and \

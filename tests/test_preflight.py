@@ -181,6 +181,7 @@ def test_official_caption_file_with_another_checksum_is_refused(env, nothing_bui
 def test_config_mistakes_are_listed_with_the_rest(env, nothing_built):
     cfg = compose(["experiment=smoke", "stages=[preflight,generat]", "protocol.num_frames=8",
                    "protocol.num_classes=1", "protocol.videos_per_prompt=1", "+metrics.fvd.options.batchsize=4",
+                   "+metrics.fvd.options.num_frames=16",
                    "runner.device=cuda:7"])
     report = pfl.preflight(cfg, env / "run")
     text = "\n".join(p.line() for p in report.problems)
