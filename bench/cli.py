@@ -8,15 +8,12 @@ the full traceback instead.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import NoReturn, Optional
 
 from omegaconf import DictConfig
-
-log = logging.getLogger("lcmbench")
 
 EXIT_USER_ERROR = 2
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}

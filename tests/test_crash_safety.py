@@ -245,12 +245,12 @@ def test_sigkill_at_random_points_then_resume_ends_like_an_uninterrupted_run(tmp
     args = [f"hydra.run.dir={run_dir}", *e2e.SMALL]
     count = lambda: len(e2e.store_files(run_dir)) if (run_dir / "store").is_dir() else 0   # noqa: E731
     per_clip = (ref.store_complete_s - ref.first_clip_s) / (e2e.N_CLIPS - 1)
-    thresholds = sorted(rng.choice(np.arange(1, e2e.N_CLIPS - 1), size=3, replace=False).tolist())
+    thresholds = sorted(rng.choice(np.arange(1, e2e.N_CLIPS - 1), size=2, replace=False).tolist())
     # (phase, when to kill, processes): the resumes alternate between one process and
     # two torchrun ranks, so a store is also resumed with another process count
     points = [("startup", lambda: False, rng.uniform(0.2, 0.9) * ref.first_clip_s, 1)]
     points += [(f"generation, after {c} clips", (lambda c=c: count() >= c), rng.uniform(0, per_clip), n)
-               for c, n in zip(thresholds, (2, 1, 2))]
+               for c, n in zip(thresholds, (2, 1))]
     logfile = run_dir / "run_bench.log"
     generated = lambda: logfile.read_text().count("Generated ") if logfile.exists() else 0   # noqa: E731
     # scoring starts when this attempt logs the end of its generation; the report when
@@ -294,4 +294,4 @@ def test_sigkill_at_random_points_then_resume_ends_like_an_uninterrupted_run(tmp
     e2e.assert_same_run(ref.run_dir, run_dir)
     assert e2e.no_leftovers(run_dir) is None
     print("\nkill points (seeded):\n  " + "\n  ".join(log))
-    assert sum("missed" not in line for line in log) >= 5, log
+    assert sum("missed" not in line for line in log) >= 4, log
