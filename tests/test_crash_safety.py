@@ -245,29 +245,29 @@ def test_sigkill_at_random_points_then_resume_ends_like_an_uninterrupted_run(tmp
     args = [f"hydra.run.dir={run_dir}", *e2e.SMALL]
     count = lambda: len(e2e.store_files(run_dir)) if (run_dir / "store").is_dir() else 0   # noqa: E731
     per_clip = (ref.store_complete_s - ref.first_clip_s) / (e2e.N_CLIPS - 1)
-    thresholds = sorted(rng.choice(np.arange(1, e2e.N_CLIPS - 1), size=2, replace=False).tolist())
-    # (phase, when to kill, processes): the resumes alternate between one process and
-    # two torchrun ranks, so a store is also resumed with another process count
-    points = [("startup", lambda: False, rng.uniform(0.2, 0.9) * ref.first_clip_s, 1)]
-    points += [(f"generation, after {c} clips", (lambda c=c: count() >= c), rng.uniform(0, per_clip), n)
-               for c, n in zip(thresholds, (2, 1))]
     logfile = run_dir / "run_bench.log"
     generated = lambda: logfile.read_text().count("Generated ") if logfile.exists() else 0   # noqa: E731
-    # scoring starts when this attempt logs the end of its generation; the report when
-    # this attempt's staging folder appears
-    points += [("scoring", lambda n: generated() > n, rng.uniform(0.05, 0.6) * (ref.total_s - ref.store_complete_s), 1),
-               ("report", lambda pid: any(run_dir.glob(f".staging-*.{pid}")), rng.uniform(0, 0.5), 1)]
+    config = run_dir / "config.resolved.yaml"
+    # (phase, when to kill given the attempt, extra delay, processes). Each condition is
+    # an event of this attempt: its config written (metrics being prepared), k new clips,
+    # the end of its generation logged (scoring), its report staging folder made. The
+    # resumes alternate between one process and two torchrun ranks, so the store is also
+    # resumed with another process count.
+    points = [("startup", lambda a: config.exists() and config.stat().st_mtime >= a["wall"],
+               rng.uniform(0, 1.0), 1)]
+    points += [(f"generation, +{k} clips", (lambda a, k=k: count() >= a["clips"] + k), rng.uniform(0, per_clip), n)
+               for k, n in zip(rng.integers(1, 4, size=2).tolist(), (2, 1))]
+    points += [("scoring", lambda a: generated() > a["generated"],
+                rng.uniform(0.05, 0.6) * (ref.total_s - ref.store_complete_s), 1),
+               ("report", lambda a: any(run_dir.glob(f".staging-*.{a['pid']}")), rng.uniform(0, 0.5), 1)]
     log = []
     for phase, condition, delay, procs in points:
         before = _file_digests(run_dir) if (run_dir / "store").is_dir() else {}
-        logged = generated()
+        attempt = {"clips": len(before), "generated": generated(), "wall": time.time() - 1}
         proc = e2e.start(args, cache_dir, torchrun=procs if procs > 1 else 0)
         started = time.monotonic()
-        if phase == "scoring":
-            condition = (lambda c=condition, n=logged: c(n))
-        elif phase == "report":
-            condition = (lambda c=condition, pid=proc.pid: c(pid))
-        reached = _wait(proc, condition, started + e2e.TIMEOUT) if phase != "startup" else True
+        attempt["pid"] = proc.pid
+        reached = _wait(proc, lambda: condition(attempt), started + e2e.TIMEOUT)
         time.sleep(delay)
         finished_first = proc.poll() is not None
         e2e.kill_all(proc)
@@ -279,9 +279,14 @@ def test_sigkill_at_random_points_then_resume_ends_like_an_uninterrupted_run(tmp
         assert not lost and not remade, f"{phase}: lost {lost}, remade {remade}"
         assert set(after) <= set(_file_digests(ref.run_dir)), "only planned clips"
         has_results = (run_dir / "results.json").exists()
-        # a kill lands in its phase when the run was still short of that phase's end
-        landed = reached and not finished_first and (
-            len(after) < e2e.N_CLIPS if phase.startswith(("startup", "generation")) else not has_results)
+        # did the kill land in its phase (the run still short of that phase's end)?
+        if phase == "startup":
+            in_phase = len(after) == len(before)
+        elif phase.startswith("generation"):
+            in_phase = len(before) < len(after) < e2e.N_CLIPS
+        else:
+            in_phase = len(after) == e2e.N_CLIPS and not has_results
+        landed = reached and not finished_first and in_phase
         log.append(f"{phase:<26} x{procs} at {killed_at:5.1f}s: {len(after):2d} clips in the store, "
                    f"results.json {'yes' if has_results else 'no '}, lost 0, remade 0"
                    f"{'' if landed else '  (missed its phase)'}")
