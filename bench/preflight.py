@@ -219,12 +219,7 @@ def _flop(tflop: float, unit_of: Optional[float] = None) -> str:
     return f"{tflop:.3g} TFLOP"
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+from models.weights import sha256_file  # noqa: E402  (one hashing helper for the project)
 
 
 def git_blob_sha1(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
