@@ -151,8 +151,11 @@ class Run:
 
     def generate(self) -> None:
         cfg, p, r = self.cfg, self.cfg.protocol, self.cfg.runner
+        # the background writer is part of the fast path: the plain path stays strictly sequential
+        writer_threads = int(r.fast.writer_threads) if r.fast.enabled else 0
         settings = GenerationSettings(p.num_frames, p.height, p.width, r.batch_size, r.decode_chunk_size,
-                                      r.save_frames, r.save_videos, r.progress)
+                                      r.save_frames, r.save_videos, r.progress,
+                                      writer_threads=writer_threads, max_pending=int(r.fast.max_pending))
 
         def build(plan: MethodPlan):
             log.info("Building %s (%s weights)", plan.name, cfg.weights)

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from models.fast import BackgroundWorker
 from models.schedulers import resolve_sampler
 from models.specs import ModelSpec
 
@@ -67,6 +68,8 @@ class GenerationSettings:
     save_frames: bool = False
     save_videos: bool = False
     progress: bool = True
+    writer_threads: int = 0     # >0: features and store writes of batch k run while batch k+1 generates
+    max_pending: int = 2        # finished batches that may wait for the writer before generation blocks
 
 
 @dataclass
@@ -82,6 +85,8 @@ class GenerationSummary:
     temporaries_removed: int = 0                                # leftovers of killed writers
     shard: Dict[str, Any] = field(default_factory=dict)         # which share of the clips this process made
     not_owned: int = 0                                          # clips left to other shards
+    writer_threads: int = 0                                     # 0: features and writes inline
+    writer_wait_s: float = 0.0                                  # time generation waited for the writer
 
 
 def _needs(record, plan: MethodPlan, spec: ClipSpec, feature_keys: Sequence[str]) -> str:
@@ -199,68 +204,91 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
     desc = "generate" if not shard.sharded else f"generate [{shard.index}/{shard.count}]"
     bar = tqdm(total=total, desc=desc, unit="clip", disable=not settings.progress or total == 0)
     oom = _out_of_memory_errors()
-    for plan in plans:
-        todo = work.get(plan.name)
-        if not todo:
-            continue
-        model = build_model(plan)
-        size = max(1, int(settings.batch_size))
-        pos = 0
-        while pos < len(todo):
-            # the next batch: up to `size` clips of one NFE (a forward runs one step count)
-            batch = [todo[pos]]
-            while len(batch) < size and pos + len(batch) < len(todo) and todo[pos + len(batch)].nfe == batch[0].nfe:
-                batch.append(todo[pos + len(batch)])
-            out_of_memory = False
-            try:
-                frames = model.generate([s.prompt for s in batch], [s.seed for s in batch], batch[0].nfe,
-                                        num_frames=settings.num_frames, height=settings.height,
-                                        width=settings.width, decode_chunk_size=settings.decode_chunk_size)
-                timing = dict(model.last_timing)
-                features = {m.feature_key: np.asarray(m.extract(frames, [s.prompt for s in batch]))
-                            for m in metrics}
-            except oom:
-                out_of_memory = True
-            if out_of_memory:
-                # outside the except block: its traceback no longer pins the failed batch's tensors
-                frames = features = None
-                _release_gpu_memory()
-                if len(batch) == 1:
-                    raise GenerationOutOfMemory(
-                        f"out of GPU memory for method '{plan.name}' even at batch size 1 "
-                        f"({settings.num_frames} frames at {settings.height}x{settings.width}, NFE {batch[0].nfe}): "
-                        f"use runner.dtype=float16, a smaller runner.decode_chunk_size, or a larger GPU. "
-                        f"Clips already made are kept; rerun in the same run_dir to resume.")
-                size = max(1, len(batch) // 2)
-                summary.oom_retries += 1
-                log.warning("%s: out of GPU memory at batch size %d; retrying at %d", plan.name, len(batch), size)
-                continue
-            pos += len(batch)
-            for i, spec in enumerate(batch):
-                clip_feats = {k: v[i] for k, v in features.items()}
-                finite = bool(timing.get("finite", [True] * len(batch))[i]) and \
-                    all(np.isfinite(v).all() for v in clip_feats.values())
+    summary.writer_threads = max(0, int(settings.writer_threads))
+    worker = BackgroundWorker(summary.writer_threads, max(1, int(settings.max_pending)))
+
+    def features_of(frames, batch) -> Dict[str, np.ndarray]:
+        return {m.feature_key: np.asarray(m.extract(frames, [s.prompt for s in batch])) for m in metrics}
+
+    def store_batch(plan: MethodPlan, batch: List[ClipSpec], frames, timing, features) -> None:
+        for i, spec in enumerate(batch):
+            clip_feats = {k: v[i] for k, v in features.items()}
+            finite = bool(timing.get("finite", [True] * len(batch))[i]) and \
+                all(np.isfinite(v).all() for v in clip_feats.values())
+            meta = {"key": spec.key, "method": spec.method, "nfe": spec.nfe, "class_name": spec.class_name,
+                    "prompt": spec.prompt, "video_index": spec.video_index, "seed": spec.seed,
+                    "fingerprint": plan.fingerprint, "finite": finite,
+                    "batch_size": len(batch),
+                    "denoise_ms": 1000.0 * timing["denoise_s"] / len(batch),
+                    "text_encode_ms": 1000.0 * timing["text_encode_s"] / len(batch),
+                    "decode_ms": 1000.0 * timing["decode_s"] / len(batch), "clock": timing.get("clock"),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            keep = frames[i] if (settings.save_frames or spec.keep_frames) else None
+            store.write(spec.key, meta, clip_feats, keep)
+            if settings.save_videos and video_dir is not None:
+                from metrics.video_io import write_mp4
+
+                write_mp4(video_dir / spec.method / f"nfe{spec.nfe}" / f"{spec.class_name}-{spec.video_index}.mp4",
+                          frames[i])
+            with worker.lock:
                 if not finite:
                     summary.nonfinite.append(spec.key)
-                meta = {"key": spec.key, "method": spec.method, "nfe": spec.nfe, "class_name": spec.class_name,
-                        "prompt": spec.prompt, "video_index": spec.video_index, "seed": spec.seed,
-                        "fingerprint": plan.fingerprint, "finite": finite,
-                        "batch_size": len(batch),
-                        "denoise_ms": 1000.0 * timing["denoise_s"] / len(batch),
-                        "text_encode_ms": 1000.0 * timing["text_encode_s"] / len(batch),
-                        "decode_ms": 1000.0 * timing["decode_s"] / len(batch), "clock": timing.get("clock"),
-                        "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-                keep = frames[i] if (settings.save_frames or spec.keep_frames) else None
-                store.write(spec.key, meta, clip_feats, keep)
-                if settings.save_videos and video_dir is not None:
-                    from metrics.video_io import write_mp4
-
-                    write_mp4(video_dir / spec.method / f"nfe{spec.nfe}" / f"{spec.class_name}-{spec.video_index}.mp4",
-                              frames[i])
                 summary.made += 1
-            summary.batch_sizes[plan.name] = size
+        with worker.lock:
             bar.update(len(batch))
-        del model
+
+    def finish(plan, batch, frames, timing) -> None:
+        # on the writer thread: the GPU is already busy with the next batch
+        store_batch(plan, batch, frames, timing, features_of(frames, batch))
+
+    # leaving the block (normally or by an error) first finishes every batch already generated
+    with worker:
+        for plan in plans:
+            todo = work.get(plan.name)
+            if not todo:
+                continue
+            model = build_model(plan)
+            size = max(1, int(settings.batch_size))
+            pos = 0
+            while pos < len(todo):
+                # the next batch: up to `size` clips of one NFE (a forward runs one step count)
+                batch = [todo[pos]]
+                while len(batch) < size and pos + len(batch) < len(todo) and todo[pos + len(batch)].nfe == batch[0].nfe:
+                    batch.append(todo[pos + len(batch)])
+                out_of_memory = False
+                features = None
+                try:
+                    frames = model.generate([s.prompt for s in batch], [s.seed for s in batch], batch[0].nfe,
+                                            num_frames=settings.num_frames, height=settings.height,
+                                            width=settings.width, decode_chunk_size=settings.decode_chunk_size)
+                    timing = dict(model.last_timing)
+                    if not worker.threads:
+                        # inline: a feature extractor out of memory also retries a smaller batch
+                        features = features_of(frames, batch)
+                except oom:
+                    out_of_memory = True
+                if out_of_memory:
+                    # outside the except block: its traceback no longer pins the failed batch's tensors
+                    frames = features = None
+                    _release_gpu_memory()
+                    if len(batch) == 1:
+                        raise GenerationOutOfMemory(
+                            f"out of GPU memory for method '{plan.name}' even at batch size 1 "
+                            f"({settings.num_frames} frames at {settings.height}x{settings.width}, NFE {batch[0].nfe}): "
+                            f"use runner.dtype=float16, a smaller runner.decode_chunk_size, or a larger GPU. "
+                            f"Clips already made are kept; rerun in the same run_dir to resume.")
+                    size = max(1, len(batch) // 2)
+                    summary.oom_retries += 1
+                    log.warning("%s: out of GPU memory at batch size %d; retrying at %d", plan.name, len(batch), size)
+                    continue
+                pos += len(batch)
+                if features is None:
+                    worker.submit(finish, plan, batch, frames, timing)
+                else:
+                    store_batch(plan, batch, frames, timing, features)
+                summary.batch_sizes[plan.name] = size
+            del model
     bar.close()
+    summary.writer_wait_s = worker.wait_s
     summary.seconds = time.perf_counter() - start
     return summary

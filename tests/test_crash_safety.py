@@ -210,6 +210,80 @@ def test_out_of_memory_at_batch_size_one_is_a_clear_error_and_keeps_what_was_mad
     assert len(store.keys()) == 3 and all(store.read(k) is not None for k in store.keys())
 
 
+# ------------------------------------------------------------------ background writer (fast path)
+
+def _with(settings, **changes):
+    return settings.__class__(**{**settings.__dict__, **changes})
+
+
+def test_the_background_writer_stores_the_same_clips_as_inline_writing(tmp_path):
+    inline = ClipStore(tmp_path / "inline")
+    generate_all(plans(), inline, [FakeMetric()], _with(SETTINGS, save_frames=True), lambda p: FakeModel())
+    threaded = ClipStore(tmp_path / "threaded")
+    summary = generate_all(plans(), threaded, [FakeMetric()],
+                           _with(SETTINGS, save_frames=True, batch_size=2, writer_threads=2, max_pending=2),
+                           lambda p: FakeModel(nan_seeds=[]))
+    assert summary.made == 24 and summary.writer_threads == 2 and threaded.keys() == inline.keys()
+    for key in inline.keys():
+        a, b = inline.read(key), threaded.read(key)
+        np.testing.assert_array_equal(a.frames, b.frames)
+        np.testing.assert_array_equal(a.features["fake/v1"], b.features["fake/v1"])
+        assert {k: v for k, v in a.meta.items() if k not in ("created", "batch_size", "denoise_ms",
+                                                               "text_encode_ms", "decode_ms")} == \
+               {k: v for k, v in b.meta.items() if k not in ("created", "batch_size", "denoise_ms",
+                                                               "text_encode_ms", "decode_ms")}
+
+
+def test_features_of_one_batch_are_computed_while_the_next_batch_generates(tmp_path):
+    """The writer really overlaps: the first batch's feature extraction waits until the
+    model has been asked for the second batch, which only happens if generation did not
+    wait for the writer. Inline writing would time out here."""
+    import threading
+
+    next_batch_started = threading.Event()
+    extract_threads = []
+
+    class Model(FakeModel):
+        def generate(self, prompts, seeds, *a, **k):
+            if self.calls:
+                next_batch_started.set()
+            return super().generate(prompts, seeds, *a, **k)
+
+    class Metric(FakeMetric):
+        def extract(self, frames, prompts):
+            extract_threads.append(threading.current_thread().name)
+            if len(extract_threads) == 1:
+                assert next_batch_started.wait(timeout=30), "generation waited for the writer"
+            return super().extract(frames, prompts)
+
+    store = ClipStore(tmp_path)
+    summary = generate_all(plans(methods=("animatelcm",)), store, [Metric()],
+                           _with(SETTINGS, writer_threads=1, max_pending=2), lambda p: Model())
+    assert summary.made == 12 and len(store.keys()) == 12
+    assert all(name.startswith("lcmbench-writer") for name in extract_threads)
+
+
+def test_a_writer_error_stops_the_run_and_keeps_every_clip_already_written(tmp_path):
+    class Metric(FakeMetric):
+        calls = 0
+
+        def extract(self, frames, prompts):
+            Metric.calls += 1
+            if Metric.calls == 4:
+                raise RuntimeError("feature extractor broke")
+            return super().extract(frames, prompts)
+
+    store = ClipStore(tmp_path)
+    with pytest.raises(RuntimeError, match="feature extractor broke"):
+        generate_all(plans(), store, [Metric()], _with(SETTINGS, writer_threads=1, max_pending=2),
+                     lambda p: FakeModel())
+    kept = store.keys()
+    assert len(kept) >= 3 and all(store.read(k) is not None for k in kept)
+    assert not list(tmp_path.rglob(".*.tmp*")), "no temporary left behind"
+    summary = generate_all(plans(), ClipStore(tmp_path), [FakeMetric()], SETTINGS, lambda p: FakeModel())
+    assert summary.skipped == len(kept) and summary.made == 24 - len(kept)
+
+
 # ------------------------------------------------------------------ SIGKILL at random points
 
 def _file_digests(run_dir):
@@ -300,3 +374,27 @@ def test_sigkill_at_random_points_then_resume_ends_like_an_uninterrupted_run(tmp
     assert e2e.no_leftovers(run_dir) is None
     print("\nkill points (seeded):\n  " + "\n  ".join(log))
     assert sum("missed" not in line for line in log) >= 4, log
+
+
+@pytest.mark.parametrize("enabled, expected", [("true", 1), ("false", 0)])
+def test_the_run_uses_the_writer_only_on_the_fast_path(tmp_path, cache_dir, monkeypatch, enabled, expected):
+    import bench.pipeline as pipeline_mod
+    from bench.pipeline import Run
+    from tests.conftest import compose
+
+    cfg = compose(["~methods.dpmpp", "~methods.animatelcm_r", "~methods.ddim", "protocol.num_classes=1",
+                   "protocol.videos_per_prompt=2", "protocol.nfe=[1]", "metrics.fvd.enabled=false",
+                   "metrics.clipsim.enabled=false", "vbench.enabled=false", f"runner.fast.enabled={enabled}",
+                   "runner.fast.writer_threads=1", "runner.fast.max_pending=3"])
+    seen = {}
+
+    def fake_generate_all(plans_, store, metrics, settings, build, video_dir=None, shard=None):
+        seen.update(threads=settings.writer_threads, pending=settings.max_pending)
+        return generate_all(plans_, store, [FakeMetric()], settings, lambda p: FakeModel())
+
+    monkeypatch.setattr(pipeline_mod, "generate_all", fake_generate_all)
+    run = Run(cfg, tmp_path)
+    run.preflight()
+    run.generate()
+    assert seen == {"threads": expected, "pending": 3}
+    assert run.summary.writer_threads == expected and run.summary.made == 2

@@ -49,4 +49,4 @@ def test_regression_tiny_matches_the_committed_baseline(tmp_path, cache_dir):
     verdict = subprocess.run([sys.executable, "-m", "results.compare", str(baseline), str(tmp_path / "results.json"),
                               "--no-color"], cwd=REPO, capture_output=True, text=True)
     assert verdict.returncode == 0, verdict.stdout + verdict.stderr
-    assert "fvd" in verdict.stdout and "clipsim" in verdict.stdout
+    assert "FVD" in verdict.stdout and "CLIPSIM" in verdict.stdout
