@@ -58,13 +58,14 @@ def _spec_from_cfg(node: DictConfig) -> ModelSpec:
     return resolve_spec(ModelSpec(**data, sampler=SamplerSpec(**sampler)))
 
 
-def make_plans(cfg: DictConfig, prompt_set) -> List[MethodPlan]:
+def make_plans(cfg: DictConfig, prompt_set, dtype: str = "float32") -> List[MethodPlan]:
     p = cfg.protocol
     if not cfg.methods:
         raise ValueError("The experiment lists no methods. Add some, e.g. "
                          "'+model@methods.animatelcm=animatelcm'.")
+    # the resolved dtype changes pixels too: a resume in another dtype must not mix clips
     geometry = {"weights": cfg.weights, "seed": cfg.seed, "num_frames": p.num_frames, "height": p.height,
-                "width": p.width}
+                "width": p.width, "dtype": str(dtype)}
     specs = protocol_mod.expand(list(cfg.methods), p.nfe, prompt_set, p.videos_per_prompt, p.seed,
                                 cfg.runner.samples_per_cell, cfg.runner.save_frames)
     if cfg.vbench.enabled:
@@ -131,7 +132,7 @@ class Run:
         p = cfg.protocol
         self.prompt_set = load_prompt_set(p.prompt_set, p.prompt_file, cfg.cache_dir).subset(
             list(p.classes) if p.classes else None, p.num_classes)
-        self.plans = make_plans(cfg, self.prompt_set)
+        self.plans = make_plans(cfg, self.prompt_set, self.dtype)
         self.metrics = build_metrics(cfg, self.device)
         for metric in self.metrics:
             try:

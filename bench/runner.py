@@ -51,10 +51,16 @@ class MethodPlan:
             self.fingerprint = method_fingerprint(self.spec, {})
 
 
+# Raise when a code change alters the pixels made for the same settings and seed, so
+# that a store made by older code is refused instead of silently mixed with new clips.
+GENERATION_CODE_VERSION = 1
+
+
 def method_fingerprint(spec: ModelSpec, generation: Dict[str, Any]) -> str:
     """Everything that changes a clip's pixels for a given seed: the resolved model and
-    sampler settings, the weight mode and the frame geometry."""
-    payload = {"spec": asdict(spec), "sampler": resolve_sampler(spec.sampler), **generation}
+    sampler settings, the weight mode, dtype and frame geometry, and the generation code's version."""
+    payload = {"spec": asdict(spec), "sampler": resolve_sampler(spec.sampler), "code": GENERATION_CODE_VERSION,
+               **generation}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -117,7 +117,7 @@ def load_state_dict(path: str | os.PathLike, allow_unsafe_pickle: bool = False) 
             if not allow_unsafe_pickle:
                 raise UnsafeWeights(
                     f"{path} is a pickle checkpoint that holds more than tensors ({type(err).__name__}). "
-                    f"Convert it to .safetensors, or if you trust its source set allow_unsafe_pickle=true.") from None
+                    f"Convert it to .safetensors, or if you trust its source run with runner.allow_unsafe_pickle=true (models.build(..., allow_unsafe_pickle=True) in Python).") from None
             state = torch.load(str(path), map_location="cpu", weights_only=False)
         return state.get("state_dict", state) if isinstance(state, dict) else state
     raise ValueError(f"Unsupported weight file type '{path.suffix}' for {path}: use .safetensors "

@@ -31,6 +31,24 @@ def test_table1_is_the_paper_protocol():
     assert by_name["ddim"].guidance_scale == 7.5 and by_name["animatelcm"].guidance_scale == 1.0
 
 
+def test_a_clip_fingerprint_covers_what_changes_its_pixels():
+    """A resume with another dtype, geometry, weight mode or sampler setting must not
+    reuse the stored clips; the same settings must."""
+    from bench.pipeline import make_plans
+    from bench.prompts import classname_captions
+
+    def fingerprints(overrides=(), dtype="float32"):
+        return {p.name: p.fingerprint for p in make_plans(compose(list(overrides)), classname_captions(), dtype)}
+
+    base = fingerprints()
+    assert fingerprints() == base
+    for changed in (fingerprints(dtype="bfloat16"), fingerprints(["protocol.height=32", "protocol.width=32"]),
+                    fingerprints(["weights=random"]), fingerprints(["methods.animatelcm.lora_scale=0.5"])):
+        assert changed["animatelcm"] != base["animatelcm"]
+    # another method's settings leave this one's clips valid
+    assert fingerprints(["methods.animatelcm.lora_scale=0.5"])["ddim"] == base["ddim"]
+
+
 def test_smoke_is_the_default():
     cfg = compose([])
     assert cfg.experiment == "smoke" and cfg.weights == "tiny" and cfg.runner.device == "cpu"
