@@ -18,9 +18,9 @@ DEFAULT_STAGES = ("preflight", "generate", "score", "report")   # timing runs on
 class ProtocolConfig:
     name: str = "ucf101"
     version: str = "1"
-    prompt_set: str = "classnames"          # classnames | official | file
+    prompt_set: str = "classnames"          # classnames | official | file | vbench_standard
     prompt_file: Optional[str] = None
-    classes: Optional[List[str]] = None     # a subset of UCF-101 class names (None: all 101)
+    classes: Optional[List[str]] = None     # a subset of the prompt set's classes (None: all 101 UCF-101 classes)
     num_classes: Optional[int] = None       # the first N of those classes
     videos_per_prompt: int = 24
     nfe: List[int] = field(default_factory=lambda: [1, 2, 4, 8])

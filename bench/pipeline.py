@@ -26,6 +26,8 @@ from models.specs import ModelSpec, SamplerSpec
 from . import protocol as protocol_mod
 from .config import STAGES
 from .prompts import load_prompt_set
+
+STANDARD_VIDEOS = 5   # videos per prompt that VBench's standard suite reads
 from .provenance import device_info, git_state, package_versions
 from . import shard as shard_mod
 from .runner import (GenerationSettings, MetricSetupError, MethodPlan, generate_all, method_fingerprint,
@@ -80,6 +82,25 @@ def make_plans(cfg: DictConfig, prompt_set, dtype: str = "float32") -> List[Meth
     return plans
 
 
+def vbench_protocol_problems(cfg: DictConfig) -> List[str]:
+    """Settings that cannot give a meaningful VBench (or FVD) number together."""
+    p, v = cfg.protocol, cfg.vbench
+    standard = p.prompt_set == "vbench_standard"
+    problems = []
+    if v.enabled and v.mode == "vbench_standard" and not standard:
+        problems.append(f"vbench.mode=vbench_standard scores VBench's own prompts, but protocol.prompt_set="
+                        f"{p.prompt_set} makes UCF-101 clips: use experiment=vbench (or protocol.prompt_set="
+                        f"vbench_standard), or vbench.mode=custom_input to score these clips.")
+    if standard and v.enabled and v.mode == "vbench_standard" and p.videos_per_prompt > STANDARD_VIDEOS:
+        problems.append(f"VBench's standard suite reads {STANDARD_VIDEOS} videos per prompt (indices 0..4), "
+                        f"but protocol.videos_per_prompt={p.videos_per_prompt}: set it to {STANDARD_VIDEOS}.")
+    fvd = cfg.metrics.get("fvd") if cfg.metrics else None
+    if standard and fvd is not None and fvd.enabled:
+        problems.append("FVD compares with real UCF-101 clips, which VBench's prompts do not match: "
+                        "set metrics.fvd.enabled=false with protocol.prompt_set=vbench_standard.")
+    return problems
+
+
 def vbench_nfe(cfg: DictConfig) -> int:
     nfe = cfg.vbench.nfe if cfg.vbench.nfe is not None else max(cfg.protocol.nfe)
     if nfe not in cfg.protocol.nfe:
@@ -130,7 +151,11 @@ class Run:
         self.device, self.dtype = resolve_device_dtype(cfg.runner.device, cfg.runner.dtype)
         self.device = shard_mod.rank_device(self.device, self.shard)
         p = cfg.protocol
-        self.prompt_set = load_prompt_set(p.prompt_set, p.prompt_file, cfg.cache_dir).subset(
+        problems = vbench_protocol_problems(cfg)
+        if problems:
+            raise ValueError(" ".join(problems))
+        self.prompt_set = load_prompt_set(p.prompt_set, p.prompt_file, cfg.cache_dir,
+                                          vbench_dimensions=list(cfg.vbench.dimensions)).subset(
             list(p.classes) if p.classes else None, p.num_classes)
         self.plans = make_plans(cfg, self.prompt_set, self.dtype)
         self.metrics = build_metrics(cfg, self.device)
@@ -263,8 +288,10 @@ class Run:
         file naming, run the vbench package on them, and aggregate."""
         from metrics import vbench as vb
 
-        cfg = self.cfg.vbench
+        cfg, p = self.cfg.vbench, self.cfg.protocol
         nfe = vbench_nfe(self.cfg)
+        # a subset of the standard suite (fewer prompts or videos) is scored and marked partial
+        complete = not (p.classes or p.num_classes) and p.videos_per_prompt >= STANDARD_VIDEOS
         out: Dict[str, Any] = {}
         for plan in self.plans:
             clips = [c for c in plan.clips if c.nfe == nfe]
@@ -278,11 +305,13 @@ class Run:
             names = vb.export_for_vbench(items, folder, mode=cfg.mode)
             result = vb.evaluate(folder, plan.name, list(cfg.dimensions), mode=cfg.mode,
                                  out_dir=self.run_dir / "vbench" / plan.name / "scores", device=self.device,
-                                 prompts=names if cfg.mode == "custom_input" else None, cache_dir=cfg.cache_dir)
+                                 prompts=names if cfg.mode == "custom_input" else None, cache_dir=cfg.cache_dir,
+                                 require_complete=complete)
             entry: Dict[str, Any] = {"nfe": nfe, "scores": {k: float(v) for k, v in result["scores"].items()},
                                      "skipped": {**result["skipped"], **result.get("failed", {})},
                                      "n_videos": len(items), "total": None, "quality": None, "semantic": None,
-                                     "partial": True}
+                                     "partial": True, "mode": cfg.mode,
+                                     "missing_videos": dict(result.get("missing_videos", {}))}
             if entry["scores"]:
                 agg = vb.aggregate(entry["scores"], allow_missing=cfg.allow_missing)
                 for k in ("total", "quality", "semantic"):

@@ -551,9 +551,32 @@ def check_prompts(cfg: Any, report: PreflightReport):
                 except (ValueError, UnicodeDecodeError) as err:
                     report.problems.append(Problem("prompts", f"{file}: {err}",
                                                    "Use a caption file with one 'ClassName: caption.' per line."))
+    elif name == "vbench_standard":
+        from bench.prompts import vbench_prompt_set
+
+        dims = list(_get(_get(cfg, "vbench", {}) or {}, "dimensions", []) or []) or None
+        try:
+            full = vbench_prompt_set(dims)
+            report.assets.append(AssetCheck("prompts", "prompt set 'vbench_standard'", "VBench_full_info.json",
+                                            "ok", sha256=full.sha256,
+                                            detail=f"{len(full.classes)} standard prompts read by the listed "
+                                                   f"dimensions"))
+        except (ImportError, OSError, ValueError) as err:
+            report.problems.append(Problem("prompts", f"VBench's standard prompts: {err}",
+                                           "Install vbench==0.1.5 with --no-deps (`make install` does) and "
+                                           "check vbench.dimensions."))
     else:
+        from bench.prompts import PROMPT_SETS
+
         report.problems.append(Problem("prompts", f"Unknown protocol.prompt_set '{name}'.",
-                                       "Use classnames, official or file."))
+                                       f"Use one of {', '.join(PROMPT_SETS)}."))
+    try:
+        from bench.pipeline import vbench_protocol_problems
+
+        for msg in vbench_protocol_problems(cfg):
+            report.problems.append(Problem("config", msg, "Change the settings named above."))
+    except (AttributeError, KeyError, TypeError):
+        pass   # a partial config (tests of single checks): the run's own start-up check still applies
     counting = full or classname_captions()
     classes = list(_get(p, "classes", []) or []) or None
     try:

@@ -5,6 +5,10 @@
 - `official`: the GPT-4 captions of the AnimateLCM authors (metrics/UCF101_prompts.yaml
   in G-U-N/AnimateLCM), read from a local path or its pinned public URL and verified by
   sha256. We do not redistribute that file.
+- `vbench_standard`: VBench's own prompt suite (VBench_full_info.json, bundled with the
+  vbench package), restricted to the prompts the asked-for dimensions read. Its
+  "classes" are ids `vbench-NNN` (the prompt's place in the distinct-prompt list), so
+  clip keys stay file-name safe while the prompt text goes to the model and to VBench.
 """
 from __future__ import annotations
 
@@ -36,8 +40,9 @@ class PromptSet:
         if classes:
             unknown = [c for c in classes if c not in self.classes]
             if unknown:
-                raise ValueError(f"Unknown UCF-101 class(es) {unknown}. Class names are CamelCase as in "
-                                 f"UCF-101, e.g. {self.classes[:3]}.")
+                kind = "UCF-101 class(es)" if self.classes[:1] == UCF101_CLASSES[:1] else \
+                    f"class(es) of prompt set '{self.name}'"
+                raise ValueError(f"Unknown {kind} {unknown}. Names look like {self.classes[:3]}.")
             picked = list(classes)
         if num_classes is not None:
             if not 1 <= num_classes <= len(picked):
@@ -122,11 +127,37 @@ def download_verified(url: str, target: Path, sha256: str, timeout: float = 30.0
     return target
 
 
-def load_prompt_set(name: str, path: Optional[str] = None, cache_dir: Optional[str] = None) -> PromptSet:
-    """`classnames`, `official` (pinned GPT-4 captions) or `file` (your own caption file,
-    same format, not pinned)."""
+def vbench_prompt_set(dimensions: Optional[List[str]] = None) -> PromptSet:
+    """VBench's standard prompts (distinct, in file order) that any of ``dimensions``
+    reads (all 944 when None). The sha256 is that of the bundled VBench_full_info.json."""
+    from metrics.vbench import full_info_path, standard_prompts
+
+    entries = standard_prompts(distinct=True)
+    ids = [f"vbench-{i:03d}" for i in range(len(entries))]
+    if dimensions:
+        known = sorted({d for e in entries for d in e["dimensions"]})
+        unknown = [d for d in dimensions if d not in known]
+        if unknown:
+            raise ValueError(f"Unknown VBench dimension(s) {unknown} for the standard prompt suite; "
+                             f"dimensions are {', '.join(known)}.")
+        picked = [(i, e) for i, e in zip(ids, entries) if set(e["dimensions"]) & set(dimensions)]
+    else:
+        picked = list(zip(ids, entries))
+    digest = hashlib.sha256(full_info_path().read_bytes()).hexdigest()
+    return PromptSet("vbench_standard", [i for i, _ in picked], [e["prompt"] for _, e in picked], digest)
+
+
+PROMPT_SETS = ("classnames", "official", "file", "vbench_standard")
+
+
+def load_prompt_set(name: str, path: Optional[str] = None, cache_dir: Optional[str] = None,
+                    vbench_dimensions: Optional[List[str]] = None) -> PromptSet:
+    """`classnames`, `official` (pinned GPT-4 captions), `file` (your own caption file,
+    same format, not pinned) or `vbench_standard` (VBench's prompts for the given dimensions)."""
     if name == "classnames":
         return classname_captions()
+    if name == "vbench_standard":
+        return vbench_prompt_set(list(vbench_dimensions) if vbench_dimensions else None)
     if name == "official":
         return official_captions(path, cache_dir)
     if name == "file":
@@ -137,4 +168,4 @@ def load_prompt_set(name: str, path: Optional[str] = None, cache_dir: Optional[s
             raise FileNotFoundError(f"prompt file '{path}' does not exist.")
         ps = parse_caption_file(file.read_text(encoding="utf-8"), str(file))
         return PromptSet("file:" + file.name, ps.classes, ps.captions, ps.sha256)
-    raise ValueError(f"Unknown prompt set '{name}': use classnames, official or file.")
+    raise ValueError(f"Unknown prompt set '{name}': use {', '.join(PROMPT_SETS)}.")

@@ -215,6 +215,16 @@ def standard_prompts(distinct: bool = False) -> List[Dict[str, Any]]:
     return out
 
 
+def _prompt_subset_info(prompts: Iterable[str], target: Path) -> Path:
+    """A copy of VBench_full_info.json with only the entries of ``prompts``."""
+    keep = set(prompts)
+    with open(full_info_path(), encoding="utf-8") as f:
+        entries = [e for e in json.load(f) if e["prompt_en"] in keep]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(entries, ensure_ascii=False, indent=1), encoding="utf-8")
+    return target
+
+
 def _prompts_by_dimension() -> Dict[str, List[str]]:
     by_dim: Dict[str, List[str]] = {d: [] for d in ALL_DIMENSIONS}
     for item in standard_prompts():
@@ -548,6 +558,7 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
     n_expected: Dict[str, int] = {}
 
     prompt_list: Any = []
+    info_file = full_info_path()
     if mode == "vbench_standard":
         present = set(videos)
         suffix = Path(videos[0]).suffix
@@ -567,6 +578,11 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
             raise ValueError("VBench standard mode: missing benchmark videos make the scores incomparable ("
                              + "; ".join(problems) + "). Generate all 5 videos per prompt, or pass "
                              "require_complete=False to score what is there (reported as missing_videos).")
+        if problems:
+            # VBench warns once per missing video (hundreds of lines for a subset run): hand it
+            # a copy of its prompt file holding only the prompts that have videos here
+            with_videos = {p for p in {v.rsplit("-", 1)[0] for v in present}}
+            info_file = _prompt_subset_info(with_videos, Path(out_dir) / f"{name}_prompt_subset_full_info.json")
     else:
         mapping = dict(prompts or {})
         unknown = [k for k in mapping if k not in videos]
@@ -604,7 +620,7 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
                 if result_file.exists():
                     result_file.unlink()  # never read a stale result back
                 try:
-                    VBench(device, str(full_info_path()), str(out)).evaluate(
+                    VBench(device, str(info_file), str(out)).evaluate(
                         videos_path=str(videos_dir), name=run_name, prompt_list=prompt_list, dimension_list=[d],
                         local=True, read_frame=False, mode=mode)
                     with open(result_file, encoding="utf-8") as f:

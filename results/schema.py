@@ -75,7 +75,11 @@ fail loudly):
     ``semantic`` (float in percent, 0..100, or null when nothing was scored),
     ``partial`` (bool: true exactly when some of the 16 dimensions are not
     in ``scores``), ``skipped`` (object: dimension -> reason), ``n_videos``
-    (int | null, optional). Requires ``provenance.protocols.vbench``.
+    (int | null, optional), ``mode`` (``"vbench_standard"`` | ``"custom_input"`` |
+    null, optional), ``missing_videos`` (object, optional: dimension -> number of
+    the standard suite's videos that were not made; non-empty means the scores
+    cover a subset of VBench's prompts and are not comparable to published ones).
+    Requires ``provenance.protocols.vbench``.
 ``ablation`` (array, optional) -- one entry per trained variant:
     ``variant`` (str, unique), ``train_step`` (int >= 0 | null),
     ``distillation`` (``"decoupled"`` | ``"joint"``), ``rows`` (array of row
@@ -342,6 +346,8 @@ class VBenchEntry:
     skipped: Dict[str, str] = field(default_factory=dict)
     nfe: Optional[int] = None
     n_videos: Optional[int] = None
+    mode: Optional[str] = None
+    missing_videos: Dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -484,7 +490,9 @@ def _build(d: Mapping[str, Any]) -> Results:
                              semantic=_opt_float(v["semantic"]), partial=bool(v["partial"]),
                              skipped=dict(v.get("skipped") or {}),
                              nfe=None if v.get("nfe") is None else int(v["nfe"]),
-                             n_videos=None if v.get("n_videos") is None else int(v["n_videos"]))
+                             n_videos=None if v.get("n_videos") is None else int(v["n_videos"]),
+                             mode=v.get("mode"),
+                             missing_videos={dk: int(dv) for dk, dv in (v.get("missing_videos") or {}).items()})
               for k, v in (d.get("vbench") or {}).items()}
     b = d["bootstrap"]
     boot = BootstrapInfo(n_boot=int(b["n_boot"]), seed=int(b["seed"]), alpha=float(b["alpha"]),
@@ -513,7 +521,7 @@ _TIMING_REQUIRED = ("method", "nfe", "guidance_scale", "denoise_ms_median", "den
 _TIMING_OPTIONAL_FLOATS = ("text_encode_ms", "vae_ms", "peak_mem_mb", "tflop_per_unet_eval", "utilisation")
 _TIMING_OPTIONAL = _TIMING_OPTIONAL_FLOATS + ("n_repeats", "n", "clock", "note", "extra")
 _VBENCH_REQUIRED = ("scores", "total", "quality", "semantic", "partial", "skipped")
-_VBENCH_OPTIONAL = ("nfe", "n_videos")
+_VBENCH_OPTIONAL = ("nfe", "n_videos", "mode", "missing_videos")
 _ABLATION_REQUIRED = ("variant", "train_step", "distillation", "rows")
 _BOOT_REQUIRED = ("n_boot", "seed", "alpha", "method")
 
@@ -862,6 +870,14 @@ def validate(d: Any, source: str = "results") -> None:
                                           f"when some are missing")
             c.integer(e.get("nfe"), f"{w}.nfe", minimum=1, nullable=True)
             c.integer(e.get("n_videos"), f"{w}.n_videos", minimum=1, nullable=True)
+            if e.get("mode") is not None and e.get("mode") not in ("vbench_standard", "custom_input"):
+                c.err(f"{w}.mode", f"must be 'vbench_standard', 'custom_input' or null, got {e.get('mode')!r}")
+            mv = e.get("missing_videos")
+            if mv is not None and c.obj(mv, f"{w}.missing_videos"):
+                for dim, n in mv.items():
+                    if dim not in VBENCH_DIMENSIONS:
+                        c.err(f"{w}.missing_videos.{dim}", "not a VBench dimension")
+                    c.integer(n, f"{w}.missing_videos.{dim}", minimum=0)
 
     # ablation
     ab = d.get("ablation")

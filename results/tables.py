@@ -367,6 +367,11 @@ def build_table2(results: Union[Results, Mapping[str, Any]], with_paper: bool = 
             mark = "†"
             notes.append(f"† {name}: partial VBench, {len(e.scores)} of {len(VBENCH_DIMENSIONS)} dimensions "
                          f"scored ({', '.join(sorted(e.scores)) or 'none'}); not comparable to full scores.")
+        if e.missing_videos:
+            mark += "‡"
+            worst = max(e.missing_videos.values())
+            notes.append(f"‡ {name}: a subset of VBench's standard prompts ({e.n_videos} videos made; up to "
+                         f"{worst} of a dimension's videos missing); not comparable to published scores.")
         fast = e.nfe is not None and e.nfe <= 8
         entries.append((e.total, "data", [Cell(name + mark), Cell("✓" if fast else "✗", r"\checkmark" if fast else r"$\times$"),
                                           Cell(fmt_num(e.total), sort_value=e.total),

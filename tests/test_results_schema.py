@@ -62,6 +62,10 @@ def test_round_trip_is_lossless(base, tmp_path):
     (lambda d: d["vbench"]["animatelcm"].__setitem__("partial", False), "vbench.animatelcm.partial", "missing"),
     (lambda d: d["vbench"]["animatelcm"]["scores"].__setitem__("sharpness", 0.5), "vbench.animatelcm.scores.sharpness",
      "not a VBench dimension"),
+    (lambda d: d["vbench"]["animatelcm"].__setitem__("mode", "standard"), "vbench.animatelcm.mode",
+     "must be 'vbench_standard'"),
+    (lambda d: d["vbench"]["animatelcm"].__setitem__("missing_videos", {"temporal_flickering": -1}),
+     "vbench.animatelcm.missing_videos.temporal_flickering", ">= 0"),
     (lambda d: d["timing"][0].__setitem__("denoise_ms_median", 0), "timing[0].denoise_ms_median", "must be > 0"),
     (lambda d: d["ablation"][0].__setitem__("distillation", "mixed"), "ablation[0].distillation", "decoupled, joint"),
 ])
@@ -71,6 +75,17 @@ def test_malformed_files_are_rejected_with_located_messages(base, mutate, where,
     found, text = problems(d)
     assert any(p.startswith(where) and words in p for p in found), text
     assert "does not follow results schema" in text
+
+
+def test_a_vbench_subset_round_trips(base):
+    from results.schema import Results
+
+    d = copy.deepcopy(base)
+    d["vbench"]["animatelcm"].update(mode="vbench_standard", missing_videos={"temporal_flickering": 371})
+    validate(d)
+    again = Results.from_dict(d).to_dict()
+    assert again["vbench"]["animatelcm"]["missing_videos"] == {"temporal_flickering": 371}
+    assert again["vbench"]["animatelcm"]["mode"] == "vbench_standard"
 
 
 def test_all_problems_are_reported_at_once(base):

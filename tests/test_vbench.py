@@ -67,6 +67,35 @@ def _at(dim, fraction):
     return lo + fraction * (hi - lo)
 
 
+def test_vbench_prompt_set_keeps_the_prompts_the_dimensions_read():
+    from bench.prompts import load_prompt_set, vbench_prompt_set
+
+    every = vbench_prompt_set()
+    assert len(every.classes) == 944 and every.classes[0] == "vbench-000"
+    tf = load_prompt_set("vbench_standard", vbench_dimensions=["temporal_flickering"])
+    wanted = [p["prompt"] for p in vb.standard_prompts(distinct=True) if "temporal_flickering" in p["dimensions"]]
+    assert tf.captions == wanted and len(tf.captions) == 75
+    # ids are those of the whole suite, so a clip keeps its key whichever dimensions are asked for
+    assert all(every.captions[every.classes.index(i)] == c for i, c in zip(tf.classes, tf.captions))
+    assert tf.sha256 == every.sha256 and len(tf.sha256) == 64
+    with pytest.raises(ValueError, match="Unknown VBench dimension.*temporal_flicker\\b"):
+        vbench_prompt_set(["temporal_flicker"])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["vbench.enabled=true", "vbench.mode=vbench_standard"], "use experiment=vbench"),
+    (["experiment=vbench", "protocol.videos_per_prompt=6"], "reads 5 videos per prompt"),
+    (["experiment=vbench", "+metric@metrics.fvd=fvd"], "FVD compares with real UCF-101 clips"),
+])
+def test_settings_that_make_vbench_meaningless_are_refused(overrides, message):
+    from bench.pipeline import vbench_protocol_problems
+    from tests.conftest import compose
+
+    problems = vbench_protocol_problems(compose(overrides))
+    assert len(problems) == 1 and message in problems[0]
+    assert vbench_protocol_problems(compose(["experiment=vbench"])) == []
+
+
 def test_aggregate_all_at_max_is_one():
     out = vb.aggregate({d: vb.NORMALIZE[d][1] for d in vb.ALL_DIMENSIONS})
     assert out["total"] == pytest.approx(1.0, abs=1e-12)
