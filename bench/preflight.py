@@ -529,7 +529,8 @@ def check_prompts(cfg: Any, report: PreflightReport):
             report.assets.append(AssetCheck("prompts", f"prompt set '{name}'", str(file), "missing", str(file)))
             fix = (f"Run `python -m bench.prefetch experiment={cfg.experiment}` (downloads {OFFICIAL_CAPTIONS_URL}), "
                    f"or pass protocol.prompt_file=PATH." if name == "official" else "Fix protocol.prompt_file.")
-            report.problems.append(Problem("prompts", f"The {name} caption file {file} does not exist.", fix))
+            label = "The official caption file" if name == "official" else "The caption file"
+            report.problems.append(Problem("prompts", f"{label} {file} does not exist.", fix))
         elif file is not None:
             data = file.read_bytes()
             digest = hashlib.sha256(data).hexdigest()
