@@ -118,6 +118,16 @@ def _out_of_memory_errors() -> tuple:
     return (torch.cuda.OutOfMemoryError,)
 
 
+def _current_cuda_device() -> Optional[int]:
+    """The calling thread's CUDA device index, or None when CUDA is not in use."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return torch.cuda.current_device()
+
+
 def _release_gpu_memory() -> None:
     import gc
 
@@ -243,8 +253,13 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
         with worker.lock:
             bar.update(len(batch))
 
-    def finish(plan, batch, frames, timing) -> None:
-        # on the writer thread: the GPU is already busy with the next batch
+    def finish(plan, batch, frames, timing, cuda_device) -> None:
+        # on the writer thread: the GPU is already busy with the next batch. A new
+        # thread starts on cuda:0; follow the generating thread's GPU (torchrun ranks)
+        if cuda_device is not None:
+            import torch
+
+            torch.cuda.set_device(cuda_device)
         store_batch(plan, batch, frames, timing, features_of(frames, batch))
 
     # leaving the block (normally or by an error) first finishes every batch already generated
@@ -289,7 +304,7 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
                     continue
                 pos += len(batch)
                 if features is None:
-                    worker.submit(finish, plan, batch, frames, timing)
+                    worker.submit(finish, plan, batch, frames, timing, _current_cuda_device())
                 else:
                     store_batch(plan, batch, frames, timing, features)
                 summary.batch_sizes[plan.name] = size
