@@ -15,6 +15,8 @@ is the figure's headline, in red.
 """
 from __future__ import annotations
 
+import os
+
 import textwrap
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -305,8 +307,15 @@ def save_figure(fig: Figure, stem: Union[str, Path], dpi: int = 150) -> List[Pat
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
-    fig.savefig(png, dpi=dpi, metadata={"Software": None})
-    fig.savefig(pdf, metadata={"CreationDate": None, "Creator": None, "Producer": None})
+    # each file appears whole or not at all: written beside its name, then renamed
+    for path, kwargs in ((png, {"dpi": dpi, "metadata": {"Software": None}}),
+                         (pdf, {"metadata": {"CreationDate": None, "Creator": None, "Producer": None}})):
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        try:
+            fig.savefig(tmp, format=path.suffix[1:], **kwargs)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return [png, pdf]
 
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import paper
 from .plots import figures, save_figure
-from .schema import SCHEMA_VERSION, Results, as_results, protocol_id, save, write_csv
+from .schema import SCHEMA_VERSION, Results, _atomic_write, as_results, protocol_id, save, validate, write_csv
 from .tables import (Table, build_ablation_table, build_table1, build_table2, build_time_table, render, to_html)
 
 PathLike = Union[str, Path]
@@ -398,14 +398,17 @@ def write_all(results: Union[Results, Mapping[str, Any]], run_dir: PathLike,
     results.json, results.csv, tables/*.md|tex (Table 1 always; Table 2, the
     time table and the ablation table when their data exist), plots/*.png|pdf
     and report.html. Validates the results first: nothing is written for an
-    invalid results dict.
+    invalid results dict. Every file is written whole or not at all (a temporary
+    beside it, then a rename), and results.json comes last, so its presence means
+    the rest was written.
     """
     res = as_results(results)
     if with_paper is None:
         with_paper = res.weights_mode == "pretrained"
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    paths = [save(run_dir / "results.json", res), write_csv(run_dir / "results.csv", res)]
+    validate(res.to_dict())
+    paths: List[Path] = []
     tables: List[Tuple[str, Table]] = [("table1", build_table1(res, with_paper=with_paper))]
     if res.vbench:
         tables.append(("table2", build_table2(res, with_paper=True)))
@@ -417,15 +420,10 @@ def write_all(results: Union[Results, Mapping[str, Any]], run_dir: PathLike,
     tdir.mkdir(exist_ok=True)
     for name, t in tables:
         for fmt in ("md", "tex"):
-            p = tdir / f"{name}.{fmt}"
-            p.write_text(render(t, fmt), encoding="utf-8")
-            paths.append(p)
+            paths.append(_atomic_write(tdir / f"{name}.{fmt}", render(t, fmt)))
     figs = figures(res, _first_clips(samples), with_paper=with_paper)
     for stem, fig in figs.items():
         paths += save_figure(fig, run_dir / "plots" / stem)
-    report = run_dir / "report.html"
-    tmp = report.with_name(f".{report.name}.tmp")
-    tmp.write_text(render_report(res, samples, with_paper, figs=figs), encoding="utf-8")
-    tmp.replace(report)
-    paths.append(report)
+    paths.append(_atomic_write(run_dir / "report.html", render_report(res, samples, with_paper, figs=figs)))
+    paths += [write_csv(run_dir / "results.csv", res), save(run_dir / "results.json", res)]
     return paths

@@ -67,6 +67,23 @@ def test_invalid_results_write_nothing(tmp_path, tiny):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_failure_part_way_leaves_no_results_json_and_no_torn_file(tmp_path, tiny, monkeypatch):
+    """results.json is written last: a run dir with it holds every artefact; one
+    without it was interrupted. No half-written file or temporary is left."""
+    import results.report as report_mod
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report_mod, "render_report", broken)
+    with pytest.raises(OSError, match="No space left"):
+        write_all(tiny, tmp_path)
+    assert not (tmp_path / "results.json").exists() and not (tmp_path / "report.html").exists()
+    written_files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert written_files and not [p for p in written_files if p.name.startswith(".")]
+    assert all(p.stat().st_size > 0 for p in written_files)
+
+
 def test_report_is_self_contained(written):
     out, _, _ = written
     page = (out / "report.html").read_text()
