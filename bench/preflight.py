@@ -765,14 +765,18 @@ def check_vbench(cfg: Any, settings: Dict[str, Any], nfes: Sequence[int], report
         return
     for dim in found["available"]:
         report.assets.append(AssetCheck("metric", f"VBench {dim}", found["cache_dir"], "ok", found["cache_dir"]))
+    lenient = settings.get("allow_missing", True)
+    if lenient and found["unavailable"]:
+        # the run reports VBench as partial over the dimensions that ran; what each
+        # skipped dimension needs is on its [missing] line above
+        skipped = list(found["unavailable"])
+        report.notes.append(f"VBench dimension{'s' if len(skipped) > 1 else ''} {', '.join(skipped)} will be "
+                            f"skipped (vbench.allow_missing=true, the VBench scores are then partial); the "
+                            f"[missing] lines above say what each needs.")
     for dim, why in found["unavailable"].items():
         report.assets.append(AssetCheck("metric", f"VBench {dim}", found["cache_dir"], "missing", found["cache_dir"],
                                         detail=why))
-        if settings.get("allow_missing", True):
-            # the run reports VBench as partial over the dimensions that ran
-            report.notes.append(f"VBench dimension {dim} will be skipped (vbench.allow_missing=true, the VBench "
-                                f"scores are then partial): {why}.")
-        else:
+        if not lenient:
             report.problems.append(Problem("metric", f"VBench dimension {dim} cannot run offline: {why}.",
                                            "Fetch those files into the VBench cache (`python -m bench.prefetch "
                                            "...` fetches the plain URLs), drop the dimension from vbench.dimensions, "
