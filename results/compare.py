@@ -28,6 +28,12 @@ the scale on which the estimate is uncertain, and the floor (``FLOORS``)
 keeps runs without intervals, or with very narrow ones, from failing on
 noise-level changes.
 
+``--paired`` adds a second table for every metric with per-clip values in both
+runs (CLIPSIM): current - baseline on the clips both runs made (same prompt and
+seed), with a paired bootstrap interval, where the clip-to-clip spread shared by
+the runs cancels; a much tighter test than two separate intervals. It is
+information: the verdict and exit status do not depend on it.
+
 Exit status: 0 when nothing regressed or went missing; 1 on any regression
 or missing metric; 2 when the files cannot be compared (different schema
 versions, weights modes, metric protocols, prompt sets, FVD sample sizes or
@@ -337,6 +343,66 @@ def format_markdown(lines: Sequence[Line], header: str = "") -> str:
     return "\n".join(out) + "\n"
 
 
+@dataclass
+class PairedLine:
+    method: str
+    nfe: int
+    metric: str
+    difference: float            # current - baseline on the shared clips
+    lo: Optional[float]
+    hi: Optional[float]
+    n: int                       # shared clips
+    n_baseline: int
+    n_current: int
+    display: str = ""
+
+    def reading(self) -> str:
+        """What the interval says, in the metric's direction."""
+        if self.lo is None or self.hi is None or self.lo <= 0.0 <= self.hi:
+            return "no clear change"
+        up = self.lo > 0.0
+        return "better" if up == higher_is_better(self.metric) else "worse"
+
+
+def paired(baseline: Union[Results, Mapping[str, Any]], current: Union[Results, Mapping[str, Any]],
+           n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> Tuple[List[PairedLine], List[str]]:
+    """Paired differences (current - baseline) for every (method, NFE, metric) whose
+    rows keep per-clip values in both runs; notes for rows that could not be paired."""
+    from .stats import paired_difference
+
+    cur = as_results(current)
+    base_rows = {r.key: r for r in as_results(baseline).rows}
+    lines: List[PairedLine] = []
+    notes: List[str] = []
+    for row in cur.rows:
+        other = base_rows.get(row.key)
+        cur_clips = (row.extra or {}).get("per_clip")
+        base_clips = (other.extra or {}).get("per_clip") if other is not None else None
+        if not cur_clips or not base_clips:
+            continue
+        try:
+            d = paired_difference(cur_clips, base_clips, n_boot=n_boot, seed=seed, alpha=alpha)
+        except ValueError as err:
+            notes.append(f"{row.method} NFE {row.nfe} {row.metric}: not paired ({err})")
+            continue
+        lines.append(PairedLine(row.method, row.nfe, row.metric, d.difference, d.lo, d.hi, d.n,
+                                len(base_clips), len(cur_clips), cur.display_name(row.method)))
+    return lines, notes
+
+
+def format_paired(lines: Sequence[PairedLine], alpha: float = 0.05) -> str:
+    head = ["method", "steps", "metric", "current - baseline", f"{100 * (1 - alpha):g}% interval", "clips",
+            "reading"]
+    body = [[ln.display or ln.method, str(ln.nfe), _metric_label(ln.metric), f"{ln.difference:+.4g}",
+             "–" if ln.lo is None else f"[{ln.lo:+.4g}, {ln.hi:+.4g}]",
+             f"{ln.n}" + ("" if ln.n == ln.n_baseline == ln.n_current else f" of {ln.n_baseline}/{ln.n_current}"),
+             ln.reading()] for ln in lines]
+    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
+    rows = [head, ["-" * w for w in widths]] + body
+    return "\n".join("  ".join(c.ljust(w) if i in (0, 2, 6) else c.rjust(w) for i, (c, w) in
+                               enumerate(zip(r, widths))).rstrip() for r in rows)
+
+
 def _describe(path: str, res: Results) -> str:
     git = (res.provenance.git_commit or "unknown")[:10] + ("+dirty" if res.provenance.git_dirty else "")
     return (f"{path}  [{res.run.experiment}, {res.weights_mode} weights, git {git}, "
@@ -356,6 +422,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                         "(e.g. $GITHUB_STEP_SUMMARY)")
     ap.add_argument("--json", metavar="PATH", dest="json_out", help="also write the verdicts as JSON")
     ap.add_argument("--no-color", action="store_true")
+    ap.add_argument("--paired", action="store_true",
+                    help="also print paired differences on the shared clips for metrics with per-clip values")
+    ap.add_argument("--paired-boot", type=int, default=1000, metavar="N", help="paired bootstrap resamples")
     args = ap.parse_args(argv)
 
     try:
@@ -391,6 +460,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     verdict = "FAIL" if failed(lines) else "PASS"
     summary = (f"{s['compared']} compared: {s['ok']} ok, {s['better']} better, {s['REGRESSION']} regression(s); "
                f"{s['missing']} missing, {s['new']} new. {verdict}")
+    if args.paired:
+        plines, pnotes = paired(base, cur, n_boot=args.paired_boot)
+        print(f"\nPaired differences on the same clips ({args.paired_boot} paired bootstrap resamples, "
+              f"seed 0; information only, not part of the verdict):")
+        print(format_paired(plines) if plines else "  no metric keeps per-clip values in both runs")
+        for n in pnotes:
+            print(f"note: {n}")
     print(f"\n{summary}")
     if args.markdown:
         head = (f"### lcmbench regression check: {verdict}\n\n{summary}\n\n"

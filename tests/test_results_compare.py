@@ -221,3 +221,47 @@ def test_regression_workflow_runs_the_bench_then_the_compare():
                   and s["with"]["path"] == "${{ env.RUN_DIR }}")
     assert upload["if"] == "always()"
     assert (ROOT / "results" / "baselines" / "README.md").is_file()
+
+
+def _with_per_clip(d, rng_seed=0, n=40):
+    """Give every CLIPSIM row per-clip values (as real runs keep them)."""
+    import numpy as np
+
+    rng = np.random.default_rng(rng_seed)
+    for r in d["rows"]:
+        if r["metric"] == "clipsim":
+            vals = r["value"] + rng.normal(0.0, 3.0, n)
+            vals += r["value"] - vals.mean()
+            r["extra"]["per_clip"] = {f"{r['method']}/nfe{r['nfe']}/C{i % 8}/{i:03d}": float(v)
+                                      for i, v in enumerate(vals)}
+    return d
+
+
+def test_paired_differences_cancel_the_shared_spread(base):
+    a = _with_per_clip(copy.deepcopy(base))
+    same, notes = cmp.paired(a, copy.deepcopy(a), n_boot=200)
+    assert same and not notes
+    assert all(ln.difference == 0.0 and ln.lo == 0.0 == ln.hi and ln.reading() == "no clear change" for ln in same)
+    # +0.2 CLIPSIM on every clip of one cell: far inside the unpaired intervals (clip spread 3),
+    # yet the paired interval excludes 0
+    b = copy.deepcopy(a)
+    r = row(b, "animatelcm", 4, "clipsim")
+    r["extra"]["per_clip"] = {k: v + 0.2 for k, v in r["extra"]["per_clip"].items()}
+    lines, _ = cmp.paired(a, b, n_boot=200)
+    hit = next(ln for ln in lines if (ln.method, ln.nfe, ln.metric) == ("animatelcm", 4, "clipsim"))
+    assert hit.difference == pytest.approx(0.2) and hit.lo > 0.0 and hit.reading() == "better"
+    assert hit.n == 40 and hit.display == "Ours"
+    # worse when lower, only shared clips used
+    r["extra"]["per_clip"] = {k: v - 0.4 for k, v in list(r["extra"]["per_clip"].items())[:30]}   # now -0.2
+    hit = next(ln for ln in cmp.paired(a, b, n_boot=200)[0] if (ln.method, ln.nfe) == ("animatelcm", 4)
+               and ln.metric == "clipsim")
+    assert hit.n == 30 and hit.reading() == "worse"
+
+
+def test_paired_table_is_printed_and_leaves_the_verdict_alone(tmp_path, base):
+    a = _with_per_clip(copy.deepcopy(base))
+    out = cli(tmp_path, a, copy.deepcopy(a), "--paired", "--paired-boot", "100")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Paired differences on the same clips" in out.stdout and "no clear change" in out.stdout
+    plain = cli(tmp_path, base, copy.deepcopy(base), "--paired")
+    assert plain.returncode == 0 and "no metric keeps per-clip values in both runs" in plain.stdout
