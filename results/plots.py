@@ -69,9 +69,11 @@ def _finish(fig: Figure, res: Optional[Results], layout: bool = True) -> Figure:
     if label:
         lines = label.count("\n") + 1
         top = 1.0 - (0.13 * lines + 0.02) / fig.get_figheight()
-        fig.suptitle(label, color=LABEL_COLOR, fontsize=8.5, fontweight="bold", y=0.995, va="top")
         if layout:
+            # lay out first: tight_layout also makes room for a suptitle, which would
+            # double the space already kept free by ``top``
             fig.tight_layout(rect=(0, 0, 1, top))
+        fig.suptitle(label, color=LABEL_COLOR, fontsize=8.5, fontweight="bold", y=0.995, va="top")
     elif layout:
         fig.tight_layout()
     return fig
