@@ -1207,7 +1207,9 @@ def format_plan(report: PreflightReport) -> str:
         if not plan.generates:
             lines.append(f"  stages {plan.stages}: no generate stage, so no clips are made; the figures below "
                          f"describe the protocol")
-        lines.append(f"  clips        {len(plan.methods)} methods x {len(plan.nfe)} NFE x {plan.prompts} prompts x "
+        n_methods = len(plan.methods)
+        lines.append(f"  clips        {n_methods} method{'s' if n_methods != 1 else ''} x {len(plan.nfe)} NFE x "
+                     f"{plan.prompts} prompts x "
                      f"{plan.videos_per_prompt} videos = {plan.clips:,} clips ({plan.num_frames} frames, "
                      f"{plan.height}x{plan.width})")
         lines.append(f"  UNet evals   {plan.unet_evals_per_prompt_seed} per (prompt, seed) across {plan.settings} "
@@ -1254,7 +1256,8 @@ def format_plan(report: PreflightReport) -> str:
             lines.append("  disk         nothing generated")
     if report.prompt_set:
         ps = report.prompt_set
-        lines.append(f"  prompts      {ps['name']} ({ps['classes']} classes), sha256 {ps['sha256']}")
+        unit = "prompts" if ps["name"] == "vbench_standard" else "classes"
+        lines.append(f"  prompts      {ps['name']} ({ps['classes']} {unit}), sha256 {ps['sha256']}")
     lines.append(f"  offline      {'yes: no network attempt is made' if report.offline else 'no'}")
     lines.append("")
     lines.append("Assets")
