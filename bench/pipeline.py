@@ -6,9 +6,7 @@ features, the metrics score the store, and results/ renders what was scored.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 import warnings
 from dataclasses import asdict, replace

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import paper
-from .schema import (METHOD_DISPLAY, METHOD_ORDER, Results, Row, SchemaError, VBENCH_DIMENSIONS, as_results,
-                     higher_is_better, load, metric_display, unet_evals)
+from .schema import (METHOD_ORDER, Results, Row, SchemaError, VBENCH_DIMENSIONS, as_results, higher_is_better,
+                     load, metric_display)
 
 DASH = "–"
 FORMATS = ("md", "tex", "html")
@@ -459,7 +459,7 @@ def build_time_table(results: Union[Results, Mapping[str, Any]], with_paper: boo
         keep = [i for i in keep if cols[i] != "Device"]
     cols = [cols[i] for i in keep]
     rows = [[r[i] for i in keep] for r in rows]
-    notes = [f"Denoise ms: median (interquartile range) over timed runs"
+    notes = ["Denoise ms: median (interquartile range) over timed runs"
              + (f", on {next(iter(devices))}." if len(devices) == 1 else ".")
              + " Denoising loop only (text encoding and VAE decoding excluded, as in the paper). Speed-up relative "
              f"to {res.display_name(ref.method)} {ref.nfe} steps"

@@ -1,6 +1,4 @@
 """Every experiment composes; typos are errors at start-up."""
-from pathlib import Path
-
 import pytest
 from omegaconf import OmegaConf
 

@@ -3,7 +3,6 @@ retries, and a run SIGKILLed at random points that still ends exactly like an
 uninterrupted one."""
 import errno
 import hashlib
-import json
 import os
 import subprocess
 import sys

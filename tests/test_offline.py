@@ -11,6 +11,7 @@ import types
 import pytest
 
 from bench import offline
+from tests.netcache import refuse_network
 
 
 @pytest.fixture(autouse=True)
@@ -37,19 +38,7 @@ def no_offline_env(monkeypatch):
 @pytest.fixture
 def socket_recorder(monkeypatch):
     """Every attempt to open a connection or resolve a name is recorded, then refused."""
-    attempts = []
-
-    def record(name):
-        def refuse(*args, **kwargs):
-            attempts.append((name, repr(args[1:3] if name.startswith("connect") else args[:2])))
-            raise OSError(f"test: {name} refused")
-        return refuse
-
-    monkeypatch.setattr(socket.socket, "connect", record("connect"))
-    monkeypatch.setattr(socket.socket, "connect_ex", record("connect_ex"))
-    monkeypatch.setattr(socket, "create_connection", record("create_connection"))
-    monkeypatch.setattr(socket, "getaddrinfo", record("getaddrinfo"))
-    return attempts
+    return refuse_network(monkeypatch)
 
 
 def test_enforce_sets_the_variables_and_the_copies_libraries_made_at_import(no_offline_env, monkeypatch,

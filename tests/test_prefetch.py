@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench import prefetch as pf
+from tests.netcache import put_hub_file
 
 SHARED_CAPTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "UCF101_prompts.yaml"
 
@@ -170,24 +171,6 @@ def test_damaged_existing_file_is_replaced(server, tmp_path):
 
 
 # ----------------------------------------------------------------- Hub cache
-
-def put_hub_file(cache: Path, repo: str, rel: str, data: bytes, commit: str = "c" * 40) -> Path:
-    """One file in the huggingface_hub cache layout (blob named by its Hub checksum,
-    snapshot symlink, refs/main)."""
-    repo_dir = cache / ("models--" + repo.replace("/", "--"))
-    lfs = rel.endswith((".safetensors", ".bin", ".pt", ".ckpt"))
-    etag = hashlib.sha256(data).hexdigest() if lfs else \
-        hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
-    blob = repo_dir / "blobs" / etag
-    blob.parent.mkdir(parents=True, exist_ok=True)
-    blob.write_bytes(data)
-    (repo_dir / "refs").mkdir(exist_ok=True)
-    (repo_dir / "refs" / "main").write_text(commit)
-    link = repo_dir / "snapshots" / commit / rel
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.exists():
-        os.symlink(os.path.relpath(blob, link.parent), link)
-    return link
 
 
 def test_choose_files_takes_the_preferred_weights_and_small_configs_only():

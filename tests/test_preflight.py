@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from omegaconf import open_dict
 
 from bench import preflight as pfl
 from bench.preflight import compose
+from tests.netcache import put_hub_file, refuse_network
 
 SHARED_CAPTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "UCF101_prompts.yaml"
 HUB_VARS = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
@@ -45,37 +45,7 @@ def nothing_built(monkeypatch):
     monkeypatch.setattr(models.animatediff, "build_model", refuse)
     monkeypatch.setattr(metrics.fvd, "build", refuse)
     monkeypatch.setattr(metrics.clipsim, "build", refuse)
-    attempts = []
-
-    def record(name):
-        def blocked(*args, **kwargs):
-            attempts.append((name, args[1:2] if name == "connect" else args[:2]))
-            raise OSError(f"test: {name} is not allowed here")
-        return blocked
-
-    monkeypatch.setattr(socket.socket, "connect", record("connect"))
-    monkeypatch.setattr(socket.socket, "connect_ex", record("connect_ex"))
-    monkeypatch.setattr(socket, "getaddrinfo", record("getaddrinfo"))
-    monkeypatch.setattr(socket, "create_connection", record("create_connection"))
-    return attempts
-
-
-def put_hub_file(cache: Path, repo: str, rel: str, data: bytes, commit: str = "c" * 40) -> Path:
-    """One file in the huggingface_hub cache layout (content-addressed blob, snapshot link, refs/main)."""
-    repo_dir = cache / ("models--" + repo.replace("/", "--"))
-    lfs = rel.endswith((".safetensors", ".bin", ".pt"))
-    etag = hashlib.sha256(data).hexdigest() if lfs else \
-        hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
-    blob = repo_dir / "blobs" / etag
-    blob.parent.mkdir(parents=True, exist_ok=True)
-    blob.write_bytes(data)
-    (repo_dir / "refs").mkdir(exist_ok=True)
-    (repo_dir / "refs" / "main").write_text(commit)
-    link = repo_dir / "snapshots" / commit / rel
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.exists():
-        os.symlink(os.path.relpath(blob, link.parent), link)
-    return link
+    return refuse_network(monkeypatch)
 
 
 def fill_table1_cache(cfg, hub: Path) -> None:

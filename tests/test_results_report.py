@@ -3,9 +3,7 @@ import base64
 import copy
 import os
 import re
-import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest

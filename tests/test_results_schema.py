@@ -53,7 +53,7 @@ def test_round_trip_is_lossless(base, tmp_path):
     (lambda d: d["rows"][0].update(ci_low=5.0, ci_high=1.0), "rows[0]", "greater than ci_high"),
     (lambda d: d["rows"][0].update(ci_low=None), "rows[0]", "both be numbers or both be null"),
     (lambda d: d["rows"][0].__setitem__("p_value", 0.1), "rows[0]", "put additional information under 'extra'"),
-    (lambda d: d["rows"].append(copy.deepcopy(d["rows"][0])), f"rows[", "duplicate of rows[0]"),
+    (lambda d: d["rows"].append(copy.deepcopy(d["rows"][0])), "rows[", "duplicate of rows[0]"),
     (lambda d: d["provenance"]["device"].__setitem__("type", "tpu"), "provenance.device.type", "cpu, cuda"),
     (lambda d: d["provenance"]["protocols"]["fvd"].pop("version"), "provenance.protocols.fvd", "'version'"),
     (lambda d: d["provenance"]["prompt_set"].__setitem__("sha256", "abc"), "provenance.prompt_set.sha256", "64"),

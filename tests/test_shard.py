@@ -2,7 +2,6 @@
 multi-process runs that end exactly like one process."""
 from collections import Counter
 
-import numpy as np
 import pytest
 
 from bench.prompts import classname_captions
