@@ -8,7 +8,7 @@ official settings. The weight mode only decides where the components come from.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
@@ -17,9 +17,9 @@ import torch
 
 from . import tiny as tiny_parts
 from .fast import PhaseClock, apply_fast_path, decode_to_uint8
-from .registry import WEIGHT_MODES, resolve_spec
+from .registry import WEIGHT_MODES, spec_with_overrides
 from .schedulers import make_scheduler, resolve_sampler
-from .specs import ModelSpec, SamplerSpec
+from .specs import ModelSpec
 from .weights import (check_sha256, fuse_residual, load_with_clear_error, looks_local, resolve_file,
                       scale_motion_residual)
 
@@ -250,10 +250,7 @@ def build_model(name: str, weights: str = "tiny", device: str = "auto", dtype: s
     if unknown:
         raise ValueError(f"Unknown model setting(s) {sorted(unknown)} for '{name}'. Model settings: "
                          f"{', '.join(sorted(spec_fields - {'name'}))}; build options: {', '.join(_BUILD_OPTIONS)}.")
-    sampler = overrides.pop("sampler", None)
-    if isinstance(sampler, dict):
-        sampler = SamplerSpec(**sampler)
-    spec = resolve_spec(replace(ModelSpec(name=name), **overrides, sampler=sampler or SamplerSpec(kind=None)))
+    spec = spec_with_overrides(name, overrides)
     resolve_sampler(spec.sampler)  # fail early on a bad sampler setting
     device, dtype_name = resolve_device_dtype(device, dtype)
     torch_dtype = DTYPES[dtype_name]

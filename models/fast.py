@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
 
 ATTENTION_CHOICES = ("sdpa", "eager", "default")
@@ -199,17 +199,13 @@ def share_weights_as(model, name: str, **overrides: Any):
     from diffusers import AnimateDiffPipeline
 
     from .animatediff import VideoModel
-    from .registry import resolve_spec
+    from .registry import spec_with_overrides
     from .schedulers import make_scheduler, resolve_sampler
-    from .specs import ModelSpec, SamplerSpec
 
     if model.weights != "random":
         raise ValueError(f"share_weights_as() is for random weights only (this model has '{model.weights}' "
                          f"weights, which differ between methods): build '{name}' with models.build().")
-    sampler = overrides.pop("sampler", None)
-    if isinstance(sampler, dict):
-        sampler = SamplerSpec(**sampler)
-    spec = resolve_spec(replace(ModelSpec(name=name), **overrides, sampler=sampler or SamplerSpec(kind=None)))
+    spec = spec_with_overrides(name, overrides)
     parts = dict(model.pipeline.components)
     parts["scheduler"] = make_scheduler(resolve_sampler(spec.sampler))
     pipe = AnimateDiffPipeline(**parts)

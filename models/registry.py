@@ -79,3 +79,13 @@ def resolve_spec(spec: ModelSpec) -> ModelSpec:
 def describe() -> str:
     width = max(len(n) for n in MODELS)
     return "\n".join(f"  {name:<{width}}  {e.summary}" for name, e in MODELS.items())
+
+
+def spec_with_overrides(name: str, overrides: Dict) -> ModelSpec:
+    """The resolved spec of method ``name`` with keyword overrides of its fields; the
+    sampler may be given as a SamplerSpec or a dict of its fields."""
+    overrides = dict(overrides)
+    sampler = overrides.pop("sampler", None)
+    if isinstance(sampler, dict):
+        sampler = SamplerSpec(**sampler)
+    return resolve_spec(replace(ModelSpec(name=name), **overrides, sampler=sampler or SamplerSpec(kind=None)))
