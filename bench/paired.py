@@ -1,0 +1,141 @@
+"""Paired comparison of two runs on the clips both made: ``current - baseline`` per
+(method, NFE, metric), with a paired bootstrap interval.
+
+    python -m bench.paired BASELINE_RUN_DIR CURRENT_RUN_DIR [--n-boot 1000] [--seed 0]
+
+Both runs use the protocol's seeds, so a clip key (method, NFE, class, video) names the
+same prompt and initial noise in both. Every bootstrap resample draws the same clips
+for both runs, so the clip-to-clip spread they share cancels: a change far inside the
+two separate intervals can still be clearly non-zero here.
+
+- FVD: from each run's stored I3D features against the real-video statistics the
+  results record (``extra.reference_file``), with the protocol's covariance.
+- Metrics with per-clip values in results.json (CLIPSIM): from those values.
+
+Refuses runs that ``results.compare`` would refuse (other protocols, weights modes,
+prompt sets). Exit 0 when the table was printed, 2 when the runs cannot be paired.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from results.compare import PairedLine, format_paired, paired as paired_per_clip
+from results.schema import Results, SchemaError, comparable, load
+
+from .store import ClipStore
+
+
+class CannotPair(ValueError):
+    """The two runs cannot be compared clip by clip."""
+
+
+@dataclass
+class RunFiles:
+    run_dir: Path
+    results: Results
+    store: ClipStore
+
+
+def open_run(run_dir: Path) -> RunFiles:
+    run_dir = Path(run_dir)
+    if not (run_dir / "results.json").is_file():
+        raise CannotPair(f"{run_dir} has no results.json: give the run directory of a finished run "
+                         f"(hydra.run.dir of that run).")
+    if not (run_dir / "store").is_dir():
+        raise CannotPair(f"{run_dir} has no store/ folder: the clip features are needed for a paired FVD.")
+    return RunFiles(run_dir, load(run_dir / "results.json"), ClipStore(run_dir / "store"))
+
+
+def fvd_statistic(reference_file: str, unbiased: bool) -> Callable[[np.ndarray], float]:
+    """FVD of a feature set [N, D] against the stored real-video statistics."""
+    from metrics.fvd import FeatureStats, frechet_distance
+    from results.stats import FrechetToReference
+
+    if not reference_file or not Path(reference_file).is_file():
+        raise CannotPair(f"the real-video statistics file {reference_file!r} recorded in the results is not on this "
+                         f"machine; run both comparisons where the runs were scored (the file lives in the "
+                         f"lcmbench cache).")
+    ref = FeatureStats.load(reference_file)
+    if unbiased:
+        return FrechetToReference(ref.mean(), ref.cov(unbiased=True))   # vectorised over resamples
+    mu_ref, sigma_ref = ref.mean(), ref.cov(unbiased=False)
+    return lambda x: frechet_distance(x.mean(axis=0), np.cov(x, rowvar=False, bias=True), mu_ref, sigma_ref)
+
+
+def _features(run: RunFiles, method: str, nfe: int, feature_key: str) -> Dict[str, np.ndarray]:
+    prefix = f"{method}/nfe{nfe}/"
+    records = run.store.read_many(k for k in run.store.keys() if k.startswith(prefix))
+    return {k: np.asarray(r.features[feature_key], dtype=np.float64) for k, r in records.items()
+            if feature_key in r.features and r.meta.get("finite", True)}
+
+
+def paired_fvd(base: RunFiles, cur: RunFiles, n_boot: int, seed: int,
+               alpha: float) -> Tuple[List[PairedLine], List[str]]:
+    from results.stats import paired_difference
+
+    base_rows = {r.key: r for r in base.results.rows}
+    lines: List[PairedLine] = []
+    notes: List[str] = []
+    for row in cur.results.rows:
+        other = base_rows.get(row.key)
+        if row.metric != "fvd" or other is None:
+            continue
+        if other.protocol != row.protocol:
+            notes.append(f"{row.method} NFE {row.nfe} FVD: feature keys differ ({other.protocol} vs {row.protocol})")
+            continue
+        spec = (cur.results.provenance.protocols.get("fvd") or {}).get("protocol_spec") or {}
+        statistic = fvd_statistic(row.extra.get("reference_file"), spec.get("covariance", "unbiased") != "biased")
+        a = _features(cur, row.method, row.nfe, row.protocol)
+        b = _features(base, row.method, row.nfe, row.protocol)
+        try:
+            d = paired_difference(a, b, statistic, n_boot=n_boot, seed=seed, alpha=alpha,
+                                  interval="bias_corrected")
+        except ValueError as err:
+            notes.append(f"{row.method} NFE {row.nfe} FVD: not paired ({err})")
+            continue
+        lines.append(PairedLine(row.method, row.nfe, "fvd", d.difference, d.lo, d.hi, d.n, len(b), len(a),
+                                cur.results.display_name(row.method)))
+    return lines, notes
+
+
+def compare_runs(baseline_dir: Path, current_dir: Path, n_boot: int = 1000, seed: int = 0,
+                 alpha: float = 0.05) -> Tuple[List[PairedLine], List[str]]:
+    base, cur = open_run(baseline_dir), open_run(current_dir)
+    reasons = comparable(base.results, cur.results)
+    if reasons:
+        raise CannotPair("the runs are not comparable: " + "; ".join(reasons))
+    fvd_lines, fvd_notes = paired_fvd(base, cur, n_boot, seed, alpha)
+    clip_lines, clip_notes = paired_per_clip(base.results, cur.results, n_boot=n_boot, seed=seed, alpha=alpha)
+    return fvd_lines + clip_lines, fvd_notes + clip_notes
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.paired", description=__doc__.split("\n\n")[0])
+    ap.add_argument("baseline", help="run directory of the baseline run (holds results.json and store/)")
+    ap.add_argument("current", help="run directory of the run to compare")
+    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--alpha", type=float, default=0.05)
+    args = ap.parse_args(argv)
+    try:
+        lines, notes = compare_runs(Path(args.baseline), Path(args.current), args.n_boot, args.seed, args.alpha)
+    except (CannotPair, SchemaError, FileNotFoundError) as err:
+        print(f"lcmbench: error: {err}", file=sys.stderr)
+        return 2
+    print(f"Paired differences, current - baseline, on the clips both runs made ({args.n_boot} paired "
+          f"bootstrap resamples, seed {args.seed}; FVD: bias-corrected interval)")
+    print(f"  baseline: {args.baseline}\n  current:  {args.current}\n")
+    print(format_paired(lines, args.alpha) if lines else "  nothing to pair: no FVD rows or per-clip values in both runs")
+    for n in notes:
+        print(f"note: {n}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
