@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import metrics as metric_registry
 import models
+from models.fast import pixel_settings
 from models.registry import resolve_spec
 from models.specs import ModelSpec, SamplerSpec
 
@@ -66,6 +67,11 @@ def make_plans(cfg: DictConfig, prompt_set, dtype: str = "float32") -> List[Meth
     # the resolved dtype changes pixels too: a resume in another dtype must not mix clips
     geometry = {"weights": cfg.weights, "seed": cfg.seed, "num_frames": p.num_frames, "height": p.height,
                 "width": p.width, "dtype": str(dtype)}
+    # so do the fast path's kernel choices (within tolerance, not bit for bit); the plain
+    # path and pixel-neutral settings add nothing, which keeps older fingerprints valid
+    fast = pixel_settings(OmegaConf.to_container(cfg.runner.fast, resolve=True))
+    if fast:
+        geometry["fast"] = fast
     specs = protocol_mod.expand(list(cfg.methods), p.nfe, prompt_set, p.videos_per_prompt, p.seed,
                                 cfg.runner.samples_per_cell, cfg.runner.save_frames)
     if cfg.vbench.enabled:

@@ -66,6 +66,26 @@ def fast_options(fast: Any) -> FastPath:
     return opts
 
 
+def pixel_settings(fast: Any) -> Dict[str, Any]:
+    """The fast-path options in effect that may change a clip's pixels (each stays
+    within the 2/255 tolerance, but not bit for bit): part of the clip fingerprint, so
+    a resume never mixes clips made with and without them. Empty for the plain path
+    and for pixel-neutral settings (the background writer, uint8 on device)."""
+    opts = fast_options(fast)
+    if not opts.enabled:
+        return {}
+    out: Dict[str, Any] = {}
+    if opts.attention != "default":
+        out["attention"] = opts.attention
+    for name in ("fuse_qkv", "channels_last_unet", "channels_last_vae", "cudnn_benchmark"):
+        if getattr(opts, name):
+            out[name] = True
+    compiled = [m for m in ("unet", "vae") if getattr(opts, f"compile_{m}")]
+    if compiled:
+        out.update(compiled=compiled, compile_mode=opts.compile_mode, compile_fullgraph=opts.compile_fullgraph)
+    return out
+
+
 def _processor_names(module) -> List[str]:
     return sorted({type(p).__name__ for p in module.attn_processors.values()})
 

@@ -45,6 +45,14 @@ def test_a_clip_fingerprint_covers_what_changes_its_pixels():
         assert changed["animatelcm"] != base["animatelcm"]
     # another method's settings leave this one's clips valid
     assert fingerprints(["methods.animatelcm.lora_scale=0.5"])["ddim"] == base["ddim"]
+    # fast-path kernels that may change pixels count; the background writer alone does not
+    assert fingerprints(["runner.fast.enabled=true"])["animatelcm"] != base["animatelcm"]
+    assert fingerprints(["runner.fast.enabled=true", "runner.fast.attention=default", "runner.fast.fuse_qkv=true",
+                         "runner.fast.channels_last_vae=false", "runner.fast.cudnn_benchmark=false"]) != base
+    writer_only = ["runner.fast.enabled=true", "runner.fast.attention=default", "runner.fast.channels_last_vae=false",
+                   "runner.fast.cudnn_benchmark=false", "runner.fast.writer_threads=2"]
+    assert fingerprints(writer_only) == base
+    assert fingerprints(["runner.fast.attention=eager"]) == base    # options of a disabled fast path do nothing
 
 
 def test_smoke_is_the_default():
