@@ -443,6 +443,18 @@ def default_out_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "results" / "timing"
 
 
+def write_figures(payload: Dict[str, Any], name: str, out: Optional[str] = None) -> Path:
+    """A benchmark's figures as JSON, written whole or not at all: to ``out``, else under
+    default_out_dir() as NAME.json (when $OUT is set) or NAME_<date-time>.json."""
+    path = Path(out) if out else default_out_dir() / (
+        f"{name}.json" if os.environ.get("OUT") else f"{name}_{time.strftime('%Y%m%d-%H%M%S')}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, path)
+    return path
+
+
 def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     from models.fast import FastPath
 
@@ -526,16 +538,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"Speed-up {t['method']} {t['nfe']} steps (CFG {t['guidance_scale']:g}) / {s['method']} {s['nfe']} steps: "
               f"{summary['speedup']:.1f}x measured, {summary['ideal_speedup']:.0f}x ideal "
               f"({t['denoise_ms_median']:.1f} ms / {s['denoise_ms_median']:.1f} ms) on {dev}")
-    out = Path(args.out) if args.out else default_out_dir() / (
-        "timing.json" if os.environ.get("OUT") else f"timing_{time.strftime('%Y%m%d-%H%M%S')}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"kind": "lcmbench-timing", "settings": {k: v for k, v in asdict(settings).items() if k != "methods"}
                | {"methods": list(settings.methods)}, "environment": environment(device), "summary": summary,
                "timing": rows, "wall_s": time.time() - started}
-    tmp = out.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, out)
-    print(f"Wrote {out}")
+    print(f"Wrote {write_figures(payload, 'timing', args.out)}")
     return 0
 
 

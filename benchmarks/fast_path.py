@@ -19,14 +19,13 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.timing import build_model, default_out_dir, device_name, environment, parse_fast  # noqa: E402
+from bench.timing import build_model, device_name, environment, parse_fast, write_figures  # noqa: E402
 from models.animatediff import resolve_device_dtype, to_uint8  # noqa: E402
 
 PROMPT = "A person rides a bicycle along a mountain road at sunset, photorealistic"
@@ -126,15 +125,12 @@ def main(argv=None) -> int:
     if fast.fast.get("cudnn_benchmark"):
         print("  note: torch.backends.cudnn.benchmark is process-wide, so the plain path used autotuned "
               "convolutions too (the ratio is conservative)")
-    out_path = Path(args.out) if args.out else default_out_dir() / (
-        "fast_path.json" if os.environ.get("OUT") else f"fast_path_{time.strftime('%Y%m%d-%H%M%S')}.json")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps({"kind": "lcmbench-fast-path", "device": dev, "dtype": dtype, "args": vars(args),
-                                    "environment": environment(device), "fast": fast.fast,
-                                    "plain_s_per_clip": plain_s, "fast_s_per_clip": fast_s,
-                                    "plain_latent_s": plain_latent_s, "fast_denoise_s_per_clip": fast_denoise_s,
-                                    "ratio": ratio, "denoise_ratio": pl / fd, "max_frame_diff": diff,
-                                    "warmup_s": warm_s}, indent=2, default=str))
+    out_path = write_figures({"kind": "lcmbench-fast-path", "device": dev, "dtype": dtype, "args": vars(args),
+                              "environment": environment(device), "fast": fast.fast,
+                              "plain_s_per_clip": plain_s, "fast_s_per_clip": fast_s,
+                              "plain_latent_s": plain_latent_s, "fast_denoise_s_per_clip": fast_denoise_s,
+                              "ratio": ratio, "denoise_ratio": pl / fd, "max_frame_diff": diff,
+                              "warmup_s": warm_s}, "fast_path", args.out)
     print(f"Wrote {out_path}")
     return 0
 

@@ -11,12 +11,10 @@ The target is a ratio within 10% of 1.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -24,7 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import models  # noqa: E402
-from bench.timing import device_name  # noqa: E402
+from bench.timing import device_name, write_figures  # noqa: E402
 from models.animatediff import resolve_device_dtype, to_uint8  # noqa: E402
 
 PROMPT = "A person rides a bicycle along a mountain road at sunset, photorealistic"
@@ -106,10 +104,9 @@ def main(argv=None) -> int:
           f"max |frame difference| = {diff}/255")
     print(f"  ratio of the fastest calls = {ratio_min:.3f}")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"kind": "lcmbench-overhead", "device": dev, "dtype": dtype,
-                                              "args": vars(args), "seconds": times, "ratio": ratio, "ratio_min": ratio_min,
-                                              "max_frame_diff": diff}, indent=2))
+        write_figures({"kind": "lcmbench-overhead", "device": dev, "dtype": dtype, "args": vars(args),
+                       "seconds": times, "ratio": ratio, "ratio_min": ratio_min, "max_frame_diff": diff},
+                      "overhead", args.out)
     return 0
 
 

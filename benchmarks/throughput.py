@@ -12,16 +12,14 @@ Metric features (I3D, CLIP) are not included.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import time
-from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.timing import (ALL_METHODS, TimingSettings, default_out_dir, environment, parse_fast,  # noqa: E402
+from bench.timing import (ALL_METHODS, TimingSettings, environment, parse_fast, write_figures,  # noqa: E402
                           time_methods)
 
 TABLE1_CLIPS = 101 * 24 * 16
@@ -99,14 +97,10 @@ def main(argv=None) -> int:
           f"({mix['table1_hours_denoise_only']:.2f} h denoising, {mix['table1_hours_vae']:.2f} h VAE decode), "
           f"metric features not included")
 
-    out = Path(args.out) if args.out else default_out_dir() / (
-        "throughput.json" if os.environ.get("OUT") else f"throughput_{time.strftime('%Y%m%d-%H%M%S')}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"kind": "lcmbench-throughput", "device": device, "dtype": dtype,
-                               "args": vars(args), "environment": environment(
-                                   "cuda" if rows[0]["extra"]["device_type"] == "cuda" else "cpu"),
-                               "mix": mix, "settings": per_setting, "timing": rows,
-                               "wall_s": time.time() - started}, indent=2, default=str))
+    out = write_figures({"kind": "lcmbench-throughput", "device": device, "dtype": dtype, "args": vars(args),
+                         "environment": environment("cuda" if rows[0]["extra"]["device_type"] == "cuda" else "cpu"),
+                         "mix": mix, "settings": per_setting, "timing": rows, "wall_s": time.time() - started},
+                        "throughput", args.out)
     print(f"Wrote {out}")
     return 0
 

@@ -12,7 +12,6 @@ checks that both arms stored identical features.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -26,23 +25,12 @@ import numpy as np  # noqa: E402
 
 import models  # noqa: E402
 from bench.pipeline import build_metrics, make_plans  # noqa: E402
+from bench.preflight import compose  # noqa: E402
 from bench.prompts import classname_captions  # noqa: E402
 from bench.runner import GenerationSettings, generate_all  # noqa: E402
 from bench.store import ClipStore  # noqa: E402
-from bench.timing import device_name  # noqa: E402
+from bench.timing import device_name, write_figures  # noqa: E402
 from models.animatediff import resolve_device_dtype  # noqa: E402
-
-
-def compose(overrides):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from bench.config import register
-
-    register()
-    configs = Path(__file__).resolve().parent.parent / "bench" / "configs"
-    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
 
 
 def main(argv=None) -> int:
@@ -118,7 +106,7 @@ def main(argv=None) -> int:
           f"(generation waited {figures['writer_wait_s_median']:.2f} s for the writer)")
     print(f"  ratio   {figures['speedup']:.3f}x   max feature difference {worst:.3g}")
     if args.out:
-        Path(args.out).write_text(json.dumps(figures, indent=2))
+        write_figures(figures, "writer_overlap", args.out)
     return 0
 
 
