@@ -15,6 +15,18 @@ def cache_dir(tmp_path_factory):
     return path
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test: on two busy cores, OpenMP threads fighting
+    other processes make tiny models 20x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def compose(overrides=()):
     """Compose the Hydra config exactly as run_bench.py does."""
     from hydra import compose as hydra_compose

@@ -23,12 +23,7 @@ FAST = dict(enabled=True, attention="sdpa", fuse_qkv=True, channels_last_unet=Tr
             uint8_on_device=True)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -10,30 +9,18 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from bench import timing  # noqa: E402
+from tests.conftest import compose as compose_config  # noqa: E402
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "bench" / "configs")
 ROW_KEYS = {"method", "nfe", "guidance_scale", "denoise_ms_median", "denoise_ms_iqr", "text_encode_ms", "vae_ms",
             "n", "device", "dtype", "clock", "note", "peak_mem_mb", "tflop_per_unet_eval", "utilisation",
             "n_repeats", "extra"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # two busy cores: OpenMP threads fighting other processes make tiny models 20x slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def compose(*overrides):
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    from bench.config import register
-
-    register()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=["experiment=timing", *overrides])
+    return compose_config(["experiment=timing", *overrides])
 
 
 def tiny_overrides(tmp_path, *more):
