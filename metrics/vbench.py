@@ -581,7 +581,7 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
         if problems:
             # VBench warns once per missing video (hundreds of lines for a subset run): hand it
             # a copy of its prompt file holding only the prompts that have videos here
-            with_videos = {p for p in {v.rsplit("-", 1)[0] for v in present}}
+            with_videos = {v.rsplit("-", 1)[0] for v in present}   # "{prompt}-{i}{suffix}"
             info_file = _prompt_subset_info(with_videos, Path(out_dir) / f"{name}_prompt_subset_full_info.json")
     else:
         mapping = dict(prompts or {})

@@ -314,21 +314,26 @@ def failed(lines: Sequence[Line]) -> bool:
     return any(ln.verdict in ("REGRESSION", "missing") for ln in lines)
 
 
-def format_text(lines: Sequence[Line], color: bool = False) -> str:
-    rows = [HEADER] + [_cells(ln) for ln in lines]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-    right = {1, 3, 4, 5, 6}
-    paint = {"REGRESSION": "\033[1;31m", "missing": "\033[1;31m", "better": "\033[32m", "new": "\033[36m"}
+def _aligned(header: Sequence[str], body: Sequence[Sequence[str]], right: set,
+             paint: Optional[Mapping[str, str]] = None) -> str:
+    """A plain-text table: columns padded to their widest cell (``right``: right-aligned
+    column indices), a dashed rule under the header; ``paint`` colours a row by its last cell."""
+    rows = [list(header)] + [list(r) for r in body]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     out = []
     for n, r in enumerate(rows):
-        parts = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)]
-        text = "  ".join(parts).rstrip()
-        if color and n > 0 and r[-1] in paint:
+        text = "  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)).rstrip()
+        if paint and n > 0 and r[-1] in paint:
             text = paint[r[-1]] + text + "\033[0m"
         out.append(text)
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
+
+
+def format_text(lines: Sequence[Line], color: bool = False) -> str:
+    paint = {"REGRESSION": "\033[1;31m", "missing": "\033[1;31m", "better": "\033[32m", "new": "\033[36m"}
+    return _aligned(HEADER, [_cells(ln) for ln in lines], {1, 3, 4, 5, 6}, paint if color else None)
 
 
 def format_markdown(lines: Sequence[Line], header: str = "") -> str:
@@ -397,10 +402,7 @@ def format_paired(lines: Sequence[PairedLine], alpha: float = 0.05) -> str:
              "–" if ln.lo is None else f"[{ln.lo:+.4g}, {ln.hi:+.4g}]",
              f"{ln.n}" + ("" if ln.n == ln.n_baseline == ln.n_current else f" of {ln.n_baseline}/{ln.n_current}"),
              ln.reading()] for ln in lines]
-    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
-    rows = [head, ["-" * w for w in widths]] + body
-    return "\n".join("  ".join(c.ljust(w) if i in (0, 2, 6) else c.rjust(w) for i, (c, w) in
-                               enumerate(zip(r, widths))).rstrip() for r in rows)
+    return _aligned(head, body, {1, 3, 4, 5})
 
 
 def _describe(path: str, res: Results) -> str:
