@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import metrics as metric_registry
 import models
+from metrics.vbench import STANDARD_VIDEOS_PER_PROMPT as STANDARD_VIDEOS
 from models.fast import pixel_settings
 from models.registry import resolve_spec
 from models.specs import ModelSpec, SamplerSpec
@@ -25,8 +26,6 @@ from models.specs import ModelSpec, SamplerSpec
 from . import protocol as protocol_mod
 from .config import STAGES
 from .prompts import load_prompt_set
-
-STANDARD_VIDEOS = 5   # videos per prompt that VBench's standard suite reads
 from .provenance import device_info, git_state, package_versions
 from . import shard as shard_mod
 from .runner import (GenerationSettings, MetricSetupError, MethodPlan, generate_all, method_fingerprint,
