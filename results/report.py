@@ -407,7 +407,8 @@ def write_all(results: Union[Results, Mapping[str, Any]], run_dir: PathLike,
         with_paper = res.weights_mode == "pretrained"
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    validate(res.to_dict())
+    if isinstance(results, Results):
+        validate(res.to_dict())   # a dict was validated by as_results: nothing is written for invalid results
     paths: List[Path] = []
     tables: List[Tuple[str, Table]] = [("table1", build_table1(res, with_paper=with_paper))]
     if res.vbench:
