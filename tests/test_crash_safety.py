@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -178,7 +179,7 @@ def test_scoring_an_incomplete_store_is_refused(tmp_path):
 
 
 def test_out_of_memory_halves_the_batch_and_records_what_worked(tmp_path):
-    settings = SETTINGS.__class__(**{**SETTINGS.__dict__, "batch_size": 4})
+    settings = replace(SETTINGS, batch_size=4)
     model = FakeModel(max_batch=1)
     store = ClipStore(tmp_path / "oom")
     summary = generate_all(plans(), store, [FakeMetric()], settings, lambda p: model)
@@ -211,16 +212,12 @@ def test_out_of_memory_at_batch_size_one_is_a_clear_error_and_keeps_what_was_mad
 
 # ------------------------------------------------------------------ background writer (fast path)
 
-def _with(settings, **changes):
-    return settings.__class__(**{**settings.__dict__, **changes})
-
-
 def test_the_background_writer_stores_the_same_clips_as_inline_writing(tmp_path):
     inline = ClipStore(tmp_path / "inline")
-    generate_all(plans(), inline, [FakeMetric()], _with(SETTINGS, save_frames=True), lambda p: FakeModel())
+    generate_all(plans(), inline, [FakeMetric()], replace(SETTINGS, save_frames=True), lambda p: FakeModel())
     threaded = ClipStore(tmp_path / "threaded")
     summary = generate_all(plans(), threaded, [FakeMetric()],
-                           _with(SETTINGS, save_frames=True, batch_size=2, writer_threads=2, max_pending=2),
+                           replace(SETTINGS, save_frames=True, batch_size=2, writer_threads=2, max_pending=2),
                            lambda p: FakeModel(nan_seeds=[]))
     assert summary.made == 24 and summary.writer_threads == 2 and threaded.keys() == inline.keys()
     for key in inline.keys():
@@ -257,7 +254,7 @@ def test_features_of_one_batch_are_computed_while_the_next_batch_generates(tmp_p
 
     store = ClipStore(tmp_path)
     summary = generate_all(plans(methods=("animatelcm",)), store, [Metric()],
-                           _with(SETTINGS, writer_threads=1, max_pending=2), lambda p: Model())
+                           replace(SETTINGS, writer_threads=1, max_pending=2), lambda p: Model())
     assert summary.made == 12 and len(store.keys()) == 12
     assert all(name.startswith("lcmbench-writer") for name in extract_threads)
 
@@ -274,7 +271,7 @@ def test_a_writer_error_stops_the_run_and_keeps_every_clip_already_written(tmp_p
 
     store = ClipStore(tmp_path)
     with pytest.raises(RuntimeError, match="feature extractor broke"):
-        generate_all(plans(), store, [Metric()], _with(SETTINGS, writer_threads=1, max_pending=2),
+        generate_all(plans(), store, [Metric()], replace(SETTINGS, writer_threads=1, max_pending=2),
                      lambda p: FakeModel())
     kept = store.keys()
     assert len(kept) >= 3 and all(store.read(k) is not None for k in kept)
