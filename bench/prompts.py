@@ -22,7 +22,9 @@ from typing import List, Optional
 
 UCF101_CLASSES: List[str] = ["ApplyEyeMakeup", "ApplyLipstick", "Archery", "BabyCrawling", "BalanceBeam", "BandMarching", "BaseballPitch", "Basketball", "BasketballDunk", "BenchPress", "Biking", "Billiards", "BlowDryHair", "BlowingCandles", "BodyWeightSquats", "Bowling", "BoxingPunchingBag", "BoxingSpeedBag", "BreastStroke", "BrushingTeeth", "CleanAndJerk", "CliffDiving", "CricketBowling", "CricketShot", "CuttingInKitchen", "Diving", "Drumming", "Fencing", "FieldHockeyPenalty", "FloorGymnastics", "FrisbeeCatch", "FrontCrawl", "GolfSwing", "Haircut", "HammerThrow", "Hammering", "HandstandPushups", "HandstandWalking", "HeadMassage", "HighJump", "HorseRace", "HorseRiding", "HulaHoop", "IceDancing", "JavelinThrow", "JugglingBalls", "JumpingJack", "JumpRope", "Kayaking", "Knitting", "LongJump", "Lunges", "MilitaryParade", "Mixing", "MoppingFloor", "Nunchucks", "ParallelBars", "PizzaTossing", "PlayingCello", "PlayingDaf", "PlayingDhol", "PlayingFlute", "PlayingGuitar", "PlayingPiano", "PlayingSitar", "PlayingTabla", "PlayingViolin", "PoleVault", "PommelHorse", "PullUps", "Punch", "PushUps", "Rafting", "RockClimbingIndoor", "RopeClimbing", "Rowing", "SalsaSpin", "ShavingBeard", "Shotput", "SkateBoarding", "Skiing", "Skijet", "SkyDiving", "SoccerJuggling", "SoccerPenalty", "StillRings", "SumoWrestling", "Surfing", "Swing", "TableTennisShot", "TaiChi", "TennisSwing", "ThrowDiscus", "TrampolineJumping", "Typing", "UnevenBars", "VolleyballSpiking", "WalkingWithDog", "WallPushups", "WritingOnBoard", "YoYo"]
 
-OFFICIAL_CAPTIONS_COMMIT = "c741a896a286fb85c767346961d576ee19d8b02e"
+# Commit and digest belong together: the file at c7e8a60 (its latest change) hashes to
+# 62a73e32...; the earlier c741a89 differs in its header comment (sha256 47ec7b5e...).
+OFFICIAL_CAPTIONS_COMMIT = "c7e8a6027167b8e24a66b17737da4151072dadcd"
 OFFICIAL_CAPTIONS_URL = ("https://raw.githubusercontent.com/G-U-N/AnimateLCM/"
                          f"{OFFICIAL_CAPTIONS_COMMIT}/metrics/UCF101_prompts.yaml")
 OFFICIAL_CAPTIONS_SHA256 = "62a73e321bcf3f7ab5cfc51e3b0b2ac7f4ce81e90d4728d935d8ec84d41ebbb9"

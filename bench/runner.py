@@ -53,7 +53,7 @@ class MethodPlan:
 
 # Raise when a code change alters the pixels made for the same settings and seed, so
 # that a store made by older code is refused instead of silently mixed with new clips.
-GENERATION_CODE_VERSION = 1
+GENERATION_CODE_VERSION = 2   # 2: the parity defaults (motion norm, LoRA fusion, personalized VAE, truncation)
 
 
 def method_fingerprint(spec: ModelSpec, generation: Dict[str, Any]) -> str:

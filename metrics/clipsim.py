@@ -309,16 +309,17 @@ class CLIPSimMetric(ClipMetric):
         """Unit-norm float64 text embeddings [len(prompts), D]; each distinct caption is encoded once."""
         import torch
 
-        new = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
-        if new:
+        # one caption per call: float32 kernels round differently for other batch sizes,
+        # and a caption's embedding must not depend on which captions came with it
+        for p in dict.fromkeys(prompts):
+            if p in self._text_cache:
+                continue
             with torch.inference_mode():
-                tokens = self.tokenizer(new).to(self.device)
+                tokens = self.tokenizer([p]).to(self.device)
                 with self._autocast():
                     emb = self.model.encode_text(tokens)
                 emb = emb.double()
-                emb = emb / emb.norm(dim=-1, keepdim=True)
-            for p, e in zip(new, emb):
-                self._text_cache[p] = e
+                self._text_cache[p] = (emb / emb.norm(dim=-1, keepdim=True))[0]
         return torch.stack([self._text_cache[p] for p in prompts])
 
     # -- ClipMetric

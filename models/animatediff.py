@@ -7,6 +7,7 @@ official settings. The weight mode only decides where the components come from.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -17,11 +18,15 @@ import torch
 
 from . import tiny as tiny_parts
 from .fast import PhaseClock, apply_fast_path, decode_to_uint8
+from .lora import check_convention, diffusers_record, fuse_authors, read_lora
+from .motion_norm import apply_motion_norm, check_motion_norm
 from .registry import WEIGHT_MODES, spec_with_overrides
 from .schedulers import make_scheduler, resolve_sampler
 from .specs import ModelSpec
-from .weights import (check_sha256, fuse_residual, load_with_clear_error, looks_local, resolve_file,
-                      scale_motion_residual)
+from .weights import (WeightsNotFound, check_sha256, fuse_residual, load_with_clear_error, looks_local,
+                      resolve_file, scale_motion_residual)
+
+log = logging.getLogger("lcmbench.models")
 
 _BUILD_OPTIONS = ("device", "dtype", "cache_dir", "seed", "allow_unsafe_pickle", "fast")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -110,13 +115,13 @@ class VideoModel:
                        generator=generators, output_type="latent").frames
         clock.mark()
         if self.fast.get("enabled") and self.fast.get("uint8_on_device"):
-            frames, finite = decode_to_uint8(pipe, latents, decode_chunk_size)
+            frames, finite = decode_to_uint8(pipe, latents, decode_chunk_size, self.spec.quantize)
         else:
             video = pipe.decode_latents(latents, decode_chunk_size)
             frames = np.asarray(pipe.video_processor.postprocess_video(video=video, output_type="np"),
                                 dtype=np.float32)
             finite = np.isfinite(frames).reshape(len(prompts), -1).all(axis=1)
-            frames = to_uint8(frames)
+            frames = to_uint8(frames, self.spec.quantize)
         clock.mark()
         text_s, denoise_s, decode_s = clock.intervals_s()
         self.last_timing = {"text_encode_s": text_s, "denoise_s": denoise_s, "decode_s": decode_s,
@@ -125,10 +130,20 @@ class VideoModel:
         return frames
 
 
-def to_uint8(frames) -> np.ndarray:
-    """float frames in [0, 1] (numpy or list of arrays) -> uint8 [B, F, H, W, 3]."""
+QUANTIZE = ("truncate", "round")
+
+
+def to_uint8(frames, quantize: str = "truncate") -> np.ndarray:
+    """float frames in [0, 1] (numpy or list of arrays) -> uint8 [B, F, H, W, 3].
+
+    quantize "truncate": floor(x * 255), as the authors' save_videos_grid
+    (``(x * 255).numpy().astype(np.uint8)``); "round": round half to even."""
+    if quantize not in QUANTIZE:
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}.")
     arr = np.nan_to_num(np.asarray(frames, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    return np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
+    scaled = arr * np.float32(255.0)
+    scaled = np.floor(scaled) if quantize == "truncate" else np.round(scaled)
+    return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
 # ---------------------------------------------------------------- components
@@ -179,9 +194,10 @@ def _pretrained_components(spec: ModelSpec, dtype: torch.dtype) -> Dict[str, Any
 
 
 def _personalized_pretrained(spec: ModelSpec, base_components: Dict[str, Any], dtype: torch.dtype):
-    """UNet and text encoder of the personalized base: a diffusers folder / Hub id, or a
-    single-file SD1.5 checkpoint converted with the base repo's config."""
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    """UNet, text encoder and VAE (None when the checkpoint has none) of the personalized
+    base: a diffusers folder / Hub id, or a single-file SD1.5 checkpoint converted with the
+    base repo's config (single files carry their own VAE)."""
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
     ref = spec.personalized
@@ -194,41 +210,60 @@ def _personalized_pretrained(spec: ModelSpec, base_components: Dict[str, Any], d
                              f"(pickle .ckpt files can run code when loaded). Convert it first.")
         pipe = load_with_clear_error(lambda: StableDiffusionPipeline.from_single_file(
             str(path), config=spec.base, torch_dtype=dtype, safety_checker=None), spec.base, "model.base")
-        return pipe.unet, pipe.text_encoder, {"personalized_sha256": check_sha256(path, None)}
+        return pipe.unet, pipe.text_encoder, pipe.vae, {"personalized_sha256": check_sha256(path, None)}
     kw = dict(torch_dtype=dtype, revision=spec.revision)
     unet = load_with_clear_error(lambda: UNet2DConditionModel.from_pretrained(ref, subfolder="unet", **kw),
                                  ref, "model.personalized")
     text = load_with_clear_error(lambda: CLIPTextModel.from_pretrained(ref, subfolder="text_encoder", **kw),
                                  ref, "model.personalized")
-    return unet, text, {}
+    vae = None
+    if spec.personalized_vae:
+        try:
+            vae = load_with_clear_error(lambda: AutoencoderKL.from_pretrained(ref, subfolder="vae", **kw),
+                                        ref, "model.personalized")
+        except WeightsNotFound:
+            log.warning("personalized base %s has no vae/ folder: SD1.5's VAE is kept", ref)
+    return unet, text, vae, {}
 
 
-def _load_lora(pipe, spec: ModelSpec, weights: str, seed: int, cache_dir: Path, unet2d) -> Dict[str, Any]:
-    """Load and fuse the spatial LoRA at scale beta through diffusers' LoRA loader. Tiny
-    runs write a seeded tiny LoRA file first so the same loading path is exercised."""
+def _lora_path(spec: ModelSpec, weights: str, seed: int, cache_dir: Path, unet2d) -> Path:
+    """The spatial LoRA file; tiny runs write a seeded tiny one (kohya keys, as the real
+    file) so that the same reading and fusing code runs."""
+    if weights != "tiny":
+        return resolve_file(spec.lora, spec.lora_file, "model.lora", spec.revision)
+    from safetensors.torch import save_file
+
+    path = cache_dir / "tiny" / f"tiny_lcm_lora_kohya_seed{seed}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file():
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        save_file(tiny_parts.tiny_lora_state_dict(unet2d, seed), str(tmp))
+        os.replace(tmp, path)
+    return path
+
+
+def _load_lora(pipe, spec: ModelSpec, weights: str, seed: int, cache_dir: Path, unet2d,
+               allow_unsafe_pickle: bool = False) -> Dict[str, Any]:
+    """Fuse the spatial LoRA at scale beta (equation 2) with the spec's convention:
+    "authors" W += beta/8 * up @ down (alpha keys ignored), "diffusers" through
+    diffusers' loader (alpha / rank). The record says what the file implies and what
+    was applied."""
     if spec.lora in (None, "none") or spec.lora_scale == 0.0:
         return {"lora": None}
     if weights == "random":
         return {"lora": None, "lora_note": "random weight mode: LoRA skipped (fused weights do not change speed)"}
-    if weights == "tiny":
-        from safetensors.torch import save_file
-
-        path = cache_dir / "tiny" / f"tiny_lcm_lora_seed{seed}.safetensors"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.is_file():
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            save_file(tiny_parts.tiny_lora_state_dict(unet2d, seed), str(tmp))
-            os.replace(tmp, path)
-        folder, file = str(path.parent), path.name
+    path = _lora_path(spec, weights, seed, cache_dir, unet2d)
+    sha = check_sha256(path, None)
+    state = read_lora(path, allow_unsafe_pickle)
+    if spec.lora_convention == "authors":
+        fused = fuse_authors(pipe.unet, state, float(spec.lora_scale))
     else:
-        file_path = resolve_file(spec.lora, spec.lora_file, "model.lora", spec.revision)
-        folder, file = str(file_path.parent), file_path.name
-    sha = check_sha256(Path(folder) / file, None)
-    pipe.load_lora_weights(folder, weight_name=file, adapter_name="spatial_lora")
-    pipe.fuse_lora(lora_scale=float(spec.lora_scale), adapter_names=["spatial_lora"])
-    pipe.unload_lora_weights()  # weights are fused: drop the adapter layers for speed
-    return {"lora": f"{spec.lora}/{spec.lora_file}" if weights == "pretrained" else "tiny seeded LoRA",
-            "lora_sha256": sha}
+        fused = diffusers_record(state, pipe.unet, float(spec.lora_scale))
+        pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name="spatial_lora")
+        pipe.fuse_lora(lora_scale=float(spec.lora_scale), adapter_names=["spatial_lora"])
+        pipe.unload_lora_weights()  # weights are fused: drop the adapter layers for speed
+    return {"lora": f"{spec.lora}/{spec.lora_file}" if weights == "pretrained" else "tiny seeded LoRA (kohya keys)",
+            "lora_sha256": sha, "lora_fusion": fused}
 
 
 def _quiet_libraries() -> None:
@@ -252,6 +287,9 @@ def build_model(name: str, weights: str = "tiny", device: str = "auto", dtype: s
                          f"{', '.join(sorted(spec_fields - {'name'}))}; build options: {', '.join(_BUILD_OPTIONS)}.")
     spec = spec_with_overrides(name, overrides)
     resolve_sampler(spec.sampler)  # fail early on a bad sampler setting
+    check_motion_norm(spec.motion_norm)
+    check_convention(spec.lora_convention)
+    to_uint8(np.zeros((1,), np.float32), spec.quantize)
     device, dtype_name = resolve_device_dtype(device, dtype)
     torch_dtype = DTYPES[dtype_name]
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
@@ -274,28 +312,35 @@ def build_model(name: str, weights: str = "tiny", device: str = "auto", dtype: s
 
     unet2d = parts["unet"]
     if spec.personalized and spec.personalized_alpha:
+        pers_unet = pers_text = pers_vae = None
         if weights == "tiny":
             pers_unet = tiny_parts.tiny_personalized_unet(unet2d, seed + 7)
-            pers_text = None
-            provenance["personalized"] = "tiny seeded perturbation of the base"
+            if spec.personalized_vae:
+                pers_vae = tiny_parts.tiny_personalized_unet(parts["vae"], seed + 8)
+            provenance["personalized"] = {"ref": "tiny seeded perturbation of the base"}
         elif weights == "random":
-            pers_unet, pers_text = None, None
-            provenance["personalized"] = "skipped in random weight mode"
+            provenance["personalized"] = {"ref": "skipped in random weight mode"}
         else:
-            pers_unet, pers_text, extra = _personalized_pretrained(spec, parts, torch_dtype)
+            pers_unet, pers_text, pers_vae, extra = _personalized_pretrained(spec, parts, torch_dtype)
             provenance["personalized"] = {"ref": spec.personalized, **extra}
-        if pers_unet is not None:
-            fuse_residual(unet2d, pers_unet, float(spec.personalized_alpha))
-        if pers_text is not None:
-            fuse_residual(parts["text_encoder"], pers_text, float(spec.personalized_alpha))
+        alpha = float(spec.personalized_alpha)
+        swapped = []
+        for part, pers in (("unet", pers_unet), ("text_encoder", pers_text),
+                           ("vae", pers_vae if spec.personalized_vae else None)):
+            if pers is not None:
+                fuse_residual(unet2d if part == "unet" else parts[part], pers, alpha)
+                swapped.append(part)
+        # alpha = 1 replaces each part, as the authors' code does (UNet, text encoder and VAE)
+        provenance["personalized"].update({"alpha": alpha, "parts": swapped})
 
     unet = UNetMotionModel.from_unet2d(unet2d, parts["motion_adapter"])
+    provenance["motion_norm"] = {"mode": spec.motion_norm, "modules": apply_motion_norm(unet, spec.motion_norm)}
     scale_motion_residual(unet, float(spec.motion_scale))
     pipe = AnimateDiffPipeline(vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
                                unet=unet, motion_adapter=parts["motion_adapter"],
                                scheduler=make_scheduler(resolve_sampler(spec.sampler)))
     provenance.update(_load_lora(pipe, spec, weights, seed + _stable_hash(f"{spec.lora}/{spec.lora_file}"), cache,
-                                 unet2d))
+                                 unet2d, allow_unsafe_pickle))
     pipe.to(device=device, dtype=None if torch_dtype == torch.float32 else torch_dtype)
     pipe.set_progress_bar_config(disable=True)
     fast_info = apply_fast_path(pipe, fast, device)   # fast=None: the plain diffusers path

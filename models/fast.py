@@ -171,10 +171,11 @@ class PhaseClock:
         return [b - a for a, b in zip(self._marks, self._marks[1:])]
 
 
-def decode_to_uint8(pipe, latents, decode_chunk_size: int):
+def decode_to_uint8(pipe, latents, decode_chunk_size: int, quantize: str = "truncate"):
     """VAE-decode latents and convert to uint8 [B, F, H, W, 3] on the device, with the
-    same arithmetic as the host path (denormalise, clamp, NaN -> 0, round half to
-    even), so the frames are identical; returns (frames, finite per clip)."""
+    same arithmetic as the host path (denormalise, clamp, NaN -> 0, then floor for
+    "truncate" or round half to even for "round"), so the frames are identical;
+    returns (frames, finite per clip)."""
     import torch
 
     with torch.no_grad():
@@ -182,7 +183,9 @@ def decode_to_uint8(pipe, latents, decode_chunk_size: int):
         finite = torch.isfinite(video).flatten(1).all(dim=1)
         video = (video * 0.5 + 0.5).clamp(0, 1)
         video = torch.nan_to_num(video, nan=0.0, posinf=1.0, neginf=0.0)
-        frames = torch.round(video * 255.0).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 4, 1)
+        scaled = video * 255.0
+        scaled = torch.floor(scaled) if quantize == "truncate" else torch.round(scaled)
+        frames = scaled.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 4, 1)
     return frames.contiguous().cpu().numpy(), finite.cpu().numpy()
 
 

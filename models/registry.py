@@ -24,11 +24,16 @@ class Entry:
     defaults: ModelSpec
 
 
+# The authors' pipeline, stage by stage (docs/parity.md): per-frame motion norm, their
+# LoRA fusion, the personalized VAE swapped in, truncating uint8 conversion.
+_PARITY = dict(motion_norm="per_frame", lora_convention="authors", personalized_vae=True, quantize="truncate")
+# lora_scale 1.0: the authors' batch script (batch_inference.py), closest to how many
+# clips were made; their demo (app.py) uses 0.8 (model=animatelcm_demo_lora).
 _LCM_COMMON = dict(base=SD15, motion_adapter=ANIMATELCM_REPO, lora=ANIMATELCM_REPO, lora_file=ANIMATELCM_LORA,
-                   lora_scale=0.8, personalized_alpha=1.0, motion_scale=1.0, guidance_scale=1.0,
-                   negative_prompt="", sampler=SamplerSpec(kind="lcm"))
+                   lora_scale=1.0, personalized_alpha=1.0, motion_scale=1.0, guidance_scale=1.0,
+                   negative_prompt="", sampler=SamplerSpec(kind="lcm"), **_PARITY)
 _TEACHER_COMMON = dict(base=SD15, motion_adapter=TEACHER_ADAPTER, lora="none", lora_scale=0.0,
-                       personalized_alpha=1.0, motion_scale=1.0, guidance_scale=7.5, negative_prompt="")
+                       personalized_alpha=1.0, motion_scale=1.0, guidance_scale=7.5, negative_prompt="", **_PARITY)
 
 MODELS: Dict[str, Entry] = {
     "animatelcm": Entry("models.animatediff:build_model",

@@ -18,13 +18,17 @@ SAMPLER_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "lcm": dict(_SD_BETAS, original_inference_steps=100, steps_offset=1, clip_sample=False,
                 timestep_spacing="leading"),
     "ddim": dict(_SD_BETAS, steps_offset=1, clip_sample=False, timestep_spacing="leading"),
-    "dpmpp": dict(_SD_BETAS, steps_offset=1, algorithm_type="dpmsolver++", timestep_spacing="linspace"),
+    # final_sigmas_type sigma_min: the last step lands on t=0's sigma, as diffusers 0.11.1 (the
+    # authors' pin) did; diffusers 0.42 defaults to "zero" (a full denoise at the last step)
+    "dpmpp": dict(_SD_BETAS, steps_offset=1, algorithm_type="dpmsolver++", timestep_spacing="linspace",
+                  final_sigmas_type="sigma_min"),
 }
 _ALLOWED = {
     "lcm": {"beta_start", "beta_end", "beta_schedule", "original_inference_steps", "steps_offset",
             "clip_sample", "timestep_spacing"},
     "ddim": {"beta_start", "beta_end", "beta_schedule", "steps_offset", "clip_sample", "timestep_spacing"},
-    "dpmpp": {"beta_start", "beta_end", "beta_schedule", "steps_offset", "algorithm_type", "timestep_spacing"},
+    "dpmpp": {"beta_start", "beta_end", "beta_schedule", "steps_offset", "algorithm_type", "timestep_spacing",
+              "final_sigmas_type"},
 }
 
 
@@ -42,6 +46,8 @@ def resolve_sampler(spec: SamplerSpec) -> Dict[str, Any]:
             raise ValueError(f"Sampler '{spec.kind}' has no setting '{f.name}'. "
                              f"Settable: {', '.join(sorted(_ALLOWED[spec.kind]))}.")
         resolved[f.name] = value
+    if resolved.get("final_sigmas_type", "zero") not in ("zero", "sigma_min"):
+        raise ValueError(f"final_sigmas_type must be sigma_min or zero, got '{resolved['final_sigmas_type']}'.")
     if resolved["timestep_spacing"] not in ("leading", "trailing", "linspace"):
         raise ValueError(f"timestep_spacing must be leading, trailing or linspace, got "
                          f"'{resolved['timestep_spacing']}'.")

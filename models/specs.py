@@ -21,6 +21,7 @@ class SamplerSpec:
     beta_schedule: Optional[str] = None
     clip_sample: Optional[bool] = None
     algorithm_type: Optional[str] = None           # DPM-Solver only: dpmsolver++
+    final_sigmas_type: Optional[str] = None        # DPM-Solver only: sigma_min (diffusers 0.11, the authors' pin) | zero
 
 
 @dataclass
@@ -38,4 +39,9 @@ class ModelSpec:
     guidance_scale: Optional[float] = None   # CFG is on only when > 1
     negative_prompt: Optional[str] = None
     revision: Optional[str] = None           # Hub revision for every Hub id of this model
+    # Parity with the authors' pipeline (docs/parity.md); each alternative is plain diffusers'
+    motion_norm: Optional[str] = None        # per_frame (authors' motion module) | joint (diffusers 0.42)
+    lora_convention: Optional[str] = None    # authors: W += lora_scale/8 * up@down | diffusers: alpha/rank
+    personalized_vae: Optional[bool] = None  # a personalized base brings its own VAE (authors) or keeps SD1.5's
+    quantize: Optional[str] = None           # float frames -> uint8: truncate (authors' save_videos_grid) | round
     sampler: SamplerSpec = field(default_factory=SamplerSpec)

@@ -124,18 +124,24 @@ def tiny_personalized_unet(base_unet, seed: int, scale: float = 0.05):
 
 
 def tiny_lora_state_dict(unet, seed: int, rank: int = 4) -> dict:
-    """A seeded LoRA on the UNet's attention projections, in diffusers' PEFT key format
-    (``unet.<module>.lora_A.weight`` / ``lora_B``): it goes through the same loader as
-    the real AnimateLCM spatial LoRA."""
+    """A seeded LoRA on the UNet's attention projections and proj_in/proj_out, in the
+    kohya key format of the AnimateLCM release (``lora_unet_<name>.lora_down.weight`` /
+    ``lora_up.weight``, no alpha keys): tiny runs go through the same fusion code as the
+    real spatial LoRA."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
     state = {}
     for name, module in unet.named_modules():
-        if isinstance(module, torch.nn.Linear) and name.split(".")[-1] in ("to_q", "to_k", "to_v", "to_out.0") \
-                or name.endswith("to_out.0"):
-            if "motion_modules" in name:
-                continue
-            state[f"unet.{name}.lora_A.weight"] = torch.randn(rank, module.in_features, generator=g) * 0.1
-            state[f"unet.{name}.lora_B.weight"] = torch.randn(module.out_features, rank, generator=g) * 0.1
+        leaf = name.split(".")[-1]
+        if "motion_modules" in name:
+            continue
+        stem = "lora_unet_" + name.replace(".", "_")
+        if isinstance(module, torch.nn.Linear) and (leaf in ("to_q", "to_k", "to_v") or name.endswith("to_out.0")):
+            state[f"{stem}.lora_down.weight"] = torch.randn(rank, module.in_features, generator=g) * 0.1
+            state[f"{stem}.lora_up.weight"] = torch.randn(module.out_features, rank, generator=g) * 0.1
+        elif isinstance(module, torch.nn.Conv2d) and leaf in ("proj_in", "proj_out") and ".attentions." in name:
+            # 1x1 convolutions, as SD1.5's transformer projections (4-D LoRA factors)
+            state[f"{stem}.lora_down.weight"] = torch.randn(rank, module.in_channels, 1, 1, generator=g) * 0.1
+            state[f"{stem}.lora_up.weight"] = torch.randn(module.out_channels, rank, 1, 1, generator=g) * 0.1
     return state

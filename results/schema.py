@@ -37,6 +37,8 @@ fail loudly):
     ``prompt_set`` (object: ``name`` str, ``sha256`` str (64 hex) | null;
     further keys such as ``classes`` allowed),
     ``generation`` (object | null, optional: generation-stage summary),
+    ``parity`` (object | null, optional: ``version`` and the parity choices of
+    the pipeline; absent means version 1, never compared with version 2),
     ``extra`` (object, optional).
 ``methods`` (object)
     method id (``[a-z0-9_]+``; the paper's are ``ddim``, ``dpmpp``,
@@ -297,6 +299,9 @@ class Provenance:
     protocols: Dict[str, Dict[str, Any]]
     prompt_set: Dict[str, Any]
     generation: Optional[Dict[str, Any]] = None
+    # which of the authors' pipeline choices made the clips; "version" 1 (or absent) is
+    # everything written before lcmbench matched the authors' code stage by stage
+    parity: Optional[Dict[str, Any]] = None
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -348,6 +353,7 @@ class VBenchEntry:
     n_videos: Optional[int] = None
     mode: Optional[str] = None
     missing_videos: Dict[str, int] = field(default_factory=dict)
+    non_standard: Dict[str, str] = field(default_factory=dict)   # dimension -> how it departs from VBench's protocol
 
 
 @dataclass
@@ -467,7 +473,8 @@ def _build(d: Mapping[str, Any]) -> Results:
         device=DeviceInfo(**{k: p["device"][k] for k in _DEVICE_FIELDS},
                           extra={k: copy.deepcopy(v) for k, v in p["device"].items() if k not in _DEVICE_FIELDS}),
         protocols=copy.deepcopy(p["protocols"]), prompt_set=copy.deepcopy(p["prompt_set"]),
-        generation=copy.deepcopy(p.get("generation")), extra=copy.deepcopy(p.get("extra") or {}))
+        generation=copy.deepcopy(p.get("generation")), parity=copy.deepcopy(p.get("parity")),
+        extra=copy.deepcopy(p.get("extra") or {}))
     methods = {k: MethodInfo(display_name=v["display_name"], weights=copy.deepcopy(v.get("weights") or {}),
                              scheduler=copy.deepcopy(v.get("scheduler") or {}),
                              guidance_scale=float(v["guidance_scale"]),
@@ -492,7 +499,8 @@ def _build(d: Mapping[str, Any]) -> Results:
                              nfe=None if v.get("nfe") is None else int(v["nfe"]),
                              n_videos=None if v.get("n_videos") is None else int(v["n_videos"]),
                              mode=v.get("mode"),
-                             missing_videos={dk: int(dv) for dk, dv in (v.get("missing_videos") or {}).items()})
+                             missing_videos={dk: int(dv) for dk, dv in (v.get("missing_videos") or {}).items()},
+                             non_standard={dk: str(dv) for dk, dv in (v.get("non_standard") or {}).items()})
               for k, v in (d.get("vbench") or {}).items()}
     b = d["bootstrap"]
     boot = BootstrapInfo(n_boot=int(b["n_boot"]), seed=int(b["seed"]), alpha=float(b["alpha"]),
@@ -512,7 +520,7 @@ _TOP_REQUIRED = ("schema_version", "run", "provenance", "methods", "rows", "boot
 _TOP_OPTIONAL = ("timing", "vbench", "ablation")
 _RUN_FIELDS = ("experiment", "run_dir", "started_at", "finished_at", "wall_time_s", "weights_mode", "label")
 _PROV_FIELDS = ("git_commit", "git_dirty", "config", "seeds", "packages", "device", "protocols", "prompt_set")
-_PROV_OPTIONAL = ("generation", "extra")
+_PROV_OPTIONAL = ("generation", "parity", "extra")
 _DEVICE_FIELDS = ("type", "name", "cuda", "dtype")
 _METHOD_REQUIRED = ("display_name", "weights", "scheduler", "guidance_scale")
 _ROW_REQUIRED = ("method", "nfe", "metric", "value", "n", "protocol")
@@ -521,7 +529,7 @@ _TIMING_REQUIRED = ("method", "nfe", "guidance_scale", "denoise_ms_median", "den
 _TIMING_OPTIONAL_FLOATS = ("text_encode_ms", "vae_ms", "peak_mem_mb", "tflop_per_unet_eval", "utilisation")
 _TIMING_OPTIONAL = _TIMING_OPTIONAL_FLOATS + ("n_repeats", "n", "clock", "note", "extra")
 _VBENCH_REQUIRED = ("scores", "total", "quality", "semantic", "partial", "skipped")
-_VBENCH_OPTIONAL = ("nfe", "n_videos", "mode", "missing_videos")
+_VBENCH_OPTIONAL = ("nfe", "n_videos", "mode", "missing_videos", "non_standard")
 _ABLATION_REQUIRED = ("variant", "train_step", "distillation", "rows")
 _BOOT_REQUIRED = ("n_boot", "seed", "alpha", "method")
 
@@ -711,6 +719,10 @@ def validate(d: Any, source: str = "results") -> None:
         c.keys(prov, "provenance", _PROV_FIELDS, _PROV_OPTIONAL)
         if prov.get("generation") is not None:
             c.obj(prov["generation"], "provenance.generation")
+        if prov.get("parity") is not None and c.obj(prov["parity"], "provenance.parity"):
+            if not _is_version(prov["parity"].get("version")):
+                c.err("provenance.parity.version", "expected a non-empty string or an integer (the parity "
+                                                   "version of the code that made the clips)")
         if "extra" in prov:
             c.obj(prov["extra"], "provenance.extra")
         c.string(prov.get("git_commit"), "provenance.git_commit", nullable=True)
@@ -971,6 +983,11 @@ def save(path: PathLike, results: Union[Results, Mapping[str, Any]]) -> Path:
 
 
 # ---------------------------------------------------------------- comparability
+def parity_version(res: Results) -> str:
+    """The parity version of the pipeline that made ``res`` ("1" for files without one)."""
+    return str((res.provenance.parity or {}).get("version", 1))
+
+
 def comparable(a: Union[Results, Mapping[str, Any]], b: Union[Results, Mapping[str, Any]]) -> List[str]:
     """Reasons why two results must not be compared; an empty list means they may be.
 
@@ -981,6 +998,13 @@ def comparable(a: Union[Results, Mapping[str, Any]], b: Union[Results, Mapping[s
     """
     ra, rb = as_results(a), as_results(b)
     reasons: List[str] = []
+    va, vb = parity_version(ra), parity_version(rb)
+    if va != vb:
+        reasons.append(f"made by pipelines of different parity versions ({va} vs {vb}): version 2 matches the "
+                       f"authors' code stage by stage (per-frame motion norm, their LoRA fusion, the personalized "
+                       f"VAE, truncated frames, DPM++ ending at sigma_min, I3D BatchNorm eps 1e-5), so clips and "
+                       f"numbers from version 1 measure another pipeline: regenerate the older run (or baseline) "
+                       f"with this version")
     if ra.schema_version != rb.schema_version:
         reasons.append(f"schema versions differ: {ra.schema_version} vs {rb.schema_version}")
     if ra.weights_mode != rb.weights_mode:

@@ -372,6 +372,10 @@ def build_table2(results: Union[Results, Mapping[str, Any]], with_paper: bool = 
             worst = max(e.missing_videos.values())
             notes.append(f"‡ {name}: a subset of VBench's standard prompts ({e.n_videos} videos made; up to "
                          f"{worst} of a dimension's videos missing); not comparable to published scores.")
+        if e.non_standard:
+            mark += "§"
+            notes.append(f"§ {name}: not VBench's standard protocol for "
+                         + "; ".join(f"{dim} ({why})" for dim, why in sorted(e.non_standard.items())) + ".")
         fast = e.nfe is not None and e.nfe <= 8
         entries.append((e.total, "data", [Cell(name + mark), Cell("✓" if fast else "✗", r"\checkmark" if fast else r"$\times$"),
                                           Cell(fmt_num(e.total), sort_value=e.total),

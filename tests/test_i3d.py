@@ -43,7 +43,9 @@ def test_state_dict_layout(model):
     assert tuple(sd["logits.conv3d.bias"].shape) == (400,)
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm3d)]
     assert len(bns) == 57
+    # the class default is TF/Sonnet's eps; FVD protocols pass their own (animatelcm: 1e-5)
     assert all(bn.eps == pytest.approx(1e-3) and bn.momentum == pytest.approx(0.01) for bn in bns)
+    assert {m.eps for m in InceptionI3d(bn_eps=1e-5).modules() if isinstance(m, nn.BatchNorm3d)} == {1e-5}
     convs = [m for m in model.modules() if isinstance(m, nn.Conv3d)]
     assert [c.bias is None for c in convs].count(False) == 1  # only the logits conv has a bias
 

@@ -228,7 +228,7 @@ def test_disk_estimate_matches_what_the_store_writes(tmp_path):
     from bench.store import ClipStore
 
     prompt = "A video of boxing punching bag."
-    feats = {"fvd/animatelcm-v1/i3d-000000000000/16f": ((400,), "float32"), "clipsim/ViT-H-14-laion2b_s32b_b79k":
+    feats = {"fvd/animatelcm-v2/i3d-000000000000/16f": ((400,), "float32"), "clipsim/ViT-H-14-laion2b_s32b_b79k":
              ((16,), "float64")}
     meta = {"key": "animatelcm_r/nfe8/BoxingPunchingBag/023", "method": "animatelcm_r", "nfe": 8,
             "class_name": "BoxingPunchingBag", "prompt": prompt, "video_index": 23, "seed": 2147483647,

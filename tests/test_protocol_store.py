@@ -29,6 +29,19 @@ def test_bad_protocol_values_are_refused():
         classname_captions().subset(["Guitar"])
 
 
+def test_caption_pin_is_the_shared_files_commit_and_hash():
+    """The pinned commit and sha256 name the same file (c7e8a60's; c741a89's hashes to 47ec7b5e...)."""
+    import hashlib
+
+    from bench import prompts
+
+    if not SHARED_CAPTIONS.is_file():
+        pytest.skip(f"{SHARED_CAPTIONS} is not available")
+    assert hashlib.sha256(SHARED_CAPTIONS.read_bytes()).hexdigest() == prompts.OFFICIAL_CAPTIONS_SHA256
+    assert prompts.OFFICIAL_CAPTIONS_COMMIT == "c7e8a6027167b8e24a66b17737da4151072dadcd"
+    assert f"/{prompts.OFFICIAL_CAPTIONS_COMMIT}/metrics/UCF101_prompts.yaml" in prompts.OFFICIAL_CAPTIONS_URL
+
+
 def test_official_caption_file_parses_to_our_class_list():
     if not SHARED_CAPTIONS.is_file():
         pytest.skip("the official caption file is not present next to the checkout")

@@ -143,6 +143,20 @@ def test_comparable_names_every_reason(base):
     assert any("fvd protocols differ" in r and "v1" in r and "v2" in r for r in reasons)
 
 
+def test_results_from_before_parity_are_refused_with_the_reason(base):
+    """A file without provenance.parity (version 1: before the parity change) is never
+    compared with one made by the parity pipeline (version 2)."""
+    new = copy.deepcopy(base)
+    new["provenance"]["parity"] = {"version": 2, "methods": {}}
+    reasons = comparable(base, new)
+    assert any("parity versions (1 vs 2)" in r and "regenerate" in r for r in reasons)
+    assert comparable(new, copy.deepcopy(new)) == []
+    bad = copy.deepcopy(new)
+    bad["provenance"]["parity"] = {"version": None}
+    with pytest.raises(SchemaError, match="provenance.parity.version"):
+        validate(bad)
+
+
 def test_comparable_refuses_fvd_at_different_sample_sizes(base):
     other = copy.deepcopy(base)
     other["rows"][0]["n"] = 48

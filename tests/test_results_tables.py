@@ -132,6 +132,16 @@ def test_table2_merges_published_scores_sorted_by_total(tiny):
     assert "\\checkmark" in table2(tiny, fmt="tex")
 
 
+def test_table2_marks_non_standard_vbench_scores(tiny):
+    d = copy.deepcopy(tiny)
+    mid = next(iter(d["vbench"]))
+    d["vbench"][mid]["non_standard"] = {"temporal_flickering": "RAFT static filter not applied"}
+    text = table2(d)
+    row = next(r for r in md_table(text)[1] if r[0].startswith(d["methods"][mid]["display_name"]))
+    assert row[0].endswith("§")
+    assert "§" in text and "temporal_flickering (RAFT static filter not applied)" in text
+
+
 def test_published_csv_errors_are_clear(tmp_path):
     bad = tmp_path / "v.csv"
     bad.write_text("model,fast,total,quality,semantic,source\nX,0,eighty,1,1,s\n")
