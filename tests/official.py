@@ -90,3 +90,28 @@ def fvd_module() -> types.ModuleType:
 
 def lcm_utils_module() -> types.ModuleType:
     return load("animatelcm_sd15/animatelcm/utils/lcm_utils.py", "official_lcm_utils")
+
+
+DIFFUSERS_011_ENV = "LCMBENCH_DIFFUSERS_0_11"
+
+
+def dpmsolver_011() -> types.ModuleType:
+    """diffusers 0.11.1's DPMSolverMultistepScheduler (the authors' pinned release), from
+    an unpacked wheel that LCMBENCH_DIFFUSERS_0_11 points to (``pip download --no-deps
+    diffusers==0.11.1`` and unzip it). Only its scheduler file is run; its three
+    package-relative imports resolve to today's ConfigMixin / SchedulerMixin, which
+    hold no arithmetic, and its deprecation checks are silenced."""
+    root = os.environ.get(DIFFUSERS_011_ENV)
+    if not root:
+        pytest.skip(f"{DIFFUSERS_011_ENV} is not set: point it at an unpacked diffusers 0.11.1 wheel")
+    path = Path(root).expanduser() / "diffusers" / "schedulers" / "scheduling_dpmsolver_multistep.py"
+    if not path.is_file():
+        pytest.skip(f"{path} does not exist")
+    src = path.read_text()
+    src = src.replace("from ..configuration_utils import", "from diffusers.configuration_utils import")
+    src = src.replace("from ..utils import _COMPATIBLE_STABLE_DIFFUSION_SCHEDULERS, deprecate",
+                      "_COMPATIBLE_STABLE_DIFFUSION_SCHEDULERS = []\ndef deprecate(*args, **kwargs):\n    return None")
+    src = src.replace("from .scheduling_utils import", "from diffusers.schedulers.scheduling_utils import")
+    module = types.ModuleType("diffusers_0_11_dpmsolver")
+    exec(compile(src, str(path), "exec"), module.__dict__)
+    return module

@@ -148,3 +148,29 @@ def test_lcm_scheduler_matches_the_authors(steps):
     theirs_out = authors.step(eps, t, sample, generator=torch.Generator().manual_seed(1))
     mine_out = mine.step(eps, t, sample, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(mine_out.denoised, theirs_out.denoised, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4, 8, 25])
+def test_dpmpp_teacher_matches_diffusers_0_11(steps):
+    """The DPM++ teacher with final_sigmas_type=sigma_min follows diffusers 0.11.1 (the
+    authors' pin) step for step; 0.42's default "zero" does not."""
+    from models.schedulers import make_scheduler, resolve_sampler
+    from models.specs import SamplerSpec
+
+    old = official.dpmsolver_011().DPMSolverMultistepScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="linear", algorithm_type="dpmsolver++", steps_offset=1)
+    old.set_timesteps(steps)
+    final = {}
+    for kind in ("sigma_min", "zero"):
+        new = make_scheduler(resolve_sampler(SamplerSpec(kind="dpmpp", final_sigmas_type=kind)))
+        new.set_timesteps(steps)
+        assert new.timesteps.tolist() == old.timesteps.tolist()
+        torch.manual_seed(0)
+        a = torch.randn(1, 4, 2, 8, 8)
+        b = a.clone()
+        for i, t in enumerate(old.timesteps):
+            eps = torch.randn(a.shape, generator=torch.Generator().manual_seed(100 + i))
+            a = old.step(eps, t, a).prev_sample
+            b = new.step(eps, t, b).prev_sample
+        final[kind] = float((a - b).abs().max() / a.abs().max())
+    assert final["sigma_min"] < 1e-5 and final["zero"] > 1e-4, final
