@@ -37,14 +37,19 @@ def user_error_types() -> tuple:
 
     from models.weights import UnsafeWeights, WeightsNotFound
 
+    from .lock import RunDirLocked
     from .offline import NetworkBlocked
     from .runner import GenerationOutOfMemory, StoreIncomplete, StoreMismatch
 
     return (NetworkBlocked, WeightsNotFound, UnsafeWeights, StoreMismatch, StoreIncomplete, GenerationOutOfMemory,
+            RunDirLocked,
             FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, torch.cuda.OutOfMemoryError)
 
 
 def explain_os_error(err: OSError, run_dir: Path) -> Optional[str]:
+    if err.errno == errno.EROFS:
+        return (f"read-only file system: {err.filename or err}. Choose a run_dir / hydra.run.dir and cache_dir on "
+                f"a writable disk.")
     if err.errno in _DISK_FULL:
         where = f" ({err.filename})" if err.filename else ""
         return (f"disk full while writing{where} under {run_dir}. Nothing half-written was kept and every clip "
@@ -158,6 +163,46 @@ def _check_key(path: str) -> Optional[str]:
     return None
 
 
+def _schema_type(path: str):
+    """The annotated type of a dotted key of the schema, or None where it is free-form."""
+    import dataclasses
+    import typing
+
+    from .config import BenchConfig
+
+    node: typing.Any = BenchConfig
+    parts = path.split(".")
+    i = 0
+    while i < len(parts):
+        if not dataclasses.is_dataclass(node):
+            return None
+        kind = typing.get_type_hints(node).get(parts[i])
+        if kind is None:
+            return None
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if typing.get_origin(kind) is typing.Union and len(args) == 1:
+            kind = args[0]
+        if typing.get_origin(kind) is dict:
+            node, i = typing.get_args(kind)[1], i + 2
+            if i > len(parts):
+                return None
+            continue
+        node, i = kind, i + 1
+    return node
+
+
+def _check_list_value(path: str, value: str) -> Optional[str]:
+    """A list-typed setting given a bare value (protocol.nfe=4): Hydra's own message is
+    several lines about type conversion; say what to write instead."""
+    import typing
+
+    if typing.get_origin(_schema_type(path)) is not list or value.startswith("[") or value in ("null", "None"):
+        return None
+    if any(f in value for f in _SWEEP_FUNCTIONS) or "," in value:
+        return None
+    return f"{path} is a list: write {path}=[{value}] (brackets, comma-separated, e.g. {path}=[1,2,4,8])."
+
+
 def check_overrides(argv, config_dir: str) -> Optional[str]:
     """Catch misspelt config group options (experiment=tabel1, model@methods.x=animatelcn)
     and misspelt keys before Hydra starts, with the closest valid name. Returns the error
@@ -185,12 +230,13 @@ def check_overrides(argv, config_dir: str) -> Optional[str]:
                 if problem:
                     return problem
             continue
-        k = key_re.match(arg)
-        if k and not arg.startswith(("+", "~")) and not k["key"].startswith("hydra"):
-            problem = _check_key(k["key"])
+        k = None if arg.startswith("~") else key_re.match(arg.lstrip("+"))
+        if k and not k["key"].startswith("hydra"):
+            # '+key=value' adds a key: it must still be one the schema has (or a free-form level)
+            problem = _check_key(k["key"]) or _check_list_value(k["key"], arg.split("=", 1)[1].strip())
             if problem:
                 return problem
-        if k and not arg.startswith("~"):
+        if k:
             value = arg.split("=", 1)[1].strip()
             if re.fullmatch(r"methods\.\w+\.name", k["key"].lstrip("+")):
                 problem = _check_name("model", value, arg)
@@ -200,6 +246,36 @@ def check_overrides(argv, config_dir: str) -> Optional[str]:
                 problem = None
             if problem:
                 return problem
+    return None
+
+
+def check_run_dir(argv) -> Optional[str]:
+    """The run directory named on the command line (hydra.run.dir= or run_dir=) must be
+    a directory this process can write, or creatable. Checked before Hydra, which would
+    otherwise fail with a traceback, and with a real write probe (root passes os.access)."""
+    import tempfile
+
+    target = None
+    for arg in argv:
+        for key in ("hydra.run.dir=", "run_dir=", "+run_dir=", "++run_dir="):
+            if arg.startswith(key) and arg[len(key):].strip() not in ("", "null"):
+                target = Path(arg[len(key):].strip().strip("'\"")).expanduser()
+    if target is None:
+        return None
+    if target.exists() and not target.is_dir():
+        return f"the run directory {target} is a file, not a directory. Choose another hydra.run.dir (or run_dir)."
+    probe = target
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"the run directory {target} cannot be created: {probe} is a file. Choose another hydra.run.dir."
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        what = "is not writable" if probe == target else f"cannot be created: {probe} is not writable"
+        return (f"the run directory {target} {what} ({err.strerror or err}). Choose a writable hydra.run.dir "
+                f"(or run_dir), or fix the folder's permissions.")
     return None
 
 

@@ -2,13 +2,14 @@
 misspelt key is an error when the config is composed, before anything runs."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
 from models.fast import FastPath
-from models.specs import ModelSpec, SamplerSpec
+from models.specs import LORA_CONVENTIONS, MOTION_NORMS, QUANTIZE, ModelSpec, SamplerSpec
 
 STAGES = ("preflight", "timing", "generate", "score", "report")
 DEFAULT_STAGES = ("preflight", "generate", "score", "report")   # timing runs only when asked (experiment=timing)
@@ -137,6 +138,49 @@ class BenchConfig:
     shard: ShardConfig = field(default_factory=ShardConfig)
     vbench: VBenchConfig = field(default_factory=VBenchConfig)
     ablation: Dict[str, AblationVariant] = field(default_factory=dict)
+
+
+def settings_problems(cfg: Any) -> List[str]:
+    """Values the schema's types admit but that cannot run (batch size 0, NaN scales,
+    negative guidance...): each as one sentence naming the key and what to use."""
+    problems: List[str] = []
+
+    def need(ok: bool, key: str, value: Any, what: str) -> None:
+        if not ok:
+            problems.append(f"{key}={value!r} is not allowed: {what}.")
+
+    def finite(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    p, r, rep = cfg.protocol, cfg.runner, cfg.report
+    need(r.batch_size >= 1, "runner.batch_size", r.batch_size, "use 1 or more clips per forward")
+    need(r.decode_chunk_size >= 1, "runner.decode_chunk_size", r.decode_chunk_size, "use 1 or more frames per VAE call")
+    need(r.samples_per_cell >= 0, "runner.samples_per_cell", r.samples_per_cell, "use 0 or more")
+    need(r.timing.warmup >= 0, "runner.timing.warmup", r.timing.warmup, "use 0 or more warm-up calls")
+    need(r.timing.repeats >= 1, "runner.timing.repeats", r.timing.repeats, "use 1 or more timed calls")
+    need(rep.bootstrap >= 0, "report.bootstrap", rep.bootstrap, "use 0 (no intervals) or more resamples")
+    need(finite(rep.alpha) and 0 < rep.alpha < 1, "report.alpha", rep.alpha, "use a level between 0 and 1, e.g. 0.05")
+    need(p.videos_per_prompt >= 1, "protocol.videos_per_prompt", p.videos_per_prompt, "use 1 or more")
+    need(p.num_classes is None or p.num_classes >= 1, "protocol.num_classes", p.num_classes, "use 1 or more, or null")
+    need(p.num_frames >= 1, "protocol.num_frames", p.num_frames, "use 1 or more frames")
+    for key in ("height", "width"):
+        v = p[key]
+        need(v >= 8 and v % 8 == 0, f"protocol.{key}", v, "use a positive multiple of 8 (the VAE downsamples by 8)")
+    need(len(p.nfe) >= 1 and all(n >= 1 for n in p.nfe), "protocol.nfe", list(p.nfe),
+         "use a list of step counts of 1 or more, e.g. [1,2,4,8]")
+    for name, m in (cfg.methods or {}).items():
+        w = f"methods.{name}"
+        for key in ("lora_scale", "personalized_alpha", "motion_scale"):
+            v = m.get(key)
+            need(v is None or finite(v), f"{w}.{key}", v, "use a finite number")
+        g = m.get("guidance_scale")
+        need(g is None or (finite(g) and g >= 0), f"{w}.guidance_scale", g,
+             "use 0 or more (CFG is on above 1.0)")
+        for key, allowed in (("motion_norm", MOTION_NORMS), ("lora_convention", LORA_CONVENTIONS),
+                             ("quantize", QUANTIZE)):
+            v = m.get(key)
+            need(v is None or v in allowed, f"{w}.{key}", v, f"use one of {', '.join(allowed)}")
+    return problems
 
 
 def register() -> None:

@@ -111,12 +111,32 @@ def paired_fvd(base: RunFiles, cur: RunFiles, n_boot: int, seed: int,
     return lines, notes
 
 
+PAIRED_INPUTS = ("seed", "prompt", "negative_prompt")
+
+
+def check_same_inputs(base: RunFiles, cur: RunFiles) -> None:
+    """A pair is the same clip made twice only when both were made from the same noise
+    seed and captions: refuse runs whose shared clip keys differ in any of them."""
+    shared = sorted(set(base.keys) & set(cur.keys))
+    a, b = base.store.read_many(shared), cur.store.read_many(shared)
+    for key in shared:
+        if key not in a or key not in b:
+            continue
+        differs = [f"{k} {a[key].meta.get(k)!r} vs {b[key].meta.get(k)!r}" for k in PAIRED_INPUTS
+                   if a[key].meta.get(k) != b[key].meta.get(k)]
+        if differs:
+            raise CannotPair(f"clip {key} was made from other inputs in the two runs ({'; '.join(differs)}): "
+                             f"pairs must share seed and prompt. Compare runs made with the same protocol.seed "
+                             f"and prompt set.")
+
+
 def compare_runs(baseline_dir: Path, current_dir: Path, n_boot: int = 1000, seed: int = 0,
                  alpha: float = 0.05) -> Tuple[List[PairedLine], List[str]]:
     base, cur = open_run(baseline_dir), open_run(current_dir)
     reasons = comparable(base.results, cur.results)
     if reasons:
         raise CannotPair("the runs are not comparable: " + "; ".join(reasons))
+    check_same_inputs(base, cur)
     fvd_lines, fvd_notes = paired_fvd(base, cur, n_boot, seed, alpha)
     clip_lines, clip_notes = paired_per_clip(base.results, cur.results, n_boot=n_boot, seed=seed, alpha=alpha)
     return fvd_lines + clip_lines, fvd_notes + clip_notes

@@ -6,6 +6,7 @@ features, the metrics score the store, and results/ renders what was scored.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 import warnings
@@ -25,12 +26,13 @@ from models.schedulers import resolve_sampler
 from models.specs import ModelSpec, SamplerSpec
 
 from . import protocol as protocol_mod
-from .config import STAGES
-from .prompts import load_prompt_set
+from .config import STAGES, settings_problems
+from .prompts import CLIP_MAX_TOKENS, load_prompt_set, overlong_captions
 from .provenance import device_info, git_state, package_versions
 from . import shard as shard_mod
-from .runner import (GENERATION_CODE_VERSION, GenerationSettings, MetricSetupError, MethodPlan, generate_all,
-                     method_fingerprint, require_complete, store_summary)
+from .lock import run_lock, scope_of
+from .runner import (GENERATION_CODE_VERSION, GenerationSettings, MetricSetupError, MethodPlan, check_resumable,
+                     generate_all, method_fingerprint, require_complete, store_summary)
 from .store import ClipStore, atomic_write_bytes, publish_dir, remove_abandoned_staging, staging_dir
 
 log = logging.getLogger("lcmbench")
@@ -57,6 +59,29 @@ def _spec_from_cfg(node: DictConfig) -> ModelSpec:
                 hint = f" Did you mean '{close[0]}'?" if close else ""
                 raise ValueError(f"Unknown {schema.__name__} setting '{key}' for method '{data.get('name')}'.{hint}")
     return resolve_spec(ModelSpec(**data, sampler=SamplerSpec(**sampler)))
+
+
+def generation_timing(plan: MethodPlan, nfe: int, records: List[Any], device: str, dtype: str) -> Dict[str, Any]:
+    """Denoising time per clip as the generate stage saw it, without each model's first
+    (warm-up) call. Information only: results.compare gates speed on timing-protocol rows."""
+    steady = [r for r in records if not r.meta.get("warmup_call", False)]
+    used = steady or records          # a cell made in one call has nothing but its warm-up
+    denoise = np.array([r.meta["denoise_ms"] for r in used])
+    calls = len({(r.meta.get("generation_call"), r.meta.get("batch_size")) for r in used})
+    note = f"generate stage: per clip = batch time / batch size, VAE excluded; {len(used)} clips from {calls} calls"
+    if steady:
+        note += f"; {len(records) - len(steady)} clips of warm-up calls excluded"
+    else:
+        note += "; only warm-up calls made this cell, so they are included"
+    return {"method": plan.name, "nfe": nfe, "guidance_scale": plan.spec.guidance_scale,
+            "denoise_ms_median": float(np.median(denoise)),
+            "denoise_ms_iqr": float(np.subtract(*np.percentile(denoise, [75, 25]))),
+            "text_encode_ms": float(np.median([r.meta["text_encode_ms"] for r in used])),
+            "vae_ms": float(np.median([r.meta["decode_ms"] for r in used])),
+            "n": len(used), "device": device, "dtype": dtype,
+            "clock": records[0].meta.get("clock") or "wall", "note": note,
+            "extra": {"source": "generation", "calls": calls, "warmup_included": not steady,
+                      "warmup_clips_excluded": len(records) - len(steady) if steady else 0}}
 
 
 def make_plans(cfg: DictConfig, prompt_set, dtype: str = "float32") -> List[MethodPlan]:
@@ -162,6 +187,12 @@ class Run:
         self.prompt_set = load_prompt_set(p.prompt_set, p.prompt_file, cfg.cache_dir,
                                           vbench_dimensions=list(cfg.vbench.dimensions)).subset(
             list(p.classes) if p.classes else None, p.num_classes)
+        long = overlong_captions(self.prompt_set, cfg.cache_dir)
+        if long:
+            worst = max(long, key=lambda t: t[1])
+            log.warning("%d of %d captions are longer than CLIP's %d tokens and are cut to their first %d "
+                        "(longest: %s, %d tokens)", len(long), len(self.prompt_set.classes), CLIP_MAX_TOKENS,
+                        CLIP_MAX_TOKENS, worst[0], worst[1])
         self.plans = make_plans(cfg, self.prompt_set, self.dtype)
         self.metrics = build_metrics(cfg, self.device)
         for metric in self.metrics:
@@ -254,15 +285,7 @@ class Run:
                                                     for r, v in zip(good, metric.per_clip(feats))}
                     rows.append(row)
                 if records:
-                    denoise = np.array([r.meta["denoise_ms"] for r in records.values()])
-                    timing.append({"method": plan.name, "nfe": nfe, "guidance_scale": plan.spec.guidance_scale,
-                                   "denoise_ms_median": float(np.median(denoise)),
-                                   "denoise_ms_iqr": float(np.subtract(*np.percentile(denoise, [75, 25]))),
-                                   "text_encode_ms": float(np.median([r.meta["text_encode_ms"] for r in records.values()])),
-                                   "vae_ms": float(np.median([r.meta["decode_ms"] for r in records.values()])),
-                                   "n": len(records), "device": self.device, "dtype": self.dtype,
-                                   "clock": next(iter(records.values())).meta.get("clock") or "wall",
-                                   "note": "per clip = batch time / batch size; VAE excluded"})
+                    timing.append(generation_timing(plan, nfe, list(records.values()), self.device, self.dtype))
         if self.timing_rows:   # measured by the timing stage: they replace the store-derived times
             measured = {(t["method"], t["nfe"]) for t in self.timing_rows}
             timing = [t for t in timing if (t["method"], t["nfe"]) not in measured] + self.timing_rows
@@ -312,8 +335,15 @@ class Run:
                                  out_dir=self.run_dir / "vbench" / plan.name / "scores", device=self.device,
                                  prompts=names if cfg.mode == "custom_input" else None, cache_dir=cfg.cache_dir,
                                  require_complete=complete)
+            if result.get("failed"):
+                # a dimension that raised is no skip: the numbers would not mean what they say
+                raise MetricSetupError(
+                    f"VBench failed for method '{plan.name}' (NFE {nfe}): "
+                    + "; ".join(f"{d}: {why}" for d, why in sorted(result["failed"].items()))
+                    + f". Nothing was scored; the clips are kept in {self.store.root}. Fix the cause (or drop the "
+                      f"dimension from vbench.dimensions) and rerun with stages=[score,report] in this run directory.")
             entry: Dict[str, Any] = {"nfe": nfe, "scores": {k: float(v) for k, v in result["scores"].items()},
-                                     "skipped": {**result["skipped"], **result.get("failed", {})},
+                                     "skipped": dict(result["skipped"]),
                                      "n_videos": len(items), "total": None, "quality": None, "semantic": None,
                                      "partial": True, "mode": cfg.mode,
                                      "missing_videos": dict(result.get("missing_videos", {})),
@@ -429,6 +459,9 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[Dict[str, Any]]:
     from .offline import enforce_if_requested
 
     enforce_if_requested(cfg)   # strict offline mode before any library can reach the network
+    problems = settings_problems(cfg)
+    if problems:
+        raise ValueError(" ".join(problems))
     shard = shard_mod.detect(cfg.shard.index, cfg.shard.count, cfg.shard.use_env)
     if shard.config_count > 1 and not cfg.run_dir:
         raise ValueError(f"shard.count={shard.config_count} needs run_dir=PATH, the same for every shard job and "
@@ -444,20 +477,68 @@ def _run_stages(cfg: DictConfig, run_dir: Path, shard: shard_mod.Shard, group: s
     from .preflight import check as preflight_check
 
     # every problem of the whole run, found before any model is built; every rank checks
-    # its own machine (caches differ between nodes), rank 0 prints the plan
-    preflight_check(cfg, run_dir if shard.is_main else None, echo=shard.is_main)
+    # its own machine (caches differ between nodes), rank 0 prints the plan. Nothing is
+    # written into the run directory until the run has passed every check.
+    report = preflight_check(cfg, run_dir if shard.is_main else None, echo=shard.is_main, save=False)
     if set(cfg.stages) <= {"preflight"}:
+        if shard.is_main:
+            save_preflight(report, run_dir)
         return None
+    render_only = "report" in cfg.stages and "score" not in cfg.stages
+    if render_only and not (run_dir / "results.json").is_file():
+        raise ValueError(f"stages={list(cfg.stages)} renders the tables of a scored run, but {run_dir} has no "
+                         f"results.json. Run the score stage first (stages=[score,report]), or the whole run "
+                         f"(no stages=), in that run directory.")
     run = Run(cfg, run_dir, shard)
-    if shard.is_main:
-        atomic_write_bytes(run.run_dir / "config.resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
-        remove_abandoned_staging(run.run_dir)
     run.preflight()
+    check_resumable(run.plans, run.store)   # a store made with other settings is refused untouched
+    with run_lock(run.run_dir, scope_of(shard.index, shard.count)):
+        if shard.is_main:
+            publish_start(cfg, run.run_dir, report)
+            remove_abandoned_staging(run.run_dir)
+        return _work(cfg, run, shard, group, render_only)
+
+
+def save_preflight(report, run_dir: Path) -> None:
+    atomic_write_bytes(Path(run_dir) / "preflight.json",
+                       json.dumps(report.to_dict(), indent=2, default=str).encode())
+
+
+def publish_start(cfg: DictConfig, run_dir: Path, report) -> None:
+    """The run's metadata, written once it has passed every check: the resolved config,
+    the preflight report, Hydra's config and overrides (.hydra/), and a log file."""
+    from hydra.core.hydra_config import HydraConfig
+
+    atomic_write_bytes(run_dir / "config.resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
+    save_preflight(report, run_dir)
+    hydra_dir = run_dir / ".hydra"
+    hydra_dir.mkdir(exist_ok=True)
+    atomic_write_bytes(hydra_dir / "config.yaml", OmegaConf.to_yaml(cfg).encode())
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        atomic_write_bytes(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(list(hc.overrides.task)).encode())
+        atomic_write_bytes(hydra_dir / "hydra.yaml", OmegaConf.to_yaml({"hydra": hc}).encode())
+    handler = logging.FileHandler(run_dir / "run_bench.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
+def _work(cfg: DictConfig, run: "Run", shard: shard_mod.Shard, group: shard_mod.Group, render_only: bool):
+    if render_only:
+        from results.schema import load
+
+        paths = run.report(load(run.run_dir / "results.json").to_dict())
+        log.info("Rendered %d files from %s", len(paths), run.run_dir / "results.json")
+        print(f"lcmbench: re-rendered the tables and report of {run.run_dir}")
+        return None
     if "timing" in cfg.stages:
         run.timing()
     if "generate" in cfg.stages:
         run.generate()
     group.barrier()   # every rank's clips are in the store before rank 0 scores
+    # the group's work is done: rank 0 scores as a single process, so libraries that look
+    # for torch.distributed (VBench gathers across ranks) do not wait for ranks that left
+    group.close()
     results = None
     if "score" in cfg.stages and not shard.scores:
         then = ("rank 0 scores them" if shard.group else

@@ -460,11 +460,14 @@ def file_entry(name: str, path: str, roots: Dict[str, str], kind: str = "file",
 
 
 def write_manifest(path: str | os.PathLike, experiment: str, roots: Dict[str, str], assets: List[Dict[str, Any]],
-                   manual: List[str]) -> Path:
+                   manual: List[str], missing: Optional[List[Dict[str, str]]] = None) -> Path:
+    """``missing``: what the experiment needs but the prefetch could not fetch; a
+    manifest with any is never verified as complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": MANIFEST_FORMAT, "experiment": experiment,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "roots": roots, "assets": assets, "manual": manual}
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "roots": roots, "assets": assets, "manual": manual,
+            "missing": list(missing or [])}
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
@@ -510,6 +513,10 @@ def verify_manifest(path: str | os.PathLike, full_hash: bool = True,
         return [(f"{err}.", "Pass the manifest that `python -m bench.prefetch` wrote on the prefetch machine.")]
     overrides = dict(roots or {})
     problems: List[Tuple[str, str]] = []
+    for m in data.get("missing", []):
+        problems.append((f"{m['name']} was not fetched on the prefetch machine ({m['error']}).",
+                         "Run `python -m bench.prefetch` again there, with network, until it reports no error; "
+                         "then copy the caches and the new manifest."))
     for a in data.get("assets", []):
         root_name = a.get("root", "")
         root = "" if root_name == "abs" else _resolve_root(root_name, data.get("roots", {}), overrides)
@@ -571,11 +578,13 @@ def prefetch(cfg: Any, manifest: Optional[str] = None, dry_run: bool = False, re
         return None, [], plan.manual
     assets: List[Dict[str, Any]] = []
     errors: List[str] = []
+    missing: List[Dict[str, str]] = []
     for need in plan.hub:
         try:
             assets += fetch_hub(need, roots["hf_hub"], say)
         except Exception as err:   # every failure is reported; the other assets still download
             errors.append(f"{need.repo}: {type(err).__name__}: {err}")
+            missing.append({"name": f"Hub repo {need.repo}", "error": f"{type(err).__name__}: {err}"[:300]})
     for item in plan.urls:
         try:
             result = download_url(item.url, item.target, item.sha256, retries=retries)
@@ -584,12 +593,19 @@ def prefetch(cfg: Any, manifest: Optional[str] = None, dry_run: bool = False, re
             assets.append(file_entry(item.name, str(result.path), roots, "url", item.url, bool(item.sha256)))
         except DownloadError as err:
             errors.append(str(err))
+            missing.append({"name": item.name, "error": str(err)[:300]})
     for name, path, _ in plan.files:
         assets.append(file_entry(name, path, roots))
     target = Path(manifest) if manifest else Path(roots["lcmbench"]) / "manifests" / f"{cfg.experiment}.json"
-    written = write_manifest(target, str(cfg.experiment), roots, assets, plan.manual)
-    say(f"prefetch: manifest {written} ({len(assets)} assets). On the offline machine: "
-        f"python -m bench.prefetch --verify {written}")
+    written = write_manifest(target, str(cfg.experiment), roots, assets, plan.manual, missing)
+    needed = len(plan.hub) + len(plan.urls) + len(plan.files)
+    if missing:
+        say(f"prefetch: INCOMPLETE, {len(missing)} of {needed} needed assets were not fetched: "
+            f"{', '.join(m['name'] for m in missing)}. The manifest {written} records them as missing, so "
+            f"--verify fails until a prefetch succeeds.")
+    else:
+        say(f"prefetch: manifest {written} ({len(assets)} assets). On the offline machine: "
+            f"python -m bench.prefetch --verify {written}")
     return written, errors, plan.manual
 
 

@@ -1188,13 +1188,16 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
     return report
 
 
-def check(cfg: Any, run_dir: Optional[str | os.PathLike] = None, echo: bool = True) -> PreflightReport:
+def check(cfg: Any, run_dir: Optional[str | os.PathLike] = None, echo: bool = True,
+          save: bool = True) -> PreflightReport:
     """preflight(), print the plan (echo), save it as <run_dir>/preflight.json when a
-    run_dir is given, and raise PreflightError (a ValueError) when anything is wrong."""
+    run_dir is given and ``save``, and raise PreflightError (a ValueError) when anything
+    is wrong. The pipeline passes save=False and writes the report only once the run
+    starts, so a refused start leaves an existing run directory untouched."""
     report = preflight(cfg, run_dir)
     if echo:
         print(format_plan(report), flush=True)
-    if run_dir is not None:
+    if run_dir is not None and save:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         (Path(run_dir) / "preflight.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
     if not report.ok:

@@ -64,9 +64,23 @@ def classname_captions() -> PromptSet:
     return PromptSet("classnames", list(UCF101_CLASSES), captions, digest)
 
 
+def read_caption_text(data: bytes, source: str) -> str:
+    """The caption file's text; a byte-order mark or bytes that are not UTF-8 are named."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise ValueError(f"{source} starts with a UTF-8 byte-order mark (BOM), which would become part of the first "
+                         f"class name. Save it as UTF-8 without BOM (e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' FILE).")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise ValueError(f"{source} is not UTF-8: byte 0x{data[err.start]:02x} on line {line} (a latin-1 or "
+                         f"Windows-1252 file?). Re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8 FILE > NEW.") from None
+
+
 def parse_caption_file(text: str, source: str = "caption file") -> PromptSet:
     """`ClassName: caption.` per line; lines starting with # and blank lines are skipped."""
     classes, captions = [], []
+    first_line: dict = {}
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -74,7 +88,12 @@ def parse_caption_file(text: str, source: str = "caption file") -> PromptSet:
         name, sep, caption = line.partition(":")
         if not sep or not caption.strip() or " " in name.strip():
             raise ValueError(f"{source} line {lineno}: expected 'ClassName: caption.', got '{line[:80]}'.")
-        classes.append(name.strip())
+        name = name.strip()
+        if name in first_line:
+            raise ValueError(f"{source} line {lineno}: class '{name}' appears again (first on line "
+                             f"{first_line[name]}). Keep one caption per class.")
+        first_line[name] = lineno
+        classes.append(name)
         captions.append(caption.strip())
     if sorted(classes) != sorted(UCF101_CLASSES):
         missing = sorted(set(UCF101_CLASSES) - set(classes))
@@ -109,7 +128,7 @@ def official_captions(path: Optional[str] = None, cache_dir: Optional[str] = Non
         raise ValueError(f"{file} has sha256 {digest}, but the official caption file (commit "
                          f"{OFFICIAL_CAPTIONS_COMMIT[:10]}) has {OFFICIAL_CAPTIONS_SHA256}. Use the official "
                          f"file, or prompt_set=file to run with your own captions.")
-    return parse_caption_file(data.decode("utf-8"), str(file))
+    return parse_caption_file(read_caption_text(data, str(file)), str(file))
 
 
 def download_verified(url: str, target: Path, sha256: str, timeout: float = 30.0) -> Path:
@@ -168,6 +187,23 @@ def load_prompt_set(name: str, path: Optional[str] = None, cache_dir: Optional[s
         file = Path(path).expanduser()
         if not file.is_file():
             raise FileNotFoundError(f"prompt file '{path}' does not exist.")
-        ps = parse_caption_file(file.read_text(encoding="utf-8"), str(file))
+        ps = parse_caption_file(read_caption_text(file.read_bytes(), str(file)), str(file))
         return PromptSet("file:" + file.name, ps.classes, ps.captions, ps.sha256)
     raise ValueError(f"Unknown prompt set '{name}': use {', '.join(PROMPT_SETS)}.")
+
+
+CLIP_MAX_TOKENS = 77   # SD1.5's text encoder and CLIPSIM's tokenizer both cut captions here
+
+
+def overlong_captions(prompt_set: PromptSet, cache_dir: str) -> List[tuple]:
+    """(class, tokens) of every caption longer than CLIP's 77 tokens (start and end
+    tokens included): the text encoders see only its first 77."""
+    from models.tiny import clip_tokenizer
+
+    tok = clip_tokenizer(cache_dir)
+    out = []
+    for cls, caption in zip(prompt_set.classes, prompt_set.captions):
+        n = len(tok(caption, truncation=False)["input_ids"])
+        if n > CLIP_MAX_TOKENS:
+            out.append((cls, n))
+    return out

@@ -95,16 +95,27 @@ class GenerationSummary:
     writer_wait_s: float = 0.0                                  # time generation waited for the writer
 
 
+def clip_inputs(plan: MethodPlan, spec: ClipSpec) -> Dict[str, Any]:
+    """Every per-clip input that shapes the clip's pixels, besides the method fingerprint:
+    stored with each clip and checked on every resume, so a resume with another seed,
+    caption or negative prompt never reuses clips made from other inputs."""
+    negative = plan.spec.negative_prompt if float(plan.spec.guidance_scale or 1.0) > 1.0 else None
+    return {"seed": spec.seed, "prompt": spec.prompt, "negative_prompt": negative, "nfe": spec.nfe}
+
+
 def _needs(record, plan: MethodPlan, spec: ClipSpec, feature_keys: Sequence[str]) -> str:
     """'' when the stored clip is complete, else what is missing."""
     if record is None:
         return "clip"
-    stored = record.meta.get("fingerprint")
-    if stored != plan.fingerprint:
+    differs = [f"{name} {have!r}, this run {want!r}" for name, have, want in
+               (("fingerprint", record.meta.get("fingerprint"), plan.fingerprint),
+                *((k, record.meta.get(k), v) for k, v in clip_inputs(plan, spec).items()))
+               if have != want]
+    if differs:
         raise StoreMismatch(
             f"The store already holds clip '{spec.key}' made with other settings for method '{plan.name}' "
-            f"(fingerprint {stored}, this run {plan.fingerprint}). Use a new run directory "
-            f"(hydra.run.dir=...) or remove the old store to regenerate.")
+            f"({'; '.join(differs)}). Use a new run directory (hydra.run.dir=...) or remove the old store "
+            f"to regenerate.")
     if spec.keep_frames and record.frames is None:
         return "clip"
     if any(k not in record.features for k in feature_keys):
@@ -136,6 +147,15 @@ def _release_gpu_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def check_resumable(plans: Sequence[MethodPlan], store: ClipStore) -> None:
+    """Raise StoreMismatch when the store holds any planned clip made from other inputs
+    or settings, before anything is built or written."""
+    for plan in plans:
+        by_key = {c.key: c for c in plan.clips}
+        for key, record in store.read_many(list(by_key)).items():
+            _needs(record, plan, by_key[key], ())
 
 
 def missing_clips(plans: Sequence[MethodPlan], store: ClipStore, feature_keys: Sequence[str]) -> List[str]:
@@ -231,13 +251,14 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
             clip_feats = {k: v[i] for k, v in features.items()}
             finite = bool(timing.get("finite", [True] * len(batch))[i]) and \
                 all(np.isfinite(v).all() for v in clip_feats.values())
-            meta = {"key": spec.key, "method": spec.method, "nfe": spec.nfe, "class_name": spec.class_name,
-                    "prompt": spec.prompt, "video_index": spec.video_index, "seed": spec.seed,
+            meta = {"key": spec.key, "method": spec.method, "class_name": spec.class_name,
+                    "video_index": spec.video_index, **clip_inputs(plan, spec),
                     "fingerprint": plan.fingerprint, "finite": finite,
                     "batch_size": len(batch),
                     "denoise_ms": 1000.0 * timing["denoise_s"] / len(batch),
                     "text_encode_ms": 1000.0 * timing["text_encode_s"] / len(batch),
                     "decode_ms": 1000.0 * timing["decode_s"] / len(batch), "clock": timing.get("clock"),
+                    "warmup_call": bool(timing.get("warmup", False)), "generation_call": timing.get("call"),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
             keep = frames[i] if (settings.save_frames or spec.keep_frames) else None
             store.write(spec.key, meta, clip_feats, keep)
@@ -271,6 +292,7 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
             model = build_model(plan)
             size = max(1, int(settings.batch_size))
             pos = 0
+            calls = 0   # the first call of a fresh model is a warm-up (allocation, lazy init): timed, flagged
             while pos < len(todo):
                 # the next batch: up to `size` clips of one NFE (a forward runs one step count)
                 batch = [todo[pos]]
@@ -282,7 +304,8 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
                     frames = model.generate([s.prompt for s in batch], [s.seed for s in batch], batch[0].nfe,
                                             num_frames=settings.num_frames, height=settings.height,
                                             width=settings.width, decode_chunk_size=settings.decode_chunk_size)
-                    timing = dict(model.last_timing)
+                    timing = dict(model.last_timing, call=calls, warmup=calls == 0)
+                    calls += 1
                     if not worker.threads:
                         # inline: a feature extractor out of memory also retries a smaller batch
                         features = features_of(frames, batch)

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from .cli import fail
+
 log = logging.getLogger("lcmbench")
 
 ALL_METHODS = ("ddim", "dpmpp", "animatelcm", "animatelcm_r")
@@ -298,7 +300,8 @@ def time_methods(settings: TimingSettings, build: Optional[Callable[..., Any]] =
                 "tflop_per_unet_eval": tflop, "utilisation": util,
                 "n_repeats": settings.repeats, "n": settings.repeats * settings.batch_size,
                 "device": dev_name, "dtype": dtype, "clock": clock, "note": note,
-                "extra": {"steps": int(nfe), "unet_evals": evals, "achieved_tflops": achieved,
+                "extra": {"source": "timing", "warmup_calls": settings.warmup,
+                          "steps": int(nfe), "unet_evals": evals, "achieved_tflops": achieved,
                           "peak_tflops": peak, "denoise_ms_min": d["min"], "denoise_ms_max": d["max"],
                           "denoise_ms_all": [1000.0 * s for s in per_clip],
                           "batch_size": settings.batch_size, "num_frames": settings.num_frames,
@@ -509,8 +512,40 @@ def parse_fast(enabled: bool, pairs: Sequence[str]) -> Dict[str, Any]:
     return out
 
 
+def _arg_problems(args: argparse.Namespace) -> List[str]:
+    from models.registry import MODELS
+
+    problems = []
+    for flag, values in (("--nfe", args.nfe), ("--teacher-nfe", args.teacher_nfe), ("--reference-nfe", [args.reference_nfe])):
+        if any(int(v) < 1 for v in values):
+            problems.append(f"{flag} takes step counts of 1 or more (got {list(values)}).")
+    if args.frames < 1:
+        problems.append(f"--frames must be 1 or more (got {args.frames}).")
+    for flag, v in (("--height", args.height), ("--width", args.width)):
+        if v < 8 or v % 8:
+            problems.append(f"{flag} must be a positive multiple of 8, the VAE's downsampling (got {v}).")
+    for flag, v, low in (("--batch-size", args.batch_size, 1), ("--decode-chunk-size", args.decode_chunk_size, 1),
+                         ("--repeats", args.repeats, 1), ("--warmup", args.warmup, 0)):
+        if v < low:
+            problems.append(f"{flag} must be {low} or more (got {v}).")
+    for name in [*args.methods, *([args.teacher] if args.teacher not in ("none", "") else []), args.reference]:
+        if name not in MODELS:
+            problems.append(f"unknown method '{name}': use one of {', '.join(MODELS)}.")
+    return problems
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parse(argv)
+    problems = _arg_problems(args)
+    if problems:
+        fail(" ".join(problems))
+    try:
+        return _main(args)
+    except (ValueError, FileNotFoundError) as err:   # settings the parser cannot check (device, fast-path keys)
+        fail(str(err))
+
+
+def _main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from models.animatediff import resolve_device_dtype
 

@@ -22,7 +22,7 @@ from .lora import check_convention, diffusers_record, fuse_authors, read_lora
 from .motion_norm import apply_motion_norm, check_motion_norm
 from .registry import WEIGHT_MODES, spec_with_overrides
 from .schedulers import make_scheduler, resolve_sampler
-from .specs import ModelSpec
+from .specs import QUANTIZE, ModelSpec
 from .weights import (WeightsNotFound, check_sha256, fuse_residual, load_with_clear_error, looks_local,
                       resolve_file, scale_motion_residual)
 
@@ -128,9 +128,6 @@ class VideoModel:
                             "batch_size": len(prompts), "clock": clock.name,
                             "finite": finite.tolist()}
         return frames
-
-
-QUANTIZE = ("truncate", "round")
 
 
 def to_uint8(frames, quantize: str = "truncate") -> np.ndarray:

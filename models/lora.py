@@ -18,9 +18,10 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from .specs import LORA_CONVENTIONS
+
 log = logging.getLogger("lcmbench.models")
 
-LORA_CONVENTIONS = ("authors", "diffusers")
 AUTHORS_FACTOR = 1.0 / 8.0   # lcm_utils.convert_lcm_lora: 1/8 * alpha * up @ down
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MOTION_NORMS = ("per_frame", "joint")
+from .specs import MOTION_NORMS
 
 
 class PerFrameGroupNorm(nn.GroupNorm):

@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+# The allowed values of the parity settings (docs/parity.md), first = the authors' way.
+MOTION_NORMS = ("per_frame", "joint")
+LORA_CONVENTIONS = ("authors", "diffusers")
+QUANTIZE = ("truncate", "round")
+
 
 @dataclass
 class SamplerSpec:

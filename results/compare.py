@@ -11,7 +11,9 @@ timings: lower is better; CLIPSIM and VBench: higher is better):
 ``better``      improved by more than the tolerance;
 ``REGRESSION``  worse by more than the tolerance;
 ``missing``     in the baseline but not in the current run (a failure);
-``new``         only in the current run (reported, not a failure).
+``new``         only in the current run (reported, not a failure);
+``info``        a speed row that cannot gate: per-clip generation times, wall
+                clocks, or rows measured on different devices or clocks.
 
 Compared quantities: every row, VBench summaries and dimensions (percent),
 and the timing entries' ``denoise_ms`` and ``peak_mem_mb`` (only when both
@@ -213,6 +215,20 @@ def _quantities(res: Results, with_timing: bool) -> Dict[Tuple[str, int, str], T
     return out
 
 
+GATED_CLOCKS = ("cuda-event",)   # wall clocks on shared CPUs move by more than any sensible tolerance
+
+
+def timing_gate(res: Results) -> Dict[Tuple[str, int], Tuple[str, str, str]]:
+    """(source, clock, device) of each timing entry. Only entries of the timing protocol
+    (warm-up excluded, interleaved repeats) measured with CUDA events can gate a verdict."""
+    return {(t.method, t.nfe): (str((t.extra or {}).get("source", "generation")), str(t.clock or "wall"), t.device)
+            for t in res.timing}
+
+
+def gates_speed(a: Optional[Tuple[str, str, str]], b: Optional[Tuple[str, str, str]]) -> bool:
+    return a is not None and a == b and a[0] == "timing" and a[1] in GATED_CLOCKS
+
+
 def _same_device(a: Results, b: Results) -> Tuple[bool, str]:
     da = {(t.device, t.dtype) for t in a.timing} | {(a.provenance.device.name, a.provenance.device.dtype)}
     db = {(t.device, t.dtype) for t in b.timing} | {(b.provenance.device.name, b.provenance.device.dtype)}
@@ -240,6 +256,7 @@ def compare(baseline: Union[Results, Mapping[str, Any]], current: Union[Results,
     if base.timing and cur.timing and not with_timing:
         notes.append(why)
     qb, qc = _quantities(base, with_timing), _quantities(cur, with_timing)
+    gate_b, gate_c = timing_gate(base), timing_gate(cur)
     order = {m: i for i, m in enumerate(base.method_order() + [m for m in cur.method_order()
                                                               if m not in base.method_order()])}
     metric_rank = {"fvd": 0, "clipsim": 1, "vbench_total": 2, "vbench_quality": 3, "vbench_semantic": 4,
@@ -255,13 +272,22 @@ def compare(baseline: Union[Results, Mapping[str, Any]], current: Union[Results,
             continue
         if c is None:
             tol, src = tolerance_for(metric, b[0], b[1], tolerances)
-            lines.append(Line(method, display, nfe, metric, b[0], b[1], None, None, None, tol, src, "missing"))
+            gating = metric not in TIMING_METRICS or gates_speed(gate_b.get((method, nfe)), gate_b.get((method, nfe)))
+            lines.append(Line(method, display, nfe, metric, b[0], b[1], None, None, None, tol, src,
+                              "missing" if gating else "info"))
             continue
         tol, src = tolerance_for(metric, b[0], b[1], tolerances)
         delta = c[0] - b[0]
         worse = -delta if _direction(metric) else delta
         verdict = "REGRESSION" if worse > tol else ("better" if -worse > tol else "ok")
+        if metric in TIMING_METRICS and not gates_speed(gate_b.get((method, nfe)), gate_c.get((method, nfe))):
+            verdict = "info"
         lines.append(Line(method, display, nfe, metric, b[0], b[1], c[0], c[1], delta, tol, src, verdict))
+    if any(ln.verdict == "info" for ln in lines):
+        notes.append("info: speed rows that do not gate the verdict. Only timing-protocol rows (experiment=timing "
+                     "or stages with timing: warm-up excluded, interleaved repeats) measured with CUDA events on "
+                     "the same device name in both runs can fail a check; per-clip generation times and wall "
+                     "clocks are shown for information.")
     return lines, notes
 
 
@@ -302,7 +328,7 @@ HEADER = ["method", "steps", "metric", "baseline", "current", "change", "toleran
 
 
 def summarize(lines: Sequence[Line]) -> Dict[str, int]:
-    out = {"compared": 0, "ok": 0, "better": 0, "REGRESSION": 0, "missing": 0, "new": 0}
+    out = {"compared": 0, "ok": 0, "better": 0, "REGRESSION": 0, "missing": 0, "new": 0, "info": 0}
     for ln in lines:
         out[ln.verdict] += 1
         if ln.verdict in ("ok", "better", "REGRESSION"):

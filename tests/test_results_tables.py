@@ -11,7 +11,7 @@ import pytest
 from results import paper
 from results.schema import save
 from results.synthetic import make_results
-from results.tables import (ablation_table, build_table1, load_published_vbench, table1, table2, time_table)
+from results.tables import (ablation_table, build_table1, load_published_vbench, lopsided, table1, table2, time_table)
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = ["DDIM", "DPM++", "Ours", "Ours-R"]
@@ -88,7 +88,14 @@ def test_tiny_tables_carry_the_weights_label_and_intervals(tiny):
     _, rows = md_table(md)
     r = next(x for x in tiny["rows"] if (x["method"], x["nfe"], x["metric"]) == ("animatelcm", 4, "fvd"))
     ours = next(x for x in rows if x[0] == "Ours")
-    assert ours[3] == f"{r['value']:.2f} ± {(r['ci_high'] - r['ci_low']) / 2:.2f}"
+    assert lopsided(r["value"], r["ci_low"], r["ci_high"])          # bootstrap FVD intervals are skewed
+    assert ours[3] == f"{r['value']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+    clip = next(x for x in tiny["rows"] if (x["method"], x["nfe"], x["metric"]) == ("animatelcm", 4, "clipsim"))
+    text = next(x for x in rows if x[0] == "Ours")[7]
+    if lopsided(clip["value"], clip["ci_low"], clip["ci_high"]):
+        assert text.endswith("]")
+    else:
+        assert text == f"{clip['value']:.2f} ± {(clip['ci_high'] - clip['ci_low']) / 2:.2f}"
     _, rows = md_table(table1(tiny, ci_style="interval"))
     ours = next(x for x in rows if x[0] == "Ours")
     assert ours[3] == f"{r['value']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
@@ -121,13 +128,16 @@ def test_table2_merges_published_scores_sorted_by_total(tiny):
     assert all(p["source"] for p in pub)
     header, rows = md_table(table2(tiny, with_paper=True))
     assert header == ["Model", "Fast", "Total ↑", "Quality ↑", "Semantic ↑", "Source"]
-    totals = [float(r[2]) for r in rows if r[2] != "–"]
+    totals = [float(r[2].strip("()")) for r in rows if r[2] != "–"]
     assert totals == sorted(totals, reverse=True)
     by = {r[0]: r for r in rows}
     assert by["AnimateLCM (paper)"][2:5] == ["79.42", "82.36", "67.65"]
     assert by["VideoCrafter-2.0"][2:5] == ["80.44", "82.20", "73.42"]
     ours = next(r for r in rows if r[0].startswith("Ours"))
     assert ours[0].endswith("†") and ours[1] == "✓" and "this run" in ours[5]
+    # a partial mean is never printed as if it were VBench's Quality: parentheses, dimensions listed
+    assert ours[3].startswith("(") and ours[3].endswith(")")
+    assert "means over those dimensions only" in table2(tiny)
     assert "partial VBench, 4 of 16 dimensions" in table2(tiny)
     assert "\\checkmark" in table2(tiny, fmt="tex")
 
@@ -177,7 +187,7 @@ def test_ablation_table_lists_variants_with_intervals(tiny):
     assert header == ["Variant", "Distillation", "Train step", "FVD ↓ (4-step)", "CLIPSIM ↑ (4-step)"]
     variants = [r[0] for r in rows]
     assert variants[:4] == ["decoupled-500", "decoupled-1000", "decoupled-2000", "decoupled-4000"]
-    assert "joint-4000" in variants and all("±" in r[3] for r in rows if "paper" not in r[0])
+    assert "joint-4000" in variants and all("±" in r[3] or "[" in r[3] for r in rows if "paper" not in r[0])
     paper_rows = {r[0]: r for r in rows if "paper" in r[0]}
     assert paper_rows["decoupled (paper)"][3:] == ["985.9", "27.7"]
     assert paper_rows["joint (paper)"][3:] == ["1060.6", "18.8"]
