@@ -203,6 +203,19 @@ def _check_list_value(path: str, value: str) -> Optional[str]:
     return f"{path} is a list: write {path}=[{value}] (brackets, comma-separated, e.g. {path}=[1,2,4,8])."
 
 
+def _search_path(argv) -> list:
+    """Config folders added with hydra.searchpath=[file:///path,...] (your own model,
+    metric or experiment files beside bench/configs)."""
+    out = []
+    for arg in argv:
+        if arg.lstrip("+").startswith("hydra.searchpath="):
+            for item in arg.split("=", 1)[1].strip("[]").split(","):
+                item = item.strip().strip("'\"")
+                if item.startswith("file://"):
+                    out.append(Path(item[len("file://"):]))
+    return out
+
+
 def check_overrides(argv, config_dir: str) -> Optional[str]:
     """Catch misspelt config group options (experiment=tabel1, model@methods.x=animatelcn)
     and misspelt keys before Hydra starts, with the closest valid name. Returns the error
@@ -210,7 +223,7 @@ def check_overrides(argv, config_dir: str) -> Optional[str]:
     is left to Hydra."""
     import re
 
-    root = Path(config_dir)
+    roots = [Path(config_dir)] + _search_path(argv)
     group_re = re.compile(r"^(?P<prefix>[+~]*)/?(?P<group>[a-z_]+)(?:@(?P<pkg>[\w.]+))?=(?P<value>.*)$")
     key_re = re.compile(r"^(?P<key>[A-Za-z_][\w]*(?:\.[\w]+)*)=")
     for arg in argv:
@@ -219,7 +232,7 @@ def check_overrides(argv, config_dir: str) -> Optional[str]:
         m = group_re.match(arg)
         if m and m["group"] in GROUPS and (m["group"] == "experiment" or m["pkg"] or m["prefix"]):
             group = m["group"]
-            options = sorted(p.stem for p in (root / group).glob("*.yaml"))
+            options = sorted({p.stem for root in roots for p in (root / group).glob("*.yaml")})
             for name in _group_values(m["value"]):
                 if name not in options and name != f"{group}_schema" and name != "null":
                     return (f"unknown {group} '{name}' in '{arg}'.{_did_you_mean(name, options)} "

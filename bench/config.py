@@ -77,6 +77,7 @@ class ReportConfig:
     bootstrap_seed: int = 0
     alpha: float = 0.05
     with_paper: bool = False                # paper numbers beside ours in the tables
+    leaderboard_reference: Optional[str] = None  # method every other is paired against (leaderboard table)
 
 
 @dataclass
@@ -168,6 +169,9 @@ def settings_problems(cfg: Any) -> List[str]:
         need(v >= 8 and v % 8 == 0, f"protocol.{key}", v, "use a positive multiple of 8 (the VAE downsamples by 8)")
     need(len(p.nfe) >= 1 and all(n >= 1 for n in p.nfe), "protocol.nfe", list(p.nfe),
          "use a list of step counts of 1 or more, e.g. [1,2,4,8]")
+    ref = rep.get("leaderboard_reference")
+    need(ref is None or ref in (cfg.methods or {}), "report.leaderboard_reference", ref,
+         f"use one of this experiment's methods ({', '.join(cfg.methods or {})})")
     for name, m in (cfg.methods or {}).items():
         w = f"methods.{name}"
         for key in ("lora_scale", "personalized_alpha", "motion_scale"):

@@ -23,13 +23,14 @@ from metrics.vbench import STANDARD_VIDEOS_PER_PROMPT as STANDARD_VIDEOS
 from models.fast import pixel_settings
 from models.registry import resolve_spec
 from models.schedulers import resolve_sampler
-from models.specs import ModelSpec, SamplerSpec
+from models.specs import ModelSpec, SamplerSpec, step_specific
 
 from . import protocol as protocol_mod
 from .config import STAGES, settings_problems
 from .prompts import CLIP_MAX_TOKENS, load_prompt_set, overlong_captions
 from .provenance import device_info, git_state, package_versions
 from . import shard as shard_mod
+from .leaderboard import add_paired
 from .lock import run_lock, scope_of
 from .runner import (GENERATION_CODE_VERSION, GenerationSettings, MetricSetupError, MethodPlan, check_resumable,
                      generate_all, method_fingerprint, require_complete, store_summary)
@@ -219,13 +220,13 @@ class Run:
                                       r.save_frames, r.save_videos, r.progress,
                                       writer_threads=writer_threads, max_pending=int(r.fast.max_pending))
 
-        def build(plan: MethodPlan):
-            log.info("Building %s (%s weights)", plan.name, cfg.weights)
+        def build(plan: MethodPlan, nfe: Optional[int] = None):
+            log.info("Building %s (%s weights%s)", plan.name, cfg.weights, f", {nfe} steps" if nfe else "")
             overrides = {k: v for k, v in asdict(plan.spec).items() if k != "name"}
             overrides["sampler"] = plan.spec.sampler
             return models.build(plan.spec.name, weights=cfg.weights, device=self.device, dtype=self.dtype,
                                 cache_dir=cfg.cache_dir, seed=cfg.seed,
-                                allow_unsafe_pickle=r.allow_unsafe_pickle,
+                                allow_unsafe_pickle=r.allow_unsafe_pickle, nfe=nfe,
                                 fast=OmegaConf.to_container(r.fast, resolve=True), **overrides)
 
         self.summary = generate_all(self.plans, self.store, self.metrics, settings, build,
@@ -289,6 +290,9 @@ class Run:
         if self.timing_rows:   # measured by the timing stage: they replace the store-derived times
             measured = {(t["method"], t["nfe"]) for t in self.timing_rows}
             timing = [t for t in timing if (t["method"], t["nfe"]) not in measured] + self.timing_rows
+        if rep.leaderboard_reference and not timing_only:
+            add_paired(rows, self.plans, self.store, self.metrics, rep.leaderboard_reference,
+                       max(rep.bootstrap, 0), rep.bootstrap_seed, rep.alpha)
         scored: Dict[str, Any] = {"rows": rows, "timing": timing}
         if self.cfg.ablation:
             scored["ablation"] = self.ablation(rows)
@@ -419,6 +423,9 @@ class Run:
                                   "weights": {"mode": cfg.weights, "seed": cfg.seed},
                                   "scheduler": spec["sampler"], "guidance_scale": plan.spec.guidance_scale,
                                   "fingerprint": plan.fingerprint}
+            if step_specific(plan.spec):   # which file made each step count's cells
+                methods[plan.name]["extra"] = {"motion_files": {
+                    str(k): plan.spec.motion_adapter_file.format(nfe=k) for k in sorted({c.nfe for c in plan.clips})}}
         return {
             "schema_version": "1.0",
             "run": {"experiment": cfg.experiment, "description": cfg.description, "run_dir": str(self.run_dir),

@@ -219,6 +219,7 @@ def _flop(tflop: float, unit_of: Optional[float] = None) -> str:
     return f"{tflop:.3g} TFLOP"
 
 
+from models.specs import step_specific  # noqa: E402
 from models.weights import sha256_file  # noqa: E402  (one hashing helper for the project)
 
 
@@ -354,8 +355,17 @@ def weight_needs(cfg: Any) -> Needs:
     for name, spec in needs.specs.items():
         at, rev = f"methods.{name}", spec.revision
         needs.ref(spec.base, BASE_FILES, f"{at}.base", rev, BASE_SMALL)
-        needs.ref(spec.motion_adapter, ADAPTER_FILES, f"{at}.motion_adapter", rev, ("config.json",))
-        if spec.lora not in (None, "none") and spec.lora_scale:
+        if spec.motion_adapter_file:   # a MotionAdapter state dict, one per step count with {nfe}
+            files = sorted({spec.motion_adapter_file.format(nfe=k) for k in (_get(cfg.protocol, "nfe") or [])}
+                           if step_specific(spec) else {spec.motion_adapter_file})
+            needs.ref(spec.motion_adapter, [(f,) for f in files], f"{at}.motion_adapter_file", rev)
+        else:
+            needs.ref(spec.motion_adapter, ADAPTER_FILES, f"{at}.motion_adapter", rev, ("config.json",))
+        if spec.lora not in (None, "none") and spec.lora_scale and spec.lora_convention == "peft":
+            sub = spec.lora_file   # a PEFT adapter folder (MCM)
+            needs.ref(spec.lora, [(f"{sub}/adapter_config.json",),
+                                  (f"{sub}/adapter_model.safetensors", f"{sub}/adapter_model.bin")], f"{at}.lora", rev)
+        elif spec.lora not in (None, "none") and spec.lora_scale:
             local = Path(os.path.expanduser(spec.lora))
             if local.is_file():
                 needs.ref(spec.lora, [], f"{at}.lora", rev)
@@ -449,6 +459,9 @@ def check_hub(need: HubNeed, cache: str, verify: bool, cfg: Any) -> Tuple[AssetC
             n = len(need.groups)
             detail = f"not cached ({n} file{'s' if n != 1 else ''} needed)"
             what = f"is not in the Hugging Face cache {cache}"
+            if n <= 6:   # few enough to name: the step-specific or adapter files a user fetches by hand
+                detail = f"not cached ({n} file{'s' if n != 1 else ''} needed: {', '.join(missing)})"
+                what += f" (needed: {', '.join(missing)})"
         problems.append(Problem("weights", f"'{label}' ({users}) {what}.",
                                 _prefetch_fix(cfg) + f", or point {_fields_hint(need.users)} at a local copy."))
     if verify:

@@ -14,7 +14,7 @@ import numpy as np
 
 from models.fast import BackgroundWorker
 from models.schedulers import resolve_sampler
-from models.specs import ModelSpec
+from models.specs import ModelSpec, step_specific
 
 from .protocol import ClipSpec
 from .shard import Shard
@@ -59,8 +59,10 @@ GENERATION_CODE_VERSION = 2   # 2: the parity defaults (motion norm, LoRA fusion
 def method_fingerprint(spec: ModelSpec, generation: Dict[str, Any]) -> str:
     """Everything that changes a clip's pixels for a given seed: the resolved model and
     sampler settings, the weight mode, dtype and frame geometry, and the generation code's version."""
-    payload = {"spec": asdict(spec), "sampler": resolve_sampler(spec.sampler), "code": GENERATION_CODE_VERSION,
-               **generation}
+    # how a method is shown (name, colour) does not shape its pixels
+    shown = ("display_name", "color")
+    payload = {"spec": {k: v for k, v in asdict(spec).items() if k not in shown},
+               "sampler": resolve_sampler(spec.sampler), "code": GENERATION_CODE_VERSION, **generation}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -198,7 +200,8 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
                  settings: GenerationSettings, build_model: Callable[[MethodPlan], Any],
                  video_dir: Optional[Path] = None, shard: Optional[Shard] = None) -> GenerationSummary:
     """Make every clip of every plan that the store lacks. ``build_model(plan)`` is only
-    called for methods with work left. ``metrics`` are ClipMetric objects. With a
+    called for methods with work left (``build_model(plan, nfe)`` for models whose
+    weights depend on the step count). ``metrics`` are ClipMetric objects. With a
     ``shard``, only the clips it owns are looked at and made."""
     from tqdm import tqdm
 
@@ -284,12 +287,20 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
         store_batch(plan, batch, frames, timing, features_of(frames, batch))
 
     # leaving the block (normally or by an error) first finishes every batch already generated
+    # one model per method; per (method, NFE) where the weights depend on the step count
+    jobs = []
+    for plan in plans:
+        todo = work.get(plan.name)
+        if not todo:
+            continue
+        if step_specific(plan.spec):
+            for nfe in sorted({s.nfe for s in todo}):
+                jobs.append((plan, [s for s in todo if s.nfe == nfe], lambda p=plan, k=nfe: build_model(p, k)))
+        else:
+            jobs.append((plan, todo, lambda p=plan: build_model(p)))
     with worker:
-        for plan in plans:
-            todo = work.get(plan.name)
-            if not todo:
-                continue
-            model = build_model(plan)
+        for plan, todo, build in jobs:
+            model = build()
             size = max(1, int(settings.batch_size))
             pos = 0
             calls = 0   # the first call of a fresh model is a warm-up (allocation, lazy init): timed, flagged

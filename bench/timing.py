@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from models.specs import step_specific
+
 from .cli import fail
 
 log = logging.getLogger("lcmbench")
@@ -245,8 +247,11 @@ def time_methods(settings: TimingSettings, build: Optional[Callable[..., Any]] =
         if settings.weights == "random" and settings.share_random_weights and shared is not None:
             model = share_weights_as(shared, spec.name, **_overrides(spec))
         else:
+            # a model with one motion module per step count is timed with the first one: the
+            # modules share one architecture, and speed does not depend on weight values
+            nfe_kw = {"nfe": min(steps)} if step_specific(spec) else {}
             model = build(spec.name, weights=settings.weights, device=device, dtype=dtype,
-                          cache_dir=settings.cache_dir, seed=settings.seed, fast=fast, **_overrides(spec))
+                          cache_dir=settings.cache_dir, seed=settings.seed, fast=fast, **nfe_kw, **_overrides(spec))
             if settings.weights == "random" and settings.share_random_weights:
                 shared = model
         built_s = time.perf_counter() - started

@@ -20,6 +20,7 @@ from . import tiny as tiny_parts
 from .fast import PhaseClock, apply_fast_path, decode_to_uint8
 from .lora import check_convention, diffusers_record, fuse_authors, read_lora
 from .motion_norm import apply_motion_norm, check_motion_norm
+from .successors import load_motion_file, merge_peft_lora
 from .registry import WEIGHT_MODES, spec_with_overrides
 from .schedulers import make_scheduler, resolve_sampler
 from .specs import QUANTIZE, ModelSpec
@@ -28,7 +29,7 @@ from .weights import (WeightsNotFound, check_sha256, fuse_residual, load_with_cl
 
 log = logging.getLogger("lcmbench.models")
 
-_BUILD_OPTIONS = ("device", "dtype", "cache_dir", "seed", "allow_unsafe_pickle", "fast")
+_BUILD_OPTIONS = ("device", "dtype", "cache_dir", "seed", "allow_unsafe_pickle", "fast", "nfe")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -184,7 +185,8 @@ def _pretrained_components(spec: ModelSpec, dtype: torch.dtype) -> Dict[str, Any
             lambda: CLIPTextModel.from_pretrained(base, subfolder="text_encoder", **kw), base, "model.base"),
         tokenizer=load_with_clear_error(
             lambda: CLIPTokenizer.from_pretrained(base, subfolder="tokenizer", revision=rev), base, "model.base"),
-        motion_adapter=load_with_clear_error(
+        # a bare state-dict file goes into a default MotionAdapter (models/successors.py)
+        motion_adapter=MotionAdapter() if spec.motion_adapter_file else load_with_clear_error(
             lambda: MotionAdapter.from_pretrained(spec.motion_adapter, **kw), spec.motion_adapter,
             "model.motion_adapter"),
     )
@@ -247,6 +249,9 @@ def _load_lora(pipe, spec: ModelSpec, weights: str, seed: int, cache_dir: Path, 
     was applied."""
     if spec.lora in (None, "none") or spec.lora_scale == 0.0:
         return {"lora": None}
+    if spec.lora_convention == "peft":   # a PEFT adapter over the whole motion UNet (MCM)
+        pipe.unet, record = merge_peft_lora(pipe.unet, spec, weights, cache_dir, seed)
+        return record
     if weights == "random":
         return {"lora": None, "lora_note": "random weight mode: LoRA skipped (fused weights do not change speed)"}
     path = _lora_path(spec, weights, seed, cache_dir, unet2d)
@@ -271,7 +276,9 @@ def _quiet_libraries() -> None:
 
 def build_model(name: str, weights: str = "tiny", device: str = "auto", dtype: str = "auto",
                 cache_dir: Optional[str] = None, seed: int = 0, allow_unsafe_pickle: bool = False,
-                fast: Any = None, **overrides: Any) -> VideoModel:
+                fast: Any = None, nfe: Optional[int] = None, **overrides: Any) -> VideoModel:
+    """One method, ready to generate. ``nfe``: the step count, for models whose motion
+    module depends on it (``motion_adapter_file`` with ``{nfe}``)."""
     from diffusers import AnimateDiffPipeline, UNetMotionModel
 
     _quiet_libraries()
@@ -330,6 +337,9 @@ def build_model(name: str, weights: str = "tiny", device: str = "auto", dtype: s
         # alpha = 1 replaces each part, as the authors' code does (UNet, text encoder and VAE)
         provenance["personalized"].update({"alpha": alpha, "parts": swapped})
 
+    if spec.motion_adapter_file:
+        provenance.update(load_motion_file(parts["motion_adapter"], spec, weights, nfe, cache,
+                                           seed + _stable_hash(spec.motion_adapter)))
     unet = UNetMotionModel.from_unet2d(unet2d, parts["motion_adapter"])
     provenance["motion_norm"] = {"mode": spec.motion_norm, "modules": apply_motion_norm(unet, spec.motion_norm)}
     scale_motion_residual(unet, float(spec.motion_scale))

@@ -14,7 +14,11 @@ SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # maintained copy of runwa
 ANIMATELCM_REPO = "wangfuyun/AnimateLCM"
 ANIMATELCM_LORA = "AnimateLCM_sd15_t2v_lora.safetensors"
 TEACHER_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
+TEACHER_ADAPTER_V3 = "guoyww/animatediff-motion-adapter-v1-5-3"
 PERSONALIZED_DEFAULT = "emilianJR/epiCRealism"
+LIGHTNING_REPO = "ByteDance/AnimateDiff-Lightning"
+LIGHTNING_FILE = "animatediff_lightning_{nfe}step_diffusers.safetensors"
+MCM_REPO = "yhzhai/mcm"
 
 
 @dataclass(frozen=True)
@@ -38,17 +42,40 @@ _TEACHER_COMMON = dict(base=SD15, motion_adapter=TEACHER_ADAPTER, lora="none", l
 MODELS: Dict[str, Entry] = {
     "animatelcm": Entry("models.animatediff:build_model",
                         "AnimateLCM: SD1.5 + spatial LCM LoRA + consistency-distilled motion module, no CFG",
-                        ModelSpec(name="animatelcm", display_name="Ours", **_LCM_COMMON)),
+                        ModelSpec(name="animatelcm", display_name="Ours", color="#d62728", **_LCM_COMMON)),
     "animatelcm_r": Entry("models.animatediff:build_model",
                           "AnimateLCM on a personalized base (equation 2: alpha, beta, gamma), no CFG",
                           ModelSpec(name="animatelcm_r", display_name="Ours-R", personalized=PERSONALIZED_DEFAULT,
-                                    **_LCM_COMMON)),
+                                    color="#ff7f0e", **_LCM_COMMON)),
     "ddim": Entry("models.animatediff:build_model",
                   "Teacher: AnimateDiff v1-5-2 motion adapter, DDIM, CFG 7.5",
-                  ModelSpec(name="ddim", display_name="DDIM", sampler=SamplerSpec(kind="ddim"), **_TEACHER_COMMON)),
+                  ModelSpec(name="ddim", display_name="DDIM", sampler=SamplerSpec(kind="ddim"), color="#7f7f7f",
+                            **_TEACHER_COMMON)),
     "dpmpp": Entry("models.animatediff:build_model",
                    "Teacher: AnimateDiff v1-5-2 motion adapter, DPM-Solver++ (multistep), CFG 7.5",
-                   ModelSpec(name="dpmpp", display_name="DPM++", sampler=SamplerSpec(kind="dpmpp"), **_TEACHER_COMMON)),
+                   ModelSpec(name="dpmpp", display_name="DPM++", sampler=SamplerSpec(kind="dpmpp"), color="#1f77b4",
+                             **_TEACHER_COMMON)),
+    # Successors and other teachers, settings from their model cards (docs/adding-a-model.md)
+    "animatediff_lightning": Entry(
+        "models.animatediff:build_model",
+        "AnimateDiff-Lightning: a distilled motion module per step count, Euler (trailing), no CFG",
+        ModelSpec(name="animatediff_lightning", display_name="AnimateDiff-Lightning", base=SD15, color="#2ca02c",
+                  motion_adapter=LIGHTNING_REPO, motion_adapter_file=LIGHTNING_FILE, lora="none", lora_scale=0.0,
+                  personalized_alpha=1.0, motion_scale=1.0, guidance_scale=1.0, negative_prompt="",
+                  sampler=SamplerSpec(kind="euler"), **_PARITY)),
+    "mcm": Entry(
+        "models.animatediff:build_model",
+        "MCM (motion consistency model): a PEFT LoRA merged into the AnimateDiff v1-5-2 UNet, LCM, no CFG",
+        ModelSpec(name="mcm", display_name="MCM", base=SD15, motion_adapter=TEACHER_ADAPTER, lora=MCM_REPO, color="#e377c2",
+                  lora_file="animatediff-laion", lora_scale=1.0, personalized_alpha=1.0, motion_scale=1.0,
+                  guidance_scale=1.0, negative_prompt="",
+                  # MCM's card: LCMScheduler.from_config(AnimateDiff's scheduler): diffusers' 50 original steps
+                  sampler=SamplerSpec(kind="lcm", original_inference_steps=50),
+                  **dict(_PARITY, lora_convention="peft"))),
+    "ddim_v3": Entry("models.animatediff:build_model",
+                     "Teacher: AnimateDiff v3 (v1-5-3) motion adapter, DDIM, CFG 7.5",
+                     ModelSpec(name="ddim_v3", display_name="DDIM (v3)", sampler=SamplerSpec(kind="ddim"), color="#17becf",
+                               **dict(_TEACHER_COMMON, motion_adapter=TEACHER_ADAPTER_V3))),
 }
 
 WEIGHT_MODES = ("pretrained", "random", "tiny")
@@ -78,6 +105,10 @@ def resolve_spec(spec: ModelSpec) -> ModelSpec:
     sampler = spec.sampler if spec.sampler is not None else defaults.sampler
     if sampler.kind is None:
         sampler = replace(sampler, kind=defaults.sampler.kind)
+    if sampler.kind == defaults.sampler.kind:   # the registry's own sampler settings fill what is unset
+        sampler = replace(sampler, **{f.name: getattr(defaults.sampler, f.name) for f in fields(SamplerSpec)
+                                      if getattr(sampler, f.name) is None and getattr(defaults.sampler, f.name)
+                                      is not None})
     return replace(ModelSpec(**values), sampler=sampler)
 
 

@@ -22,6 +22,9 @@ SAMPLER_DEFAULTS: Dict[str, Dict[str, Any]] = {
     # authors' pin) did; diffusers 0.42 defaults to "zero" (a full denoise at the last step)
     "dpmpp": dict(_SD_BETAS, steps_offset=1, algorithm_type="dpmsolver++", timestep_spacing="linspace",
                   final_sigmas_type="sigma_min"),
+    # AnimateDiff-Lightning's card: EulerDiscreteScheduler(timestep_spacing="trailing", beta_schedule="linear")
+    # on SD1.5's scheduler config
+    "euler": dict(_SD_BETAS, steps_offset=1, timestep_spacing="trailing"),
 }
 _ALLOWED = {
     "lcm": {"beta_start", "beta_end", "beta_schedule", "original_inference_steps", "steps_offset",
@@ -29,6 +32,7 @@ _ALLOWED = {
     "ddim": {"beta_start", "beta_end", "beta_schedule", "steps_offset", "clip_sample", "timestep_spacing"},
     "dpmpp": {"beta_start", "beta_end", "beta_schedule", "steps_offset", "algorithm_type", "timestep_spacing",
               "final_sigmas_type"},
+    "euler": {"beta_start", "beta_end", "beta_schedule", "steps_offset", "timestep_spacing"},
 }
 
 
@@ -55,10 +59,11 @@ def resolve_sampler(spec: SamplerSpec) -> Dict[str, Any]:
 
 
 def make_scheduler(resolved: Dict[str, Any]):
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, LCMScheduler
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, LCMScheduler
 
     kwargs = {k: v for k, v in resolved.items() if k != "kind"}
-    cls = {"lcm": LCMScheduler, "ddim": DDIMScheduler, "dpmpp": DPMSolverMultistepScheduler}[resolved["kind"]]
+    cls = {"lcm": LCMScheduler, "ddim": DDIMScheduler, "dpmpp": DPMSolverMultistepScheduler,
+           "euler": EulerDiscreteScheduler}[resolved["kind"]]
     return cls(**kwargs)
 
 

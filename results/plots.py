@@ -27,28 +27,31 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator, ScalarFormatter
 
 from . import paper
-from .schema import METHOD_DISPLAY, METHOD_ORDER, Results, as_results, higher_is_better, metric_display
+from .leaderboard import pareto_front
+from .schema import Results, as_results, higher_is_better, metric_display
 
-_STYLE = {
-    "ddim": {"color": "#7f7f7f", "marker": "s"},
-    "dpmpp": {"color": "#1f77b4", "marker": "^"},
-    "animatelcm": {"color": "#d62728", "marker": "o"},
-    "animatelcm_r": {"color": "#ff7f0e", "marker": "D"},
-}
-_EXTRA_COLORS = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
-_EXTRA_MARKERS = ["v", "P", "X", "*", "h", "<"]
+# Colours come from each method's spec (the registry or the experiment's model config);
+# methods without one take the palette in presentation order, markers likewise.
+_PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+            "#7f7f7f"]
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<"]
 _DIST_STYLE = {"decoupled": {"color": "#d62728", "marker": "o"}, "joint": {"color": "#1f77b4", "marker": "s"}}
 LABEL_COLOR = "#b00020"
 
 ResultsLike = Union[Results, Mapping[str, Any]]
 
 
-def method_style(method: str) -> Dict[str, str]:
-    """Colour and marker of a method, fixed across every figure."""
-    if method in _STYLE:
-        return dict(_STYLE[method])
-    h = sum(ord(c) for c in method)
-    return {"color": _EXTRA_COLORS[h % len(_EXTRA_COLORS)], "marker": _EXTRA_MARKERS[h % len(_EXTRA_MARKERS)]}
+def method_style(method: str, res: Optional[Results] = None) -> Dict[str, str]:
+    """Colour and marker of a method, the same in every figure of a run: the spec's
+    colour when it has one, else the palette by the method's place in the run's order."""
+    order = res.method_order() if res is not None else []
+    i = order.index(method) if method in order else sum(ord(c) for c in method)
+    color = (res.method_color(method) if res is not None else None) or _PALETTE[i % len(_PALETTE)]
+    return {"color": color, "marker": _MARKERS[i % len(_MARKERS)]}
+
+
+def results_order(results: Optional[ResultsLike]) -> List[str]:
+    return as_results(results).method_order() if results is not None else []
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -104,7 +107,7 @@ def plot_metric_vs_nfe(results: ResultsLike, metric: str = "fvd", with_paper: bo
     nfes = sorted({r.nfe for r in rows})
     for m in order:
         mr = sorted((r for r in rows if r.method == m), key=lambda r: r.nfe)
-        st = method_style(m)
+        st = method_style(m, res)
         x = [r.nfe for r in mr]
         ax.plot(x, [r.value for r in mr], color=st["color"], marker=st["marker"], linewidth=1.8, markersize=5.5,
                 label=res.display_name(m), zorder=3)
@@ -155,7 +158,7 @@ def plot_quality_vs_time(results: ResultsLike, metric: str = "fvd") -> Figure:
         mp = sorted(((r, t) for r, t in pts if r.method == m), key=lambda p: p[0].nfe)
         if not mp:
             continue
-        st = method_style(m)
+        st = method_style(m, res)
         x = np.array([t.denoise_ms_median for _, t in mp])
         y = np.array([r.value for r, _ in mp])
         ax.plot(x, y, color=st["color"], linewidth=1.0, alpha=0.5, zorder=2)
@@ -170,13 +173,22 @@ def plot_quality_vs_time(results: ResultsLike, metric: str = "fvd") -> Figure:
         for (r, t), xi, yi in zip(mp, x, y):
             ax.annotate(f"{r.nfe}", (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=7,
                         color=st["color"])
+    # the quality-versus-time Pareto front: no other point is both faster and better
+    keyed = [((r.method, r.nfe), t.denoise_ms_median, r.value) for r, t in pts]
+    on_front = set(pareto_front(keyed, higher_is_better(metric)))
+    front = sorted((t, v) for k, t, v in keyed if k in on_front)
+    if len(front) > 1:
+        ax.step([t for t, _ in front], [v for _, v in front], where="post", color="#222222", linewidth=0.9,
+                linestyle="--", alpha=0.7, zorder=1, label="Pareto front")
+    ax.scatter([t for t, _ in front], [v for _, v in front], s=110, facecolors="none", edgecolors="#222222",
+               linewidths=0.9, zorder=4)
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"denoising time per video, ms (log; {pts[0][1].device} {pts[0][1].dtype})")
     ax.set_ylabel(_axis_label(metric))
-    ax.set_title(f"{metric_display(metric)} vs denoising time (labels: steps)")
+    ax.set_title(f"{metric_display(metric)} vs denoising time (labels: steps; ringed: Pareto front)")
     _style_axes(ax)
     ax.legend(frameon=False, fontsize=8)
     return _finish(fig, res)
@@ -218,7 +230,8 @@ def contact_sheet(samples: Mapping[Tuple[str, int], Any], frames: Union[str, Seq
             raise ValueError(f"sample keys must be (method, nfe) tuples, got {key!r}")
         clips[key] = _check_clip(key, clip)
     present = {m for m, _ in clips}
-    order = list(methods) if methods else [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
+    run_order = results_order(results) if results is not None else []
+    order = list(methods) if methods else [m for m in run_order if m in present] + sorted(present - set(run_order))
     cols = list(nfes) if nfes else sorted({k for _, k in clips})
     # Size the figure from the cell images so rows sit tight (no letterboxing).
     first = next(iter(clips.values()))
@@ -255,7 +268,7 @@ def contact_sheet(samples: Mapping[Tuple[str, int], Any], frames: Union[str, Seq
             if i == 0:
                 ax.set_title(f"{k}-Step", fontsize=9)
             if j == 0:
-                name = res.display_name(m) if res is not None else METHOD_DISPLAY.get(m, m)
+                name = res.display_name(m) if res is not None else m
                 ax.set_ylabel(name, fontsize=9, rotation=90)
     what = "first / middle / last frame" if frames == "first-middle-last" else f"frames {frames}"
     fig.text(0.5, 0.04 / fh, f"each cell: {what}; same prompt and seed in every cell", ha="center", va="bottom",
@@ -286,7 +299,7 @@ def plot_ablation(results: ResultsLike, metric: str = "fvd", nfe: Optional[int] 
     ax = fig.add_subplot(1, 1, 1)
     for dist in sorted(pts):
         p = sorted(pts[dist], key=lambda t: t[0])
-        st = _DIST_STYLE.get(dist, method_style(dist))
+        st = _DIST_STYLE.get(dist, method_style(dist, res))
         x = [s for s, _ in p]
         ax.plot(x, [r.value for _, r in p], color=st["color"], marker=st["marker"], linewidth=1.8, label=dist)
         ci = [(s, r.ci_low, r.ci_high) for s, r in p if r.has_ci]

@@ -33,6 +33,7 @@ import numpy as np
 from . import paper
 from .plots import figures, save_figure
 from .schema import SCHEMA_VERSION, Results, _atomic_write, as_results, protocol_id, save, validate, write_csv
+from .leaderboard import build_leaderboard_table, has_leaderboard
 from .tables import (Table, build_ablation_table, build_table1, build_table2, build_time_table, render, to_html)
 
 PathLike = Union[str, Path]
@@ -229,14 +230,22 @@ def _section_tables(res: Results, with_paper: bool) -> Tuple[List[Tuple[str, str
         parts.append('<section id="ablation"><h2>Ablation</h2>'
                      + to_html(build_ablation_table(res, with_paper=True), "ablation-table") + "</section>")
         nav.append(("ablation", "Ablation"))
+    if has_leaderboard(res):
+        parts.append('<section id="leaderboard"><h2>Leaderboard · few-step generators</h2>'
+                     + to_html(build_leaderboard_table(res), "leaderboard-table")
+                     + '<p class="note">Quality against time, with the Pareto front: see the figures '
+                       '<a href="#plots">fvd_vs_time and clipsim_vs_time</a>.</p></section>')
+        nav.append(("leaderboard", "Leaderboard"))
     return nav, "\n".join(parts)
 
 
 _CAPTIONS = {
     "fvd_vs_nfe": "FVD against denoising steps; bands are bootstrap intervals.",
     "clipsim_vs_nfe": "CLIPSIM against denoising steps; bands are bootstrap intervals.",
-    "fvd_vs_time": "Speed/quality trade-off: FVD against denoising time per video (labels: steps).",
-    "clipsim_vs_time": "Speed/quality trade-off: CLIPSIM against denoising time per video (labels: steps).",
+    "fvd_vs_time": "Speed/quality trade-off: FVD against denoising time per video (labels: steps; ringed: "
+                   "the Pareto front).",
+    "clipsim_vs_time": "Speed/quality trade-off: CLIPSIM against denoising time per video (labels: steps; "
+                       "ringed: the Pareto front).",
     "ablation_fvd_vs_step": "Ablation: FVD against training step, decoupled vs joint distillation.",
     "ablation_clipsim_vs_step": "Ablation: CLIPSIM against training step, decoupled vs joint distillation.",
     "contact_sheet": "Sample frames (first / middle / last) per method and step count, same prompt and seed.",
@@ -417,6 +426,8 @@ def write_all(results: Union[Results, Mapping[str, Any]], run_dir: PathLike,
         tables.append(("time_table", build_time_table(res, with_paper=True)))
     if res.ablation:
         tables.append(("ablation", build_ablation_table(res, with_paper=True)))
+    if has_leaderboard(res):
+        tables.append(("leaderboard", build_leaderboard_table(res)))
     tdir = run_dir / "tables"
     tdir.mkdir(exist_ok=True)
     for name, t in tables:

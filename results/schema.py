@@ -117,8 +117,6 @@ DEVICE_TYPES = ("cpu", "cuda")
 DISTILLATIONS = ("decoupled", "joint")
 
 # The paper's four methods, in Table 1 row order.
-METHOD_ORDER = ("ddim", "dpmpp", "animatelcm", "animatelcm_r")
-METHOD_DISPLAY = {"ddim": "DDIM", "dpmpp": "DPM++", "animatelcm": "Ours", "animatelcm_r": "Ours-R"}
 
 DEFAULT_LABELS = {
     "tiny": "TINY RANDOM WEIGHTS - not comparable to paper numbers",
@@ -428,13 +426,19 @@ class Results:
     def display_name(self, method: str) -> str:
         if method in self.methods:
             return self.methods[method].display_name
-        return METHOD_DISPLAY.get(method, method)
+        return method
 
     def method_order(self) -> List[str]:
-        """Methods in presentation order: the paper's four first, then the rest by id."""
-        present = set(self.methods) | {r.method for r in self.rows} | {t.method for t in self.timing}
-        known = [m for m in METHOD_ORDER if m in present]
+        """Methods in presentation order: the order of ``methods`` (the experiment's, as
+        the pipeline records it), then any other method id in rows or timing."""
+        present = {r.method for r in self.rows} | {t.method for t in self.timing}
+        known = list(self.methods)
         return known + sorted(present - set(known))
+
+    def method_color(self, method: str) -> Optional[str]:
+        """The colour the method's spec asks for (``spec.color``), or None."""
+        info = self.methods.get(method)
+        return (info.spec or {}).get("color") if info is not None else None
 
     def row(self, method: str, nfe: int, metric: str) -> Optional[Row]:
         for r in self.rows:

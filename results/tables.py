@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import paper
-from .schema import (METHOD_ORDER, Results, Row, SchemaError, VBENCH_DIMENSIONS, as_results, higher_is_better,
+from .schema import (Results, Row, SchemaError, VBENCH_DIMENSIONS, as_results, higher_is_better,
                      load, metric_display)
 
 DASH = "–"
@@ -278,8 +278,7 @@ def _ci_note(res: Results, ci_style: str) -> Optional[str]:
 
 
 def _method_rows(res: Results, extra: Sequence[str] = ()) -> List[str]:
-    present = [m for m in res.method_order() if m not in METHOD_ORDER]
-    return list(METHOD_ORDER) + [m for m in present if m not in extra] + list(extra)
+    return [m for m in res.method_order() if m not in extra] + list(extra)
 
 
 # ---------------------------------------------------------------- Table 1
@@ -486,8 +485,7 @@ def build_time_table(results: Union[Results, Mapping[str, Any]], with_paper: boo
                  f"{100 * t.utilisation:.1f}\\%" if t.utilisation is not None else "--"),
             Cell(f"{t.device} {t.dtype}")])
     # the paper's speed-up is against DDIM 50 steps with CFG: shown only beside the same reference
-    like_paper = (ref.method in ("ddim", "dpmpp") and ref.nfe == paper.TIMING["teacher_nfe"]
-                  and ref.guidance_scale > 1.0)
+    like_paper = paper.timing_ms(ref.method, ref.nfe, ref.guidance_scale) == paper.TIMING["teacher_ms"]
     if with_paper and like_paper:
         cols += ["Paper ms", "Paper speed-up"]
         for t, row in zip(timings, rows):

@@ -24,7 +24,7 @@ from bench.pipeline import generation_timing
 from bench.prompts import UCF101_CLASSES, classname_captions, overlong_captions, parse_caption_file, read_caption_text
 from bench.store import ClipStore
 from results import compare as cmp
-from results.synthetic import make_results
+from tests.synthetic import make_results
 from results.tables import table1, table2, time_table
 from tests import e2e
 from tests.conftest import REPO, SHARED_CAPTIONS, compose

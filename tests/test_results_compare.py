@@ -9,7 +9,7 @@ import pytest
 
 from results import compare as cmp
 from results.schema import protocol_id, save
-from results.synthetic import make_results
+from tests.synthetic import make_results
 
 ROOT = Path(__file__).resolve().parents[1]
 

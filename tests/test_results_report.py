@@ -12,7 +12,7 @@ from matplotlib.collections import PolyCollection
 from results import plots
 from results.report import animate, render_report, write_all, write_report
 from results.schema import load
-from results.synthetic import make_results, make_samples
+from tests.synthetic import make_results, make_samples
 
 CHROMIUM = "/usr/bin/chromium"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

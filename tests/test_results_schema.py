@@ -7,7 +7,7 @@ import pytest
 from results import paper
 from results.schema import (SCHEMA_VERSION, Results, SchemaError, comparable, load, metric_direction, protocol_id,
                             save, to_dataframe, validate, write_csv)
-from results.synthetic import make_results
+from tests.synthetic import make_results
 
 
 @pytest.fixture(scope="module")

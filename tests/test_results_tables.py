@@ -10,7 +10,7 @@ import pytest
 
 from results import paper
 from results.schema import save
-from results.synthetic import make_results
+from tests.synthetic import make_results
 from results.tables import (ablation_table, build_table1, load_published_vbench, lopsided, table1, table2, time_table)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,11 +18,12 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .schema import DEFAULT_LABELS, METHOD_DISPLAY, VBENCH_DIMENSIONS, VBENCH_QUALITY_DIMENSIONS, protocol_id
-from .stats import FrechetToReference, bootstrap_ci
+from results.schema import DEFAULT_LABELS, VBENCH_DIMENSIONS, VBENCH_QUALITY_DIMENSIONS, protocol_id
+from results.stats import FrechetToReference, bootstrap_ci
 
 NFES = (1, 2, 4, 8)
 METHODS = ("ddim", "dpmpp", "animatelcm", "animatelcm_r")
+DISPLAY = {"ddim": "DDIM", "dpmpp": "DPM++", "animatelcm": "Ours", "animatelcm_r": "Ours-R"}   # as the registry
 FEATURE_DIM = 16
 
 # How far each method's synthetic features sit from the reference, per step count
@@ -159,7 +160,7 @@ def make_results(seed: int = 0, n_clips: int = 24, n_boot: int = 200, methods: I
             "protocols": copy.deepcopy(PROTOCOLS),
             "prompt_set": {"name": "ucf101-classnames", "sha256": "ab" * 32},
         },
-        "methods": {m: {"display_name": METHOD_DISPLAY.get(m, m),
+        "methods": {m: {"display_name": DISPLAY.get(m, m),
                         "weights": {"base": "tiny-sd15", "motion_adapter": "tiny-motion"},
                         "scheduler": {"class": "LCMScheduler" if m.startswith("animatelcm") else
                                       ("DDIMScheduler" if m == "ddim" else "DPMSolverMultistepScheduler"),

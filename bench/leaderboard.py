@@ -1,0 +1,62 @@
+"""Paired differences of every generator against one reference method, in the same run.
+
+Every method is made from the same noise seed per (prompt, video), so a clip of method A
+and the clip of the reference with the same (class, video) form a pair: the bootstrap
+resamples pairs, and the clip-to-clip spread the two share cancels. FVD pairs the I3D
+features (statistic: FVD against the run's real-video statistics, bias-corrected
+interval); per-clip metrics (CLIPSIM) pair the per-clip values.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+
+from results.compare import PairedLine
+from results.stats import paired_difference
+
+from .runner import MethodPlan
+from .store import ClipStore
+
+
+def _by_sample(plan: MethodPlan, nfe: int, store: ClipStore, metric: Any) -> Dict[tuple, Any]:
+    clips = [c for c in plan.clips if c.nfe == nfe]
+    records = store.read_many([c.key for c in clips])
+    good = [(c, records[c.key]) for c in clips if c.key in records and records[c.key].meta.get("finite", True)
+            and metric.feature_key in records[c.key].features]
+    if not good:
+        return {}
+    feats = np.stack([r.features[metric.feature_key] for _, r in good]).astype(np.float64)
+    per_clip = metric.per_clip(feats)
+    values = feats if per_clip is None else np.asarray(per_clip, dtype=np.float64)
+    return {(c.class_name, c.video_index): v for (c, _), v in zip(good, values)}
+
+
+def add_paired(rows: List[Dict[str, Any]], plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequence[Any],
+               reference: str, n_boot: int, seed: int, alpha: float) -> None:
+    """Adds ``extra.paired`` (method - reference at the same NFE, interval, reading) to
+    every row of another method; the reference's rows are left as they are."""
+    plans_by = {p.name: p for p in plans}
+    if reference not in plans_by:
+        raise ValueError(f"report.leaderboard_reference={reference!r} is not a method of this experiment "
+                         f"({', '.join(plans_by)}).")
+    metrics_by = {m.name: m for m in metrics}
+    for row in rows:
+        metric = metrics_by.get(row["metric"])
+        if row["method"] == reference or metric is None:
+            continue
+        a = _by_sample(plans_by[row["method"]], row["nfe"], store, metric)
+        b = _by_sample(plans_by[reference], row["nfe"], store, metric)
+        if not a or not b:
+            continue
+        set_level = np.ndim(next(iter(a.values()))) > 0      # features, not per-clip values: FVD
+        statistic = metric.bootstrap_statistic() if set_level else (lambda v: float(np.mean(v)))
+        if set_level and statistic is None:
+            continue
+        d = paired_difference(a, b, statistic, n_boot=n_boot, seed=seed, alpha=alpha,
+                              interval="bias_corrected" if set_level else "percentile")
+        line = PairedLine(row["method"], row["nfe"], row["metric"], d.difference, d.lo, d.hi, d.n, len(b), len(a))
+        row["extra"]["paired"] = {"against": reference, "difference": float(d.difference),
+                                  "lo": None if d.lo is None else float(d.lo),
+                                  "hi": None if d.hi is None else float(d.hi), "n": int(d.n),
+                                  "reading": line.reading()}
