@@ -29,7 +29,8 @@ def check_convention(convention: str) -> str:
     if convention not in LORA_CONVENTIONS:
         raise ValueError(f"lora_convention must be one of {', '.join(LORA_CONVENTIONS)}, got {convention!r}: "
                          f"'authors' fuses (1/8) * lora_scale * up @ down as AnimateLCM's code does, "
-                         f"'diffusers' uses diffusers' loader (alpha / rank from the file).")
+                         f"'diffusers' uses diffusers' loader (alpha / rank from the file), 'peft' merges a PEFT "
+                         f"adapter folder into the whole motion UNet (MCM).")
     return convention
 
 

@@ -132,8 +132,8 @@ def test_lora_file_for_another_network_is_refused(parts):
     with pytest.raises(ValueError, match="match no UNet layer.*lora_unet_nope"):
         lora.fuse_authors(copy.deepcopy(parts["unet"]), {"lora_unet_nope.lora_down.weight": torch.zeros(1, 1),
                                                          "lora_unet_nope.lora_up.weight": torch.zeros(1, 1)}, 1.0)
-    with pytest.raises(ValueError, match="lora_convention must be one of authors, diffusers"):
-        models.build("animatelcm", weights="tiny", device="cpu", lora_convention="peft")
+    with pytest.raises(ValueError, match="lora_convention must be one of authors, diffusers, peft"):
+        models.build("animatelcm", weights="tiny", device="cpu", lora_convention="kohya")
 
 
 def test_personalized_base_swaps_the_vae_too(tmp_path):
