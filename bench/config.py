@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
+from metrics.vbench import STANDARD_VIDEOS_PER_PROMPT as STANDARD_VIDEOS
 from models.fast import FastPath
 from models.specs import LORA_CONVENTIONS, MOTION_NORMS, QUANTIZE, ModelSpec, SamplerSpec
 
@@ -185,6 +186,32 @@ def settings_problems(cfg: Any) -> List[str]:
             v = m.get(key)
             need(v is None or v in allowed, f"{w}.{key}", v, f"use one of {', '.join(allowed)}")
     return problems
+
+
+def vbench_protocol_problems(cfg: Any) -> List[str]:
+    """Settings that cannot give a meaningful VBench (or FVD) number together."""
+    p, v = cfg.protocol, cfg.vbench
+    standard = p.prompt_set == "vbench_standard"
+    problems = []
+    if v.enabled and v.mode == "vbench_standard" and not standard:
+        problems.append(f"vbench.mode=vbench_standard scores VBench's own prompts, but protocol.prompt_set="
+                        f"{p.prompt_set} makes UCF-101 clips: use experiment=vbench (or protocol.prompt_set="
+                        f"vbench_standard), or vbench.mode=custom_input to score these clips.")
+    if standard and v.enabled and v.mode == "vbench_standard" and p.videos_per_prompt > STANDARD_VIDEOS:
+        problems.append(f"VBench's standard suite reads {STANDARD_VIDEOS} videos per prompt (indices 0..4), "
+                        f"but protocol.videos_per_prompt={p.videos_per_prompt}: set it to {STANDARD_VIDEOS}.")
+    fvd = cfg.metrics.get("fvd") if cfg.metrics else None
+    if standard and fvd is not None and fvd.enabled:
+        problems.append("FVD compares with real UCF-101 clips, which VBench's prompts do not match: "
+                        "set metrics.fvd.enabled=false with protocol.prompt_set=vbench_standard.")
+    return problems
+
+
+def vbench_nfe(cfg: Any) -> int:
+    nfe = cfg.vbench.nfe if cfg.vbench.nfe is not None else max(cfg.protocol.nfe)
+    if nfe not in cfg.protocol.nfe:
+        raise ValueError(f"vbench.nfe={nfe} is not one of protocol.nfe={list(cfg.protocol.nfe)}.")
+    return int(nfe)
 
 
 def register() -> None:

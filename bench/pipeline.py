@@ -6,7 +6,6 @@ features, the metrics score the store, and results/ renders what was scored.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 import warnings
@@ -19,22 +18,22 @@ from omegaconf import DictConfig, OmegaConf
 
 import metrics as metric_registry
 import models
-from metrics.vbench import STANDARD_VIDEOS_PER_PROMPT as STANDARD_VIDEOS
 from models.fast import pixel_settings
 from models.registry import resolve_spec
 from models.schedulers import resolve_sampler
 from models.specs import ModelSpec, SamplerSpec, step_specific
 
 from . import protocol as protocol_mod
-from .config import STAGES, settings_problems
+from .config import STAGES, settings_problems, vbench_nfe, vbench_protocol_problems
 from .prompts import CLIP_MAX_TOKENS, load_prompt_set, overlong_captions
 from .provenance import device_info, git_state, package_versions
 from . import shard as shard_mod
 from .leaderboard import add_paired
 from .lock import run_lock, scope_of
+from .rundir import publish_start, save_preflight
 from .runner import (GENERATION_CODE_VERSION, GenerationSettings, MetricSetupError, MethodPlan, check_resumable,
-                     generate_all, method_fingerprint, require_complete, store_summary)
-from .store import ClipStore, atomic_write_bytes, publish_dir, remove_abandoned_staging, staging_dir
+                     generate_all, generation_timing, method_fingerprint, require_complete, store_summary)
+from .store import ClipStore, publish_dir, remove_abandoned_staging, staging_dir
 
 log = logging.getLogger("lcmbench")
 
@@ -62,29 +61,6 @@ def _spec_from_cfg(node: DictConfig) -> ModelSpec:
     return resolve_spec(ModelSpec(**data, sampler=SamplerSpec(**sampler)))
 
 
-def generation_timing(plan: MethodPlan, nfe: int, records: List[Any], device: str, dtype: str) -> Dict[str, Any]:
-    """Denoising time per clip as the generate stage saw it, without each model's first
-    (warm-up) call. Information only: results.compare gates speed on timing-protocol rows."""
-    steady = [r for r in records if not r.meta.get("warmup_call", False)]
-    used = steady or records          # a cell made in one call has nothing but its warm-up
-    denoise = np.array([r.meta["denoise_ms"] for r in used])
-    calls = len({(r.meta.get("generation_call"), r.meta.get("batch_size")) for r in used})
-    note = f"generate stage: per clip = batch time / batch size, VAE excluded; {len(used)} clips from {calls} calls"
-    if steady:
-        note += f"; {len(records) - len(steady)} clips of warm-up calls excluded"
-    else:
-        note += "; only warm-up calls made this cell, so they are included"
-    return {"method": plan.name, "nfe": nfe, "guidance_scale": plan.spec.guidance_scale,
-            "denoise_ms_median": float(np.median(denoise)),
-            "denoise_ms_iqr": float(np.subtract(*np.percentile(denoise, [75, 25]))),
-            "text_encode_ms": float(np.median([r.meta["text_encode_ms"] for r in used])),
-            "vae_ms": float(np.median([r.meta["decode_ms"] for r in used])),
-            "n": len(used), "device": device, "dtype": dtype,
-            "clock": records[0].meta.get("clock") or "wall", "note": note,
-            "extra": {"source": "generation", "calls": calls, "warmup_included": not steady,
-                      "warmup_clips_excluded": len(records) - len(steady) if steady else 0}}
-
-
 def make_plans(cfg: DictConfig, prompt_set, dtype: str = "float32") -> List[MethodPlan]:
     p = cfg.protocol
     if not cfg.methods:
@@ -110,32 +86,6 @@ def make_plans(cfg: DictConfig, prompt_set, dtype: str = "float32") -> List[Meth
         clips = [s for s in specs if s.method == name]
         plans.append(MethodPlan(name, spec, clips, method_fingerprint(spec, geometry)))
     return plans
-
-
-def vbench_protocol_problems(cfg: DictConfig) -> List[str]:
-    """Settings that cannot give a meaningful VBench (or FVD) number together."""
-    p, v = cfg.protocol, cfg.vbench
-    standard = p.prompt_set == "vbench_standard"
-    problems = []
-    if v.enabled and v.mode == "vbench_standard" and not standard:
-        problems.append(f"vbench.mode=vbench_standard scores VBench's own prompts, but protocol.prompt_set="
-                        f"{p.prompt_set} makes UCF-101 clips: use experiment=vbench (or protocol.prompt_set="
-                        f"vbench_standard), or vbench.mode=custom_input to score these clips.")
-    if standard and v.enabled and v.mode == "vbench_standard" and p.videos_per_prompt > STANDARD_VIDEOS:
-        problems.append(f"VBench's standard suite reads {STANDARD_VIDEOS} videos per prompt (indices 0..4), "
-                        f"but protocol.videos_per_prompt={p.videos_per_prompt}: set it to {STANDARD_VIDEOS}.")
-    fvd = cfg.metrics.get("fvd") if cfg.metrics else None
-    if standard and fvd is not None and fvd.enabled:
-        problems.append("FVD compares with real UCF-101 clips, which VBench's prompts do not match: "
-                        "set metrics.fvd.enabled=false with protocol.prompt_set=vbench_standard.")
-    return problems
-
-
-def vbench_nfe(cfg: DictConfig) -> int:
-    nfe = cfg.vbench.nfe if cfg.vbench.nfe is not None else max(cfg.protocol.nfe)
-    if nfe not in cfg.protocol.nfe:
-        raise ValueError(f"vbench.nfe={nfe} is not one of protocol.nfe={list(cfg.protocol.nfe)}.")
-    return int(nfe)
 
 
 def build_metrics(cfg: DictConfig, device: str) -> List[Any]:
@@ -323,7 +273,7 @@ class Run:
         cfg, p = self.cfg.vbench, self.cfg.protocol
         nfe = vbench_nfe(self.cfg)
         # a subset of the standard suite (fewer prompts or videos) is scored and marked partial
-        complete = not (p.classes or p.num_classes) and p.videos_per_prompt >= STANDARD_VIDEOS
+        complete = not (p.classes or p.num_classes) and p.videos_per_prompt >= vb.STANDARD_VIDEOS_PER_PROMPT
         out: Dict[str, Any] = {}
         for plan in self.plans:
             clips = [c for c in plan.clips if c.nfe == nfe]
@@ -504,30 +454,6 @@ def _run_stages(cfg: DictConfig, run_dir: Path, shard: shard_mod.Shard, group: s
             publish_start(cfg, run.run_dir, report)
             remove_abandoned_staging(run.run_dir)
         return _work(cfg, run, shard, group, render_only)
-
-
-def save_preflight(report, run_dir: Path) -> None:
-    atomic_write_bytes(Path(run_dir) / "preflight.json",
-                       json.dumps(report.to_dict(), indent=2, default=str).encode())
-
-
-def publish_start(cfg: DictConfig, run_dir: Path, report) -> None:
-    """The run's metadata, written once it has passed every check: the resolved config,
-    the preflight report, Hydra's config and overrides (.hydra/), and a log file."""
-    from hydra.core.hydra_config import HydraConfig
-
-    atomic_write_bytes(run_dir / "config.resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
-    save_preflight(report, run_dir)
-    hydra_dir = run_dir / ".hydra"
-    hydra_dir.mkdir(exist_ok=True)
-    atomic_write_bytes(hydra_dir / "config.yaml", OmegaConf.to_yaml(cfg).encode())
-    if HydraConfig.initialized():
-        hc = HydraConfig.get()
-        atomic_write_bytes(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(list(hc.overrides.task)).encode())
-        atomic_write_bytes(hydra_dir / "hydra.yaml", OmegaConf.to_yaml({"hydra": hc}).encode())
-    handler = logging.FileHandler(run_dir / "run_bench.log")
-    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-    logging.getLogger().addHandler(handler)
 
 
 def _work(cfg: DictConfig, run: "Run", shard: shard_mod.Shard, group: shard_mod.Group, render_only: bool):

@@ -585,7 +585,7 @@ def check_prompts(cfg: Any, report: PreflightReport):
         report.problems.append(Problem("prompts", f"Unknown protocol.prompt_set '{name}'.",
                                        f"Use one of {', '.join(PROMPT_SETS)}."))
     try:
-        from bench.pipeline import vbench_protocol_problems
+        from bench.config import vbench_protocol_problems
 
         for msg in vbench_protocol_problems(cfg):
             report.problems.append(Problem("config", msg, "Change the settings named above."))

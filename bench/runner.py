@@ -347,3 +347,26 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
     summary.writer_wait_s = worker.wait_s
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def generation_timing(plan: MethodPlan, nfe: int, records: List[Any], device: str, dtype: str) -> Dict[str, Any]:
+    """Denoising time per clip as the generate stage saw it, without each model's first
+    (warm-up) call. Information only: results.compare gates speed on timing-protocol rows."""
+    steady = [r for r in records if not r.meta.get("warmup_call", False)]
+    used = steady or records          # a cell made in one call has nothing but its warm-up
+    denoise = np.array([r.meta["denoise_ms"] for r in used])
+    calls = len({(r.meta.get("generation_call"), r.meta.get("batch_size")) for r in used})
+    note = f"generate stage: per clip = batch time / batch size, VAE excluded; {len(used)} clips from {calls} calls"
+    if steady:
+        note += f"; {len(records) - len(steady)} clips of warm-up calls excluded"
+    else:
+        note += "; only warm-up calls made this cell, so they are included"
+    return {"method": plan.name, "nfe": nfe, "guidance_scale": plan.spec.guidance_scale,
+            "denoise_ms_median": float(np.median(denoise)),
+            "denoise_ms_iqr": float(np.subtract(*np.percentile(denoise, [75, 25]))),
+            "text_encode_ms": float(np.median([r.meta["text_encode_ms"] for r in used])),
+            "vae_ms": float(np.median([r.meta["decode_ms"] for r in used])),
+            "n": len(used), "device": device, "dtype": dtype,
+            "clock": records[0].meta.get("clock") or "wall", "note": note,
+            "extra": {"source": "generation", "calls": calls, "warmup_included": not steady,
+                      "warmup_clips_excluded": len(records) - len(steady) if steady else 0}}

@@ -20,7 +20,7 @@ from bench import paired
 from bench import prefetch as pf
 from bench.cli import check_overrides, check_run_dir, run_with_clear_errors
 from bench.lock import run_lock, scope_of
-from bench.pipeline import generation_timing
+from bench.runner import generation_timing
 from bench.prompts import UCF101_CLASSES, classname_captions, overlong_captions, parse_caption_file, read_caption_text
 from bench.store import ClipStore
 from results import compare as cmp

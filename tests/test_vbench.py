@@ -88,7 +88,7 @@ def test_vbench_prompt_set_keeps_the_prompts_the_dimensions_read():
     (["experiment=vbench", "+metric@metrics.fvd=fvd"], "FVD compares with real UCF-101 clips"),
 ])
 def test_settings_that_make_vbench_meaningless_are_refused(overrides, message):
-    from bench.pipeline import vbench_protocol_problems
+    from bench.config import vbench_protocol_problems
     from tests.conftest import compose
 
     problems = vbench_protocol_problems(compose(overrides))

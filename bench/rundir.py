@@ -1,0 +1,35 @@
+"""The run directory's metadata, published once a run has passed every check: a
+refused start (bad settings, a store made with other settings, a locked folder)
+leaves an existing run directory exactly as it was."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from .store import atomic_write_bytes
+
+
+def save_preflight(report, run_dir: Path) -> None:
+    atomic_write_bytes(Path(run_dir) / "preflight.json",
+                       json.dumps(report.to_dict(), indent=2, default=str).encode())
+
+
+def publish_start(cfg: DictConfig, run_dir: Path, report) -> None:
+    """The run's metadata, written once it has passed every check: the resolved config,
+    the preflight report, Hydra's config and overrides (.hydra/), and a log file."""
+    atomic_write_bytes(run_dir / "config.resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
+    save_preflight(report, run_dir)
+    hydra_dir = run_dir / ".hydra"
+    hydra_dir.mkdir(exist_ok=True)
+    atomic_write_bytes(hydra_dir / "config.yaml", OmegaConf.to_yaml(cfg).encode())
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        atomic_write_bytes(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(list(hc.overrides.task)).encode())
+        atomic_write_bytes(hydra_dir / "hydra.yaml", OmegaConf.to_yaml({"hydra": hc}).encode())
+    handler = logging.FileHandler(run_dir / "run_bench.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.getLogger().addHandler(handler)
