@@ -11,22 +11,13 @@ import errno
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import Optional
 
 from omegaconf import DictConfig
 
-EXIT_USER_ERROR = 2
+from .errors import fail
+
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
-def fail(message: str) -> NoReturn:
-    """Print one ``lcmbench: error:`` line (further lines of a list indented) and exit 2."""
-    first, *rest = str(message).strip().splitlines() or [""]
-    print(f"lcmbench: error: {first}", file=sys.stderr)
-    for line in rest:
-        print(f"  {line}", file=sys.stderr)
-    sys.stderr.flush()
-    sys.exit(EXIT_USER_ERROR)
 
 
 def user_error_types() -> tuple:

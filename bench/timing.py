@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from models.specs import step_specific
 
-from .cli import fail
+from .errors import fail
 
 log = logging.getLogger("lcmbench")
 
