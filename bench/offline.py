@@ -29,6 +29,8 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional
 
+from models.weights import env_flag
+
 log = logging.getLogger("lcmbench")
 
 OFFLINE_ENV: Dict[str, str] = {
@@ -40,7 +42,6 @@ OFFLINE_ENV: Dict[str, str] = {
 }
 # Library modules that keep their own copy of huggingface_hub's offline flag.
 _FLAG_OWNERS = ("huggingface_hub", "diffusers", "transformers", "peft", "accelerate", "open_clip", "timm", "datasets")
-_TRUE = ("1", "true", "yes", "on")
 
 
 class NetworkBlocked(ConnectionError):
@@ -52,14 +53,10 @@ _blocked: List[str] = []
 _lock = threading.Lock()
 
 
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in _TRUE
-
-
 def requested(cfg: Any = None) -> bool:
     """Offline is asked for by HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE / LCMBENCH_OFFLINE
     or by the config's preflight.offline."""
-    if _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE") or _env_true("LCMBENCH_OFFLINE"):
+    if env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE") or env_flag("LCMBENCH_OFFLINE"):
         return True
     if cfg is None:
         return False

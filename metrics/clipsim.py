@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from models.weights import env_flag
+
 if TYPE_CHECKING:  # torch is imported lazily so that listing metrics stays light
     import torch
 
@@ -72,13 +74,9 @@ class CLIPWeightsNotFound(FileNotFoundError):
 
 # --------------------------------------------------------------------------- weights
 
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def hub_offline() -> bool:
     """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE), read now rather than at import."""
-    if _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE"):
+    if env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE"):
         return True
     try:
         from huggingface_hub import constants

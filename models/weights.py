@@ -24,8 +24,14 @@ class UnsafeWeights(ValueError):
     """A pickle checkpoint was refused."""
 
 
+def env_flag(name: str) -> bool:
+    """A boolean environment variable parsed as huggingface_hub parses its own
+    (1 / true / yes / on, any case)."""
+    return os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
 def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+    return env_flag("HF_HUB_OFFLINE")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -53,7 +59,7 @@ def looks_local(ref: str) -> bool:
 def _how_to_get(ref: str, filename: Optional[str], field: str) -> str:
     target = f"{ref} {filename}" if filename else ref
     return (f"Download it on a machine with network access with `huggingface-cli download {target}` "
-            f"(or `python run_bench.py stage=prefetch experiment=...`) and copy the HF cache over, "
+            f"(or `python -m bench.prefetch experiment=...`) and copy the HF cache over, "
             f"or point {field} at a local copy.")
 
 

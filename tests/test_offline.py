@@ -158,3 +158,19 @@ def test_smoke_run_in_strict_offline_mode_opens_no_socket(no_offline_env, monkey
     for f in files:
         assert 0 <= report.plan.disk_detail["bytes_per_clip_with_frames"] - f.stat().st_size < block
     assert socket_recorder == [] and offline.blocked()[blocked_before:] == []
+
+
+@pytest.mark.parametrize("value, offline", [("1", True), ("yes", True), ("TRUE", True), (" on ", True),
+                                            ("0", False), ("", False), ("no", False)])
+def test_offline_flag_is_parsed_as_huggingface_hub_does(monkeypatch, value, offline):
+    """One parser for every offline check (weights, captions, CLIP, the network guard)."""
+    from bench import offline as off
+    from metrics import clipsim
+    from models.weights import hub_offline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.delenv("LCMBENCH_OFFLINE", raising=False)
+    assert hub_offline() is offline and off.requested() is offline
+    if offline:
+        assert clipsim.hub_offline() is True
