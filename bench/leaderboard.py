@@ -20,6 +20,7 @@ from .store import ClipStore
 
 
 def _by_sample(plan: MethodPlan, nfe: int, store: ClipStore, metric: Any) -> Dict[tuple, Any]:
+    """(class, video) -> the clip's per-clip value, or its features for set-level metrics (FVD)."""
     clips = [c for c in plan.clips if c.nfe == nfe]
     records = store.read_many([c.key for c in clips])
     good = [(c, records[c.key]) for c in clips if c.key in records and records[c.key].meta.get("finite", True)
@@ -51,7 +52,7 @@ def add_paired(rows: List[Dict[str, Any]], plans: Sequence[MethodPlan], store: C
             continue
         set_level = np.ndim(next(iter(a.values()))) > 0      # features, not per-clip values: FVD
         statistic = metric.bootstrap_statistic() if set_level else (lambda v: float(np.mean(v)))
-        if set_level and statistic is None:
+        if statistic is None:    # a biased-covariance FVD protocol has no vectorised statistic
             continue
         d = paired_difference(a, b, statistic, n_boot=n_boot, seed=seed, alpha=alpha,
                               interval="bias_corrected" if set_level else "percentile")

@@ -30,7 +30,7 @@ from .provenance import device_info, git_state, package_versions
 from . import shard as shard_mod
 from .leaderboard import add_paired
 from .lock import run_lock, scope_of
-from .rundir import publish_start, save_preflight
+from .rundir import published, save_preflight
 from .runner import (GENERATION_CODE_VERSION, GenerationSettings, MetricSetupError, MethodPlan, check_resumable,
                      generate_all, generation_timing, method_fingerprint, require_complete, store_summary)
 from .store import ClipStore, publish_dir, remove_abandoned_staging, staging_dir
@@ -355,9 +355,8 @@ class Run:
         out: Dict[str, Any] = {"version": GENERATION_CODE_VERSION, "reference": "G-U-N/AnimateLCM",
                                "methods": choices}
         for m in self.metrics:
-            eps = getattr(getattr(m, "protocol", None), "bn_eps", None)
             if m.name == "fvd":
-                out["fvd_bn_eps"] = eps
+                out["fvd_bn_eps"] = getattr(getattr(m, "protocol", None), "bn_eps", None)
         return out
 
     def results(self, scored: Dict[str, Any]) -> Dict[str, Any]:
@@ -450,10 +449,11 @@ def _run_stages(cfg: DictConfig, run_dir: Path, shard: shard_mod.Shard, group: s
     run.preflight()
     check_resumable(run.plans, run.store)   # a store made with other settings is refused untouched
     with run_lock(run.run_dir, scope_of(shard.index, shard.count)):
-        if shard.is_main:
-            publish_start(cfg, run.run_dir, report)
+        if not shard.is_main:
+            return _work(cfg, run, shard, group, render_only)
+        with published(cfg, run.run_dir, report):
             remove_abandoned_staging(run.run_dir)
-        return _work(cfg, run, shard, group, render_only)
+            return _work(cfg, run, shard, group, render_only)
 
 
 def _work(cfg: DictConfig, run: "Run", shard: shard_mod.Shard, group: shard_mod.Group, render_only: bool):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -18,9 +20,11 @@ def save_preflight(report, run_dir: Path) -> None:
                        json.dumps(report.to_dict(), indent=2, default=str).encode())
 
 
-def publish_start(cfg: DictConfig, run_dir: Path, report) -> None:
+@contextmanager
+def published(cfg: DictConfig, run_dir: Path, report) -> Iterator[None]:
     """The run's metadata, written once it has passed every check: the resolved config,
-    the preflight report, Hydra's config and overrides (.hydra/), and a log file."""
+    the preflight report, Hydra's config and overrides (.hydra/), and a log file that
+    receives the run's log records until the run ends (and no other run's)."""
     atomic_write_bytes(run_dir / "config.resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
     save_preflight(report, run_dir)
     hydra_dir = run_dir / ".hydra"
@@ -32,4 +36,10 @@ def publish_start(cfg: DictConfig, run_dir: Path, report) -> None:
         atomic_write_bytes(hydra_dir / "hydra.yaml", OmegaConf.to_yaml({"hydra": hc}).encode())
     handler = logging.FileHandler(run_dir / "run_bench.log")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-    logging.getLogger().addHandler(handler)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()

@@ -286,7 +286,6 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
             torch.cuda.set_device(cuda_device)
         store_batch(plan, batch, frames, timing, features_of(frames, batch))
 
-    # leaving the block (normally or by an error) first finishes every batch already generated
     # one model per method; per (method, NFE) where the weights depend on the step count
     jobs = []
     for plan in plans:
@@ -298,6 +297,7 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
                 jobs.append((plan, [s for s in todo if s.nfe == nfe], lambda p=plan, k=nfe: build_model(p, k)))
         else:
             jobs.append((plan, todo, lambda p=plan: build_model(p)))
+    # leaving the block (normally or by an error) first finishes every batch already generated
     with worker:
         for plan, todo, build in jobs:
             model = build()

@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .schema import Results, Row, as_results, higher_is_better, metric_display, unet_evals
-from .tables import DASH, Cell, Table, _value_cell, fmt_ms, fmt_num, render
+from .tables import _DECIMALS, DASH, Cell, Table, _value_cell, fmt_ms, fmt_num, render
 
 METRICS = ("fvd", "clipsim")
-_DECIMALS = {"fvd": 2, "clipsim": 2}
 
 
 def has_leaderboard(res: Results) -> bool:
