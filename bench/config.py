@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
 from metrics.vbench import STANDARD_VIDEOS_PER_PROMPT as STANDARD_VIDEOS
 from models.fast import FastPath
 from models.specs import LORA_CONVENTIONS, MOTION_NORMS, QUANTIZE, ModelSpec, SamplerSpec
 
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 STAGES = ("preflight", "timing", "generate", "score", "report")
 DEFAULT_STAGES = ("preflight", "generate", "score", "report")   # timing runs only when asked (experiment=timing)
 
@@ -220,3 +226,26 @@ def register() -> None:
     cs.store(group="model", name="model_schema", node=ModelSpec)
     cs.store(group="sampler", name="sampler_schema", node=SamplerSpec)
     cs.store(group="metric", name="metric_schema", node=MetricConfig)
+
+
+def compose(overrides: Sequence[str]):
+    """The experiment config exactly as run_bench.py composes it (Hydra compose API)."""
+    register()
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
+
+
+def plain(node: Any) -> Any:
+    """A config node as plain Python containers (anything else as it is)."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def get(node: Any, key: str, default: Any = None) -> Any:
+    """``node[key]`` of a config, a dict or an object; missing, null or unresolvable reads as ``default``."""
+    try:
+        value = node.get(key, default) if hasattr(node, "get") else getattr(node, key, default)
+    except Exception:  # a missing or unresolvable key reads as the default
+        return default
+    return default if value is None else value

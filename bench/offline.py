@@ -67,7 +67,7 @@ def requested(cfg: Any = None) -> bool:
         return False
 
 
-def _is_loopback(host: Any) -> bool:
+def is_loopback(host: Any) -> bool:
     if host is None:
         return True   # getaddrinfo(None, port): the local wildcard, not a lookup
     if isinstance(host, bytes):
@@ -97,7 +97,7 @@ def _audit(event: str, args: tuple) -> None:
         host, port = args[0], None
     else:
         return
-    if _is_loopback(host):
+    if is_loopback(host):
         return
     target = f"{host}:{port}" if port is not None else str(host)
     with _lock:

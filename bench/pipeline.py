@@ -26,7 +26,9 @@ from models.specs import ModelSpec, SamplerSpec, step_specific
 from . import protocol as protocol_mod
 from .config import STAGES, settings_problems, vbench_nfe, vbench_protocol_problems
 from .prompts import CLIP_MAX_TOKENS, load_prompt_set, overlong_captions
-from .provenance import device_info, git_state, package_versions
+from models.device import device_info, resolve_device_dtype
+
+from .provenance import git_state, package_versions
 from . import shard as shard_mod
 from .leaderboard import add_paired
 from .lock import run_lock, scope_of
@@ -127,7 +129,6 @@ class Run:
             raise ValueError(f"Unknown stage(s) {bad}: stages are {', '.join(STAGES)}.")
         if cfg.weights not in models.WEIGHT_MODES:
             raise ValueError(f"weights={cfg.weights} is not a weight mode: use {', '.join(models.WEIGHT_MODES)}.")
-        from models.animatediff import resolve_device_dtype
 
         self.device, self.dtype = resolve_device_dtype(cfg.runner.device, cfg.runner.dtype)
         self.device = shard_mod.rank_device(self.device, self.shard)

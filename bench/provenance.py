@@ -33,17 +33,3 @@ def package_versions() -> Dict[str, Optional[str]]:
             out[name] = None
     out["python"] = platform.python_version()
     return out
-
-
-def device_info(device: str, dtype: str) -> Dict[str, Any]:
-    import torch
-
-    info: Dict[str, Any] = {"type": "cuda" if device.startswith("cuda") else "cpu", "dtype": dtype,
-                            "cuda": torch.version.cuda, "torch_threads": torch.get_num_threads()}
-    if device.startswith("cuda"):
-        index = torch.device(device).index or 0
-        info["name"] = torch.cuda.get_device_name(index)
-        info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(index)))
-    else:
-        info["name"] = platform.processor() or platform.machine()
-    return info

@@ -201,7 +201,7 @@ def open_group(shard: Shard, device: str = "auto", dtype: str = "auto", timeout_
     """The process group of ``shard`` on this rank's device (nothing for one process)."""
     if not shard.group:
         return Group(shard)
-    from models.animatediff import resolve_device_dtype
+    from models.device import resolve_device_dtype
 
     resolved, _ = resolve_device_dtype(device, dtype)
     return Group(shard, rank_device(resolved, shard), timeout_min)

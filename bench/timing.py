@@ -30,40 +30,16 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from models.specs import step_specific
 
+from models.device import device_name, device_peak_tflops, resolve_device_dtype
+
 from .errors import fail
+from .figures import environment, format_table, write_figures
 
 log = logging.getLogger("lcmbench")
 
 ALL_METHODS = ("ddim", "dpmpp", "animatelcm", "animatelcm_r")
 # Prompt content does not change speed: CLIP pads every prompt to 77 tokens.
 TIMING_PROMPT = "A person rides a bicycle along a mountain road at sunset, photorealistic"
-
-# Dense tensor-core peaks in TFLOP/s (bf16, fp16; fp32 accumulation as PyTorch uses;
-# no structured sparsity), from the vendors' datasheets. Keyed by a substring of
-# torch.cuda.get_device_name(); the first match wins, so variants come before families.
-PEAK_TFLOPS: Tuple[Tuple[str, float, float], ...] = (
-    ("H200 NVL", 835.5, 835.5),
-    ("H200", 989.4, 989.4),          # SXM
-    ("H100 PCIe", 756.5, 756.5),
-    ("H100 NVL", 835.5, 835.5),
-    ("H100", 989.4, 989.4),          # SXM5: "NVIDIA H100 80GB HBM3"
-    ("A100", 312.0, 312.0),          # SXM4 and PCIe
-    ("A800", 312.0, 312.0),
-    ("L40S", 362.05, 362.05),
-    ("RTX 4090", 165.2, 165.2),      # fp32 accumulation (fp16 accumulation is twice that)
-)
-
-
-def device_peak_tflops(device_name: str, dtype: str) -> Tuple[Optional[float], str]:
-    """(dense peak TFLOP/s or None, why None) for a CUDA device name and dtype."""
-    if dtype not in ("bfloat16", "float16"):
-        return None, f"no {dtype} peak in the table (bf16/fp16 tensor-core peaks only)"
-    for key, bf16, fp16 in PEAK_TFLOPS:
-        if key.lower() in device_name.lower():
-            return (bf16 if dtype == "bfloat16" else fp16), ""
-    return None, (f"utilisation unknown: '{device_name}' is not in bench/timing.py PEAK_TFLOPS "
-                  f"(add its dense {dtype} peak there)")
-
 
 # ---------------------------------------------------------------- FLOPs
 
@@ -142,23 +118,6 @@ def _overrides(spec) -> Dict[str, Any]:
     return out
 
 
-def device_name(device: str) -> str:
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"cpu: {name} ({torch.get_num_threads()} threads)"
-
-
 def _percentile(values: Sequence[float], q: float) -> float:
     import numpy as np
 
@@ -210,7 +169,6 @@ def time_methods(settings: TimingSettings, build: Optional[Callable[..., Any]] =
     ``build(name, **kwargs)`` defaults to build_model (models.build; random weights initialised on the GPU)."""
     import torch
 
-    from models.animatediff import resolve_device_dtype
     from models.fast import fast_options, share_weights_as
 
     say = progress or log.info
@@ -407,60 +365,12 @@ def run_timing(cfg: Any, device: Optional[str] = None, dtype: Optional[str] = No
 
 # ---------------------------------------------------------------- output
 
-def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    head = (f"{'method':<13} {'steps':>5} {'cfg':>5} {'evals':>5} {'denoise ms':>11} {'iqr':>8} {'min':>9} "
-            f"{'max':>9} {'text ms':>8} {'vae ms':>8} {'peak MB':>8} {'TFLOP/s':>8} {'util':>6} {'x teacher':>9}")
-    lines = [head, "-" * len(head)]
-
-    def opt(value, fmt):
-        return "-" if value is None else fmt % value
-
-    for r in rows:
-        e = r["extra"]
-        cfg = "%g" % r["guidance_scale"] if r["guidance_scale"] > 1 else "off"
-        util = None if r["utilisation"] is None else 100 * r["utilisation"]
-        lines.append(
-            f"{r['method']:<13} {r['nfe']:>5} {cfg:>5} {e['unet_evals']:>5} {r['denoise_ms_median']:>11.1f} "
-            f"{r['denoise_ms_iqr']:>8.1f} {e['denoise_ms_min']:>9.1f} {e['denoise_ms_max']:>9.1f} "
-            f"{r['text_encode_ms']:>8.1f} {r['vae_ms']:>8.1f} {opt(r['peak_mem_mb'], '%.0f'):>8} "
-            f"{opt(e['achieved_tflops'], '%.3g'):>8} {opt(util, '%.1f%%'):>6} "
-            f"{opt(e.get('speedup_vs_teacher'), '%.1fx'):>9}")
-    return "\n".join(lines)
 
 
-def environment(device: str) -> Dict[str, Any]:
-    import torch
-
-    info = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "torch_threads": torch.get_num_threads(), "host": platform.node()}
-    try:
-        import diffusers
-
-        info["diffusers"] = diffusers.__version__
-    except ImportError:
-        pass
-    if device.startswith("cuda"):
-        idx = torch.device(device).index or 0
-        info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(idx)))
-    return info
 
 
-def default_out_dir() -> Path:
-    if os.environ.get("OUT"):
-        return Path(os.environ["OUT"])
-    return Path(__file__).resolve().parent.parent / "results" / "timing"
 
 
-def write_figures(payload: Dict[str, Any], name: str, out: Optional[str] = None) -> Path:
-    """A benchmark's figures as JSON, written whole or not at all: to ``out``, else under
-    default_out_dir() as NAME.json (when $OUT is set) or NAME_<date-time>.json."""
-    path = Path(out) if out else default_out_dir() / (
-        f"{name}.json" if os.environ.get("OUT") else f"{name}_{time.strftime('%Y%m%d-%H%M%S')}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
-    return path
 
 
 def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -552,8 +462,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from models.animatediff import resolve_device_dtype
-
     device, dtype = resolve_device_dtype(args.device, args.dtype)
     teacher = None if args.teacher in ("none", "") else args.teacher
     settings = TimingSettings(

@@ -25,8 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.timing import build_model, device_name, environment, parse_fast, write_figures  # noqa: E402
-from models.animatediff import resolve_device_dtype, to_uint8  # noqa: E402
+from bench.timing import build_model, environment, parse_fast, write_figures  # noqa: E402
+from models.animatediff import to_uint8  # noqa: E402
+from models.device import device_name, resolve_device_dtype  # noqa: E402
 
 PROMPT = "A person rides a bicycle along a mountain road at sunset, photorealistic"
 

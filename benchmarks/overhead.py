@@ -22,8 +22,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import models  # noqa: E402
-from bench.timing import device_name, write_figures  # noqa: E402
-from models.animatediff import resolve_device_dtype, to_uint8  # noqa: E402
+from bench.timing import write_figures  # noqa: E402
+from models.animatediff import to_uint8  # noqa: E402
+from models.device import device_name, resolve_device_dtype  # noqa: E402
 
 PROMPT = "A person rides a bicycle along a mountain road at sunset, photorealistic"
 

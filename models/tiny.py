@@ -33,7 +33,7 @@ def _bytes_to_unicode() -> Dict[int, str]:
     return {b: chr(c) for b, c in zip(printable, codes)}
 
 
-def _open_clip_bpe_file() -> Path:
+def open_clip_bpe_file() -> Path:
     import importlib.util
 
     spec = importlib.util.find_spec("open_clip")
@@ -48,7 +48,7 @@ def _open_clip_bpe_file() -> Path:
 
 def clip_tokenizer_files(cache_dir: str | os.PathLike) -> Path:
     """Write vocab.json and merges.txt for the CLIP tokenizer into cache_dir/clip_tokenizer."""
-    bpe = _open_clip_bpe_file()
+    bpe = open_clip_bpe_file()
     lines = gzip.open(bpe, "rt", encoding="utf-8").read().split("\n")
     merges = [tuple(line.split()) for line in lines[1:1 + _NUM_MERGES]]
     byte_symbols = list(_bytes_to_unicode().values())

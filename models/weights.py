@@ -11,11 +11,6 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-# sha256 pins of files whose published content we know. Files not listed here are
-# hashed and the hash is recorded in the results.
-KNOWN_SHA256: Dict[str, str] = {}
-
-
 class WeightsNotFound(FileNotFoundError):
     """A model weight is neither a local path nor in the Hugging Face cache."""
 
@@ -43,9 +38,9 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def check_sha256(path: str | os.PathLike, expected: Optional[str]) -> str:
-    """Hash a file and compare with the expected value (or a known pin)."""
+    """Hash a file and compare with the expected value when one is given (the hash is
+    recorded in the results either way)."""
     actual = sha256_file(path)
-    expected = expected or KNOWN_SHA256.get(Path(path).name)
     if expected and actual != expected:
         raise ValueError(f"Checksum mismatch for {path}: sha256 {actual}, expected {expected}. "
                          f"The file is corrupt or a different version: delete it and fetch it again.")

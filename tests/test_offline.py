@@ -89,7 +89,7 @@ def test_guard_refuses_the_network_and_leaves_loopback_open():
 
 
 def test_offline_is_requested_by_environment_or_config(no_offline_env, monkeypatch):
-    from bench.preflight import compose
+    from bench.config import compose
 
     assert not offline.requested(compose(["experiment=smoke"]))
     assert offline.requested(compose(["experiment=smoke", "preflight.offline=true"]))
@@ -137,7 +137,8 @@ def test_smoke_run_in_strict_offline_mode_opens_no_socket(no_offline_env, monkey
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("LCMBENCH_CACHE", str(tmp_path / "lcm"))
     from bench.pipeline import run
-    from bench.preflight import check, compose
+    from bench.config import compose
+    from bench.preflight import check
 
     assert offline.enforce_if_requested(None)
     blocked_before = len(offline.blocked())

@@ -259,7 +259,7 @@ def test_prefetch_command_fetches_urls_and_writes_a_verifiable_manifest(server, 
     detector from the local server, with their sha256."""
     if not SHARED_CAPTIONS.is_file():
         pytest.skip(f"{SHARED_CAPTIONS} is not available")
-    from bench.preflight import compose
+    from bench.config import compose
 
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "LCMBENCH_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
@@ -287,7 +287,7 @@ def test_prefetch_command_fetches_urls_and_writes_a_verifiable_manifest(server, 
 
 
 def test_prefetch_refuses_to_run_offline(tmp_path, monkeypatch):
-    from bench.preflight import compose
+    from bench.config import compose
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = compose(["experiment=smoke", f"cache_dir={tmp_path}"])
@@ -296,7 +296,7 @@ def test_prefetch_refuses_to_run_offline(tmp_path, monkeypatch):
 
 
 def test_dry_run_lists_table1_hub_repos_without_network(monkeypatch, tmp_path):
-    from bench.preflight import compose
+    from bench.config import compose
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     lines = []

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from omegaconf import open_dict
 
+from bench import assets, estimates
 from bench import preflight as pfl
-from bench.preflight import compose
+from bench.config import compose
 from tests.netcache import put_hub_file, refuse_network
 
 SHARED_CAPTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "UCF101_prompts.yaml"
@@ -50,8 +51,8 @@ def nothing_built(monkeypatch):
 
 def fill_table1_cache(cfg, hub: Path) -> None:
     """Every file preflight asks for, as small stand-ins."""
-    needs = pfl.weight_needs(cfg)
-    pfl.metric_hub_needs(cfg, needs)
+    needs = assets.weight_needs(cfg)
+    assets.metric_hub_needs(cfg, needs)
     for need in needs.hub.values():
         for group in need.groups:
             put_hub_file(hub, need.repo, group[0], f"{need.repo}/{group[0]}".encode() * 8)
@@ -237,9 +238,9 @@ def test_disk_estimate_matches_what_the_store_writes(tmp_path):
     store = ClipStore(tmp_path)
     arrays = {k: np.zeros(s, d) for k, (s, d) in feats.items()}
     path = store.write(meta["key"], meta, arrays, np.zeros((16, 64, 64, 3), np.uint8))
-    assert pfl._clip_file_bytes(prompt, feats, (16, 64, 64, 3)) == path.stat().st_size
+    assert estimates._clip_file_bytes(prompt, feats, (16, 64, 64, 3)) == path.stat().st_size
     path = store.write(meta["key"], meta, arrays)
-    assert pfl._clip_file_bytes(prompt, feats, None) == path.stat().st_size
+    assert estimates._clip_file_bytes(prompt, feats, None) == path.stat().st_size
 
 
 def test_not_enough_disk_is_a_problem_and_frames_count(env, monkeypatch):

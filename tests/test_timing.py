@@ -9,6 +9,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from bench import timing  # noqa: E402
+from models import device  # noqa: E402
 from tests.conftest import compose as compose_config  # noqa: E402
 
 ROW_KEYS = {"method", "nfe", "guidance_scale", "denoise_ms_median", "denoise_ms_iqr", "text_encode_ms", "vae_ms",
@@ -52,17 +53,17 @@ def test_misspelt_timing_key_fails_at_compose_time():
 
 
 def test_device_peaks():
-    assert timing.device_peak_tflops("NVIDIA H100 80GB HBM3", "bfloat16")[0] == pytest.approx(989.4)
-    assert timing.device_peak_tflops("NVIDIA H100 PCIe", "float16")[0] == pytest.approx(756.5)
-    assert timing.device_peak_tflops("NVIDIA H100 NVL", "bfloat16")[0] == pytest.approx(835.5)
-    assert timing.device_peak_tflops("NVIDIA H200", "bfloat16")[0] == pytest.approx(989.4)
-    assert timing.device_peak_tflops("NVIDIA A800-SXM4-80GB", "float16")[0] == pytest.approx(312.0)
-    assert timing.device_peak_tflops("NVIDIA A100 80GB PCIe", "bfloat16")[0] == pytest.approx(312.0)
-    assert timing.device_peak_tflops("NVIDIA L40S", "bfloat16")[0] == pytest.approx(362.05)
-    assert timing.device_peak_tflops("NVIDIA GeForce RTX 4090", "float16")[0] == pytest.approx(165.2)
-    peak, note = timing.device_peak_tflops("NVIDIA Some Future GPU", "bfloat16")
+    assert device.device_peak_tflops("NVIDIA H100 80GB HBM3", "bfloat16")[0] == pytest.approx(989.4)
+    assert device.device_peak_tflops("NVIDIA H100 PCIe", "float16")[0] == pytest.approx(756.5)
+    assert device.device_peak_tflops("NVIDIA H100 NVL", "bfloat16")[0] == pytest.approx(835.5)
+    assert device.device_peak_tflops("NVIDIA H200", "bfloat16")[0] == pytest.approx(989.4)
+    assert device.device_peak_tflops("NVIDIA A800-SXM4-80GB", "float16")[0] == pytest.approx(312.0)
+    assert device.device_peak_tflops("NVIDIA A100 80GB PCIe", "bfloat16")[0] == pytest.approx(312.0)
+    assert device.device_peak_tflops("NVIDIA L40S", "bfloat16")[0] == pytest.approx(362.05)
+    assert device.device_peak_tflops("NVIDIA GeForce RTX 4090", "float16")[0] == pytest.approx(165.2)
+    peak, note = device.device_peak_tflops("NVIDIA Some Future GPU", "bfloat16")
     assert peak is None and "PEAK_TFLOPS" in note
-    peak, note = timing.device_peak_tflops("NVIDIA H100 80GB HBM3", "float32")
+    peak, note = device.device_peak_tflops("NVIDIA H100 80GB HBM3", "float32")
     assert peak is None and "float32" in note
 
 

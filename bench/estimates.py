@@ -1,0 +1,254 @@
+"""Cost, time and disk estimates of a run, from DESIGN.md's figures, timing results
+measured on the target device, and a representative clip file written by the store."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from bench.config import get
+from bench.preflight_report import MethodCost, PreflightReport, Problem
+from bench.store import ClipStore
+from models.device import device_name, device_peak_tflops, resolve_device_dtype
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Cost figures of DESIGN.md section 4 (TFLOP, multiply-adds counted as 2 FLOPs).
+UNET_TFLOP = 17.75           # one SD1.5 + motion module UNet evaluation, 16 frames at 512x512 (64x64 latents)
+UNET_REF_FRAMES, UNET_REF_LATENT = 16, 64 * 64
+VAE_TFLOP_PER_FRAME = 2.5    # SD VAE decoder, one 512x512 frame
+CLIP_H14_TFLOP_PER_FRAME = 0.335   # CLIP ViT-H/14 image tower, one 224x224 frame
+# metrics.i3d.InceptionI3d on one 16x224x224 clip, counted with torch.utils.flop_counter.
+I3D_TFLOP_PER_CLIP = 0.0556
+I3D_FEATURES = 400           # Kinetics-400 logits, float32, per clip in the store
+MP4_BITS_PER_PIXEL = 0.4     # H.264 crf 17 (metrics.video_io.write_mp4) measured 0.20-0.37 on real footage
+VBENCH_MP4_BITS_PER_PIXEL = 2.5   # lossless H.264 crf 0 (metrics.vbench.write_mp4) measured 0.8-2.4
+RESULTS_ALLOWANCE = 64 * 2 ** 20   # results.json, tables, plots, sample strips, logs
+UCF101_VIDEOS = 13320
+
+
+def _existing_parent(path: Path) -> Path:
+    path = Path(os.path.abspath(os.path.expanduser(str(path))))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def unet_tflop(num_frames: int, height: int, width: int) -> float:
+    """DESIGN.md's 17.75 TFLOP at 16x512x512, scaled linearly by frames x latent pixels
+    (attention grows faster than that, so larger sizes are slightly underestimated)."""
+    return UNET_TFLOP * (num_frames / UNET_REF_FRAMES) * ((height // 8) * (width // 8) / UNET_REF_LATENT)
+
+
+def method_costs(specs: Dict[str, Any], nfes: Sequence[int], prompts: int, videos: int) -> List[MethodCost]:
+    out = []
+    for name, spec in specs.items():
+        per = sum(int(n) * (2 if float(spec.guidance_scale) > 1.0 else 1) for n in nfes)
+        clips = len(nfes) * prompts * videos
+        out.append(MethodCost(name, float(spec.guidance_scale), [int(n) for n in nfes], per, clips,
+                              per * prompts * videos))
+    return out
+
+
+def compute_tflop(costs: Sequence[MethodCost], f: int, h: int, w: int, metrics_on: Dict[str, Dict[str, Any]],
+                  clips: int) -> Dict[str, float]:
+    frame_scale = (h * w) / (512 * 512)
+    out = {"unet": sum(c.unet_evals for c in costs) * unet_tflop(f, h, w),
+           "vae": clips * f * VAE_TFLOP_PER_FRAME * frame_scale}
+    clip_opts = metrics_on.get("clipsim")
+    if clip_opts is not None and clip_opts.get("weights", "pretrained") == "pretrained" \
+            and clip_opts.get("model", "ViT-H-14") == "ViT-H-14":
+        out["clip"] = clips * f * CLIP_H14_TFLOP_PER_FRAME   # every frame is resized to 224x224
+    if metrics_on.get("fvd") is not None:
+        out["i3d"] = clips * I3D_TFLOP_PER_CLIP * f / 16.0
+    out["total"] = sum(out.values())
+    return out
+
+
+def detect_device(cfg: Any, report: PreflightReport) -> Tuple[str, str, str]:
+    """(device, dtype, device name) the run would use; an impossible choice is a problem."""
+    try:
+        device, dtype = resolve_device_dtype(str(cfg.runner.device), str(cfg.runner.dtype))
+    except ValueError as err:
+        report.problems.append(Problem("device", str(err).split(". ")[0] + ".",
+                                       "Set runner.device / runner.dtype to a combination this machine has."))
+        return "cpu", "float32", "unknown"
+    return device, dtype, device_name(device)
+
+
+def _timing_files(explicit: Optional[str]) -> List[Path]:
+    if explicit:
+        return [Path(os.path.expanduser(explicit))]
+    found = [p for d in ("gpu", "timing") for p in (REPO_ROOT / "results" / d).glob("*.json")]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def _timing_rows(path: Path) -> List[Dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    rows = data if isinstance(data, list) else data.get("timing", []) if isinstance(data, dict) else []
+    default_device = None
+    if isinstance(data, dict):
+        dev = (data.get("provenance") or {}).get("device") or {}
+        default_device = dev.get("name") if isinstance(dev, dict) else None
+    out = []
+    for r in rows:
+        if not isinstance(r, dict) or not r.get("denoise_ms_median"):
+            continue
+        extra = r.get("extra") or {}
+        if extra.get("weights") == "tiny":   # tiny models are not the real architecture
+            continue
+        name = r.get("device") if r.get("device") not in (None, "cuda", "cpu") else default_device
+        out.append(dict(r, device_name=name or "", _extra=extra))
+    return out
+
+
+def _same_device(a: str, b: str) -> bool:
+    a, b = a.lower().strip(), b.lower().strip()
+    return bool(a) and bool(b) and (a == b or a in b or b in a)
+
+
+def _measured_cpu_tflops() -> float:
+    n = 1024
+    x, y = torch.randn(n, n), torch.randn(n, n)
+    x @ y
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        x @ y
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e12
+
+
+def estimate_time(cfg: Any, costs: Sequence[MethodCost], tflop: Dict[str, float], device: str, dtype: str,
+                  name: str, f: int, h: int, w: int) -> Tuple[Optional[float], str]:
+    """Seconds for generation and feature extraction, and how that was estimated."""
+    pre = get(cfg, "preflight", {}) or {}
+    util = float(get(pre, "utilisation", 0.5))
+    target = get(pre, "time_on") or name
+    explicit = get(pre, "timing_file")
+    for path in _timing_files(explicit):
+        rows = [r for r in _timing_rows(path) if _same_device(r["device_name"], target)
+                and (r.get("dtype") in (None, dtype) or get(pre, "time_on"))]
+        if not rows:
+            continue
+        # achieved UNet TFLOP/s per row, from its own geometry
+        rates, vae_rates, exact = [], [], {}
+        for r in rows:
+            e = r["_extra"]
+            rf, rh, rw = int(e.get("num_frames", 16)), int(e.get("height", 512)), int(e.get("width", 512))
+            per_eval = r.get("tflop_per_unet_eval") or unet_tflop(rf, rh, rw)
+            evals = int(e.get("unet_evals") or r["nfe"] * (2 if float(r.get("guidance_scale", 1)) > 1 else 1))
+            rates.append(per_eval * evals / (r["denoise_ms_median"] / 1000.0))
+            if r.get("vae_ms"):
+                vae_rates.append(rf * VAE_TFLOP_PER_FRAME * rh * rw / 512 ** 2 / (r["vae_ms"] / 1000.0))
+            if (rf, rh, rw) == (f, h, w):
+                exact[(r.get("method"), int(r["nfe"]))] = r
+        rate = float(np.median(rates))
+        vae_rate = float(np.median(vae_rates)) if vae_rates else rate
+        seconds = 0.0
+        used_exact = 0
+        per_eval = unet_tflop(f, h, w)
+        for c in costs:
+            for n in c.nfe:
+                clips = c.clips // max(len(c.nfe), 1)
+                row = exact.get((c.name, n))
+                if row is not None:
+                    seconds += clips * row["denoise_ms_median"] / 1000.0
+                    used_exact += 1
+                else:
+                    seconds += clips * n * (2 if c.guidance_scale > 1 else 1) * per_eval / rate
+        seconds += tflop["vae"] / vae_rate + (tflop.get("clip", 0) + tflop.get("i3d", 0)) / rate
+        when = time.strftime("%Y-%m-%d", time.localtime(path.stat().st_mtime))
+        settings = sum(len(c.nfe) for c in costs)
+        how = (f"from timing results {path.name} ({when}) on {rows[0]['device_name']}: "
+               f"{used_exact} of {settings} settings timed at this size, the rest at the measured "
+               f"{rate:.0f} TFLOP/s (UNet), VAE at {vae_rate:.0f} TFLOP/s, metrics at the UNet rate; batch 1 timings")
+        return seconds, how
+    if explicit:
+        note = f"timing file {explicit} has no rows for '{target}'; "
+    else:
+        note = ""
+    if device == "cpu" and not get(pre, "time_on"):
+        peak = _measured_cpu_tflops()
+        rate = peak * util
+        return tflop["total"] / rate, (f"{note}no timing results for this CPU: {peak * 1000:.0f} GFLOP/s measured "
+                                       f"with a 1024x1024 float32 matmul x an assumed {util:.0%} utilisation")
+    peak_dtype = dtype if dtype in ("float16", "bfloat16") else "float16"
+    peak, why = device_peak_tflops(target, peak_dtype)
+    if peak is None:
+        return None, f"{note}no timing results and no known peak for '{target}' ({why})"
+    rate = peak * util
+    return tflop["total"] / rate, (f"{note}no timing results for '{target}': its {peak:.0f} TFLOP/s dense "
+                                   f"{peak_dtype} peak (datasheet) x an assumed {util:.0%} utilisation")
+
+
+def _clip_file_bytes(prompt: str, features: Dict[str, Tuple[Tuple[int, ...], str]],
+                     frames: Optional[Tuple[int, ...]]) -> int:
+    """Size of one clip file as bench.store.ClipStore writes it: a representative clip is
+    written to a scratch folder by the store itself, so format changes are followed."""
+    meta = {"key": "animatelcm_r/nfe8/BoxingPunchingBag/023", "method": "animatelcm_r", "nfe": 8,
+            "class_name": "BoxingPunchingBag", "prompt": prompt, "video_index": 23, "seed": 2147483647,
+            "fingerprint": "0" * 16, "finite": True, "batch_size": 4, "denoise_ms": 123456.789,
+            "text_encode_ms": 12.345678, "decode_ms": 123456.789, "created": "2025-01-01T00:00:00"}
+    arrays = {key: np.zeros(shape, dtype=dtype) for key, (shape, dtype) in features.items()}
+    with tempfile.TemporaryDirectory(prefix="lcmbench-preflight-") as scratch:
+        path = ClipStore(scratch).write(meta["key"], meta, arrays,
+                                        np.zeros(frames, dtype=np.uint8) if frames is not None else None)
+        return path.stat().st_size
+
+
+def _on_disk(nbytes: int, block: int) -> int:
+    return -(-nbytes // block) * block
+
+
+def estimate_disk(cfg: Any, clips: int, cells: int, longest_prompt: str, metrics_on: Dict[str, Dict[str, Any]],
+                  run_dir: Path, vbench_clips: int = 0) -> Dict[str, Any]:
+    """Bytes the run writes under run_dir. vbench_clips: clips of the VBench NFE, whose
+    frames are kept in the store and exported once more as lossless mp4."""
+    p, r = cfg.protocol, cfg.runner
+    f, h, w = int(p.num_frames), int(p.height), int(p.width)
+    features: Dict[str, Tuple[Tuple[int, ...], str]] = {}
+    if "fvd" in metrics_on:
+        features["fvd/animatelcm-v1/i3d-000000000000/16f"] = ((I3D_FEATURES,), "float32")
+    if "clipsim" in metrics_on:
+        features["clipsim/ViT-H-14-laion2b_s32b_b79k"] = ((f,), "float64")
+    where = _existing_parent(run_dir)
+    try:
+        block = os.statvfs(where).f_frsize or 4096
+    except (AttributeError, OSError):
+        block = 4096
+    store = run_dir / "store"
+    already = sum(1 for q in store.rglob("*.npz") if not q.name.startswith(".")) if store.is_dir() else 0
+    todo = max(clips - already, 0)
+    small = _on_disk(_clip_file_bytes(longest_prompt, features, None), block)
+    big = _on_disk(_clip_file_bytes(longest_prompt, features, (f, h, w, 3)), block)
+    if bool(r.save_frames):
+        with_frames, without = todo, 0
+    else:
+        samples = cells * min(int(r.samples_per_cell), int(p.videos_per_prompt))
+        if vbench_clips:   # the sample clips at the VBench NFE are among the VBench clips
+            samples -= (cells // max(len(p.nfe), 1)) * min(int(r.samples_per_cell), int(p.videos_per_prompt))
+        with_frames = min(todo, samples + vbench_clips)
+        without = todo - with_frames
+    detail = {"clip_files": todo, "already_stored": already, "bytes_per_clip": small, "bytes_per_clip_with_frames": big,
+              "clips_with_frames": with_frames, "store": without * small + with_frames * big, "block": block}
+    detail["videos"] = _on_disk(int(f * h * w * MP4_BITS_PER_PIXEL / 8), block) * todo if bool(r.save_videos) else 0
+    detail["vbench_videos"] = _on_disk(int(f * h * w * VBENCH_MP4_BITS_PER_PIXEL / 8), block) * vbench_clips
+    detail["results"] = RESULTS_ALLOWANCE
+    detail["total"] = detail["store"] + detail["videos"] + detail["vbench_videos"] + detail["results"]
+    try:
+        usage = shutil.disk_usage(where)
+        detail["free"], detail["filesystem"] = usage.free, str(where)
+    except OSError:
+        detail["free"], detail["filesystem"] = None, str(where)
+    return detail

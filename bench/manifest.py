@@ -1,0 +1,136 @@
+"""The prefetch manifest: every asset an experiment needs, where it lives relative to its
+cache root (so the caches may move), its size and sha256; and its offline check."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch.hub
+
+from metrics.clipsim import hub_cache_dir
+from metrics.vbench import vbench_cache_dir
+from models.weights import sha256_file
+
+MANIFEST_FORMAT = "lcmbench-prefetch-manifest-1"
+
+
+def _roots(cfg: Any = None) -> Dict[str, str]:
+    roots = {"hf_hub": hub_cache_dir(), "vbench": str(vbench_cache_dir())}
+    if cfg is not None:
+        roots["lcmbench"] = os.path.expanduser(str(cfg.cache_dir))
+    elif os.environ.get("LCMBENCH_CACHE"):
+        roots["lcmbench"] = os.path.expanduser(os.environ["LCMBENCH_CACHE"])
+    roots["torch_hub"] = torch.hub.get_dir()
+    return roots
+
+
+def _root_of(path: str, roots: Dict[str, str]) -> Tuple[str, str]:
+    """(root name, path relative to it) or ("abs", absolute path)."""
+    path = os.path.abspath(path)
+    for name, root in sorted(roots.items(), key=lambda kv: -len(kv[1])):
+        root = os.path.abspath(root)
+        if path == root or path.startswith(root + os.sep):
+            return name, os.path.relpath(path, root)
+    return "abs", path
+
+
+def file_entry(name: str, path: str, roots: Dict[str, str], kind: str = "file",
+               url: Optional[str] = None, pinned: bool = False) -> Dict[str, Any]:
+    root, rel = _root_of(path, roots)
+    entry = {"kind": kind, "name": name, "root": root, "path": rel, "size": os.path.getsize(path),
+             "sha256": sha256_file(path), "pinned": pinned}
+    if url:
+        entry["url"] = url
+    return entry
+
+
+def write_manifest(path: str | os.PathLike, experiment: str, roots: Dict[str, str], assets: List[Dict[str, Any]],
+                   manual: List[str], missing: Optional[List[Dict[str, str]]] = None) -> Path:
+    """``missing``: what the experiment needs but the prefetch could not fetch; a
+    manifest with any is never verified as complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": MANIFEST_FORMAT, "experiment": experiment,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "roots": roots, "assets": assets, "manual": manual,
+            "missing": list(missing or [])}
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+_ROOT_ENV = {"hf_hub": None, "lcmbench": "LCMBENCH_CACHE", "vbench": "VBENCH_CACHE_DIR"}
+
+
+def _resolve_root(name: str, recorded: Dict[str, str], overrides: Dict[str, str]) -> Optional[str]:
+    """Where a cache root is on this machine: --root, then the environment, then the
+    path recorded on the prefetch machine."""
+    if name in overrides:
+        return os.path.expanduser(overrides[name])
+    if name == "hf_hub" and any(os.environ.get(k) for k in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME")):
+        return hub_cache_dir()
+    env = _ROOT_ENV.get(name)
+    if env and os.environ.get(env):
+        return os.path.expanduser(os.environ[env])
+    return recorded.get(name)
+
+
+def read_manifest(path: str | os.PathLike) -> Dict[str, Any]:
+    path = Path(os.path.expanduser(str(path)))
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read manifest {path} ({type(err).__name__}: {err})") from None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{path} is not a {MANIFEST_FORMAT} file")
+    return data
+
+
+def verify_manifest(path: str | os.PathLike, full_hash: bool = True,
+                    roots: Optional[Dict[str, str]] = None) -> List[Tuple[str, str]]:
+    """Check every asset of a manifest on this machine (no network). Returns one
+    (what is wrong, what to do) pair per problem; empty when everything is in place."""
+    try:
+        data = read_manifest(path)
+    except ValueError as err:
+        return [(f"{err}.", "Pass the manifest that `python -m bench.prefetch` wrote on the prefetch machine.")]
+    overrides = dict(roots or {})
+    problems: List[Tuple[str, str]] = []
+    for m in data.get("missing", []):
+        problems.append((f"{m['name']} was not fetched on the prefetch machine ({m['error']}).",
+                         "Run `python -m bench.prefetch` again there, with network, until it reports no error; "
+                         "then copy the caches and the new manifest."))
+    for a in data.get("assets", []):
+        root_name = a.get("root", "")
+        root = "" if root_name == "abs" else _resolve_root(root_name, data.get("roots", {}), overrides)
+        if root is None:
+            problems.append((f"{a.get('name')}: unknown cache root '{root_name}'.", f"Pass --root {root_name}=PATH."))
+            continue
+        file = a["path"] if root_name == "abs" else os.path.join(root, a["path"])
+        copy = (f"Copy it from the prefetch machine (cache root '{root_name}'"
+                + (f", here {root}" if root else "") + f"; another location: --root {root_name}=PATH).")
+        if a.get("kind") == "hub-ref":
+            try:
+                commit = Path(file).read_text().strip()
+            except OSError:
+                problems.append((f"{a['name']}: {file} is missing, so loading '{a['repo']}' by revision "
+                                 f"'{a['revision']}' offline fails.",
+                                 f"Copy the whole {Path(a['path']).parts[0]} folder of the Hub cache."))
+                continue
+            if commit != a["commit"]:
+                problems.append((f"{a['name']}: {file} points at {commit}, the manifest at {a['commit']}.",
+                                 "Copy the Hub cache folder again."))
+            continue
+        if not os.path.isfile(file):
+            problems.append((f"{a['name']}: {file} is missing.", copy))
+            continue
+        size = os.path.getsize(file)
+        if size != a["size"]:
+            problems.append((f"{a['name']}: {file} has {size} bytes, the manifest says {a['size']}.", copy))
+            continue
+        if full_hash and sha256_file(file) != a["sha256"]:
+            problems.append((f"{a['name']}: {file} does not have sha256 {a['sha256']} (damaged).", copy))
+    return problems
