@@ -15,12 +15,13 @@ from huggingface_hub import try_to_load_from_cache
 
 from bench.config import get, plain
 from bench.preflight_report import AssetCheck, Problem
-from metrics.clipsim import hub_cache_dir, hub_location
+from metrics.clipsim import hub_location
 from models.files import method_files
 from models.registry import resolve_spec
 from models.schedulers import resolve_sampler
 from models.specs import ModelSpec, SamplerSpec
-from models.weights import looks_local, sha256_file
+from common.files import sha256_file
+from models.weights import looks_local
 
 
 def git_blob_sha1(path: str | os.PathLike, chunk: int = 1 << 22) -> str:

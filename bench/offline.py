@@ -29,7 +29,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional
 
-from models.weights import env_flag
+from common.names import env_flag
 
 log = logging.getLogger("lcmbench")
 

@@ -56,8 +56,8 @@ def open_run(run_dir: Path) -> RunFiles:
 
 def fvd_statistic(reference_file: str, unbiased: bool) -> Callable[[np.ndarray], float]:
     """FVD of a feature set [N, D] against the stored real-video statistics."""
-    from metrics.fvd import FeatureStats, frechet_distance
-    from results.stats import FrechetToReference
+    from metrics.fvd import FeatureStats
+    from metrics.frechet import FrechetToReference, frechet_distance
 
     if not reference_file or not Path(reference_file).is_file():
         raise CannotPair(f"the real-video statistics file {reference_file!r} recorded in the results is not on this "

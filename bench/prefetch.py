@@ -31,19 +31,17 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from huggingface_hub import HfApi, snapshot_download
 
-from bench.assets import HubNeed, check_hub_blob, metric_hub_needs, weight_needs
+from bench.assets import check_hub_blob, metric_hub_needs, weight_needs
 from bench.checks import vbench_settings
 from bench.config import compose, get, plain
-from bench.download import (ChecksumMismatch, DownloadError, DownloadInterrupted, NotFoundOnServer,  # noqa: F401
-                            download_url)
-from bench.manifest import (MANIFEST_FORMAT, _roots, file_entry, read_manifest, verify_manifest,  # noqa: F401
-                            write_manifest)
+from bench.download import ChecksumMismatch, DownloadError, download_url
+from bench.manifest import _roots, file_entry, read_manifest, verify_manifest, write_manifest
 from bench.offline import requested
 from bench.prompts import OFFICIAL_CAPTIONS_SHA256, OFFICIAL_CAPTIONS_URL
 from metrics import fvd, i3d_kinetics
 from metrics import vbench as vb
 from metrics.detector_files import DOWNLOAD_URLS, PUBLISHED_AT
-from models.weights import sha256_file
+from common.files import sha256_file
 
 
 

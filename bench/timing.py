@@ -20,13 +20,10 @@ import argparse
 import gc
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from models.specs import step_specific
 

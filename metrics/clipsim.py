@@ -31,7 +31,6 @@ numbers mean nothing.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -39,7 +38,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from models.weights import env_flag
+from common.files import sha256_file
+from metrics.options import options_schema, parse_options
+from models.weights import hub_offline
 
 if TYPE_CHECKING:  # torch is imported lazily so that listing metrics stays light
     import torch
@@ -75,16 +76,6 @@ class CLIPWeightsNotFound(FileNotFoundError):
 
 
 # --------------------------------------------------------------------------- weights
-
-def hub_offline() -> bool:
-    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE), read now rather than at import."""
-    if env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE"):
-        return True
-    try:
-        from huggingface_hub import constants
-        return bool(constants.HF_HUB_OFFLINE)
-    except Exception:  # huggingface_hub missing: nothing could be downloaded anyway
-        return True
 
 
 def hub_cache_dir() -> str:
@@ -175,14 +166,6 @@ def resolve_weights_file(model: str = DEFAULT_MODEL, pretrained: str = DEFAULT_P
         f"CLIP weights for open_clip '{model}' pretrained '{pretrained}' (hub id {repo_id}, file "
         f"{' or '.join(files)}) are not cached in '{cache}' and the download failed ({'; '.join(errors)}). "
         + _how_to_fetch(repo_id, files))
-
-
-def sha256_file(path: os.PathLike, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build_tiny_clip(seed: int = 0):
@@ -395,7 +378,17 @@ def _check_features(features: Any) -> np.ndarray:
 
 # --------------------------------------------------------------------------- builder
 
-_BUILD_KWARGS = ("device", "weights", "path", "model", "pretrained", "batch_size", "dtype", "seed")
+@options_schema
+class CLIPSimOptions:
+    """``metrics.clipsim.options``: see :func:`build`."""
+    device: str = "cpu"
+    weights: str = "pretrained"          # pretrained | tiny
+    path: Optional[str] = None           # a weights file or folder instead of the HF cache
+    model: str = DEFAULT_MODEL
+    pretrained: Optional[str] = DEFAULT_PRETRAINED
+    batch_size: int = 32
+    dtype: str = "auto"                  # auto | fp32 | fp16 | bf16
+    seed: int = 0
 
 
 def build(**kwargs: Any) -> CLIPSimMetric:
@@ -407,19 +400,9 @@ def build(**kwargs: Any) -> CLIPSimMetric:
     ``dtype="auto"`` is fp16 autocast on CUDA and fp32 elsewhere; half precision is
     GPU-only. ``path`` (a weights file or a folder) replaces the cache lookup.
     """
-    unknown = [k for k in kwargs if k not in _BUILD_KWARGS]
-    if unknown:
-        hints = [f"'{k}' (did you mean '{difflib.get_close_matches(k, _BUILD_KWARGS, n=1)[0]}'?)"
-                 if difflib.get_close_matches(k, _BUILD_KWARGS, n=1) else f"'{k}'" for k in unknown]
-        raise ValueError(f"clipsim: unknown option(s) {', '.join(hints)}. Accepted: {', '.join(_BUILD_KWARGS)}.")
-    device = str(kwargs.get("device", "cpu"))
-    weights = kwargs.get("weights", "pretrained")
-    path = kwargs.get("path")
-    model = kwargs.get("model", DEFAULT_MODEL)
-    pretrained = kwargs.get("pretrained", DEFAULT_PRETRAINED)
-    batch_size = kwargs.get("batch_size", 32)
-    dtype = kwargs.get("dtype", "auto")
-    seed = kwargs.get("seed", 0)
+    o = parse_options(CLIPSimOptions, kwargs, "clipsim")
+    device, weights, path, model, pretrained = o.device, o.weights, o.path, o.model, o.pretrained
+    batch_size, dtype, seed = o.batch_size, o.dtype, o.seed
 
     import torch
 

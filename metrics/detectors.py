@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional
 
-from metrics import i3d_kinetics
+from metrics import i3d, i3d_kinetics
 from metrics.detector_files import PUBLISHED_AT
 
 
@@ -82,8 +82,6 @@ def first_available(protocol, path: Optional[str] = None, cache_dir: Optional[st
 def load(protocol, path: Optional[str] = None, cache_dir: Optional[str] = None, sha256: Optional[str] = None):
     """The protocol's pretrained detector as a :class:`metrics.i3d.Detector`, with its
     origin (file and digests) in ``info``. The BatchNorm epsilon is the protocol's."""
-    from metrics import i3d   # imports torch; listing sources (preflight) must not
-
     src = first_available(protocol, path, cache_dir)
     eps = protocol.bn_eps if protocol.bn_eps is not None else i3d.BN_EPS
     if src.kind == "file":

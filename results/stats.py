@@ -10,8 +10,8 @@ A statistic is any callable ``f(X) -> float`` on the stacked rows ``X``
 ([N] values or [N, D] features). Statistics that also provide
 ``weighted(X, W) -> [B]`` (``W``: [B, N] resampling counts, each row summing
 to N) are evaluated for many resamples at once; :class:`Mean` and
-:class:`FrechetToReference` do, which keeps FVD intervals on 400-d features
-cheap (see :class:`FrechetToReference`).
+:class:`metrics.frechet.FrechetToReference` do, which keeps FVD intervals on 400-d features
+cheap.
 
 FVD is biased upwards by duplicated clips (a resample holds about 63% unique
 clips), so its percentile interval can lie above the point estimate; compare
@@ -32,7 +32,6 @@ ArrayLike = Union[np.ndarray, Sequence[float], Sequence[Sequence[float]]]
 Statistic = Union[str, Callable[[np.ndarray], float]]
 
 INTERVALS = ("percentile", "basic", "bias_corrected")
-_CHUNK_BYTES = 256 * 2**20  # working-set cap for batched statistics
 
 
 class Interval(NamedTuple):
@@ -75,77 +74,10 @@ class Mean:
         return (w @ x) / w.sum(axis=1)
 
 
-def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
-    vals, vecs = np.linalg.eigh((sigma + sigma.T) / 2.0)
-    return (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T
 
 
-class FrechetToReference:
-    """Fréchet distance from the clips' feature Gaussian to fixed reference statistics.
-
-    This is FVD when the features are I3D logits and ``(mu_ref, sigma_ref)``
-    are the real-video statistics. Mean and covariance (unbiased, ddof=1) are
-    accumulated in float64. The trace term uses the exact identity
-    tr sqrt(S_ref^1/2 S S_ref^1/2) = sum of the square roots of the
-    eigenvalues of Z^T Z (or Z Z^T, whichever is smaller), with
-    Z = (X - mu) S_ref^1/2 / sqrt(N - 1): no non-symmetric square root, no
-    complex parts to drop, and for N < D only an N x N eigenproblem.
-    """
-
-    name = "frechet_distance"
-
-    def __init__(self, mu_ref: ArrayLike, sigma_ref: ArrayLike):
-        self.mu_ref = np.asarray(mu_ref, dtype=np.float64)
-        self.sigma_ref = np.asarray(sigma_ref, dtype=np.float64)
-        d = self.mu_ref.shape[0] if self.mu_ref.ndim == 1 else -1
-        if self.mu_ref.ndim != 1 or self.sigma_ref.shape != (d, d):
-            raise ValueError(f"reference statistics must be mu [D] and sigma [D, D]; got {self.mu_ref.shape} "
-                             f"and {self.sigma_ref.shape}")
-        if not (np.all(np.isfinite(self.mu_ref)) and np.all(np.isfinite(self.sigma_ref))):
-            raise ValueError("reference statistics contain NaN or inf")
-        self._root = _psd_sqrt(self.sigma_ref)
-        self._trace_ref = float(np.trace(self.sigma_ref))
-
-    def __call__(self, x: np.ndarray) -> float:
-        x = np.asarray(x, dtype=np.float64)
-        return float(self.weighted(x, np.ones((1, x.shape[0])))[0])
-
-    def weighted(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self.mu_ref.shape[0]:
-            raise ValueError(f"features must be [N, {self.mu_ref.shape[0]}] to match the reference, "
-                             f"got shape {x.shape}")
-        n, dim = x.shape
-        if n < 2:
-            raise ValueError("the Fréchet distance needs at least 2 clips (for a covariance)")
-        w = np.asarray(w, dtype=np.float64)
-        out = np.empty(w.shape[0])
-        xr = x @ self._root                       # [N, D], once for all resamples
-        sq = np.einsum("nd,nd->n", x, x)          # |x_n|^2
-        chunk = max(1, int(_CHUNK_BYTES // (8 * n * dim * 2)))
-        for s in range(0, w.shape[0], chunk):
-            wb = w[s:s + chunk]                                    # [B, N]
-            tot = wb.sum(axis=1)                                   # = N for a resample
-            mu = (wb @ x) / tot[:, None]                           # [B, D]
-            mean_term = np.sum((mu - self.mu_ref) ** 2, axis=1)
-            trace_s = (wb @ sq - tot * np.einsum("bd,bd->b", mu, mu)) / (tot - 1.0)
-            z = np.sqrt(wb)[:, :, None] * (xr[None] - (mu @ self._root)[:, None, :])
-            z /= np.sqrt(tot - 1.0)[:, None, None]
-            gram = z @ np.swapaxes(z, 1, 2) if n <= dim else np.swapaxes(z, 1, 2) @ z
-            eig = np.linalg.eigvalsh(gram)
-            tr_sqrt = np.sqrt(np.clip(eig, 0.0, None)).sum(axis=1)
-            out[s:s + chunk] = mean_term + trace_s + self._trace_ref - 2.0 * tr_sqrt
-        return out
 
 
-def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike) -> float:
-    """Fréchet distance between two Gaussians (exact, symmetric-eigendecomposition form)."""
-    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
-    s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
-    root = _psd_sqrt(s2)
-    eig = np.linalg.eigvalsh(root @ s1 @ root)
-    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2)
-                 - 2.0 * np.sqrt(np.clip(eig, 0.0, None)).sum())
 
 
 def _resolve(statistic: Optional[Statistic], x: np.ndarray) -> Callable[[np.ndarray], float]:

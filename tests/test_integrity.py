@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from bench import paired
+from bench import download as dl
 from bench import prefetch as pf
 from bench.cli import check_overrides, check_run_dir, run_with_clear_errors
 from bench.lock import run_lock, scope_of
@@ -110,7 +111,7 @@ def test_item3_prefetch_without_network_fails_and_its_manifest_does_not_verify(t
         raise ConnectionError("[Errno -2] Name or service not known")
 
     def no_download(url, *_a, **_k):
-        raise pf.DownloadError(f"{url}: download interrupted (no network)")
+        raise dl.DownloadError(f"{url}: download interrupted (no network)")
 
     monkeypatch.setattr(pf, "fetch_hub", no_network)
     monkeypatch.setattr(pf, "download_url", no_download)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from bench import download as dl
+from bench import manifest as mf
 from bench import prefetch as pf
 from tests.netcache import put_hub_file
 
@@ -90,11 +92,11 @@ def test_good_file_is_fetched_verified_and_then_kept(server, tmp_path):
     server.files["/good.bin"] = data
     target = tmp_path / "cache" / "good.bin"
     sha = hashlib.sha256(data).hexdigest()
-    result = pf.download_url(server.url + "/good.bin", target, sha, retries=0)
+    result = dl.download_url(server.url + "/good.bin", target, sha, retries=0)
     assert result.status == "downloaded" and result.sha256 == sha and result.size == len(data)
     assert target.read_bytes() == data
     assert not (tmp_path / "cache" / "good.bin.part").exists()
-    again = pf.download_url(server.url + "/good.bin", target, sha, retries=0)
+    again = dl.download_url(server.url + "/good.bin", target, sha, retries=0)
     assert again.status == "present"
     assert len(server.requests) == 1          # a verified file is not fetched again
 
@@ -103,8 +105,8 @@ def test_corrupted_download_is_rejected_and_removed(server, tmp_path):
     good = _payload()
     server.files["/model.bin"] = good[:-1] + bytes([good[-1] ^ 0xFF])   # one byte differs
     target = tmp_path / "model.bin"
-    with pytest.raises(pf.ChecksumMismatch, match="expected " + hashlib.sha256(good).hexdigest()):
-        pf.download_url(server.url + "/model.bin", target, hashlib.sha256(good).hexdigest(), retries=0)
+    with pytest.raises(dl.ChecksumMismatch, match="expected " + hashlib.sha256(good).hexdigest()):
+        dl.download_url(server.url + "/model.bin", target, hashlib.sha256(good).hexdigest(), retries=0)
     assert not target.exists()
     assert not target.with_name("model.bin.part").exists()
 
@@ -116,10 +118,10 @@ def test_interrupted_download_resumes_with_a_range_request(server, tmp_path):
     server.drops["/big.bin"], server.cut = 1, 100_000
     target = tmp_path / "big.bin"
     part = tmp_path / "big.bin.part"
-    with pytest.raises(pf.DownloadInterrupted, match="Run the same command again to resume"):
-        pf.download_url(server.url + "/big.bin", target, sha, retries=0)
+    with pytest.raises(dl.DownloadInterrupted, match="Run the same command again to resume"):
+        dl.download_url(server.url + "/big.bin", target, sha, retries=0)
     assert part.stat().st_size == 100_000 and not target.exists()
-    result = pf.download_url(server.url + "/big.bin", target, sha, retries=0)
+    result = dl.download_url(server.url + "/big.bin", target, sha, retries=0)
     assert server.requests[-1] == ("/big.bin", "bytes=100000-")
     assert result.resumed_from == 100_000 and result.status == "downloaded"
     assert target.read_bytes() == data and not part.exists()
@@ -129,15 +131,15 @@ def test_dropped_connections_are_retried_within_one_call(server, tmp_path):
     data = _payload(200_000, seed=2)
     server.files["/flaky.bin"] = data
     server.drops["/flaky.bin"], server.cut = 2, 60_000
-    result = pf.download_url(server.url + "/flaky.bin", tmp_path / "flaky.bin", hashlib.sha256(data).hexdigest(),
+    result = dl.download_url(server.url + "/flaky.bin", tmp_path / "flaky.bin", hashlib.sha256(data).hexdigest(),
                              retries=3, backoff=0.01)
     assert [r for _, r in server.requests] == [None, "bytes=60000-", "bytes=120000-"]
     assert result.requests == 3 and (tmp_path / "flaky.bin").read_bytes() == data
 
 
 def test_missing_file_is_one_clear_404_error(server, tmp_path):
-    with pytest.raises(pf.NotFoundOnServer, match=r"HTTP 404 .*not on the server"):
-        pf.download_url(server.url + "/nope.pt", tmp_path / "nope.pt", None, retries=2)
+    with pytest.raises(dl.NotFoundOnServer, match=r"HTTP 404 .*not on the server"):
+        dl.download_url(server.url + "/nope.pt", tmp_path / "nope.pt", None, retries=2)
     assert len(server.requests) == 1          # a 404 is not retried
     assert list(tmp_path.iterdir()) == []
 
@@ -146,7 +148,7 @@ def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
     data = _payload(50_000, seed=3)
     server.files["/plain.bin"], server.honour_range = data, False
     (tmp_path / "plain.bin.part").write_bytes(b"stale bytes from another version")
-    result = pf.download_url(server.url + "/plain.bin", tmp_path / "plain.bin", hashlib.sha256(data).hexdigest(),
+    result = dl.download_url(server.url + "/plain.bin", tmp_path / "plain.bin", hashlib.sha256(data).hexdigest(),
                              retries=0)
     assert result.resumed_from == 0 and (tmp_path / "plain.bin").read_bytes() == data
 
@@ -155,7 +157,7 @@ def test_complete_part_file_is_finished_after_a_416(server, tmp_path):
     data = _payload(10_000, seed=4)
     server.files["/done.bin"] = data
     (tmp_path / "done.bin.part").write_bytes(data)    # killed after the last byte, before the rename
-    result = pf.download_url(server.url + "/done.bin", tmp_path / "done.bin", hashlib.sha256(data).hexdigest(),
+    result = dl.download_url(server.url + "/done.bin", tmp_path / "done.bin", hashlib.sha256(data).hexdigest(),
                              retries=0)
     assert server.requests == [("/done.bin", "bytes=10000-")]
     assert result.status == "downloaded" and (tmp_path / "done.bin").read_bytes() == data
@@ -166,7 +168,7 @@ def test_damaged_existing_file_is_replaced(server, tmp_path):
     server.files["/w.pt"] = data
     target = tmp_path / "w.pt"
     target.write_bytes(b"truncated")
-    result = pf.download_url(server.url + "/w.pt", target, hashlib.sha256(data).hexdigest(), retries=0)
+    result = dl.download_url(server.url + "/w.pt", target, hashlib.sha256(data).hexdigest(), retries=0)
     assert result.status == "downloaded" and target.read_bytes() == data
 
 
@@ -199,7 +201,7 @@ def test_hub_entries_verify_blobs_and_reject_a_damaged_one(tmp_path):
 
     blob = os.path.realpath(os.path.join(snapshot, "diffusion_pytorch_model.safetensors"))
     Path(blob).write_bytes(b"\x00weightz" * 100)       # bit rot in the cache
-    with pytest.raises(pf.ChecksumMismatch, match="deleted"):
+    with pytest.raises(dl.ChecksumMismatch, match="deleted"):
         pf.hub_entries("org/motion", None, snapshot, ["diffusion_pytorch_model.safetensors"], str(cache))
     assert not os.path.exists(blob)
 
@@ -218,11 +220,11 @@ def test_manifest_verifies_offline_and_finds_damage(tmp_path, monkeypatch, capsy
     (lcm / "i3d.pt").write_bytes(b"detector" * 64)
     roots = {"hf_hub": str(hub), "lcmbench": str(lcm)}
     assets = pf.hub_entries("org/m", None, snap, ["config.json", "w.safetensors"], str(hub))
-    assets.append(pf.file_entry("FVD detector", str(lcm / "i3d.pt"), roots, "url", "http://example/i3d.pt", True))
+    assets.append(mf.file_entry("FVD detector", str(lcm / "i3d.pt"), roots, "url", "http://example/i3d.pt", True))
     assert assets[-1]["root"] == "lcmbench" and assets[-1]["path"] == "i3d.pt"
-    manifest = pf.write_manifest(tmp_path / "m.json", "table1", roots, assets, ["UCF-101: extract it"])
-    assert json.loads(manifest.read_text())["format"] == pf.MANIFEST_FORMAT
-    assert pf.verify_manifest(manifest) == []
+    manifest = mf.write_manifest(tmp_path / "m.json", "table1", roots, assets, ["UCF-101: extract it"])
+    assert json.loads(manifest.read_text())["format"] == mf.MANIFEST_FORMAT
+    assert mf.verify_manifest(manifest) == []
 
     # the offline machine keeps its caches elsewhere: roots from the environment / --root
     moved_hub, moved_lcm = tmp_path / "elsewhere" / "hub", tmp_path / "elsewhere" / "lcm"
@@ -230,14 +232,14 @@ def test_manifest_verifies_offline_and_finds_damage(tmp_path, monkeypatch, capsy
     shutil.copytree(lcm, moved_lcm)
     shutil.rmtree(hub)
     shutil.rmtree(lcm)
-    assert len(pf.verify_manifest(manifest)) == 4      # 2 hub files, refs/main, the detector
+    assert len(mf.verify_manifest(manifest)) == 4      # 2 hub files, refs/main, the detector
     monkeypatch.setenv("HF_HUB_CACHE", str(moved_hub))
-    assert pf.verify_manifest(manifest, roots={"lcmbench": str(moved_lcm)}) == []
+    assert mf.verify_manifest(manifest, roots={"lcmbench": str(moved_lcm)}) == []
 
     # same size, other bytes: only the full hash sees it
     (moved_lcm / "i3d.pt").write_bytes(b"detectoR" * 64)
-    assert pf.verify_manifest(manifest, full_hash=False, roots={"lcmbench": str(moved_lcm)}) == []
-    problems = pf.verify_manifest(manifest, roots={"lcmbench": str(moved_lcm)})
+    assert mf.verify_manifest(manifest, full_hash=False, roots={"lcmbench": str(moved_lcm)}) == []
+    problems = mf.verify_manifest(manifest, roots={"lcmbench": str(moved_lcm)})
     assert len(problems) == 1 and "damaged" in problems[0][0] and problems[0][1].startswith("Copy it")
     (moved_hub / "models--org--m" / "refs" / "main").unlink()
     code = pf.main(["--verify", str(manifest), "--root", f"lcmbench={moved_lcm}"])
@@ -248,7 +250,7 @@ def test_manifest_verifies_offline_and_finds_damage(tmp_path, monkeypatch, capsy
 def test_manifest_that_is_not_one_is_a_clear_problem(tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text('{"hello": 1}')
-    (what, fix), = pf.verify_manifest(bad)
+    (what, fix), = mf.verify_manifest(bad)
     assert "is not a lcmbench-prefetch-manifest-1 file" in what and "bench.prefetch" in fix
 
 
@@ -282,7 +284,7 @@ def test_prefetch_command_fetches_urls_and_writes_a_verifiable_manifest(server, 
     data = json.loads(manifest.read_text())
     assert {a["path"] for a in data["assets"]} == {"UCF101_prompts.yaml", "i3d_pretrained_400.pt"}
     assert all(a["pinned"] for a in data["assets"])
-    assert pf.verify_manifest(manifest) == []
+    assert mf.verify_manifest(manifest) == []
     assert any("i3d_pretrained_400.pt" in line and "downloaded" in line for line in lines)
 
 

@@ -157,7 +157,7 @@ def test_config_mistakes_are_listed_with_the_rest(env, nothing_built):
     report = pfl.preflight(cfg, env / "run")
     text = "\n".join(p.line() for p in report.problems)
     assert "Unknown stage(s) ['generat']" in text
-    assert "unknown key(s) ['batchsize']" in text
+    assert "unknown option(s) 'batchsize' (did you mean 'batch_size'?)" in text
     assert "FVD needs clips of at least 9 frames" in text
     assert "num_frames=16 but the protocol makes 8-frame clips" in text
     assert "FVD needs at least 2 clips per (method, NFE); this protocol makes 1" in text

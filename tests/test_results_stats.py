@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from results.stats import (FrechetToReference, Mean, bootstrap_ci, bootstrap_indices, frechet_distance,
+from metrics.frechet import FrechetToReference, frechet_distance
+from results.stats import (Mean, bootstrap_ci, bootstrap_indices,
                            paired_difference)
 
 
@@ -145,3 +146,15 @@ def test_indices_come_from_the_seeded_generator():
     idx = bootstrap_indices(10, 3, seed=42)
     assert idx.shape == (3, 10)
     np.testing.assert_array_equal(idx, np.random.default_rng(42).integers(0, 10, size=(3, 10)))
+
+
+def test_the_fvd_value_and_its_resamples_come_from_one_frechet_distance():
+    """FrechetToReference (the bootstrap's statistic) on all clips equals frechet_distance
+    (the FVD value) on the same clips' statistics, also for a rank-deficient reference."""
+    rng = np.random.default_rng(3)
+    for n_ref, n in ((50, 30), (8, 12)):          # the second reference has rank 7 < dim 16
+        ref = rng.normal(size=(n_ref, 16))
+        mu, sigma = ref.mean(0), np.cov(ref, rowvar=False)
+        x = rng.normal(size=(n, 16)) + 0.3
+        point = frechet_distance(x.mean(0), np.cov(x, rowvar=False), mu, sigma)
+        assert FrechetToReference(mu, sigma)(x) == pytest.approx(point, rel=1e-7)

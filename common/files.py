@@ -1,0 +1,48 @@
+"""File hashing and atomic writes: readers never see half a file, a crash leaves no
+partial file under the final name."""
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextmanager
+def atomic_path(path: PathLike, suffix: str = "") -> Iterator[Path]:
+    """A temporary path beside ``path`` (``suffix`` keeps an extension writers need);
+    renamed over ``path`` when the block succeeds, removed when it raises."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists() or tmp.is_symlink():
+            tmp.unlink()
+
+
+def write_atomic(path: PathLike, data: Union[str, bytes]) -> Path:
+    """Write text (UTF-8, newlines as given) or bytes to ``path`` atomically, synced to
+    disk, readable by everyone (results are meant to be shared)."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+    return Path(path)

@@ -1,0 +1,24 @@
+"""Names a user types: did-you-mean suggestions and boolean environment flags."""
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Iterable, Optional
+
+
+def closest(name: str, options: Iterable[str]) -> Optional[str]:
+    """The option closest to a mistyped ``name`` (difflib's ratio), or None."""
+    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1)
+    return close[0] if close else None
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` for the closest option, or ``""``: ends an error sentence."""
+    hit = closest(name, options)
+    return f" Did you mean '{hit}'?" if hit else ""
+
+
+def env_flag(name: str) -> bool:
+    """A boolean environment variable parsed as huggingface_hub parses its own
+    (1 / true / yes / on, any case)."""
+    return os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
