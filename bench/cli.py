@@ -7,16 +7,33 @@ the full traceback instead.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import sys
 import tempfile
+import typing
 from pathlib import Path
-from typing import Optional
+from typing import Any, List, Optional, Sequence
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import OverrideParseException
 from omegaconf import DictConfig
 
+from common.names import did_you_mean
+from metrics import METRICS
+from models.registry import MODELS
+from models.schedulers import SAMPLER_DEFAULTS
+from models.weights import UnsafeWeights, WeightsNotFound
+
+from .config import BenchConfig
 from .errors import fail
+from .lock import RunDirLocked
+from .offline import NetworkBlocked
+from .runner import GenerationOutOfMemory, StoreIncomplete, StoreMismatch
+
+_PARSER = OverridesParser.create()
 
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
@@ -25,13 +42,7 @@ def user_error_types() -> tuple:
     """Exceptions that mean the input is wrong, not the code. ValueError covers bad
     config values, prompt files, preflight problems and results that fail the schema;
     FileNotFoundError covers missing weights, files and dataset roots."""
-    import torch
-
-    from models.weights import UnsafeWeights, WeightsNotFound
-
-    from .lock import RunDirLocked
-    from .offline import NetworkBlocked
-    from .runner import GenerationOutOfMemory, StoreIncomplete, StoreMismatch
+    import torch  # heavy: only once a run has failed
 
     return (NetworkBlocked, WeightsNotFound, UnsafeWeights, StoreMismatch, StoreIncomplete, GenerationOutOfMemory,
             RunDirLocked,
@@ -102,32 +113,11 @@ def _torch_oom() -> tuple:
 # ------------------------------------------------------------------ overrides, before Hydra
 
 GROUPS = ("experiment", "model", "sampler", "metric")
-_SWEEP_FUNCTIONS = ("range(", "choice(", "glob(", "interval(", "tag(", "sort(", "shuffle(", "${")
-
-
-def _did_you_mean(name: str, options) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(options), n=1)
-    return f" Did you mean '{close[0]}'?" if close else ""
-
-
-def _group_values(value: str):
-    if not value or any(f in value for f in _SWEEP_FUNCTIONS):
-        return []
-    if value.startswith("[") or value.startswith("{"):
-        return []
-    return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def _check_key(path: str) -> Optional[str]:
     """A dotted key against the config schema (bench/config.py); None when it exists
     or the schema leaves that level free (dicts of Any)."""
-    import dataclasses
-    import typing
-
-    from .config import BenchConfig
-
     node, done = BenchConfig, []
     parts = path.split(".")
     i = 0
@@ -138,7 +128,7 @@ def _check_key(path: str) -> Optional[str]:
         name = parts[i]
         if name not in hints:
             where = ".".join(done) or "the top level"
-            return (f"unknown setting '{path}': '{name}' is not a key of {where}.{_did_you_mean(name, hints)} "
+            return (f"unknown setting '{path}': '{name}' is not a key of {where}.{did_you_mean(name, hints)} "
                     f"The settings are in bench/config.py; `python run_bench.py --cfg job` prints them all.")
         done.append(name)
         kind = hints[name]
@@ -157,11 +147,6 @@ def _check_key(path: str) -> Optional[str]:
 
 def _schema_type(path: str):
     """The annotated type of a dotted key of the schema, or None where it is free-form."""
-    import dataclasses
-    import typing
-
-    from .config import BenchConfig
-
     node: typing.Any = BenchConfig
     parts = path.split(".")
     i = 0
@@ -183,74 +168,83 @@ def _schema_type(path: str):
     return node
 
 
-def _check_list_value(path: str, value: str) -> Optional[str]:
-    """A list-typed setting given a bare value (protocol.nfe=4): Hydra's own message is
-    several lines about type conversion; say what to write instead."""
-    import typing
-
-    if typing.get_origin(_schema_type(path)) is not list or value.startswith("[") or value in ("null", "None"):
-        return None
-    if any(f in value for f in _SWEEP_FUNCTIONS) or "," in value:
-        return None
-    return f"{path} is a list: write {path}=[{value}] (brackets, comma-separated, e.g. {path}=[1,2,4,8])."
-
-
-def _search_path(argv) -> list:
+def _search_path(overrides: Sequence[Override]) -> List[Path]:
     """Config folders added with hydra.searchpath=[file:///path,...] (your own model,
     metric or experiment files beside bench/configs)."""
     out = []
-    for arg in argv:
-        if arg.lstrip("+").startswith("hydra.searchpath="):
-            for item in arg.split("=", 1)[1].strip("[]").split(","):
-                item = item.strip().strip("'\"")
-                if item.startswith("file://"):
-                    out.append(Path(item[len("file://"):]))
+    for o in overrides:
+        if o.key_or_group == "hydra.searchpath" and isinstance(o.value(), list):
+            out += [Path(item[len("file://"):]) for item in o.value()
+                    if isinstance(item, str) and item.startswith("file://")]
     return out
+
+
+def _names(value: Any) -> List[str]:
+    """The option names an override's value selects (none for interpolations and
+    structured values, which are left to Hydra)."""
+    if isinstance(value, str) and "${" not in value:
+        return [value]
+    return []
+
+
+def _check_group(o: Override, roots: Sequence[Path]) -> Optional[str]:
+    group = o.key_or_group
+    options = sorted({p.stem for root in roots for p in (root / group).glob("*.yaml")})
+    for name in _names(o.value()):
+        if name not in options and name != f"{group}_schema":
+            return (f"unknown {group} '{name}' in '{o.input_line}'.{did_you_mean(name, options)} "
+                    f"Available: {', '.join(options)} (bench/configs/{group}/).")
+    # the package names the metric: +metric@metrics.fvd=fvd_random
+    if group == "metric" and o.package and o.package.startswith("metrics.") and not o.is_delete():
+        return _check_name("metric", o.package.split(".", 1)[1], o.input_line)
+    return None
+
+
+def _check_setting(o: Override) -> Optional[str]:
+    key, value = o.key_or_group, o.value()
+    if o.is_delete() or key.startswith("hydra"):
+        return None
+    # '+key=value' adds a key: it must still be one the schema has (or a free-form level)
+    problem = _check_key(key)
+    if problem:
+        return problem
+    if typing.get_origin(_schema_type(key)) is list and not isinstance(value, list) and value is not None \
+            and "${" not in str(value):
+        # Hydra's own message is several lines about type conversion; say what to write instead
+        text = o.get_value_element_as_str()
+        return f"{key} is a list: write {key}=[{text}] (brackets, comma-separated, e.g. {key}=[1,2,4,8])."
+    parts = key.split(".")
+    if len(parts) == 3 and parts[0] == "methods" and parts[2] == "name" and isinstance(value, str):
+        return _check_name("model", value, o.input_line)
+    if len(parts) == 4 and parts[0] == "methods" and parts[2:] == ["sampler", "kind"] and isinstance(value, str):
+        return _check_name("sampler kind", value, o.input_line)
+    return None
 
 
 def check_overrides(argv, config_dir: str) -> Optional[str]:
     """Catch misspelt config group options (experiment=tabel1, model@methods.x=animatelcn)
-    and misspelt keys before Hydra starts, with the closest valid name. Returns the error
-    message, or None when everything checked is known. Anything this does not understand
-    is left to Hydra."""
-    import re
-
-    roots = [Path(config_dir)] + _search_path(argv)
-    group_re = re.compile(r"^(?P<prefix>[+~]*)/?(?P<group>[a-z_]+)(?:@(?P<pkg>[\w.]+))?=(?P<value>.*)$")
-    key_re = re.compile(r"^(?P<key>[A-Za-z_][\w]*(?:\.[\w]+)*)=")
+    and misspelt keys before Hydra starts, with the closest valid name. The arguments are
+    read by Hydra's own override parser; sweeps, interpolations and anything it cannot
+    parse are left to Hydra. Returns the error message, or None."""
+    overrides = []
     for arg in argv:
-        if arg.startswith("-") or "=" not in arg:
+        if arg.startswith("-") or ("=" not in arg and not arg.startswith("~")):
+            continue   # options such as --cfg job
+        try:
+            overrides += _PARSER.parse_overrides([arg])
+        except OverrideParseException:
+            continue   # Hydra reports its own grammar errors
+    roots = [Path(config_dir)] + _search_path(overrides)
+    for o in overrides:
+        if o.is_sweep_override():
             continue
-        m = group_re.match(arg)
-        if m and m["group"] in GROUPS and (m["group"] == "experiment" or m["pkg"] or m["prefix"]):
-            group = m["group"]
-            options = sorted({p.stem for root in roots for p in (root / group).glob("*.yaml")})
-            for name in _group_values(m["value"]):
-                if name not in options and name != f"{group}_schema" and name != "null":
-                    return (f"unknown {group} '{name}' in '{arg}'.{_did_you_mean(name, options)} "
-                            f"Available: {', '.join(options)} (bench/configs/{group}/).")
-            # the package names the metric: +metric@metrics.fvd=fvd_random
-            if group == "metric" and m["pkg"] and m["pkg"].startswith("metrics.") and "~" not in m["prefix"]:
-                problem = _check_name("metric", m["pkg"].split(".", 1)[1], arg)
-                if problem:
-                    return problem
-            continue
-        k = None if arg.startswith("~") else key_re.match(arg.lstrip("+"))
-        if k and not k["key"].startswith("hydra"):
-            # '+key=value' adds a key: it must still be one the schema has (or a free-form level)
-            problem = _check_key(k["key"]) or _check_list_value(k["key"], arg.split("=", 1)[1].strip())
-            if problem:
-                return problem
-        if k:
-            value = arg.split("=", 1)[1].strip()
-            if re.fullmatch(r"methods\.\w+\.name", k["key"].lstrip("+")):
-                problem = _check_name("model", value, arg)
-            elif re.fullmatch(r"methods\.\w+\.sampler\.kind", k["key"].lstrip("+")):
-                problem = _check_name("sampler kind", value, arg)
-            else:
-                problem = None
-            if problem:
-                return problem
+        group = o.key_or_group
+        if group in GROUPS and (group == "experiment" or o.package or o.is_add() or o.is_delete()):
+            problem = _check_group(o, roots)
+        else:
+            problem = _check_setting(o)
+        if problem:
+            return problem
     return None
 
 
@@ -284,15 +278,10 @@ def check_run_dir(argv) -> Optional[str]:
 
 def _check_name(kind: str, name: str, arg: str) -> Optional[str]:
     """A model, sampler or metric name against its registry (pure Python, no torch)."""
-    if not name or any(f in name for f in _SWEEP_FUNCTIONS) or "," in name:
+    if not name or "${" in name:
         return None
-    if kind == "model":
-        from models.registry import MODELS as known
-    elif kind == "sampler kind":
-        from models.schedulers import SAMPLER_DEFAULTS as known
-    else:
-        from metrics import METRICS as known
+    known = {"model": MODELS, "sampler kind": SAMPLER_DEFAULTS}.get(kind, METRICS)
     if name in known:
         return None
-    return (f"unknown {kind} '{name}' in '{arg}'.{_did_you_mean(name, known)} "
+    return (f"unknown {kind} '{name}' in '{arg}'.{did_you_mean(name, known)} "
             f"Available: {', '.join(sorted(known))}.")

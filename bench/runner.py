@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from models.fast import BackgroundWorker
 from models.schedulers import resolve_sampler
 from models.specs import ModelSpec, step_specific
 
@@ -370,3 +372,70 @@ def generation_timing(plan: MethodPlan, nfe: int, records: List[Any], device: st
             "clock": records[0].meta.get("clock") or "wall", "note": note,
             "extra": {"source": "generation", "calls": calls, "warmup_included": not steady,
                       "warmup_clips_excluded": len(records) - len(steady) if steady else 0}}
+
+
+class BackgroundWorker:
+    """Runs jobs (metric features, store writes) on a small thread pool while the
+    caller generates the next batch. At most ``max_pending`` jobs wait or run: a
+    submit beyond that blocks until the oldest finishes, which bounds the frames held
+    in memory. A job's exception is raised in the caller at the next submit() or at
+    drain(). ``threads=0`` runs every job inline (no overlap)."""
+
+    def __init__(self, threads: int = 1, max_pending: int = 2):
+        if threads < 0 or max_pending < 1:
+            raise ValueError(f"BackgroundWorker needs threads >= 0 and max_pending >= 1 (got {threads}, {max_pending}).")
+        self.threads = threads
+        self.max_pending = max_pending
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lcmbench-writer") if threads else None
+        self._pending: Deque[Any] = deque()
+        self.lock = threading.Lock()   # for jobs that update shared counters
+        self.wait_s = 0.0              # time the caller spent blocked on the writer
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        if self._pool is None:
+            fn(*args, **kwargs)
+            return
+        while len(self._pending) >= self.max_pending:
+            self._wait_oldest()
+        self._pending.append(self._pool.submit(fn, *args, **kwargs))
+        # surface a failure early instead of after the whole run
+        while self._pending and self._pending[0].done():
+            self._pending.popleft().result()
+
+    def _wait_oldest(self) -> None:
+        start = time.perf_counter()
+        future = self._pending.popleft()
+        try:
+            future.result()
+        finally:
+            self.wait_s += time.perf_counter() - start
+
+    def drain(self) -> None:
+        """Wait for every job; raise the first error."""
+        first: Optional[BaseException] = None
+        while self._pending:
+            try:
+                self._wait_oldest()
+            except BaseException as exc:  # keep draining so no job is left running
+                first = first or exc
+        if first is not None:
+            raise first
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> "BackgroundWorker":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # the caller already failed: finish the queued jobs, keep its exception
+            try:
+                self.close()
+            except BaseException:
+                pass

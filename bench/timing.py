@@ -25,9 +25,14 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from models.specs import step_specific
+import numpy as np
 
+import models
+from models.animatediff import share_weights_as
 from models.device import device_name, device_peak_tflops, resolve_device_dtype
+from models.fast import FastPath, fast_options
+from models.registry import MODELS, resolve_spec
+from models.specs import ModelSpec, SamplerSpec, step_specific
 
 from .errors import fail
 from .figures import environment, format_table, write_figures
@@ -95,9 +100,6 @@ class TimingSettings:
 
 
 def _resolve_spec(name: str, spec: Any):
-    from models.registry import resolve_spec
-    from models.specs import ModelSpec, SamplerSpec
-
     if spec is None:  # registry defaults, its sampler included
         spec = ModelSpec(name=name, sampler=SamplerSpec(kind=None))
     elif not isinstance(spec, ModelSpec):
@@ -116,8 +118,6 @@ def _overrides(spec) -> Dict[str, Any]:
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
-    import numpy as np
-
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
@@ -132,8 +132,6 @@ def build_model(name: str, **kwargs: Any):
     instead of a minute of CPU initialisation of 1.3 B parameters per build (values
     differ from a CPU init; speed does not depend on them). Falls back to a CPU init."""
     import torch
-
-    import models
 
     device = kwargs.get("device", "cpu")
     if kwargs.get("weights") == "random" and str(device).startswith("cuda"):
@@ -165,8 +163,6 @@ def time_methods(settings: TimingSettings, build: Optional[Callable[..., Any]] =
 
     ``build(name, **kwargs)`` defaults to build_model (models.build; random weights initialised on the GPU)."""
     import torch
-
-    from models.fast import fast_options, share_weights_as
 
     say = progress or log.info
     if settings.repeats < 1 or settings.warmup < 0 or settings.batch_size < 1:
@@ -371,8 +367,6 @@ def run_timing(cfg: Any, device: Optional[str] = None, dtype: Optional[str] = No
 
 
 def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    from models.fast import FastPath
-
     ap = argparse.ArgumentParser(prog="python -m bench.timing", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--weights", default="random", choices=("random", "tiny", "pretrained"))
@@ -404,8 +398,6 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def parse_fast(enabled: bool, pairs: Sequence[str]) -> Dict[str, Any]:
     """'--fast-opt compile_unet=true' style pairs -> a FastPath dict (values typed by the dataclass)."""
-    from models.fast import FastPath, fast_options
-
     types = {f.name: type(getattr(FastPath(), f.name)) for f in fields(FastPath)}
     out: Dict[str, Any] = {"enabled": enabled}
     for pair in pairs:
@@ -425,8 +417,6 @@ def parse_fast(enabled: bool, pairs: Sequence[str]) -> Dict[str, Any]:
 
 
 def _arg_problems(args: argparse.Namespace) -> List[str]:
-    from models.registry import MODELS
-
     problems = []
     for flag, values in (("--nfe", args.nfe), ("--teacher-nfe", args.teacher_nfe), ("--reference-nfe", [args.reference_nfe])):
         if any(int(v) < 1 for v in values):

@@ -7,6 +7,7 @@ official settings. The weight mode only decides where the components come from.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import asdict
@@ -15,6 +16,11 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import torch
+from diffusers import (AnimateDiffPipeline, AutoencoderKL, MotionAdapter, StableDiffusionPipeline,
+                       UNet2DConditionModel, UNetMotionModel)
+from diffusers.utils import logging as diffusers_logging
+from safetensors.torch import save_file
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from . import tiny as tiny_parts
 from .device import DTYPES, resolve_device_dtype
@@ -34,7 +40,6 @@ _BUILD_OPTIONS = ("device", "dtype", "cache_dir", "seed", "allow_unsafe_pickle",
 
 
 def _stable_hash(text: str) -> int:
-    import hashlib
 
     return int(hashlib.sha256(str(text).encode()).hexdigest()[:6], 16)
 
@@ -45,7 +50,6 @@ def default_cache_dir() -> Path:
 
 class VideoModel:
     """One method, ready to generate. ``pipeline`` is the diffusers pipeline it drives."""
-
     def __init__(self, pipeline, spec: ModelSpec, weights: str, device: str, dtype: str,
                  provenance: Dict[str, Any], fast: Optional[Dict[str, Any]] = None):
         self.pipeline = pipeline
@@ -131,9 +135,6 @@ def to_uint8(frames, quantize: str = "truncate") -> np.ndarray:
 
 def _full_size_components(seed: int, cache_dir: Path) -> Dict[str, Any]:
     """The SD1.5 + AnimateDiff architecture at full size with random weights (timing only)."""
-    from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8,
                                 block_out_channels=(320, 640, 1280, 1280), layers_per_block=2)
@@ -154,8 +155,6 @@ def _full_size_components(seed: int, cache_dir: Path) -> Dict[str, Any]:
 
 
 def _pretrained_components(spec: ModelSpec, dtype: torch.dtype) -> Dict[str, Any]:
-    from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
 
     base, rev = spec.base, spec.revision
     kw = dict(torch_dtype=dtype, revision=rev)
@@ -179,8 +178,6 @@ def _personalized_pretrained(spec: ModelSpec, base_components: Dict[str, Any], d
     """UNet, text encoder and VAE (None when the checkpoint has none) of the personalized
     base: a diffusers folder / Hub id, or a single-file SD1.5 checkpoint converted with the
     base repo's config (single files carry their own VAE)."""
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextModel
 
     ref = spec.personalized
     if ref.endswith((".safetensors", ".ckpt")):
@@ -213,7 +210,6 @@ def _lora_path(spec: ModelSpec, weights: str, seed: int, cache_dir: Path, unet2d
     file) so that the same reading and fusing code runs."""
     if weights != "tiny":
         return resolve_file(spec.lora, spec.lora_file, "model.lora", spec.revision)
-    from safetensors.torch import save_file
 
     path = cache_dir / "tiny" / f"tiny_lcm_lora_kohya_seed{seed}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,7 +248,6 @@ def _load_lora(pipe, spec: ModelSpec, weights: str, seed: int, cache_dir: Path, 
 
 
 def _quiet_libraries() -> None:
-    from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()
 
@@ -262,7 +257,6 @@ def build_model(name: str, weights: str = "tiny", device: str = "auto", dtype: s
                 fast: Any = None, nfe: Optional[int] = None, **overrides: Any) -> VideoModel:
     """One method, ready to generate. ``nfe``: the step count, for models whose motion
     module depends on it (``motion_adapter_file`` with ``{nfe}``)."""
-    from diffusers import AnimateDiffPipeline, UNetMotionModel
 
     _quiet_libraries()
     if weights not in WEIGHT_MODES:
@@ -335,3 +329,21 @@ def build_model(name: str, weights: str = "tiny", device: str = "auto", dtype: s
     pipe.set_progress_bar_config(disable=True)
     fast_info = apply_fast_path(pipe, fast, device)   # fast=None: the plain diffusers path
     return VideoModel(pipe, spec, weights, device, dtype_name, provenance, fast=fast_info)
+
+
+def share_weights_as(model, name: str, **overrides: Any):
+    """A VideoModel for method ``name`` that reuses ``model``'s modules with the other
+    method's scheduler and guidance. Only for random weights, where every method has
+    the same architecture and speed does not depend on weight values: it saves a
+    build (and a compile) per method when timing."""
+    if model.weights != "random":
+        raise ValueError(f"share_weights_as() is for random weights only (this model has '{model.weights}' "
+                         f"weights, which differ between methods): build '{name}' with models.build().")
+    spec = spec_with_overrides(name, overrides)
+    parts = dict(model.pipeline.components)
+    parts["scheduler"] = make_scheduler(resolve_sampler(spec.sampler))
+    pipe = AnimateDiffPipeline(**parts)
+    pipe.set_progress_bar_config(disable=True)
+    provenance = dict(model.provenance)
+    provenance["shared_modules_from"] = model.spec.name
+    return VideoModel(pipe, spec, model.weights, model.device, model.dtype, provenance, fast=model.fast)

@@ -9,11 +9,9 @@ as its Hydra schema.
 """
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, fields, is_dataclass
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping
 
 ATTENTION_CHOICES = ("sdpa", "eager", "default")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -214,96 +212,3 @@ class UnetCallCounter:
         return len(self.batches)
 
 
-def share_weights_as(model, name: str, **overrides: Any):
-    """A VideoModel for method ``name`` that reuses ``model``'s modules with the other
-    method's scheduler and guidance. Only for random weights, where every method has
-    the same architecture and speed does not depend on weight values: it saves a
-    build (and a compile) per method when timing."""
-    from diffusers import AnimateDiffPipeline
-
-    from .animatediff import VideoModel
-    from .registry import spec_with_overrides
-    from .schedulers import make_scheduler, resolve_sampler
-
-    if model.weights != "random":
-        raise ValueError(f"share_weights_as() is for random weights only (this model has '{model.weights}' "
-                         f"weights, which differ between methods): build '{name}' with models.build().")
-    spec = spec_with_overrides(name, overrides)
-    parts = dict(model.pipeline.components)
-    parts["scheduler"] = make_scheduler(resolve_sampler(spec.sampler))
-    pipe = AnimateDiffPipeline(**parts)
-    pipe.set_progress_bar_config(disable=True)
-    provenance = dict(model.provenance)
-    provenance["shared_modules_from"] = model.spec.name
-    return VideoModel(pipe, spec, model.weights, model.device, model.dtype, provenance, fast=model.fast)
-
-
-# ---------------------------------------------------------------- overlap with generation
-
-class BackgroundWorker:
-    """Runs jobs (metric features, store writes) on a small thread pool while the
-    caller generates the next batch. At most ``max_pending`` jobs wait or run: a
-    submit beyond that blocks until the oldest finishes, which bounds the frames held
-    in memory. A job's exception is raised in the caller at the next submit() or at
-    drain(). ``threads=0`` runs every job inline (no overlap)."""
-
-    def __init__(self, threads: int = 1, max_pending: int = 2):
-        from concurrent.futures import ThreadPoolExecutor
-
-        if threads < 0 or max_pending < 1:
-            raise ValueError(f"BackgroundWorker needs threads >= 0 and max_pending >= 1 (got {threads}, {max_pending}).")
-        self.threads = threads
-        self.max_pending = max_pending
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lcmbench-writer") if threads else None
-        self._pending: Deque[Any] = deque()
-        self.lock = threading.Lock()   # for jobs that update shared counters
-        self.wait_s = 0.0              # time the caller spent blocked on the writer
-
-    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        if self._pool is None:
-            fn(*args, **kwargs)
-            return
-        while len(self._pending) >= self.max_pending:
-            self._wait_oldest()
-        self._pending.append(self._pool.submit(fn, *args, **kwargs))
-        # surface a failure early instead of after the whole run
-        while self._pending and self._pending[0].done():
-            self._pending.popleft().result()
-
-    def _wait_oldest(self) -> None:
-        start = time.perf_counter()
-        future = self._pending.popleft()
-        try:
-            future.result()
-        finally:
-            self.wait_s += time.perf_counter() - start
-
-    def drain(self) -> None:
-        """Wait for every job; raise the first error."""
-        first: Optional[BaseException] = None
-        while self._pending:
-            try:
-                self._wait_oldest()
-            except BaseException as exc:  # keep draining so no job is left running
-                first = first or exc
-        if first is not None:
-            raise first
-
-    def close(self) -> None:
-        try:
-            self.drain()
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-
-    def __enter__(self) -> "BackgroundWorker":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:  # the caller already failed: finish the queued jobs, keep its exception
-            try:
-                self.close()
-            except BaseException:
-                pass

@@ -12,8 +12,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 import models  # noqa: E402
-from models.fast import (BackgroundWorker, FastPath, PhaseClock, UnetCallCounter, decode_to_uint8,  # noqa: E402
-                         fast_options, share_weights_as)
+from bench.runner import BackgroundWorker  # noqa: E402
+from models.animatediff import share_weights_as  # noqa: E402
+from models.fast import (FastPath, PhaseClock, UnetCallCounter, decode_to_uint8,  # noqa: E402
+                         fast_options)
 
 TOLERANCE = 2          # max |difference| of uint8 frames, fast vs plain (docs/speed.md)
 GEOMETRY = dict(num_frames=4, height=32, width=32)
