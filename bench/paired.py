@@ -26,7 +26,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from results.compare import PairedLine, format_paired, paired as paired_per_clip
-from results.schema import Results, SchemaError, comparable, load
+from results.model import Results
+from results.schema import SchemaError, comparable, load
 
 from .store import ClipStore
 

@@ -6,10 +6,11 @@ features, the metrics score the store, and results/ renders what was scored.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import time
 import warnings
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -18,24 +19,31 @@ from omegaconf import DictConfig, OmegaConf
 
 import metrics as metric_registry
 import models
+from common.names import did_you_mean
+from metrics import vbench as vb
+from models.device import device_info, resolve_device_dtype
 from models.fast import pixel_settings
 from models.registry import resolve_spec
 from models.schedulers import resolve_sampler
 from models.specs import ModelSpec, SamplerSpec, step_specific
+from results.model import SCHEMA_VERSION, BootstrapInfo, MethodInfo, Provenance, Results, RunInfo
+from results.schema import load, save, validate
+from results.stats import bootstrap_ci
 
 from . import protocol as protocol_mod
-from .config import STAGES, settings_problems, vbench_nfe, vbench_protocol_problems
-from .prompts import CLIP_MAX_TOKENS, load_prompt_set, overlong_captions
-from models.device import device_info, resolve_device_dtype
-
-from .provenance import git_state, package_versions
 from . import shard as shard_mod
+from .config import STAGES, settings_problems, vbench_nfe, vbench_protocol_problems
 from .leaderboard import add_paired
 from .lock import run_lock, scope_of
+from .offline import enforce_if_requested, runtime_provenance
+from .preflight import check as preflight_check
+from .prompts import CLIP_MAX_TOKENS, load_prompt_set, overlong_captions
+from .provenance import git_state, package_versions
 from .rundir import published, save_preflight
-from .runner import (GENERATION_CODE_VERSION, GenerationSettings, MetricSetupError, MethodPlan, check_resumable,
+from .runner import (GENERATION_CODE_VERSION, GenerationSettings, MethodPlan, MetricSetupError, check_resumable,
                      generate_all, generation_timing, method_fingerprint, require_complete, store_summary)
 from .store import ClipStore, publish_dir, remove_abandoned_staging, staging_dir
+from .timing import run_timing
 
 log = logging.getLogger("lcmbench")
 
@@ -47,9 +55,6 @@ WEIGHT_LABELS = {
 
 
 def _spec_from_cfg(node: DictConfig) -> ModelSpec:
-    import difflib
-    from dataclasses import fields
-
     data = OmegaConf.to_container(node, resolve=True)
     sampler = data.pop("sampler")
     # "+key=value" overrides can slip extra keys past the schema: refuse them here
@@ -57,9 +62,8 @@ def _spec_from_cfg(node: DictConfig) -> ModelSpec:
         known = [f.name for f in fields(schema)]
         for key in given:
             if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" Did you mean '{close[0]}'?" if close else ""
-                raise ValueError(f"Unknown {schema.__name__} setting '{key}' for method '{data.get('name')}'.{hint}")
+                raise ValueError(f"Unknown {schema.__name__} setting '{key}' for method '{data.get('name')}'."
+                                 f"{did_you_mean(key, known)}")
     return resolve_spec(ModelSpec(**data, sampler=SamplerSpec(**sampler)))
 
 
@@ -159,8 +163,6 @@ class Run:
 
     def timing(self) -> None:
         """The timing protocol (bench/timing.py): warm-up, repeats, CUDA events on a GPU."""
-        from .timing import run_timing
-
         self.timing_rows = run_timing(self.cfg, device=self.device, dtype=self.dtype, progress=log.info)
 
     def generate(self) -> None:
@@ -187,8 +189,6 @@ class Run:
                  self.shard.label())
 
     def score(self) -> Dict[str, Any]:
-        from results.stats import bootstrap_ci
-
         rep = self.cfg.report
         # a timing-only run (stages without generate, store empty) scores just its timing rows
         timing_only = bool(self.timing_rows) and "generate" not in self.cfg.stages and not self.store.keys()
@@ -269,8 +269,6 @@ class Run:
     def vbench(self) -> Dict[str, Any]:
         """Export each method's clips at the VBench NFE as lossless mp4 with VBench's
         file naming, run the vbench package on them, and aggregate."""
-        from metrics import vbench as vb
-
         cfg, p = self.cfg.vbench, self.cfg.protocol
         nfe = vbench_nfe(self.cfg)
         # a subset of the standard suite (fewer prompts or videos) is scored and marked partial
@@ -333,8 +331,6 @@ class Run:
                            else str(desc.get("version", "1")),
                            "id": m.feature_key}
         if self.cfg.vbench.enabled:
-            import importlib.metadata
-
             out["vbench"] = {"name": "vbench", "version": importlib.metadata.version("vbench"),
                              "id": f"vbench-{self.cfg.vbench.mode}",
                              "dimensions": list(self.cfg.vbench.dimensions), "nfe": vbench_nfe(self.cfg),
@@ -360,49 +356,51 @@ class Run:
                 out["fvd_bn_eps"] = getattr(getattr(m, "protocol", None), "bn_eps", None)
         return out
 
-    def results(self, scored: Dict[str, Any]) -> Dict[str, Any]:
-        from .offline import runtime_provenance
-
+    def results(self, scored: Dict[str, Any]) -> Results:
+        """The run's typed results: this run's provenance and methods around the scored sections."""
         cfg = self.cfg
         finished = time.time()
         methods = {}
         for plan in self.plans:
             spec = asdict(plan.spec)
             spec["sampler"] = resolve_sampler(plan.spec.sampler)
-            methods[plan.name] = {"display_name": plan.spec.display_name or plan.name, "spec": spec,
-                                  "weights": {"mode": cfg.weights, "seed": cfg.seed},
-                                  "scheduler": spec["sampler"], "guidance_scale": plan.spec.guidance_scale,
-                                  "fingerprint": plan.fingerprint}
+            extra = {}
             if step_specific(plan.spec):   # which file made each step count's cells
-                methods[plan.name]["extra"] = {"motion_files": {
-                    str(k): plan.spec.motion_adapter_file.format(nfe=k) for k in sorted({c.nfe for c in plan.clips})}}
-        return {
-            "schema_version": "1.0",
-            "run": {"experiment": cfg.experiment, "description": cfg.description, "run_dir": str(self.run_dir),
-                    "started_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
-                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(finished)),
-                    "wall_time_s": finished - self.started, "weights_mode": cfg.weights,
-                    "label": WEIGHT_LABELS[cfg.weights]},
-            "provenance": {**git_state(), "config": OmegaConf.to_container(cfg, resolve=True),
-                           "seeds": {"base_seed": cfg.protocol.seed, "init_seed": cfg.seed,
-                                     "bootstrap_seed": cfg.report.bootstrap_seed},
-                           "packages": package_versions(), "device": device_info(self.device, self.dtype),
-                           "protocols": self.protocols(),
-                           "prompt_set": {"name": self.prompt_set.name, "sha256": self.prompt_set.sha256,
-                                          "classes": list(self.prompt_set.classes)},
-                           "generation": {**(asdict(self.summary) if self.summary else {}),
-                                          "store": store_summary(self.plans, self.store)},
-                           "parity": self.parity(),
-                           "extra": {"runtime": runtime_provenance(self.device)}},
+                extra = {"motion_files": {str(k): plan.spec.motion_adapter_file.format(nfe=k)
+                                          for k in sorted({c.nfe for c in plan.clips})}}
+            methods[plan.name] = MethodInfo(display_name=plan.spec.display_name or plan.name, spec=spec,
+                                            weights={"mode": cfg.weights, "seed": cfg.seed},
+                                            scheduler=spec["sampler"], guidance_scale=float(plan.spec.guidance_scale),
+                                            fingerprint=plan.fingerprint, extra=extra)
+        stamp = "%Y-%m-%dT%H:%M:%S"
+        return validate({
+            "schema_version": SCHEMA_VERSION,
+            "run": RunInfo(experiment=cfg.experiment, description=cfg.description, run_dir=str(self.run_dir),
+                           started_at=time.strftime(stamp, time.localtime(self.started)),
+                           finished_at=time.strftime(stamp, time.localtime(finished)),
+                           wall_time_s=finished - self.started, weights_mode=cfg.weights,
+                           label=WEIGHT_LABELS[cfg.weights]),
+            "provenance": Provenance(
+                **git_state(), config=OmegaConf.to_container(cfg, resolve=True),
+                seeds={"base_seed": cfg.protocol.seed, "init_seed": cfg.seed,
+                       "bootstrap_seed": cfg.report.bootstrap_seed},
+                packages=package_versions(), device=device_info(self.device, self.dtype),
+                protocols=self.protocols(),
+                prompt_set={"name": self.prompt_set.name, "sha256": self.prompt_set.sha256,
+                            "classes": list(self.prompt_set.classes)},
+                generation={**(asdict(self.summary) if self.summary else {}),
+                            "store": store_summary(self.plans, self.store)},
+                parity=self.parity(), extra={"runtime": runtime_provenance(self.device)}),
             "methods": methods,
-            "bootstrap": {"n_boot": cfg.report.bootstrap, "seed": cfg.report.bootstrap_seed,
-                          "alpha": cfg.report.alpha, "method": "clip resampling; percentile interval for means (CLIPSIM), "
-                                    "bias-corrected percentile for set statistics (FVD)"},
+            "bootstrap": BootstrapInfo(n_boot=cfg.report.bootstrap, seed=cfg.report.bootstrap_seed,
+                                       alpha=cfg.report.alpha,
+                                       method="clip resampling; percentile interval for means (CLIPSIM), "
+                                              "bias-corrected percentile for set statistics (FVD)"),
             **scored,
-        }
+        })
 
-    def report(self, results: Dict[str, Any]) -> List[Path]:
-        from results.report import write_all
+    def report(self, results: Results) -> List[Path]:
+        from results.report import write_all  # heavy: matplotlib, only when the report stage runs
 
         # written aside and moved in file by file, results.json last: a kill never
         # leaves a results.json beside half-written tables or plots
@@ -412,9 +410,7 @@ class Run:
 
 
 def run(cfg: DictConfig, run_dir: Path) -> Optional[Dict[str, Any]]:
-    """Run the configured stages; returns the results dict when scoring ran."""
-    from .offline import enforce_if_requested
-
+    """Run the configured stages; returns the typed results when scoring ran."""
     enforce_if_requested(cfg)   # strict offline mode before any library can reach the network
     problems = settings_problems(cfg)
     if problems:
@@ -431,8 +427,6 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[Dict[str, Any]]:
 
 
 def _run_stages(cfg: DictConfig, run_dir: Path, shard: shard_mod.Shard, group: shard_mod.Group):
-    from .preflight import check as preflight_check
-
     # every problem of the whole run, found before any model is built; every rank checks
     # its own machine (caches differ between nodes), rank 0 prints the plan. Nothing is
     # written into the run directory until the run has passed every check.
@@ -459,9 +453,7 @@ def _run_stages(cfg: DictConfig, run_dir: Path, shard: shard_mod.Shard, group: s
 
 def _work(cfg: DictConfig, run: "Run", shard: shard_mod.Shard, group: shard_mod.Group, render_only: bool):
     if render_only:
-        from results.schema import load
-
-        paths = run.report(load(run.run_dir / "results.json").to_dict())
+        paths = run.report(load(run.run_dir / "results.json"))
         log.info("Rendered %d files from %s", len(paths), run.run_dir / "results.json")
         print(f"lcmbench: re-rendered the tables and report of {run.run_dir}")
         return None
@@ -486,8 +478,6 @@ def _work(cfg: DictConfig, run: "Run", shard: shard_mod.Shard, group: shard_mod.
             paths = run.report(results)
             log.info("Wrote %d files", len(paths))
         else:
-            from results.schema import save
-
             save(run.run_dir / "results.json", results)
     wall = time.time() - run.started
     print(f"lcmbench: {cfg.experiment} finished in {wall:.1f} s (wall). Results in {run.run_dir}")

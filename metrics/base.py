@@ -7,20 +7,41 @@ have to be kept. Scoring a (method, NFE) cell later only needs those features.
 from __future__ import annotations
 
 import abc
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 
 
-class ClipMetric(abc.ABC):
-    """A metric computed from per-clip features.
+class MetricFacts:
+    """What a metric's numbers mean, as class attributes (the torchmetrics habit): tables,
+    plots, the regression check, the leaderboard and the results schema read them here.
 
-    Subclasses set ``name`` (registry name, e.g. ``"fvd"``) and ``feature_key``
-    (the key the per-clip features are stored under; it must change whenever the
-    features would change, e.g. it includes the protocol name and version).
+    ``name``: the registry name and the rows' ``metric``; ``display_name``: the tables'
+    and plots' name; ``higher_is_better``: the direction; ``decimals``: digits shown;
+    ``tolerance``: the regression check's default noise floor, ``("rel", fraction of the
+    baseline)`` or ``("abs", amount in the metric's units)``.
     """
 
     name: str = ""
+    display_name: str = ""
+    higher_is_better: bool = True
+    decimals: int = 2
+    tolerance: Tuple[str, float] = ("abs", 0.0)
+
+    @classmethod
+    def display_for(cls, metric: str) -> str:
+        """The display name of row metric ``metric`` of this family."""
+        return cls.display_name
+
+
+class ClipMetric(MetricFacts, abc.ABC):
+    """A metric computed from per-clip features.
+
+    Subclasses set the :class:`MetricFacts` and ``feature_key`` (the key the per-clip
+    features are stored under; it must change whenever the features would change, e.g.
+    it includes the protocol name and version).
+    """
+
     feature_key: str = ""
 
     def describe(self) -> Dict[str, Any]:

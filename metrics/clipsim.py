@@ -190,6 +190,10 @@ class CLIPSimMetric(ClipMetric):
     """Per-frame caption similarity; see the module docstring for the definition."""
 
     name = "clipsim"
+    display_name = "CLIPSIM"
+    higher_is_better = True
+    decimals = 2
+    tolerance = ("abs", 0.25)   # CLIPSIM points (x100 scale)
 
     def __init__(self, model_obj, tokenizer, *, device: str = "cpu", weights: str = "pretrained",
                  model: str = DEFAULT_MODEL, pretrained: Optional[str] = DEFAULT_PRETRAINED,

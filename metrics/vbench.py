@@ -46,6 +46,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from metrics.base import MetricFacts
+
 # --------------------------------------------------------------------------- constants
 # VBench scripts/constant.py (verified against Vchitect/VBench): quality and semantic
 # groups, per-dimension (min, max) for normalisation, and weights.
@@ -58,6 +60,26 @@ SEMANTIC_DIMENSIONS: Tuple[str, ...] = (
     "appearance_style", "temporal_style", "overall_consistency",
 )
 ALL_DIMENSIONS: Tuple[str, ...] = QUALITY_DIMENSIONS + SEMANTIC_DIMENSIONS
+SUMMARIES: Tuple[str, ...] = ("total", "quality", "semantic")
+
+
+class VBenchScore(MetricFacts):
+    """The VBench family: rows ``vbench_<dimension>`` and ``vbench_total`` /
+    ``vbench_quality`` / ``vbench_semantic``, in percent."""
+
+    name = "vbench"
+    display_name = "VBench"
+    higher_is_better = True
+    decimals = 2
+    tolerance = ("abs", 0.5)   # percentage points
+
+    @classmethod
+    def metrics(cls) -> Tuple[str, ...]:
+        return tuple(f"vbench_{s}" for s in SUMMARIES + ALL_DIMENSIONS)
+
+    @classmethod
+    def display_for(cls, metric: str) -> str:
+        return "VBench " + metric[len("vbench_"):].replace("_", " ").title()
 NORMALIZE: Dict[str, Tuple[float, float]] = {d: (0.0, 1.0) for d in ALL_DIMENSIONS}
 NORMALIZE.update({
     "subject_consistency": (0.1462, 1.0),

@@ -52,16 +52,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .schema import (Results, SchemaError, flat_rows, as_results, comparable, higher_is_better,
-                     is_known_metric, load, metric_display)
+from metrics import display as metric_display
+from metrics import facts as metric_facts
+from metrics import is_known as is_known_metric
+
+from .model import Results
+from .schema import SchemaError, as_results, comparable, load
+from .views import flat_rows
 
 TIMING_METRICS = {"denoise_ms": "denoising ms", "peak_mem_mb": "peak memory MB"}
 
-# (kind, amount): "rel" = fraction of |baseline|, "abs" = metric units.
-FLOORS: Dict[str, Tuple[str, float]] = {
-    "fvd": ("rel", 0.02),          # 2% of the baseline FVD
-    "clipsim": ("abs", 0.25),      # 0.25 CLIPSIM points (x100 scale)
-    "vbench": ("abs", 0.5),        # 0.5 percentage points
+# The timing quantities' noise floors, (kind, amount): "rel" = fraction of |baseline|.
+# A metric's floor is its own fact (metric_facts(metric).tolerance).
+TIMING_FLOORS: Dict[str, Tuple[str, float]] = {
     "denoise_ms": ("rel", 0.10),   # timings are noisy: 10%
     "peak_mem_mb": ("rel", 0.05),  # 5%
 }
@@ -165,8 +168,7 @@ def load_tolerance_file(path: Union[str, Path]) -> Dict[str, Tolerance]:
 
 
 def _floor(metric: str) -> Tolerance:
-    key = "vbench" if metric.startswith("vbench_") else metric
-    kind, amt = FLOORS.get(key, ("rel", 0.05))
+    kind, amt = TIMING_FLOORS[metric] if metric in TIMING_METRICS else metric_facts(metric).tolerance
     return Tolerance(kind, amt)
 
 
@@ -199,7 +201,7 @@ def tolerance_for(metric: str, base: float, half_ci: Optional[float],
 
 
 def _direction(metric: str) -> bool:
-    return False if metric in TIMING_METRICS else higher_is_better(metric)
+    return False if metric in TIMING_METRICS else metric_facts(metric).higher_is_better
 
 
 def _quantities(res: Results, with_timing: bool) -> Dict[Tuple[str, int, str], Tuple[float, Optional[float]]]:
@@ -392,7 +394,7 @@ class PairedLine:
         if self.lo is None or self.hi is None or self.lo <= 0.0 <= self.hi:
             return "no clear change"
         up = self.lo > 0.0
-        return "better" if up == higher_is_better(self.metric) else "worse"
+        return "better" if up == metric_facts(self.metric).higher_is_better else "worse"
 
 
 def paired(baseline: Union[Results, Mapping[str, Any]], current: Union[Results, Mapping[str, Any]],

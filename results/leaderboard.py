@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .schema import Results, Row, as_results, higher_is_better, metric_display, unet_evals
-from .tables import _DECIMALS, DASH, Cell, Table, _value_cell, fmt_ms, fmt_num, render
+from metrics import display as metric_display
+from metrics import facts as metric_facts
+
+from .model import Results, Row, unet_evals
+from .schema import as_results
+from .tables import DASH, Cell, Table, _value_cell, fmt_ms, fmt_num, render
 
 METRICS = ("fvd", "clipsim")
 
@@ -51,7 +55,7 @@ def fronts(res: Results) -> Dict[str, List[Tuple[str, int]]]:
     for metric in METRICS:
         pts = [((r.method, r.nfe), _time_ms(res, r.method, r.nfe), r.value) for r in res.rows if r.metric == metric]
         pts = [p for p in pts if p[1] is not None]
-        out[metric] = pareto_front(pts, higher_is_better(metric))
+        out[metric] = pareto_front(pts, metric_facts(metric).higher_is_better)
     return out
 
 
@@ -75,7 +79,7 @@ def build_leaderboard_table(results: Union[Results, Mapping[str, Any]]) -> Table
     nfes = sorted({r.nfe for r in res.rows if r.metric in METRICS})
     ref_name = res.display_name(ref)
     cols = ["Generator", "Steps", "UNet evals", "Denoise ms"] + [
-        f"{metric_display(m)} {'↑' if higher_is_better(m) else '↓'}" for m in METRICS] + [
+        f"{metric_display(m)} {'↑' if metric_facts(m).higher_is_better else '↓'}" for m in METRICS] + [
         f"Δ{metric_display(m)} vs {ref_name}" for m in METRICS] + ["Pareto"]
     rows: List[List[Cell]] = []
     for m in res.method_order():
@@ -89,8 +93,8 @@ def build_leaderboard_table(results: Union[Results, Mapping[str, Any]]) -> Table
             on_front = [metric_display(met) for met in METRICS if (m, k) in front[met]]
             rows.append([Cell(res.display_name(m)), Cell(str(k)), Cell(str(unet_evals(k, guidance))),
                          Cell(fmt_ms(ms) if ms is not None else DASH, sort_value=ms)]
-                        + [_value_cell(cells_by[met], _DECIMALS[met], "pm") for met in METRICS]
-                        + [Cell("reference") if m == ref else _paired_cell(cells_by[met], _DECIMALS[met])
+                        + [_value_cell(cells_by[met], metric_facts(met).decimals, "pm") for met in METRICS]
+                        + [Cell("reference") if m == ref else _paired_cell(cells_by[met], metric_facts(met).decimals)
                            for met in METRICS]
                         + [Cell(", ".join(on_front) if on_front else "")])
     clock = sorted({f"{t.device} {t.dtype}, {t.clock or 'wall'}" for t in res.timing})

@@ -16,7 +16,6 @@ is the figure's headline, in red.
 from __future__ import annotations
 
 import os
-
 import textwrap
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -26,9 +25,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator, ScalarFormatter
 
+from metrics import display as metric_display
+from metrics import facts as metric_facts
+
 from . import paper
 from .leaderboard import pareto_front
-from .schema import Results, as_results, higher_is_better, metric_display
+from .model import Results
+from .schema import as_results
 
 # Colours come from each method's spec (the registry or the experiment's model config);
 # methods without one take the palette in presentation order, markers likewise.
@@ -84,7 +87,7 @@ def _finish(fig: Figure, res: Optional[Results], layout: bool = True) -> Figure:
 
 def _axis_label(metric: str) -> str:
     unit = " (x100)" if metric == "clipsim" else (" (%)" if metric.startswith("vbench_") else "")
-    return f"{metric_display(metric)}{unit}, {'higher' if higher_is_better(metric) else 'lower'} is better"
+    return f"{metric_display(metric)}{unit}, {'higher' if metric_facts(metric).higher_is_better else 'lower'} is better"
 
 
 def _style_axes(ax) -> None:
@@ -175,7 +178,7 @@ def plot_quality_vs_time(results: ResultsLike, metric: str = "fvd") -> Figure:
                         color=st["color"])
     # the quality-versus-time Pareto front: no other point is both faster and better
     keyed = [((r.method, r.nfe), t.denoise_ms_median, r.value) for r, t in pts]
-    on_front = set(pareto_front(keyed, higher_is_better(metric)))
+    on_front = set(pareto_front(keyed, metric_facts(metric).higher_is_better))
     front = sorted((t, v) for k, t, v in keyed if k in on_front)
     if len(front) > 1:
         ax.step([t for t, _ in front], [v for _, v in front], where="post", color="#222222", linewidth=0.9,

@@ -30,11 +30,15 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from common.files import write_atomic
+
 from . import paper
-from .plots import figures, save_figure
-from .schema import SCHEMA_VERSION, Results, _atomic_write, as_results, protocol_id, save, validate, write_csv
 from .leaderboard import build_leaderboard_table, has_leaderboard
-from .tables import (Table, build_ablation_table, build_table1, build_table2, build_time_table, render, to_html)
+from .model import SCHEMA_VERSION, Results, protocol_id
+from .plots import figures, save_figure
+from .schema import as_results, save, validate
+from .tables import Table, build_ablation_table, build_table1, build_table2, build_time_table, render, to_html
+from .views import write_csv
 
 PathLike = Union[str, Path]
 SampleValue = Union[np.ndarray, str, Path, Sequence[Any]]
@@ -432,10 +436,10 @@ def write_all(results: Union[Results, Mapping[str, Any]], run_dir: PathLike,
     tdir.mkdir(exist_ok=True)
     for name, t in tables:
         for fmt in ("md", "tex"):
-            paths.append(_atomic_write(tdir / f"{name}.{fmt}", render(t, fmt)))
+            paths.append(write_atomic(tdir / f"{name}.{fmt}", render(t, fmt)))
     figs = figures(res, _first_clips(samples), with_paper=with_paper)
     for stem, fig in figs.items():
         paths += save_figure(fig, run_dir / "plots" / stem)
-    paths.append(_atomic_write(run_dir / "report.html", render_report(res, samples, with_paper, figs=figs)))
+    paths.append(write_atomic(run_dir / "report.html", render_report(res, samples, with_paper, figs=figs)))
     paths += [write_csv(run_dir / "results.csv", res), save(run_dir / "results.json", res)]
     return paths

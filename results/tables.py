@@ -34,15 +34,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from metrics import display as metric_display
+from metrics import facts as metric_facts
+from metrics.vbench import ALL_DIMENSIONS as VBENCH_DIMENSIONS
+
 from . import paper
-from .schema import (Results, Row, SchemaError, VBENCH_DIMENSIONS, as_results, higher_is_better,
-                     load, metric_display)
+from .model import Results, Row
+from .schema import SchemaError, as_results, load
 
 DASH = "–"
 FORMATS = ("md", "tex", "html")
 CI_STYLES = ("pm", "interval")
 PUBLISHED_VBENCH_CSV = Path(__file__).parent / "data" / "vbench_published.csv"
-_DECIMALS = {"fvd": 2, "clipsim": 2}
 
 
 # ---------------------------------------------------------------- table model
@@ -305,7 +308,7 @@ def build_table1(results: Union[Results, Mapping[str, Any]], with_paper: bool = 
     rows: List[List[Cell]] = []
     kinds: List[str] = []
     for m in _method_rows(res):
-        rows.append([Cell(res.display_name(m))] + [_value_cell(res.row(m, k, met), _DECIMALS[met], ci_style)
+        rows.append([Cell(res.display_name(m))] + [_value_cell(res.row(m, k, met), metric_facts(met).decimals, ci_style)
                                                    for met in metrics for k in nfes])
         kinds.append("data")
         if with_paper and m in paper.METHODS:
@@ -313,12 +316,12 @@ def build_table1(results: Union[Results, Mapping[str, Any]], with_paper: bool = 
             for met in metrics:
                 for k in nfes:
                     v = paper.table1_value(met, m, k)
-                    cells.append(Cell(fmt_num(v, _DECIMALS[met]) if v is not None else DASH,
+                    cells.append(Cell(fmt_num(v, metric_facts(met).decimals) if v is not None else DASH,
                                       None if v is not None else "--"))
             rows.append(cells)
             kinds.append("paper")
     for ci, (met, k) in enumerate([(met, k) for met in metrics for k in nfes], start=1):
-        _mark_best(rows, kinds, ci, higher_is_better(met))
+        _mark_best(rows, kinds, ci, metric_facts(met).higher_is_better)
     ns = sorted({r.n for r in res.rows if r.metric in metrics})
     protos = {met: res.provenance.protocols.get(met) for met in metrics}
     proto_txt = ", ".join(f"{metric_display(k)}: {v['name']} v{v['version']}" for k, v in protos.items() if v)
@@ -546,10 +549,10 @@ def build_ablation_table(results: Union[Results, Mapping[str, Any]], with_paper:
                 keys.append(k)
     keys.sort(key=lambda k: (["fvd", "clipsim"].index(k[0]) if k[0] in ("fvd", "clipsim") else 9, k[0], k[1]))
     cols = ["Variant", "Distillation", "Train step"] + [
-        f"{metric_display(m)} {'↑' if higher_is_better(m) else '↓'} ({k}-step)" for m, k in keys]
+        f"{metric_display(m)} {'↑' if metric_facts(m).higher_is_better else '↓'} ({k}-step)" for m, k in keys]
     arrows = {True: r"$\uparrow$", False: r"$\downarrow$"}
     tex_cols = ["Variant", "Distillation", "Train step"] + [
-        f"{metric_display(m)} {arrows[higher_is_better(m)]} ({k}-step)" for m, k in keys]
+        f"{metric_display(m)} {arrows[metric_facts(m).higher_is_better]} ({k}-step)" for m, k in keys]
     entries = sorted(res.ablation, key=lambda a: (a.distillation, a.train_step if a.train_step is not None else -1,
                                                   a.variant))
     rows, kinds = [], []
@@ -558,7 +561,7 @@ def build_ablation_table(results: Union[Results, Mapping[str, Any]], with_paper:
         name = res.display_name(a.variant) if a.variant in res.methods else a.variant
         rows.append([Cell(name), Cell(a.distillation),
                      Cell(f"{a.train_step:,}" if a.train_step is not None else DASH)]
-                    + [_value_cell(by.get(k), _DECIMALS.get(k[0], 2), ci_style) for k in keys])
+                    + [_value_cell(by.get(k), metric_facts(k[0]).decimals, ci_style) for k in keys])
         kinds.append("data")
     if with_paper:
         for dist, vals in paper.ABLATION.items():
@@ -574,11 +577,11 @@ def build_ablation_table(results: Union[Results, Mapping[str, Any]], with_paper:
             rows.append(cells)
             kinds.append("paper")
     for i, (m, _) in enumerate(keys, start=3):
-        _mark_best(rows, kinds, i, higher_is_better(m))
+        _mark_best(rows, kinds, i, metric_facts(m).higher_is_better)
     notes = []
-    ci = _ci_note(Results(run=res.run, provenance=res.provenance, methods=res.methods,
-                          rows=[r for a in res.ablation for r in a.rows], timing=[], vbench={},
-                          bootstrap=res.bootstrap), ci_style)
+    ablation_rows = res.model_copy(update={"rows": [r for a in res.ablation for r in a.rows], "timing": [],
+                                           "vbench": {}})
+    ci = _ci_note(ablation_rows, ci_style)
     if ci:
         notes.append(ci)
     if with_paper:

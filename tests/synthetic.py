@@ -18,7 +18,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from results.schema import DEFAULT_LABELS, VBENCH_DIMENSIONS, VBENCH_QUALITY_DIMENSIONS, protocol_id
+from metrics.vbench import ALL_DIMENSIONS as VBENCH_DIMENSIONS
+from metrics.vbench import QUALITY_DIMENSIONS as VBENCH_QUALITY_DIMENSIONS
+from results.model import DEFAULT_LABELS, protocol_id
 from metrics.frechet import FrechetToReference
 from results.stats import bootstrap_ci
 

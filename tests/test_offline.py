@@ -149,8 +149,7 @@ def test_smoke_run_in_strict_offline_mode_opens_no_socket(no_offline_env, monkey
     report = check(cfg, tmp_path / "run", echo=False)
     assert report.offline and report.plan.clips == 2
     results = run(cfg, tmp_path / "run")
-    rows = results["rows"]
-    assert sorted((r["method"], r["metric"]) for r in rows) == [("animatelcm_r", "clipsim"), ("ddim", "clipsim")]
+    assert sorted((r.method, r.metric) for r in results.rows) == [("animatelcm_r", "clipsim"), ("ddim", "clipsim")]
     assert (tmp_path / "run" / "results.json").is_file()
     files = list((tmp_path / "run" / "store").rglob("*.npz"))
     assert len(files) == 2

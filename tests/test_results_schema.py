@@ -5,8 +5,10 @@ import json
 import pytest
 
 from results import paper
-from results.schema import (SCHEMA_VERSION, Results, SchemaError, comparable, load, metric_direction, protocol_id,
-                            save, to_dataframe, validate, write_csv)
+import metrics
+from results.model import SCHEMA_VERSION, Results, protocol_id
+from results.schema import SchemaError, comparable, load, save, validate
+from results.views import to_dataframe, write_csv
 from tests.synthetic import make_results
 
 
@@ -24,7 +26,7 @@ def problems(d):
 def test_synthetic_and_paper_results_are_valid(base):
     validate(base)
     validate(paper.as_results())
-    res = Results.from_dict(base)
+    res = validate(base)
     assert res.weights_mode == "tiny" and res.label.startswith("SYNTHETIC DATA")
     assert res.method_order()[:4] == ["ddim", "dpmpp", "animatelcm", "animatelcm_r"]
 
@@ -32,7 +34,7 @@ def test_synthetic_and_paper_results_are_valid(base):
 def test_round_trip_is_lossless(base, tmp_path):
     p = save(tmp_path / "results.json", base)
     again = load(p)
-    assert again.to_dict() == Results.from_dict(base).to_dict()
+    assert again.to_dict() == validate(base).to_dict()
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")], "atomic save left a temp file"
     on_disk = json.loads(p.read_text())
     assert on_disk["schema_version"] == SCHEMA_VERSION
@@ -63,7 +65,7 @@ def test_round_trip_is_lossless(base, tmp_path):
     (lambda d: d["vbench"]["animatelcm"]["scores"].__setitem__("sharpness", 0.5), "vbench.animatelcm.scores.sharpness",
      "not a VBench dimension"),
     (lambda d: d["vbench"]["animatelcm"].__setitem__("mode", "standard"), "vbench.animatelcm.mode",
-     "must be 'vbench_standard'"),
+     "must be one of vbench_standard, custom_input"),
     (lambda d: d["vbench"]["animatelcm"].__setitem__("missing_videos", {"temporal_flickering": -1}),
      "vbench.animatelcm.missing_videos.temporal_flickering", ">= 0"),
     (lambda d: d["timing"][0].__setitem__("denoise_ms_median", 0), "timing[0].denoise_ms_median", "must be > 0"),
@@ -78,12 +80,10 @@ def test_malformed_files_are_rejected_with_located_messages(base, mutate, where,
 
 
 def test_a_vbench_subset_round_trips(base):
-    from results.schema import Results
-
     d = copy.deepcopy(base)
     d["vbench"]["animatelcm"].update(mode="vbench_standard", missing_videos={"temporal_flickering": 371})
     validate(d)
-    again = Results.from_dict(d).to_dict()
+    again = validate(d).to_dict()
     assert again["vbench"]["animatelcm"]["missing_videos"] == {"temporal_flickering": 371}
     assert again["vbench"]["animatelcm"]["mode"] == "vbench_standard"
 
@@ -125,7 +125,7 @@ def test_optional_sections_may_be_absent(base):
     d = copy.deepcopy(base)
     for k in ("timing", "vbench", "ablation"):
         d.pop(k)
-    res = Results.from_dict(d)
+    res = validate(d)
     assert res.timing == [] and res.vbench == {} and res.ablation is None
 
 
@@ -171,12 +171,12 @@ def test_comparable_refuses_different_vbench_dimension_sets(base):
     assert any("VBench" in r and "dynamic_degree" in r for r in comparable(base, other))
 
 
-def test_metric_directions():
-    assert metric_direction("fvd") == "lower"
-    assert metric_direction("clipsim") == "higher"
-    assert metric_direction("vbench_total") == "higher"
+def test_metric_directions_are_the_metrics_own_facts():
+    assert metrics.facts("fvd").higher_is_better is False
+    assert metrics.facts("clipsim").higher_is_better is True
+    assert metrics.facts("vbench_total").higher_is_better is True and metrics.display("vbench_total") == "VBench Total"
     with pytest.raises(ValueError, match="unknown metric"):
-        metric_direction("psnr")
+        metrics.facts("psnr")
 
 
 def test_dataframe_has_one_row_per_method_nfe_metric(base, tmp_path):
