@@ -1,15 +1,27 @@
-"""``python -m results RESULTS.json [--out DIR]``: re-render every artefact of a saved run."""
+"""``python -m results RESULTS.json [--out DIR]``: re-render every artefact of a saved run.
+``python -m results schema [--markdown]``: the results file's JSON Schema (or results/SCHEMA.md),
+generated from the typed model."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import List, Optional
 
-from .schema import SchemaError, load
+from .report import write_all
+from .schema import SchemaError, json_schema, load, schema_markdown
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["schema"]:
+        ap = argparse.ArgumentParser(prog="python -m results schema",
+                                     description="Print the results file's JSON Schema, from results/model.py.")
+        ap.add_argument("--markdown", action="store_true", help="print results/SCHEMA.md instead")
+        args = ap.parse_args(argv[1:])
+        print(schema_markdown() if args.markdown else json.dumps(json_schema(), indent=2))
+        return 0
     ap = argparse.ArgumentParser(prog="python -m results",
                                  description="Validate a results.json and (re)write its tables, plots and report.")
     ap.add_argument("results", help="path to results.json")
@@ -28,8 +40,6 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{res.weights_mode} weights, {len(res.rows)} rows, {len(res.timing)} timings, "
               f"{len(res.vbench)} VBench entries, {len(res.ablation or [])} ablation variants")
         return 0
-    from .report import write_all
-
     out = Path(args.out) if args.out else Path(args.results).parent
     for p in write_all(res, out, with_paper=args.with_paper):
         print(p)

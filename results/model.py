@@ -74,6 +74,7 @@ def unet_evals(nfe: int, guidance_scale: Optional[float]) -> int:
 # ---------------------------------------------------------------- sections
 
 class RunInfo(_Strict):
+    """What ran, when, with which weights."""
     experiment: str = Field(min_length=1, description='e.g. "smoke"')
     run_dir: str = Field(min_length=1)
     started_at: str = Field(description="ISO 8601")
@@ -106,6 +107,7 @@ class RunInfo(_Strict):
 
 
 class DeviceInfo(_Strict):
+    """The device the clips were made on (``models.device.device_info``)."""
     model_config = ConfigDict(extra="allow", strict=True)   # further keys: capability, torch_threads...
     type: Literal["cpu", "cuda"]
     name: str = Field(min_length=1)
@@ -114,6 +116,8 @@ class DeviceInfo(_Strict):
 
 
 class Provenance(_Strict):
+    """Where the numbers came from: code, configuration, seeds, packages, device, metric
+    protocols and prompt set."""
     git_commit: Optional[str]
     git_dirty: Optional[bool]
     config: Free = Field(description="the fully resolved run configuration")
@@ -185,6 +189,7 @@ def _is_version(v: Any) -> bool:
 
 
 class MethodInfo(_Strict):
+    """How one method samples (its registry spec as resolved for this run)."""
     display_name: str = Field(min_length=1, description='e.g. "Ours"')
     weights: Free = Field(description="model ids, files, sha256s")
     scheduler: Free = Field(description="class name and settings")
@@ -266,6 +271,7 @@ class TimingRow(_Strict):
 
 
 class VBenchEntry(_Strict):
+    """One method's VBench scores at one step count."""
     scores: Dict[str, float] = Field(description="VBench dimension -> raw score, a fraction in 0..1")
     total: Optional[float] = Field(ge=0, le=100, description="percent, null when nothing was scored")
     quality: Optional[float] = Field(ge=0, le=100)
@@ -304,6 +310,7 @@ class VBenchEntry(_Strict):
 
 
 class AblationEntry(_Strict):
+    """One trained variant of the distillation ablation (decoupled vs joint)."""
     variant: str = Field(min_length=1)
     train_step: Optional[int] = Field(ge=0)
     distillation: Literal["decoupled", "joint"]
@@ -311,6 +318,7 @@ class AblationEntry(_Strict):
 
 
 class BootstrapInfo(_Strict):
+    """How the confidence intervals were made."""
     n_boot: int = Field(ge=0, description="0 means no intervals")
     seed: int = Field(description="equal to provenance.seeds.bootstrap_seed")
     alpha: float = Field(gt=0, le=1, description="below 1; the interval is the central 1 - alpha one")
@@ -326,7 +334,19 @@ class BootstrapInfo(_Strict):
 
 class Results(_Strict):
     """Everything a benchmark run measured, with enough provenance to reproduce it and to
-    refuse meaningless comparisons."""
+    refuse meaningless comparisons. Every run that scores clips writes one into its run
+    directory as ``results.json``.
+
+    - Unknown keys are refused (typos fail loudly), except inside free-form objects
+      (``config``, ``packages``, protocol entries, ``weights``, ``scheduler``, ``spec``,
+      ``generation``, ``prompt_set``, ``device``'s further keys and every ``extra``).
+    - Types are strict: ``"4"`` is no integer, ``1`` is no boolean; numbers are finite.
+    - Validation reports every problem at once, each with its location, e.g.
+      ``rows[3].protocol: 'animatelcm-v1' does not match provenance.protocols.fvd``.
+    - Units: FVD as is (lower is better); CLIPSIM x100 as in the paper; ``vbench_*`` rows
+      and VBench total / quality / semantic in percent; VBench per-dimension ``scores``
+      as fractions (0..1); times in milliseconds; memory in MB.
+    """
     schema_version: str = Field(description=f'"{SCHEMA_VERSION}"; files of other versions are never compared')
     run: RunInfo
     provenance: Provenance

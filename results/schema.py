@@ -8,6 +8,7 @@ and turns every problem into one located line (``rows[3].nfe: expected an intege
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from metrics import family as metric_family
 from results.model import SCHEMA_VERSION, CrossReferenceError, Results, protocol_id
 
 PathLike = Union[str, "os.PathLike[str]"]
+EXAMPLE = Path(__file__).resolve().parent / "data" / "example_results.json"   # a valid file, tested
 _QUOTED = re.compile(r"'(.*?)'")   # the values in pydantic's "'a', 'b' or 'c'"
 # where a stray key most likely belongs
 _EXTRA_HINT = {"Row": "; put additional information under 'extra'", "TimingRow": "; put additional information "
@@ -159,7 +161,8 @@ def json_schema() -> Dict[str, Any]:
 
 def _type_text(annotation: Any) -> str:
     text = repr(annotation).replace("typing.", "")
-    return re.sub(r"<class '(?:[\w.]*\.)?(\w+)'>", r"\1", text).replace("NoneType", "null")
+    text = re.sub(r"<class '(?:[\w.]*\.)?(\w+)'>", r"\1", text).replace("results.model.", "")
+    return text.replace("NoneType", "null")
 
 
 def schema_markdown() -> str:
@@ -180,7 +183,7 @@ def schema_markdown() -> str:
 
     visit(Results)
     for model in seen:
-        lines += [f"## {model.__name__}", "", " ".join((model.__doc__ or "").split()), "",
+        lines += [f"## {model.__name__}", "", inspect.cleandoc(model.__doc__ or "").replace("``", "`"), "",
                   "| field | type | required | description |", "| --- | --- | --- | --- |"]
         for name, field in model.model_fields.items():
             lines.append(f"| `{name}` | `{_type_text(field.annotation)}` | {'yes' if field.is_required() else 'no'} "
@@ -188,6 +191,12 @@ def schema_markdown() -> str:
         if model.model_config.get("extra") == "allow":
             lines.append("| further keys | any | no | allowed |")
         lines.append("")
+    lines += ["## Versions", "",
+              "Adding an optional field is a minor change (1.x); renaming, removing or re-meaning a field, or "
+              "changing units, is a major change (2.0). Either way `SCHEMA_VERSION` changes, files of other "
+              "versions are refused by `load` with what to do, and regression baselines are regenerated "
+              "(`results/baselines/README.md`).", "",
+              "## Example (abridged)", "", "```json", EXAMPLE.read_text().rstrip(), "```"]
     return "\n".join(lines)
 
 

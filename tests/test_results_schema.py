@@ -205,6 +205,7 @@ def test_schema_md_example_is_valid():
     text = (Path(__file__).resolve().parents[1] / "results" / "SCHEMA.md").read_text()
     example = text.split("```json")[1].split("```")[0]
     validate(json.loads(example))
+    validate(json.loads((Path(__file__).resolve().parents[1] / "results" / "data" / "example_results.json").read_text()))
 
 
 def test_pipeline_extras_are_accepted_and_round_trip(base, tmp_path):
@@ -230,3 +231,33 @@ def test_pipeline_extras_are_accepted_and_round_trip(base, tmp_path):
     assert again["methods"]["animatelcm"]["fingerprint"] == "abc123"
     assert again["timing"][0]["clock"] == "wall" and again["run"]["description"].startswith("smoke")
     assert load(p).to_dict() == again
+
+
+def test_schema_document_and_json_schema_come_from_the_model(capsys):
+    from pathlib import Path
+
+    from results.__main__ import main
+    from results.schema import json_schema, schema_markdown
+
+    doc = Path(__file__).resolve().parent.parent / "results" / "SCHEMA.md"
+    assert doc.read_text() == schema_markdown() + "\n", "regenerate: python -m results schema --markdown > results/SCHEMA.md"
+    assert main(["schema"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json_schema()
+    assert printed["properties"]["run"]["$ref"].endswith("/RunInfo")
+    row = printed["$defs"]["Row"]
+    assert row["additionalProperties"] is False and row["properties"]["nfe"]["minimum"] == 1
+    run = printed["$defs"]["RunInfo"]["properties"]["weights_mode"]
+    assert run["enum"] == ["tiny", "random", "pretrained"]
+
+
+def test_old_files_of_this_schema_version_still_load(tmp_path):
+    """A results.json written before the typed model (the regression baseline) loads as is."""
+    from pathlib import Path
+
+    baseline = Path(__file__).resolve().parent.parent / "results" / "baselines"
+    files = sorted(baseline.glob("*.json"))
+    assert files, "the committed regression baseline is missing"
+    for f in files:
+        res = load(f)
+        assert res.schema_version == SCHEMA_VERSION and res.rows
