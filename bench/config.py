@@ -13,7 +13,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from metrics.vbench import STANDARD_VIDEOS_PER_PROMPT as STANDARD_VIDEOS
+from metrics.vbench_protocol import STANDARD_VIDEOS_PER_PROMPT as STANDARD_VIDEOS
 from models.fast import FastPath
 from models.specs import LORA_CONVENTIONS, MOTION_NORMS, QUANTIZE, ModelSpec, SamplerSpec
 

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch.hub
 
 from metrics.clipsim import hub_cache_dir
-from metrics.vbench import vbench_cache_dir
+from metrics.vbench_assets import vbench_cache_dir
 from common.files import sha256_file
 
 MANIFEST_FORMAT = "lcmbench-prefetch-manifest-1"

@@ -13,13 +13,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from bench.download import DownloadError, download_url
+from metrics.vbench_export import full_info_path, standard_prompts
 from models.tiny import clip_tokenizer
 from models.weights import hub_offline
 
@@ -124,7 +124,10 @@ def official_captions(path: Optional[str] = None, cache_dir: Optional[str] = Non
                 raise FileNotFoundError(
                     f"The official UCF-101 caption file is not cached at {file} and offline mode is on. "
                     f"Download {OFFICIAL_CAPTIONS_URL} and pass protocol.prompt_file=PATH.")
-            download_verified(OFFICIAL_CAPTIONS_URL, file, OFFICIAL_CAPTIONS_SHA256)
+            try:
+                download_url(OFFICIAL_CAPTIONS_URL, file, OFFICIAL_CAPTIONS_SHA256)
+            except DownloadError as err:   # the caller's "missing file" path: one line, what to do
+                raise FileNotFoundError(f"{err} Or download it by hand and pass protocol.prompt_file=PATH.") from None
     data = file.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != OFFICIAL_CAPTIONS_SHA256:
@@ -134,28 +137,9 @@ def official_captions(path: Optional[str] = None, cache_dir: Optional[str] = Non
     return parse_caption_file(read_caption_text(data, str(file)), str(file))
 
 
-def download_verified(url: str, target: Path, sha256: str, timeout: float = 30.0) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(target.suffix + f".part{os.getpid()}")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            data = response.read()
-    except OSError as err:
-        raise FileNotFoundError(f"Could not download {url} ({err}). Download it by hand and pass its local "
-                                f"path.") from None
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != sha256:
-        raise ValueError(f"{url} downloaded with sha256 {digest}, expected {sha256}; not saved.")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
-    return target
-
-
 def vbench_prompt_set(dimensions: Optional[List[str]] = None) -> PromptSet:
     """VBench's standard prompts (distinct, in file order) that any of ``dimensions``
     reads (all 944 when None). The sha256 is that of the bundled VBench_full_info.json."""
-    from metrics.vbench import full_info_path, standard_prompts
-
     entries = standard_prompts(distinct=True)
     ids = [f"vbench-{i:03d}" for i in range(len(entries))]
     if dimensions:

@@ -21,7 +21,7 @@ METRICS: Dict[str, str] = {
 CLASSES: Dict[str, str] = {
     "fvd": "metrics.fvd:FVDMetric",
     "clipsim": "metrics.clipsim:CLIPSimMetric",
-    "vbench": "metrics.vbench:VBenchScore",   # scored by bench's VBench stage, not built per clip
+    "vbench": "metrics.vbench_protocol:VBenchScore",   # scored by bench's VBench stage, not built per clip
 }
 
 

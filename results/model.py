@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from metrics import family as metric_family
 from metrics import is_known as is_known_metric
-from metrics.vbench import ALL_DIMENSIONS
+from metrics.vbench_protocol import ALL_DIMENSIONS
 
 SCHEMA_VERSION = "1.0"
 WEIGHTS_MODES = ("tiny", "random", "pretrained")

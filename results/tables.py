@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from metrics import display as metric_display
 from metrics import facts as metric_facts
-from metrics.vbench import ALL_DIMENSIONS as VBENCH_DIMENSIONS
+from metrics.vbench_protocol import ALL_DIMENSIONS as VBENCH_DIMENSIONS
 
 from . import paper
 from .model import Results, Row

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Mapping, Union
 
 from common.files import write_atomic
 from metrics import facts as metric_facts
-from metrics.vbench import SUMMARIES
+from metrics.vbench_protocol import SUMMARIES
 from results.model import Results, protocol_id
 from results.schema import as_results
 

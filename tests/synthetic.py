@@ -18,8 +18,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from metrics.vbench import ALL_DIMENSIONS as VBENCH_DIMENSIONS
-from metrics.vbench import QUALITY_DIMENSIONS as VBENCH_QUALITY_DIMENSIONS
+from metrics.vbench_protocol import ALL_DIMENSIONS as VBENCH_DIMENSIONS
+from metrics.vbench_protocol import QUALITY_DIMENSIONS as VBENCH_QUALITY_DIMENSIONS
 from results.model import DEFAULT_LABELS, protocol_id
 from metrics.frechet import FrechetToReference
 from results.stats import bootstrap_ci

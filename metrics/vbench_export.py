@@ -1,0 +1,195 @@
+"""VBench's standard prompts and the export of clips under VBench's naming
+(``{prompt}-{i}.mp4``, lossless H.264)."""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Tuple
+
+import numpy as np
+
+from metrics.vbench_protocol import ALL_DIMENSIONS, MAX_FILENAME_BYTES, MODES, STANDARD_VIDEOS_PER_PROMPT
+
+
+# --------------------------------------------------------------------------- prompts
+
+def full_info_path() -> Path:
+    """The VBench_full_info.json bundled with the installed vbench package."""
+    spec = importlib.util.find_spec("vbench")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("The 'vbench' package is not installed: pip install --no-deps vbench==0.1.5 "
+                          "(its pins break diffusers/open_clip; see DESIGN.md section 3).")
+    path = Path(list(spec.submodule_search_locations)[0]) / "VBench_full_info.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the vbench install is incomplete; reinstall vbench==0.1.5.")
+    return path
+
+
+def standard_prompts(distinct: bool = False) -> List[Dict[str, Any]]:
+    """VBench's standard prompt suite: [{"prompt", "dimensions", "auxiliary_info"}].
+
+    The file has 946 entries; two prompts appear twice (944 distinct), and since
+    videos are looked up by prompt, one set of videos serves both. ``distinct=True``
+    merges such entries (dimensions united, first-seen order).
+    """
+    with open(full_info_path(), encoding="utf-8") as f:
+        raw = json.load(f)
+    out: List[Dict[str, Any]] = []
+    index: Dict[str, Dict[str, Any]] = {}
+    for entry in raw:
+        item = {"prompt": entry["prompt_en"], "dimensions": list(entry["dimension"]),
+                "auxiliary_info": dict(entry.get("auxiliary_info", {}))}
+        if distinct and item["prompt"] in index:
+            seen = index[item["prompt"]]
+            seen["dimensions"] += [d for d in item["dimensions"] if d not in seen["dimensions"]]
+            seen["auxiliary_info"].update(item["auxiliary_info"])
+            continue
+        index[item["prompt"]] = item
+        out.append(item)
+    return out
+
+
+def _prompt_subset_info(prompts: Iterable[str], target: Path) -> Path:
+    """A copy of VBench_full_info.json with only the entries of ``prompts``."""
+    keep = set(prompts)
+    with open(full_info_path(), encoding="utf-8") as f:
+        entries = [e for e in json.load(f) if e["prompt_en"] in keep]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(entries, ensure_ascii=False, indent=1), encoding="utf-8")
+    return target
+
+
+def _prompts_by_dimension() -> Dict[str, List[str]]:
+    by_dim: Dict[str, List[str]] = {d: [] for d in ALL_DIMENSIONS}
+    for item in standard_prompts():
+        for d in item["dimensions"]:
+            if item["prompt"] not in by_dim.setdefault(d, []):
+                by_dim[d].append(item["prompt"])
+    return by_dim
+
+
+# --------------------------------------------------------------------------- export
+
+def _filename_ok(prompt: str, suffix: str) -> bool:
+    name = f"{prompt}-0{suffix}"
+    return ("/" not in prompt and "\0" not in prompt and prompt not in ("", ".", "..")
+            and len(name.encode("utf-8")) + 4 <= MAX_FILENAME_BYTES)
+
+
+def _safe_stem(prompt: str, suffix: str) -> str:
+    """A file-name-safe stand-in for a prompt; the real prompt goes in the prompt map."""
+    digest = hashlib.sha1(prompt.encode("utf-8")).hexdigest()[:10]
+    clean = re.sub(r"[/\\\0]", "_", prompt).strip() or "prompt"
+    budget = MAX_FILENAME_BYTES - len(f"~{digest}-0000{suffix}".encode("utf-8"))
+    clean = clean.encode("utf-8")[:budget].decode("utf-8", errors="ignore")
+    return f"{clean}~{digest}"
+
+
+def write_mp4(frames: np.ndarray, path: os.PathLike, fps: float = 8.0, crf: int = 0) -> None:
+    """uint8 [F, H, W, 3] -> H.264 mp4 (yuv420p, libx264 at the given CRF).
+
+    CRF 0 is lossless H.264 (only the RGB -> yuv420p conversion loses detail), so
+    the encoder adds no frame-to-frame noise of its own: at CRF 18 a static
+    gradient already decodes with +-2 level differences between frames, which
+    temporal_flickering would count as flicker. CRF 0 files are about 7x larger.
+    """
+    import imageio_ffmpeg
+
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
+        raise ValueError(f"video frames must be uint8 [F, H, W, 3] with F >= 1, got dtype {frames.dtype} "
+                         f"shape {frames.shape}.")
+    if not isinstance(crf, (int, np.integer)) or isinstance(crf, bool) or not 0 <= crf <= 51:
+        raise ValueError(f"crf must be an int in 0..51 (0 = lossless), got {crf!r}.")
+    if not fps or fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps!r}.")
+    h, w = frames.shape[1:3]
+    if h % 2 or w % 2:
+        raise ValueError(f"H.264 (yuv420p) needs even frame sizes, got {h}x{w}: crop or pad the frames first.")
+    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, codec="libx264", quality=None,
+                                         pix_fmt_in="rgb24", pix_fmt_out="yuv420p", macro_block_size=1,
+                                         output_params=["-crf", str(int(crf))])
+    writer.send(None)
+    try:
+        for frame in frames:
+            writer.send(np.ascontiguousarray(frame))
+    finally:
+        writer.close()
+
+
+def export_for_vbench(items: Iterable[Tuple[str, int, Any]], out_dir: os.PathLike,
+                      mode: str = "vbench_standard", fps: float = 8.0, crf: int = 0) -> Dict[str, str]:
+    """Write videos for VBench as ``{prompt}-{index}.mp4`` in ``out_dir``.
+
+    items: (prompt, index, video) with video either uint8 frames [F, H, W, 3] or the
+    path of an existing .mp4 (copied as is). In ``vbench_standard`` mode the prompt
+    must be one of VBench's standard prompts and index in 0..4. In ``custom_input``
+    mode any prompt works: one that cannot be a file name (contains '/', or the name
+    would pass 255 bytes) is written under a sanitised name with a hash, and the
+    returned map carries the real prompt. Returns {file name: prompt} for every file
+    written; pass it to :func:`evaluate` as ``prompts`` in custom_input mode.
+    Frames are encoded with :func:`write_mp4` (lossless H.264 by default, ``crf``).
+    """
+    if mode not in MODES:
+        raise ValueError(f"export_for_vbench: mode must be one of {', '.join(MODES)}, got '{mode}'.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    standard = {p["prompt"] for p in standard_prompts()} if mode == "vbench_standard" else set()
+    written: Dict[str, str] = {}
+    for n, item in enumerate(items):
+        try:
+            prompt, index, video = item
+        except (TypeError, ValueError):
+            raise ValueError(f"export_for_vbench: item {n} must be (prompt, index, frames or mp4 path).") from None
+        if not isinstance(prompt, str) or not prompt:
+            raise ValueError(f"export_for_vbench: item {n}: prompt must be a non-empty str, got {prompt!r}.")
+        if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or index < 0:
+            raise ValueError(f"export_for_vbench: item {n}: index must be an int >= 0, got {index!r}.")
+        if mode == "vbench_standard":
+            if not 0 <= index < STANDARD_VIDEOS_PER_PROMPT:
+                raise ValueError(f"export_for_vbench: item {n}: VBench's standard suite reads indices 0..4 per "
+                                 f"prompt, got {index}; use mode='custom_input' for other sets.")
+            if prompt not in standard:
+                close = difflib.get_close_matches(prompt, list(standard), n=1)
+                raise ValueError(f"export_for_vbench: item {n}: '{prompt}' is not a VBench standard prompt"
+                                 + (f" (closest: '{close[0]}')" if close else "")
+                                 + "; use mode='custom_input' for your own prompts.")
+        if _filename_ok(prompt, ".mp4"):
+            stem = prompt
+        elif mode == "vbench_standard":
+            raise ValueError(f"export_for_vbench: item {n}: prompt cannot be a file name: {prompt!r}.")
+        else:
+            stem = _safe_stem(prompt, ".mp4")
+        name = f"{stem}-{int(index)}.mp4"
+        if name in written:
+            raise ValueError(f"export_for_vbench: item {n}: ({prompt!r}, {index}) duplicates an earlier item "
+                             f"(file {name}); give each video of a prompt its own index.")
+        target = out / name
+        if isinstance(video, (str, os.PathLike)):
+            src = Path(video)
+            if not src.is_file():
+                raise FileNotFoundError(f"export_for_vbench: item {n}: video file '{src}' does not exist.")
+            if src.suffix.lower() != ".mp4":
+                raise ValueError(f"export_for_vbench: item {n}: only .mp4 files are copied, got '{src.name}'; "
+                                 f"pass decoded uint8 frames instead.")
+            if src.resolve() != target.resolve():
+                shutil.copyfile(src, target)
+        else:
+            frames = np.asarray(video)
+            try:
+                write_mp4(frames, target, fps=fps, crf=crf)
+            except ValueError as err:
+                raise ValueError(f"export_for_vbench: item {n} ({prompt!r}, {index}): {err}") from None
+        written[name] = prompt
+    if not written:
+        raise ValueError("export_for_vbench: no items given.")
+    return written
+
+
