@@ -15,7 +15,8 @@ from metrics import facts as metric_facts
 
 from .model import Results, Row, unet_evals
 from .schema import as_results
-from .tables import DASH, Cell, Table, _value_cell, fmt_ms, fmt_num, render
+from .table_render import DASH, Cell, Table, fmt_ms, fmt_num, render
+from .tables import _value_cell
 
 METRICS = ("fvd", "clipsim")
 

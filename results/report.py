@@ -37,7 +37,8 @@ from .leaderboard import build_leaderboard_table, has_leaderboard
 from .model import SCHEMA_VERSION, Results, protocol_id
 from .plots import figures, save_figure
 from .schema import as_results, save, validate
-from .tables import Table, build_ablation_table, build_table1, build_table2, build_time_table, render, to_html
+from .table_render import Table, render, to_html
+from .tables import build_ablation_table, build_table1, build_table2, build_time_table
 from .views import write_csv
 
 PathLike = Union[str, Path]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from results import compare as cmp
+from results import tolerances as tol
 from results.schema import protocol_id, save
 from tests.synthetic import make_results
 
@@ -204,16 +205,16 @@ def test_markdown_and_json_outputs(tmp_path, capsys, base):
 
 
 def test_tolerance_parsing():
-    assert cmp.parse_tolerance("5%") == cmp.Tolerance("rel", 0.05)
-    assert cmp.parse_tolerance("0.5") == cmp.Tolerance("abs", 0.5)
-    assert cmp.parse_tolerance(2) == cmp.Tolerance("abs", 2.0)
-    assert cmp.parse_tolerance("CI") == cmp.Tolerance("ci")
-    with pytest.raises(cmp.ToleranceError):
-        cmp.parse_tolerance("-1")
+    assert tol.parse_tolerance("5%") == tol.Tolerance("rel", 0.05)
+    assert tol.parse_tolerance("0.5") == tol.Tolerance("abs", 0.5)
+    assert tol.parse_tolerance(2) == tol.Tolerance("abs", 2.0)
+    assert tol.parse_tolerance("CI") == tol.Tolerance("ci")
+    with pytest.raises(tol.ToleranceError):
+        tol.parse_tolerance("-1")
     # No interval: the documented floor applies.
-    assert cmp.tolerance_for("fvd", 200.0, None, {}) == (pytest.approx(4.0), "floor 2%")
-    assert cmp.tolerance_for("clipsim", 30.0, 0.1, {}) == (0.25, "floor 0.25")
-    assert cmp.tolerance_for("clipsim", 30.0, 0.8, {}) == (0.8, "baseline CI")
+    assert tol.tolerance_for("fvd", 200.0, None, {}) == (pytest.approx(4.0), "floor 2%")
+    assert tol.tolerance_for("clipsim", 30.0, 0.1, {}) == (0.25, "floor 0.25")
+    assert tol.tolerance_for("clipsim", 30.0, 0.8, {}) == (0.8, "baseline CI")
 
 
 def test_regression_workflow_runs_the_bench_then_the_compare():
