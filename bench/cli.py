@@ -64,6 +64,7 @@ def explain_os_error(err: OSError, run_dir: Path) -> Optional[str]:
 
 
 def run_with_clear_errors(cfg: DictConfig, run_dir: Path) -> None:
+    # heavy: torch and diffusers load only once a run starts; the command line's checks stay instant
     from .pipeline import run
 
     run_dir = Path(cfg.get("run_dir") or run_dir)
@@ -105,7 +106,7 @@ def preflight_problems(problems) -> str:
 
 
 def _torch_oom() -> tuple:
-    import torch
+    import torch  # heavy: as above
 
     return (torch.cuda.OutOfMemoryError,)
 

@@ -10,9 +10,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch.hub
 
-from metrics.clipsim import hub_cache_dir
-from metrics.vbench_assets import vbench_cache_dir
 from common.files import sha256_file
+from metrics.vbench_assets import vbench_cache_dir
+from models.weights import hub_cache_dir
 
 MANIFEST_FORMAT = "lcmbench-prefetch-manifest-1"
 

@@ -29,6 +29,8 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional
 
+from huggingface_hub import constants as hf_constants
+
 from common.names import env_flag
 
 log = logging.getLogger("lcmbench")
@@ -189,7 +191,7 @@ def runtime_provenance(device: str = "cpu", pipeline: Any = None) -> Dict[str, A
 
     device: the run's device ("cpu", "cuda", "cuda:N"). pipeline: optionally the
     diffusers pipeline, to record which attention processors its UNet uses."""
-    import torch
+    import torch  # heavy: torch, only when a run records its provenance
 
     cuda = torch.backends.cuda
     sdpa = {
@@ -233,7 +235,6 @@ def runtime_provenance(device: str = "cpu", pipeline: Any = None) -> Dict[str, A
         info.update({"name": props.name, "capability": f"{props.major}.{props.minor}",
                      "memory_gb": round(props.total_memory / 2 ** 30, 1)})
     try:
-        from huggingface_hub import constants as hf_constants
         hub_flag = bool(hf_constants.HF_HUB_OFFLINE)
     except ImportError:
         hub_flag = None

@@ -25,9 +25,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from results.compare import PairedLine, format_paired, paired as paired_per_clip
+from metrics.frechet import FrechetToReference, frechet_distance
+from metrics.fvd import FeatureStats
+from results.compare import PairedLine, format_paired
+from results.compare import paired as paired_per_clip
 from results.model import Results
 from results.schema import SchemaError, comparable, load
+from results.stats import paired_difference
 
 from .store import ClipStore
 
@@ -57,9 +61,6 @@ def open_run(run_dir: Path) -> RunFiles:
 
 def fvd_statistic(reference_file: str, unbiased: bool) -> Callable[[np.ndarray], float]:
     """FVD of a feature set [N, D] against the stored real-video statistics."""
-    from metrics.fvd import FeatureStats
-    from metrics.frechet import FrechetToReference, frechet_distance
-
     if not reference_file or not Path(reference_file).is_file():
         raise CannotPair(f"the real-video statistics file {reference_file!r} recorded in the results is not on this "
                          f"machine; run both comparisons where the runs were scored (the file lives in the "
@@ -80,8 +81,6 @@ def _features(run: RunFiles, method: str, nfe: int, feature_key: str) -> Dict[st
 
 def paired_fvd(base: RunFiles, cur: RunFiles, n_boot: int, seed: int,
                alpha: float) -> Tuple[List[PairedLine], List[str]]:
-    from results.stats import paired_difference
-
     base_rows = {r.key: r for r in base.results.rows}
     spec = (cur.results.provenance.protocols.get("fvd") or {}).get("protocol_spec") or {}
     unbiased = spec.get("covariance", "unbiased") != "biased"

@@ -23,18 +23,17 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 import metrics as metric_registry
-from bench.assets import check_hub, check_local, metric_hub_needs, weight_needs, _prefetch_fix
+from bench.assets import _prefetch_fix, check_hub, check_local, metric_hub_needs, weight_needs
 from bench.checks import check_clipsim, check_fvd, check_prompts, check_vbench, vbench_settings
 from bench.config import STAGES, compose, get, plain
-from bench.estimates import (_existing_parent, compute_tflop, detect_device, estimate_disk, estimate_time,
-                             method_costs)
+from bench.estimates import _existing_parent, compute_tflop, detect_device, estimate_disk, estimate_time, method_costs
 from bench.offline import requested as offline_requested
 from bench.plan_text import _human, format_plan
-from bench.preflight_report import AssetCheck, Plan, PreflightError, PreflightReport, Problem
 from bench.prefetch import verify_manifest
-from metrics.clipsim import hub_cache_dir
+from bench.preflight_report import AssetCheck, Plan, PreflightError, PreflightReport, Problem
 from models.registry import WEIGHT_MODES
 from models.tiny import open_clip_bpe_file
+from models.weights import hub_cache_dir
 
 __all__ = ["PreflightError", "PreflightReport", "check", "format_plan", "main", "preflight"]
 

@@ -2,9 +2,11 @@
 is made, and store both atomically. Rerunning skips what is already in the store."""
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -14,7 +16,9 @@ from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
+from metrics.video_io import write_mp4
 from models.schedulers import resolve_sampler
 from models.specs import ModelSpec, step_specific
 
@@ -128,15 +132,13 @@ def _needs(record, plan: MethodPlan, spec: ClipSpec, feature_keys: Sequence[str]
 
 
 def _out_of_memory_errors() -> tuple:
-    import torch
+    import torch  # heavy: torch: the command line imports this module for its error types, before any model exists
 
     return (torch.cuda.OutOfMemoryError,)
 
 
 def _current_cuda_device() -> Optional[int]:
     """The calling thread's CUDA device index, or None when CUDA is not in use."""
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
         return None
@@ -144,9 +146,7 @@ def _current_cuda_device() -> Optional[int]:
 
 
 def _release_gpu_memory() -> None:
-    import gc
-
-    import torch
+    import torch  # heavy: as above
 
     gc.collect()
     if torch.cuda.is_available():
@@ -205,8 +205,6 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
     called for methods with work left (``build_model(plan, nfe)`` for models whose
     weights depend on the step count). ``metrics`` are ClipMetric objects. With a
     ``shard``, only the clips it owns are looked at and made."""
-    from tqdm import tqdm
-
     shard = shard or Shard()
     summary = GenerationSummary(shard=shard.describe())
     start = time.perf_counter()
@@ -268,8 +266,6 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
             keep = frames[i] if (settings.save_frames or spec.keep_frames) else None
             store.write(spec.key, meta, clip_feats, keep)
             if settings.save_videos and video_dir is not None:
-                from metrics.video_io import write_mp4
-
                 write_mp4(video_dir / spec.method / f"nfe{spec.nfe}" / f"{spec.class_name}-{spec.video_index}.mp4",
                           frames[i])
             with worker.lock:
@@ -283,6 +279,7 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
         # on the writer thread: the GPU is already busy with the next batch. A new
         # thread starts on cuda:0; follow the generating thread's GPU (torchrun ranks)
         if cuda_device is not None:
+            # heavy: as above
             import torch
 
             torch.cuda.set_device(cuda_device)

@@ -30,7 +30,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Mapping, Optional
 
+
 log = logging.getLogger("lcmbench")
+
+
+def _torch():
+    """torch with torch.distributed, imported on first use: only multi-process runs need
+    it, and the command line's start-up (which imports this module) stays light."""
+    import torch  # heavy: see above
+    import torch.distributed  # noqa: F401  (makes torch.distributed an attribute)
+
+    return torch
 
 
 def shard_of(key: str, count: int) -> int:
@@ -143,8 +153,8 @@ class Group:
         self.active = False
         if not shard.group:
             return
-        import torch
-        import torch.distributed as dist
+        torch = _torch()
+        dist = torch.distributed
 
         backend = "nccl" if device.startswith("cuda") else "gloo"
         if device.startswith("cuda"):
@@ -159,10 +169,10 @@ class Group:
 
     def barrier(self) -> None:
         if self.active:
-            import torch.distributed as dist
+            dist = _torch().distributed
 
             if self.backend == "nccl":
-                import torch
+                torch = _torch()
 
                 dist.barrier(device_ids=[torch.device(self.device).index or 0])
             else:
@@ -172,7 +182,7 @@ class Group:
         """Rank 0's value on every rank."""
         if not self.active:
             return value
-        import torch.distributed as dist
+        dist = _torch().distributed
 
         box = [value]
         dist.broadcast_object_list(box, src=0)
@@ -182,7 +192,7 @@ class Group:
         """Every rank's value, in rank order (on every rank)."""
         if not self.active:
             return [value]
-        import torch.distributed as dist
+        dist = _torch().distributed
 
         out: List[Any] = [None] * self.shard.world
         dist.all_gather_object(out, value)
@@ -190,7 +200,7 @@ class Group:
 
     def close(self) -> None:
         if self.active:
-            import torch.distributed as dist
+            dist = _torch().distributed
 
             if dist.is_initialized():
                 dist.destroy_process_group()
@@ -201,7 +211,8 @@ def open_group(shard: Shard, device: str = "auto", dtype: str = "auto", timeout_
     """The process group of ``shard`` on this rank's device (nothing for one process)."""
     if not shard.group:
         return Group(shard)
-    from models.device import resolve_device_dtype
+
+    from models.device import resolve_device_dtype  # heavy (torch): multi-process runs only
 
     resolved, _ = resolve_device_dtype(device, dtype)
     return Group(shard, rank_device(resolved, shard), timeout_min)

@@ -26,6 +26,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
 
 import models
 from models.animatediff import share_weights_as
@@ -51,9 +54,6 @@ def unet_tflop(unet, num_frames: int, height: int, width: int, text_tokens: int 
     pixel size of height x width. The architecture is rebuilt from the model's config
     on the meta device and run under FlopCounterMode: shapes only, no compute, so the
     full-size model counts in seconds on a CPU (attention counts as its matmuls)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     config = dict(unet.config)
     with torch.device("meta"):
         twin = type(unet).from_config(config)
@@ -131,8 +131,6 @@ def build_model(name: str, **kwargs: Any):
     """models.build, but random weights on a GPU are initialised on the GPU: seconds
     instead of a minute of CPU initialisation of 1.3 B parameters per build (values
     differ from a CPU init; speed does not depend on them). Falls back to a CPU init."""
-    import torch
-
     device = kwargs.get("device", "cpu")
     if kwargs.get("weights") == "random" and str(device).startswith("cuda"):
         try:
@@ -147,8 +145,6 @@ def build_model(name: str, **kwargs: Any):
 
 
 def _free(model) -> None:
-    import torch
-
     del model
     gc.collect()
     if torch.cuda.is_available():
@@ -162,8 +158,6 @@ def time_methods(settings: TimingSettings, build: Optional[Callable[..., Any]] =
     """Time every method x steps setting; returns one results-format row per setting.
 
     ``build(name, **kwargs)`` defaults to build_model (models.build; random weights initialised on the GPU)."""
-    import torch
-
     say = progress or log.info
     if settings.repeats < 1 or settings.warmup < 0 or settings.batch_size < 1:
         raise ValueError(f"timing needs repeats >= 1, warmup >= 0 and batch_size >= 1 "
@@ -321,8 +315,6 @@ def settings_from_cfg(cfg: Any, device: Optional[str] = None, dtype: Optional[st
     device/dtype/batch/decode chunk, runner.fast and runner.timing."""
     def to_plain(node):
         try:
-            from omegaconf import OmegaConf
-
             if OmegaConf.is_config(node):
                 return OmegaConf.to_container(node, resolve=True)
         except ImportError:

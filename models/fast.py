@@ -91,7 +91,8 @@ def _processor_names(module) -> List[str]:
 def apply_fast_path(pipe, fast: Any, device: str) -> Dict[str, Any]:
     """Apply the enabled options to ``pipe`` (an AnimateDiffPipeline already on its
     device and dtype), in place. Returns what was applied."""
-    import torch
+    import torch  # heavy: torch / diffusers: bench.config reads FastPath, and the config schema must not load them
+    # heavy: as above
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
     opts = fast_options(fast)
@@ -144,7 +145,7 @@ class PhaseClock:
     on the CPU: perf_counter."""
 
     def __init__(self, device: str):
-        import torch
+        import torch  # heavy: as above
 
         self.cuda = device.startswith("cuda")
         self.name = "cuda-event" if self.cuda else "wall"
@@ -153,6 +154,7 @@ class PhaseClock:
 
     def mark(self) -> None:
         if self.cuda:
+            # heavy: as above
             import torch
 
             event = torch.cuda.Event(enable_timing=True)
@@ -174,7 +176,7 @@ def decode_to_uint8(pipe, latents, decode_chunk_size: int, quantize: str = "trun
     same arithmetic as the host path (denormalise, clamp, NaN -> 0, then floor for
     "truncate" or round half to even for "round"), so the frames are identical;
     returns (frames, finite per clip)."""
-    import torch
+    import torch  # heavy: as above
 
     with torch.no_grad():
         video = pipe.decode_latents(latents, decode_chunk_size)      # float32 [B, C, F, H, W] in [-1, 1]

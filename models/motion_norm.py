@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from torch import nn
 
 from .specs import MOTION_NORMS
@@ -40,8 +41,6 @@ def check_motion_norm(mode: str) -> str:
 def apply_motion_norm(unet: nn.Module, mode: str) -> int:
     """Set every motion module of ``unet`` (a diffusers UNetMotionModel) to ``mode``;
     returns how many norms were swapped. Parameters are shared, not copied."""
-    from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
-
     check_motion_norm(mode)
     swapped = 0
     for module in unet.modules():

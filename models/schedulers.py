@@ -59,6 +59,7 @@ def resolve_sampler(spec: SamplerSpec) -> Dict[str, Any]:
 
 
 def make_scheduler(resolved: Dict[str, Any]):
+    # heavy: diffusers: the registry and the command line read sampler defaults without it
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, LCMScheduler
 
     kwargs = {k: v for k, v in resolved.items() if k != "kind"}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
+from safetensors.torch import save_file
 
 from .specs import ModelSpec, step_specific
 from .weights import check_sha256, load_state_dict, load_with_clear_error, looks_local, resolve_file
@@ -32,8 +33,6 @@ def motion_file_name(spec: ModelSpec, nfe: Optional[int]) -> str:
 
 def _tiny_motion_file(adapter, spec: ModelSpec, nfe: Optional[int], cache_dir: Path, seed: int) -> Path:
     """A seeded tiny motion state dict named like the real file (one per step count)."""
-    from safetensors.torch import save_file
-
     name = motion_file_name(spec, nfe)
     path = cache_dir / "tiny" / f"seed{seed}" / name
     if not path.is_file():
@@ -69,7 +68,7 @@ def load_motion_file(adapter, spec: ModelSpec, weights: str, nfe: Optional[int],
 
 def _tiny_peft_folder(unet, cache_dir: Path, seed: int) -> Path:
     """A seeded tiny PEFT LoRA on the UNet's attention projections, saved as PEFT does."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model  # heavy: peft, only for a PEFT LoRA (MCM)
 
     folder = cache_dir / "tiny" / f"peft_lora_seed{seed}"
     if (folder / "adapter_config.json").is_file():
@@ -90,8 +89,8 @@ def _tiny_peft_folder(unet, cache_dir: Path, seed: int) -> Path:
 def merge_peft_lora(unet, spec: ModelSpec, weights: str, cache_dir: Path, seed: int):
     """The UNet with the PEFT adapter ``spec.lora`` (subfolder ``spec.lora_file``) merged
     in at ``lora_scale``; returns (unet, record)."""
-    from peft import PeftModel
-    from peft.tuners.lora import LoraLayer
+    from peft import PeftModel  # heavy: as above
+    from peft.tuners.lora import LoraLayer  # heavy: as above
 
     if weights == "random":
         return unet, {"lora": None, "lora_note": "random weight mode: PEFT LoRA skipped (merged weights do not "

@@ -6,8 +6,10 @@ ships, which is the same vocabulary as Stable Diffusion 1.5's tokenizer.
 """
 from __future__ import annotations
 
+import copy
 import gzip
 import hashlib
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -34,8 +36,6 @@ def _bytes_to_unicode() -> Dict[int, str]:
 
 
 def open_clip_bpe_file() -> Path:
-    import importlib.util
-
     spec = importlib.util.find_spec("open_clip")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("open_clip_torch is not installed; it ships the CLIP BPE file the offline "
@@ -71,6 +71,7 @@ def clip_tokenizer_files(cache_dir: str | os.PathLike) -> Path:
 
 
 def clip_tokenizer(cache_dir: str | os.PathLike):
+    # heavy: torch / diffusers / transformers: preflight and the prompt sets use the tokenizer files without them
     from transformers import CLIPTokenizer
 
     folder = clip_tokenizer_files(cache_dir)
@@ -81,8 +82,11 @@ def clip_tokenizer(cache_dir: str | os.PathLike):
 def tiny_components(seed: int = 0, cache_dir: str | os.PathLike = ".") -> dict:
     """unet, motion_adapter, vae, text_encoder, tokenizer: each seeded separately so
     adding a component never changes the others."""
+    # heavy: as above
     import torch
+    # heavy: as above
     from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel
+    # heavy: as above
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
@@ -111,8 +115,7 @@ def tiny_components(seed: int = 0, cache_dir: str | os.PathLike = ".") -> dict:
 def tiny_personalized_unet(base_unet, seed: int, scale: float = 0.05):
     """A 'personalized' UNet for tiny runs: the base plus a seeded perturbation, so the
     residual tau_personalized = w_p - w_0 is non-zero and alpha-scaling is testable."""
-    import copy
-
+    # heavy: as above
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -128,6 +131,7 @@ def tiny_lora_state_dict(unet, seed: int, rank: int = 4) -> dict:
     kohya key format of the AnimateLCM release (``lora_unet_<name>.lora_down.weight`` /
     ``lora_up.weight``, no alpha keys): tiny runs go through the same fusion code as the
     real spatial LoRA."""
+    # heavy: as above
     import torch
 
     g = torch.Generator().manual_seed(seed)

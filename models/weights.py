@@ -25,6 +25,18 @@ class UnsafeWeights(ValueError):
     """A pickle checkpoint was refused."""
 
 
+def hub_cache_dir() -> str:
+    """The Hugging Face hub cache, resolved from the environment at call time."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.path.expanduser(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HUGGINGFACE_HUB_CACHE"):
+        return os.path.expanduser(os.environ["HUGGINGFACE_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
+    xdg = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
+    return os.path.join(xdg, "huggingface", "hub")
+
+
 def hub_offline() -> bool:
     """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE), read now rather than at import."""
     if env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE"):
@@ -97,10 +109,11 @@ def resolve_file(ref: str, filename: Optional[str], field: str, revision: Option
 def load_state_dict(path: str | os.PathLike, allow_unsafe_pickle: bool = False) -> Dict[str, Any]:
     """safetensors by default; pickle checkpoints only as weights_only tensors unless
     the user explicitly allows arbitrary pickles."""
-    import torch
+    import torch  # heavy: torch: the command line imports this module for its error types
 
     path = Path(path)
     if path.suffix == ".safetensors":
+        # heavy: as above
         from safetensors.torch import load_file
 
         return load_file(str(path))
@@ -122,7 +135,7 @@ def fuse_residual(base, personalized, alpha: float) -> int:
     """w <- w0 + alpha * (w_p - w0), in place on ``base`` (equation 2's alpha term).
 
     Both modules must have the same architecture; returns the number of tensors changed."""
-    import torch
+    import torch  # heavy: as above
 
     base_state = base.state_dict()
     pers_state = personalized.state_dict()
@@ -144,7 +157,7 @@ def fuse_residual(base, personalized, alpha: float) -> int:
 def scale_motion_residual(unet, gamma: float) -> int:
     """Equation 2's gamma: scale what each motion module adds to its input, by scaling
     the output projection of every temporal transformer (its residual branch)."""
-    import torch
+    import torch  # heavy: as above
 
     if gamma == 1.0:
         return 0

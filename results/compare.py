@@ -56,6 +56,7 @@ from metrics import facts as metric_facts
 
 from .model import Results
 from .schema import SchemaError, as_results, comparable, load
+from .stats import paired_difference
 from .tolerances import (TIMING_METRICS, Tolerance, ToleranceError, load_tolerance_file, parse_tolerance_args,
                          tolerance_for)
 from .views import flat_rows
@@ -280,8 +281,6 @@ def paired(baseline: Union[Results, Mapping[str, Any]], current: Union[Results, 
            n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> Tuple[List[PairedLine], List[str]]:
     """Paired differences (current - baseline) for every (method, NFE, metric) whose
     rows keep per-clip values in both runs; notes for rows that could not be paired."""
-    from .stats import paired_difference
-
     cur = as_results(current)
     base_rows = {r.key: r for r in as_results(baseline).rows}
     lines: List[PairedLine] = []

@@ -131,7 +131,7 @@ def animate(clip: np.ndarray, max_side: int = ANIM_MAX_SIDE, max_frames: int = A
     ``max_frames`` and downscaled so the longer side is at most ``max_side``,
     which keeps an embedded clip at tens of kilobytes.
     """
-    from PIL import Image, features
+    from PIL import Image, features  # heavy: PIL, only when sample strips are written
 
     clip = _check_clip("clip", clip)
     step = max(1, int(np.ceil(clip.shape[0] / max_frames)))
