@@ -126,8 +126,9 @@ def weight_needs(cfg: Any) -> Needs:
     if get(cfg, "weights") != "pretrained":
         return needs
     nfes = list(get(cfg.protocol, "nfe") or [])
+    unsafe = bool(get(get(cfg, "runner", {}), "allow_unsafe_pickle", False))
     for name, spec in needs.specs.items():
-        files, problems = method_files(name, spec, nfes)
+        files, problems = method_files(name, spec, nfes, unsafe)
         for f in files:
             needs.ref(f.ref, f.groups, f.field, f.revision, f.small)
         needs.problems += [Problem(p.area, p.what, p.fix) for p in problems]

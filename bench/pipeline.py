@@ -104,6 +104,7 @@ def build_metrics(cfg: DictConfig, device: str) -> List[Any]:
             # real reference clips must have the generated clips' length
             options.setdefault("num_frames", cfg.protocol.num_frames)
             options.setdefault("cache_dir", cfg.cache_dir)   # the converted detector lives with the other caches
+            options.setdefault("allow_unsafe_pickle", bool(cfg.runner.allow_unsafe_pickle))
         built.append(metric_registry.build(name, device=device, **options))
     return built
 

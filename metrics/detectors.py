@@ -79,13 +79,14 @@ def first_available(protocol, path: Optional[str] = None, cache_dir: Optional[st
         f"or use weights='random' for a quick check.")
 
 
-def load(protocol, path: Optional[str] = None, cache_dir: Optional[str] = None, sha256: Optional[str] = None):
+def load(protocol, path: Optional[str] = None, cache_dir: Optional[str] = None, sha256: Optional[str] = None,
+         allow_unsafe_pickle: bool = False):
     """The protocol's pretrained detector as a :class:`metrics.i3d.Detector`, with its
     origin (file and digests) in ``info``. The BatchNorm epsilon is the protocol's."""
     src = first_available(protocol, path, cache_dir)
     eps = protocol.bn_eps if protocol.bn_eps is not None else i3d.BN_EPS
     if src.kind == "file":
-        det = i3d.load_detector(src.path, kind=None, sha256=sha256, bn_eps=eps)
+        det = i3d.load_detector(src.path, kind=None, sha256=sha256, bn_eps=eps, allow_unsafe_pickle=allow_unsafe_pickle)
         det.info["source"] = "file"
         return det
     converted, record = i3d_kinetics.converted_detector(cache_dir or default_cache_folder())

@@ -377,6 +377,7 @@ class FVDOptions:
     require_equal_n: bool = False
     calibration_clips_per_video: int = 2
     cache_dir: Optional[str] = None
+    allow_unsafe_pickle: bool = False          # runner.allow_unsafe_pickle: a detector pickle with more than tensors
 
 
 CALIBRATION_VIDEOS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
@@ -407,7 +408,7 @@ def build(**options: Any) -> FVDMetric:
     device, weights, path, num_frames, seed, sha256 = o.device, o.weights, o.path, o.num_frames, o.seed, o.sha256
     proto = get_protocol(o.protocol)
     if weights == "pretrained":
-        detector = detectors.load(proto, path, o.cache_dir, sha256)
+        detector = detectors.load(proto, path, o.cache_dir, sha256, o.allow_unsafe_pickle)
         calibration = None
     elif weights == "random":
         if path is not None or sha256 is not None:

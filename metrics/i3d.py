@@ -299,7 +299,7 @@ class Detector:
 
 
 def load_detector(path: str, kind: Optional[str] = None, sha256: Optional[str] = None,
-                  bn_eps: float = BN_EPS) -> Detector:
+                  bn_eps: float = BN_EPS, allow_unsafe_pickle: bool = False) -> Detector:
     """Load an FVD detector file.
 
     bn_eps: the BatchNorm epsilon of an "i3d" state dict (not stored in the file; the
@@ -308,6 +308,8 @@ def load_detector(path: str, kind: Optional[str] = None, sha256: Optional[str] =
     ``weights_only=True`` into :class:`InceptionI3d`, strict), "torchscript"
     (StyleGAN-V's ``i3d_torchscript.pt``, via ``torch.jit.load``) or None to
     detect it from the file. sha256: when given, the file must match it.
+    allow_unsafe_pickle: a state dict whose pickle holds more than tensors is loaded
+    anyway (runner.allow_unsafe_pickle); otherwise it is refused.
     The file's sha256 is always recorded on the returned :class:`Detector`.
     """
     if kind not in (None, "i3d", "torchscript"):
@@ -339,9 +341,11 @@ def load_detector(path: str, kind: Optional[str] = None, sha256: Optional[str] =
     if _is_torchscript_archive(path):
         raise ValueError(f"{path} is a TorchScript archive, not a state dict: pass kind='torchscript'.")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=not allow_unsafe_pickle)
     except Exception as e:  # noqa: BLE001
-        raise RuntimeError(f"could not read {path} as a PyTorch state dict ({type(e).__name__}: {e}).") from e
+        hint = "" if allow_unsafe_pickle else (" If it is a pickle that holds more than tensors and you trust its "
+                                               "source, run with runner.allow_unsafe_pickle=true.")
+        raise RuntimeError(f"could not read {path} as a PyTorch state dict ({type(e).__name__}: {e}).{hint}") from e
     sd = _unwrap_state_dict(obj, path)
     model = InceptionI3d(bn_eps=bn_eps)
     check_state_dict(model, sd, source=path)

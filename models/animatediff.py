@@ -16,8 +16,8 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import torch
-from diffusers import (AnimateDiffPipeline, AutoencoderKL, MotionAdapter, StableDiffusionPipeline,
-                       UNet2DConditionModel, UNetMotionModel)
+from diffusers import (AnimateDiffPipeline, AutoencoderKL, MotionAdapter, StableDiffusionPipeline, UNet2DConditionModel,
+                       UNetMotionModel)
 from diffusers.utils import logging as diffusers_logging
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -27,11 +27,11 @@ from .device import DTYPES, resolve_device_dtype
 from .fast import PhaseClock, apply_fast_path, decode_to_uint8
 from .lora import check_convention, diffusers_record, fuse_authors, read_lora
 from .motion_norm import apply_motion_norm, check_motion_norm
-from .successors import load_motion_file, merge_peft_lora
 from .registry import WEIGHT_MODES, spec_with_overrides
 from .schedulers import make_scheduler, resolve_sampler
 from .specs import QUANTIZE, ModelSpec
-from .weights import (WeightsNotFound, check_sha256, fuse_residual, load_with_clear_error, looks_local,
+from .successors import load_motion_file, merge_peft_lora
+from .weights import (UnsafeWeights, WeightsNotFound, check_sha256, fuse_residual, load_with_clear_error, looks_local,
                       resolve_file, scale_motion_residual)
 
 log = logging.getLogger("lcmbench.models")
@@ -174,7 +174,8 @@ def _pretrained_components(spec: ModelSpec, dtype: torch.dtype) -> Dict[str, Any
     )
 
 
-def _personalized_pretrained(spec: ModelSpec, base_components: Dict[str, Any], dtype: torch.dtype):
+def _personalized_pretrained(spec: ModelSpec, base_components: Dict[str, Any], dtype: torch.dtype,
+                             allow_unsafe_pickle: bool = False):
     """UNet, text encoder and VAE (None when the checkpoint has none) of the personalized
     base: a diffusers folder / Hub id, or a single-file SD1.5 checkpoint converted with the
     base repo's config (single files carry their own VAE)."""
@@ -184,9 +185,9 @@ def _personalized_pretrained(spec: ModelSpec, base_components: Dict[str, Any], d
         path = resolve_file(ref, None, "model.personalized") if looks_local(ref) else None
         if path is None:
             raise ValueError(f"model.personalized='{ref}': a single-file checkpoint must be a local path.")
-        if path.suffix != ".safetensors":
-            raise ValueError(f"{path}: single-file personalized checkpoints must be .safetensors "
-                             f"(pickle .ckpt files can run code when loaded). Convert it first.")
+        if path.suffix != ".safetensors" and not allow_unsafe_pickle:
+            raise UnsafeWeights(f"{path}: a pickle .ckpt can run code when loaded. Convert it to .safetensors, or if "
+                                f"you trust its source run with runner.allow_unsafe_pickle=true.")
         pipe = load_with_clear_error(lambda: StableDiffusionPipeline.from_single_file(
             str(path), config=spec.base, torch_dtype=dtype, safety_checker=None), spec.base, "model.base")
         return pipe.unet, pipe.text_encoder, pipe.vae, {"personalized_sha256": check_sha256(path, None)}
@@ -302,7 +303,7 @@ def build_model(name: str, weights: str = "tiny", device: str = "auto", dtype: s
         elif weights == "random":
             provenance["personalized"] = {"ref": "skipped in random weight mode"}
         else:
-            pers_unet, pers_text, pers_vae, extra = _personalized_pretrained(spec, parts, torch_dtype)
+            pers_unet, pers_text, pers_vae, extra = _personalized_pretrained(spec, parts, torch_dtype, allow_unsafe_pickle)
             provenance["personalized"] = {"ref": spec.personalized, **extra}
         alpha = float(spec.personalized_alpha)
         swapped = []
@@ -316,7 +317,7 @@ def build_model(name: str, weights: str = "tiny", device: str = "auto", dtype: s
 
     if spec.motion_adapter_file:
         provenance.update(load_motion_file(parts["motion_adapter"], spec, weights, nfe, cache,
-                                           seed + _stable_hash(spec.motion_adapter)))
+                                           seed + _stable_hash(spec.motion_adapter), allow_unsafe_pickle))
     unet = UNetMotionModel.from_unet2d(unet2d, parts["motion_adapter"])
     provenance["motion_norm"] = {"mode": spec.motion_norm, "modules": apply_motion_norm(unet, spec.motion_norm)}
     scale_motion_residual(unet, float(spec.motion_scale))

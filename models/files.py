@@ -56,8 +56,10 @@ class FileProblem:
     fix: str
 
 
-def method_files(name: str, spec: ModelSpec, nfes: Sequence[int]) -> Tuple[List[FileNeed], List[FileProblem]]:
-    """The files method ``name`` reads in pretrained mode, and what is wrong with its spec."""
+def method_files(name: str, spec: ModelSpec, nfes: Sequence[int],
+                 allow_unsafe_pickle: bool = False) -> Tuple[List[FileNeed], List[FileProblem]]:
+    """The files method ``name`` reads in pretrained mode, and what is wrong with its spec
+    (``allow_unsafe_pickle``: runner.allow_unsafe_pickle, which admits a pickle .ckpt)."""
     at, rev = f"methods.{name}", spec.revision
     needs = [FileNeed(spec.base, BASE_FILES, f"{at}.base", rev, BASE_SMALL)]
     problems: List[FileProblem] = []
@@ -89,11 +91,12 @@ def method_files(name: str, spec: ModelSpec, nfes: Sequence[int]) -> Tuple[List[
             problems.append(FileProblem("config", f"{at}.personalized='{ref}' is a single-file checkpoint but "
                                                   f"not a local path.",
                                         f"Download the file and set {at}.personalized to its local path."))
-        elif ref.endswith(".ckpt"):
+        elif ref.endswith(".ckpt") and not allow_unsafe_pickle:
             problems.append(FileProblem("weights", f"{at}.personalized='{ref}' is a pickle .ckpt, which the "
                                                    f"harness refuses to load.",
                                         "Convert it to .safetensors (e.g. with diffusers' conversion scripts) "
-                                        "and point at that."))
+                                        "and point at that, or if you trust its source set "
+                                        "runner.allow_unsafe_pickle=true."))
         else:
             needs.append(FileNeed(ref, [], f"{at}.personalized", rev))
             needs.append(FileNeed(spec.base, SINGLE_FILE_CONFIG_FILES, f"{at}.base (config of the single file)",

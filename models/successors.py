@@ -47,7 +47,7 @@ def _tiny_motion_file(adapter, spec: ModelSpec, nfe: Optional[int], cache_dir: P
 
 
 def load_motion_file(adapter, spec: ModelSpec, weights: str, nfe: Optional[int], cache_dir: Path,
-                     seed: int) -> Dict[str, Any]:
+                     seed: int, allow_unsafe_pickle: bool = False) -> Dict[str, Any]:
     """Load ``spec.motion_adapter_file`` (for ``nfe``) into ``adapter`` in place; returns
     what was loaded. Random weights keep the random module (speed only)."""
     if weights == "random":
@@ -57,7 +57,7 @@ def load_motion_file(adapter, spec: ModelSpec, weights: str, nfe: Optional[int],
     else:
         path = resolve_file(spec.motion_adapter, motion_file_name(spec, nfe), "model.motion_adapter_file",
                             spec.revision)
-    missing, unexpected = adapter.load_state_dict(load_state_dict(path), strict=False)
+    missing, unexpected = adapter.load_state_dict(load_state_dict(path, allow_unsafe_pickle), strict=False)
     if missing or unexpected:
         raise ValueError(f"{path} does not match a MotionAdapter ({len(missing)} missing keys, e.g. "
                          f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]}). Check "

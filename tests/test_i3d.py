@@ -219,3 +219,27 @@ def test_calibrate_batchnorm_fits_first_layer_and_restores_state():
     assert spread_after > 10 * spread_before
     with pytest.raises(ValueError):
         calibrate_batchnorm(model, torch.zeros(0, 3, 9, 224, 224))
+
+
+class _Note:   # a non-tensor object: a weights_only load refuses it
+    pass
+
+
+def test_a_detector_pickle_with_more_than_tensors_needs_allow_unsafe_pickle(tmp_path):
+    path = tmp_path / "i3d_pretrained_400.pt"
+    torch.save({"state_dict": random_i3d(0).state_dict(), "note": _Note()}, path)
+    with pytest.raises(RuntimeError, match="runner.allow_unsafe_pickle=true"):
+        load_detector(str(path), kind="i3d")
+    det = load_detector(str(path), kind="i3d", allow_unsafe_pickle=True)
+    assert det.kind == "i3d"
+
+
+def test_allow_unsafe_pickle_admits_a_personalized_ckpt_in_preflight():
+    from models.files import method_files
+    from models.registry import spec_with_overrides
+
+    spec = spec_with_overrides("animatelcm_r", {"personalized": "/tmp/realistic.ckpt"})
+    _, refused = method_files("animatelcm_r", spec, [4])
+    assert any("pickle .ckpt" in p.what and "runner.allow_unsafe_pickle=true" in p.fix for p in refused)
+    needs, allowed = method_files("animatelcm_r", spec, [4], allow_unsafe_pickle=True)
+    assert not allowed and any(n.ref == "/tmp/realistic.ckpt" for n in needs)
