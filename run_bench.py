@@ -32,7 +32,8 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "list":
 if __name__ == "__main__":
     # Hydra's own message for a misspelt group option or key is several lines with no
     # suggestion: catch those first, as one line with the closest valid name.
-    from bench.cli import check_overrides, check_run_dir, fail
+    from bench.cli import check_run_dir, fail
+    from bench.overrides import check_overrides
 
     _problem = check_overrides(sys.argv[1:], CONFIG_DIR) or check_run_dir(sys.argv[1:])
     if _problem:

@@ -7,33 +7,22 @@ the full traceback instead.
 """
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import sys
 import tempfile
-import typing
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Optional
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
-from hydra.errors import OverrideParseException
 from omegaconf import DictConfig
 
-from common.names import did_you_mean
-from metrics import METRICS
-from models.registry import MODELS
-from models.schedulers import SAMPLER_DEFAULTS
 from models.weights import UnsafeWeights, WeightsNotFound
 
-from .config import BenchConfig
 from .errors import fail
 from .lock import RunDirLocked
 from .offline import NetworkBlocked
 from .runner import GenerationOutOfMemory, StoreIncomplete, StoreMismatch
 
-_PARSER = OverridesParser.create()
 
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
@@ -111,144 +100,6 @@ def _torch_oom() -> tuple:
     return (torch.cuda.OutOfMemoryError,)
 
 
-# ------------------------------------------------------------------ overrides, before Hydra
-
-GROUPS = ("experiment", "model", "sampler", "metric")
-
-
-def _check_key(path: str) -> Optional[str]:
-    """A dotted key against the config schema (bench/config.py); None when it exists
-    or the schema leaves that level free (dicts of Any)."""
-    node, done = BenchConfig, []
-    parts = path.split(".")
-    i = 0
-    while i < len(parts):
-        if not dataclasses.is_dataclass(node):
-            return None
-        hints = typing.get_type_hints(node)
-        name = parts[i]
-        if name not in hints:
-            where = ".".join(done) or "the top level"
-            return (f"unknown setting '{path}': '{name}' is not a key of {where}.{did_you_mean(name, hints)} "
-                    f"The settings are in bench/config.py; `python run_bench.py --cfg job` prints them all.")
-        done.append(name)
-        kind = hints[name]
-        args = [a for a in typing.get_args(kind) if a is not type(None)]
-        if typing.get_origin(kind) is typing.Union and len(args) == 1:
-            kind = args[0]
-        if typing.get_origin(kind) is dict:
-            value_type = typing.get_args(kind)[1]
-            if i + 1 < len(parts):
-                done.append(parts[i + 1])   # a free name, e.g. the method in methods.<name>.lora_scale
-            node, i = value_type, i + 2
-            continue
-        node, i = kind, i + 1
-    return None
-
-
-def _schema_type(path: str):
-    """The annotated type of a dotted key of the schema, or None where it is free-form."""
-    node: typing.Any = BenchConfig
-    parts = path.split(".")
-    i = 0
-    while i < len(parts):
-        if not dataclasses.is_dataclass(node):
-            return None
-        kind = typing.get_type_hints(node).get(parts[i])
-        if kind is None:
-            return None
-        args = [a for a in typing.get_args(kind) if a is not type(None)]
-        if typing.get_origin(kind) is typing.Union and len(args) == 1:
-            kind = args[0]
-        if typing.get_origin(kind) is dict:
-            node, i = typing.get_args(kind)[1], i + 2
-            if i > len(parts):
-                return None
-            continue
-        node, i = kind, i + 1
-    return node
-
-
-def _search_path(overrides: Sequence[Override]) -> List[Path]:
-    """Config folders added with hydra.searchpath=[file:///path,...] (your own model,
-    metric or experiment files beside bench/configs)."""
-    out = []
-    for o in overrides:
-        if o.key_or_group == "hydra.searchpath" and isinstance(o.value(), list):
-            out += [Path(item[len("file://"):]) for item in o.value()
-                    if isinstance(item, str) and item.startswith("file://")]
-    return out
-
-
-def _names(value: Any) -> List[str]:
-    """The option names an override's value selects (none for interpolations and
-    structured values, which are left to Hydra)."""
-    if isinstance(value, str) and "${" not in value:
-        return [value]
-    return []
-
-
-def _check_group(o: Override, roots: Sequence[Path]) -> Optional[str]:
-    group = o.key_or_group
-    options = sorted({p.stem for root in roots for p in (root / group).glob("*.yaml")})
-    for name in _names(o.value()):
-        if name not in options and name != f"{group}_schema":
-            return (f"unknown {group} '{name}' in '{o.input_line}'.{did_you_mean(name, options)} "
-                    f"Available: {', '.join(options)} (bench/configs/{group}/).")
-    # the package names the metric: +metric@metrics.fvd=fvd_random
-    if group == "metric" and o.package and o.package.startswith("metrics.") and not o.is_delete():
-        return _check_name("metric", o.package.split(".", 1)[1], o.input_line)
-    return None
-
-
-def _check_setting(o: Override) -> Optional[str]:
-    key, value = o.key_or_group, o.value()
-    if o.is_delete() or key.startswith("hydra"):
-        return None
-    # '+key=value' adds a key: it must still be one the schema has (or a free-form level)
-    problem = _check_key(key)
-    if problem:
-        return problem
-    if typing.get_origin(_schema_type(key)) is list and not isinstance(value, list) and value is not None \
-            and "${" not in str(value):
-        # Hydra's own message is several lines about type conversion; say what to write instead
-        text = o.get_value_element_as_str()
-        return f"{key} is a list: write {key}=[{text}] (brackets, comma-separated, e.g. {key}=[1,2,4,8])."
-    parts = key.split(".")
-    if len(parts) == 3 and parts[0] == "methods" and parts[2] == "name" and isinstance(value, str):
-        return _check_name("model", value, o.input_line)
-    if len(parts) == 4 and parts[0] == "methods" and parts[2:] == ["sampler", "kind"] and isinstance(value, str):
-        return _check_name("sampler kind", value, o.input_line)
-    return None
-
-
-def check_overrides(argv, config_dir: str) -> Optional[str]:
-    """Catch misspelt config group options (experiment=tabel1, model@methods.x=animatelcn)
-    and misspelt keys before Hydra starts, with the closest valid name. The arguments are
-    read by Hydra's own override parser; sweeps, interpolations and anything it cannot
-    parse are left to Hydra. Returns the error message, or None."""
-    overrides = []
-    for arg in argv:
-        if arg.startswith("-") or ("=" not in arg and not arg.startswith("~")):
-            continue   # options such as --cfg job
-        try:
-            overrides += _PARSER.parse_overrides([arg])
-        except OverrideParseException:
-            continue   # Hydra reports its own grammar errors
-    roots = [Path(config_dir)] + _search_path(overrides)
-    for o in overrides:
-        if o.is_sweep_override():
-            continue
-        group = o.key_or_group
-        if group in GROUPS and (group == "experiment" or o.package or o.is_add() or o.is_delete()):
-            problem = _check_group(o, roots)
-        else:
-            problem = _check_setting(o)
-        if problem:
-            return problem
-    return None
-
-
 def check_run_dir(argv) -> Optional[str]:
     """The run directory named on the command line (hydra.run.dir= or run_dir=) must be
     a directory this process can write, or creatable. Checked before Hydra, which would
@@ -277,12 +128,3 @@ def check_run_dir(argv) -> Optional[str]:
     return None
 
 
-def _check_name(kind: str, name: str, arg: str) -> Optional[str]:
-    """A model, sampler or metric name against its registry (pure Python, no torch)."""
-    if not name or "${" in name:
-        return None
-    known = {"model": MODELS, "sampler kind": SAMPLER_DEFAULTS}.get(kind, METRICS)
-    if name in known:
-        return None
-    return (f"unknown {kind} '{name}' in '{arg}'.{did_you_mean(name, known)} "
-            f"Available: {', '.join(sorted(known))}.")

@@ -135,12 +135,16 @@ if [ $MODE = gpu ]; then
   T_REPEATS=3; TP_REPEATS=2; TP_BATCH=2; FP_BATCH=4; FP_REPEATS=3
   CAP_TIMING=130; CAP_THROUGHPUT=80; CAP_FAST=90
   FAST_BASE=(--fast --fast-opt attention=sdpa --fast-opt channels_last_vae=true)
+  # the timing command reads experiment=timing with Hydra overrides, as run_bench.py does
+  TIMING=(weights=random runner.device=cuda runner.dtype=bfloat16)
 else
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
   COMMON=(--weights tiny --device cpu --dtype float32 --frames 2 --height 32 --width 32 --cache-dir "$SITE/cache")
   T_REPEATS=1; TP_REPEATS=1; TP_BATCH=2; FP_BATCH=2; FP_REPEATS=2
   CAP_TIMING=150; CAP_THROUGHPUT=90; CAP_FAST=90
   FAST_BASE=(--fast --fast-opt attention=sdpa --fast-opt channels_last_vae=true)
+  TIMING=(weights=tiny runner.device=cpu runner.dtype=float32 protocol.num_frames=2 protocol.height=32
+          protocol.width=32 "cache_dir=$SITE/cache")
 fi
 
 FAILED=()
@@ -158,8 +162,8 @@ step() {  # step NAME CAP command...: run with the smaller of CAP and what is le
 }
 
 # 1. the paper's timing protocol: every method x NFE 1/2/4/8 + DDIM 25/50 with CFG
-step timing "$CAP_TIMING" "$PY" -m bench.timing "${COMMON[@]}" --warmup 1 --repeats $T_REPEATS "${FAST_BASE[@]}" \
-  --out "$OUTDIR/timing.json"
+step timing "$CAP_TIMING" "$PY" -m bench.timing "${TIMING[@]}" runner.timing.warmup=1 \
+  runner.timing.repeats=$T_REPEATS --out "$OUTDIR/timing.json"
 # 2. Table 1 throughput (VAE decode included, reported separately), batched
 step throughput "$CAP_THROUGHPUT" "$PY" benchmarks/throughput.py "${COMMON[@]}" --batch-size $TP_BATCH --warmup 1 \
   --repeats $TP_REPEATS "${FAST_BASE[@]}" --out "$OUTDIR/throughput.json"

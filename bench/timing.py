@@ -11,8 +11,9 @@
   comes with the achieved TFLOP/s and the fraction of the device's dense peak.
 
 ``run_timing(cfg)`` returns rows in the results ``timing`` format (results/schema.py);
-``python -m bench.timing --weights random --height 64 --width 64 --frames 8 --device cpu``
-runs the same protocol standalone, prints a table and writes JSON.
+``python -m bench.timing runner.device=cpu protocol.height=64 protocol.width=64 protocol.num_frames=8``
+runs the same protocol standalone on ``experiment=timing`` and the same overrides as
+``run_bench.py``, prints a table and writes JSON.
 """
 from __future__ import annotations
 
@@ -34,10 +35,12 @@ import models
 from models.animatediff import share_weights_as
 from models.device import device_name, device_peak_tflops, resolve_device_dtype
 from models.fast import FastPath, fast_options
-from models.registry import MODELS, resolve_spec
+from models.registry import resolve_spec
 from models.specs import ModelSpec, SamplerSpec, step_specific
 
+from .config import CONFIG_DIR, compose, settings_problems
 from .errors import fail
+from .overrides import check_overrides
 from .figures import environment, format_table, write_figures
 
 log = logging.getLogger("lcmbench")
@@ -358,36 +361,6 @@ def run_timing(cfg: Any, device: Optional[str] = None, dtype: Optional[str] = No
 
 
 
-def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m bench.timing", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--weights", default="random", choices=("random", "tiny", "pretrained"))
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--dtype", default="auto", help="auto: float16 on a GPU, float32 on the CPU")
-    ap.add_argument("--frames", type=int, default=16)
-    ap.add_argument("--height", type=int, default=512)
-    ap.add_argument("--width", type=int, default=512)
-    ap.add_argument("--methods", nargs="+", default=list(ALL_METHODS))
-    ap.add_argument("--nfe", nargs="+", type=int, default=[1, 2, 4, 8])
-    ap.add_argument("--teacher", default="ddim", help="method also timed at --teacher-nfe ('none' to skip)")
-    ap.add_argument("--teacher-nfe", nargs="+", type=int, default=[25, 50])
-    ap.add_argument("--reference", default="animatelcm")
-    ap.add_argument("--reference-nfe", type=int, default=4)
-    ap.add_argument("--batch-size", type=int, default=1)
-    ap.add_argument("--decode-chunk-size", type=int, default=16)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cache-dir", default=None)
-    ap.add_argument("--no-share", action="store_true", help="random weights: build every method separately")
-    ap.add_argument("--no-flops", action="store_true")
-    ap.add_argument("--fast", action="store_true", help="enable the fast path (models/fast.py)")
-    ap.add_argument("--fast-opt", action="append", default=[], metavar="KEY=VALUE",
-                    help=f"fast path option, repeatable; keys: {', '.join(f.name for f in fields(FastPath))}")
-    ap.add_argument("--out", default=None, help="JSON file (default: $OUT/timing.json or results/timing/)")
-    return ap.parse_args(argv)
-
-
 def parse_fast(enabled: bool, pairs: Sequence[str]) -> Dict[str, Any]:
     """'--fast-opt compile_unet=true' style pairs -> a FastPath dict (values typed by the dataclass)."""
     types = {f.name: type(getattr(FastPath(), f.name)) for f in fields(FastPath)}
@@ -408,58 +381,63 @@ def parse_fast(enabled: bool, pairs: Sequence[str]) -> Dict[str, Any]:
     return out
 
 
-def _arg_problems(args: argparse.Namespace) -> List[str]:
-    problems = []
-    for flag, values in (("--nfe", args.nfe), ("--teacher-nfe", args.teacher_nfe), ("--reference-nfe", [args.reference_nfe])):
-        if any(int(v) < 1 for v in values):
-            problems.append(f"{flag} takes step counts of 1 or more (got {list(values)}).")
-    if args.frames < 1:
-        problems.append(f"--frames must be 1 or more (got {args.frames}).")
-    for flag, v in (("--height", args.height), ("--width", args.width)):
-        if v < 8 or v % 8:
-            problems.append(f"{flag} must be a positive multiple of 8, the VAE's downsampling (got {v}).")
-    for flag, v, low in (("--batch-size", args.batch_size, 1), ("--decode-chunk-size", args.decode_chunk_size, 1),
-                         ("--repeats", args.repeats, 1), ("--warmup", args.warmup, 0)):
-        if v < low:
-            problems.append(f"{flag} must be {low} or more (got {v}).")
-    for name in [*args.methods, *([args.teacher] if args.teacher not in ("none", "") else []), args.reference]:
-        if name not in MODELS:
-            problems.append(f"unknown method '{name}': use one of {', '.join(MODELS)}.")
+def _problems(cfg: Any) -> List[str]:
+    """What the config schema admits but the timing protocol cannot run."""
+    problems = settings_problems(cfg)
+    methods = list(cfg.methods or {})
+    t = cfg.runner.timing
+    for key, name in (("teacher", t.teacher), ("reference", t.reference)):
+        if name is not None and name not in methods:
+            problems.append(f"runner.timing.{key}={name!r} is not one of the timed methods ({', '.join(methods)}): "
+                            f"keep it among them or set runner.timing.{key}=null.")
+    if any(int(n) < 1 for n in list(t.teacher_nfe) + [t.reference_nfe]):
+        problems.append(f"runner.timing.teacher_nfe / reference_nfe take step counts of 1 or more (got "
+                        f"{list(t.teacher_nfe)} / {t.reference_nfe}).")
     return problems
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parse(argv)
-    problems = _arg_problems(args)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.timing", description=__doc__.split("\n\n")[0],
+        epilog="Other arguments are Hydra overrides of experiment=timing, as for run_bench.py: e.g. weights=tiny "
+               "runner.device=cpu protocol.height=64 protocol.width=64 protocol.num_frames=8 'protocol.nfe=[1,4]' "
+               "'~methods.dpmpp' runner.timing.repeats=3 runner.fast.compile_unet=true.")
+    ap.add_argument("--out", default=None, help="JSON file (default: $OUT/timing.json or results/timing/)")
+    args, overrides = ap.parse_known_args(argv)
+    overrides = ["experiment=timing", *overrides]
+    bad = [o for o in overrides if o.startswith("-")]
+    problem = (f"unknown option(s) {bad}: the settings are Hydra overrides (see --help)" if bad else None) \
+        or check_overrides(overrides, str(CONFIG_DIR))
+    if problem:
+        fail(problem)
+    try:
+        cfg = compose(overrides)
+    except Exception as err:   # a Hydra composition error is a user error: one line
+        fail(str(err).splitlines()[0])
+    problems = _problems(cfg)
     if problems:
         fail(" ".join(problems))
     try:
-        return _main(args)
-    except (ValueError, FileNotFoundError) as err:   # settings the parser cannot check (device, fast-path keys)
+        return _main(cfg, args.out)
+    except (ValueError, FileNotFoundError) as err:   # settings only the build can check (device, weights)
         fail(str(err))
 
 
-def _main(args: argparse.Namespace) -> int:
+def _main(cfg: Any, out: Optional[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    device, dtype = resolve_device_dtype(args.device, args.dtype)
-    teacher = None if args.teacher in ("none", "") else args.teacher
-    settings = TimingSettings(
-        methods={m: None for m in args.methods}, nfe=args.nfe, teacher=teacher, teacher_nfe=args.teacher_nfe,
-        reference=args.reference, reference_nfe=args.reference_nfe, weights=args.weights, device=device,
-        dtype=dtype, num_frames=args.frames, height=args.height, width=args.width, batch_size=args.batch_size,
-        decode_chunk_size=args.decode_chunk_size, warmup=args.warmup, repeats=args.repeats, seed=args.seed,
-        cache_dir=args.cache_dir, fast=parse_fast(args.fast, args.fast_opt), share_random_weights=not args.no_share,
-        count_flops=not args.no_flops)
+    device, dtype = resolve_device_dtype(str(cfg.runner.device), str(cfg.runner.dtype))
+    settings = settings_from_cfg(cfg, device, dtype)
     started = time.time()
     rows = time_methods(settings, progress=lambda m: print(m, flush=True))
     summary = summarize(rows, settings)
     dev = rows[0]["device"]
-    print(f"\nDenoising time per clip on {dev} ({dtype}), {args.frames}x{args.height}x{args.width}, "
-          f"weights={args.weights}, batch {args.batch_size}, fast path {'on' if args.fast else 'off'}:")
+    fast = bool((settings.fast or {}).get("enabled"))
+    print(f"\nDenoising time per clip on {dev} ({dtype}), {settings.num_frames}x{settings.height}x{settings.width}, "
+          f"weights={settings.weights}, batch {settings.batch_size}, fast path {'on' if fast else 'off'}:")
     print(format_table(rows))
     if rows[0]["tflop_per_unet_eval"] is not None:
         print("FLOPs of one UNet evaluation (one clip, %dx%dx%d): %.4g TFLOP"
-              % (args.frames, args.height, args.width, rows[0]["tflop_per_unet_eval"]))
+              % (settings.num_frames, settings.height, settings.width, rows[0]["tflop_per_unet_eval"]))
     if summary["speedup"] is not None:
         t, s = summary["teacher"], summary["reference"]
         print(f"Speed-up {t['method']} {t['nfe']} steps (CFG {t['guidance_scale']:g}) / {s['method']} {s['nfe']} steps: "
@@ -468,7 +446,7 @@ def _main(args: argparse.Namespace) -> int:
     payload = {"kind": "lcmbench-timing", "settings": {k: v for k, v in asdict(settings).items() if k != "methods"}
                | {"methods": list(settings.methods)}, "environment": environment(device), "summary": summary,
                "timing": rows, "wall_s": time.time() - started}
-    print(f"Wrote {write_figures(payload, 'timing', args.out)}")
+    print(f"Wrote {write_figures(payload, 'timing', out)}")
     return 0
 
 

@@ -83,7 +83,7 @@ def test_misspelt_names_are_caught_before_hydra(arg, match, tmp_path):
 
 
 def test_valid_sweeps_and_launcher_overrides_pass_the_check():
-    from bench.cli import check_overrides
+    from bench.overrides import check_overrides
 
     ok = ["experiment=smoke,table1", "shard.index=range(8)", "hydra/launcher=submitit_slurm",
           "hydra.launcher.timeout_min=120", "~methods.dpmpp", "metrics.fvd.options.x=1",

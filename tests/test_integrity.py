@@ -19,7 +19,8 @@ import pytest
 from bench import paired
 from bench import download as dl
 from bench import prefetch as pf
-from bench.cli import check_overrides, check_run_dir, run_with_clear_errors
+from bench.cli import check_run_dir, run_with_clear_errors
+from bench.overrides import check_overrides
 from bench.lock import run_lock, scope_of
 from bench.runner import generation_timing
 from bench.prompts import UCF101_CLASSES, classname_captions, overlong_captions, parse_caption_file, read_caption_text
@@ -301,17 +302,20 @@ def test_item10_run_directory_that_is_a_file_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--nfe", "0"], "--nfe takes step counts of 1 or more"),
-    (["--frames", "-1"], "--frames must be 1 or more"),
-    (["--height", "30"], "--height must be a positive multiple of 8"),
-    (["--methods", "foo"], "unknown method 'foo'"),
-    (["--fast-opt", "nope=1"], "Unknown fast path option 'nope'"),
+    (["protocol.nfe=[0]"], "protocol.nfe=[0] is not allowed: use a list of step counts of 1 or more"),
+    (["protocol.num_frames=-1"], "protocol.num_frames=-1 is not allowed: use 1 or more frames"),
+    (["protocol.height=30"], "protocol.height=30 is not allowed: use a positive multiple of 8"),
+    (["runner.timing.teacher=foo"], "runner.timing.teacher='foo' is not one of the timed methods"),
+    (["runner.fast.nope=1"], "unknown setting 'runner.fast.nope'"),
+    (["--nfe", "0"], "unknown option(s) ['--nfe']: the settings are Hydra overrides"),
 ])
 def test_item10_bad_timing_arguments(args, message, capsys):
+    """The timing command reads the same config as run_bench.py: its settings are
+    checked by the same schema and the same override checks."""
     from bench import timing
 
     with pytest.raises(SystemExit) as info:
-        timing.main(["--weights", "tiny", "--device", "cpu", *args])
+        timing.main(["weights=tiny", "runner.device=cpu", *args])
     assert info.value.code == 2
     assert message in error_line(capsys.readouterr().err)
 

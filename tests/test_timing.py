@@ -158,10 +158,11 @@ def test_run_timing_full_protocol_on_tiny_models(tmp_path):
 
 def test_standalone_command_prints_a_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "t.json"
-    code = timing.main(["--weights", "tiny", "--device", "cpu", "--frames", "2", "--height", "32", "--width", "32",
-                        "--methods", "animatelcm", "ddim", "--nfe", "1", "2", "--teacher-nfe", "3",
-                        "--reference-nfe", "2", "--warmup", "1", "--repeats", "2", "--cache-dir", str(tmp_path),
-                        "--fast", "--fast-opt", "fuse_qkv=true", "--out", str(out)])
+    code = timing.main(["weights=tiny", "runner.device=cpu", "protocol.num_frames=2", "protocol.height=32",
+                        "protocol.width=32", "~methods.dpmpp", "~methods.animatelcm_r", "protocol.nfe=[1,2]",
+                        "runner.timing.teacher_nfe=[3]", "runner.timing.reference_nfe=2", "runner.timing.warmup=1",
+                        "runner.timing.repeats=2", f"cache_dir={tmp_path}", "runner.fast.fuse_qkv=true",
+                        "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
     assert "Speed-up ddim 3 steps (CFG 7.5) / animatelcm 2 steps" in printed
