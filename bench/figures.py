@@ -12,6 +12,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 import torch
 
+from common.files import write_atomic
 from models.device import device_info
 
 
@@ -38,11 +39,7 @@ def write_figures(payload: Dict[str, Any], name: str, out: Optional[str] = None)
     default_out_dir() as NAME.json (when $OUT is set) or NAME_<date-time>.json."""
     path = Path(out) if out else default_out_dir() / (
         f"{name}.json" if os.environ.get("OUT") else f"{name}_{time.strftime('%Y%m%d-%H%M%S')}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, json.dumps(payload, indent=2, default=str))
 
 
 def format_table(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch.hub
 
-from common.files import sha256_file
+from common.files import sha256_file, write_atomic
 from metrics.vbench_assets import vbench_cache_dir
 from models.weights import hub_cache_dir
 
@@ -51,15 +51,10 @@ def write_manifest(path: str | os.PathLike, experiment: str, roots: Dict[str, st
                    manual: List[str], missing: Optional[List[Dict[str, str]]] = None) -> Path:
     """``missing``: what the experiment needs but the prefetch could not fetch; a
     manifest with any is never verified as complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": MANIFEST_FORMAT, "experiment": experiment,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "roots": roots, "assets": assets, "manual": manual,
             "missing": list(missing or [])}
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, json.dumps(data, indent=2))
 
 
 _ROOT_ENV = {"hf_hub": None, "lcmbench": "LCMBENCH_CACHE", "vbench": "VBENCH_CACHE_DIR"}

@@ -12,11 +12,11 @@ from typing import Iterator
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from .store import atomic_write_bytes
+from common.files import write_atomic
 
 
 def save_preflight(report, run_dir: Path) -> None:
-    atomic_write_bytes(Path(run_dir) / "preflight.json",
+    write_atomic(Path(run_dir) / "preflight.json",
                        json.dumps(report.to_dict(), indent=2, default=str).encode())
 
 
@@ -25,15 +25,15 @@ def published(cfg: DictConfig, run_dir: Path, report) -> Iterator[None]:
     """The run's metadata, written once it has passed every check: the resolved config,
     the preflight report, Hydra's config and overrides (.hydra/), and a log file that
     receives the run's log records until the run ends (and no other run's)."""
-    atomic_write_bytes(run_dir / "config.resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
+    write_atomic(run_dir / "config.resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
     save_preflight(report, run_dir)
     hydra_dir = run_dir / ".hydra"
     hydra_dir.mkdir(exist_ok=True)
-    atomic_write_bytes(hydra_dir / "config.yaml", OmegaConf.to_yaml(cfg).encode())
+    write_atomic(hydra_dir / "config.yaml", OmegaConf.to_yaml(cfg).encode())
     if HydraConfig.initialized():
         hc = HydraConfig.get()
-        atomic_write_bytes(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(list(hc.overrides.task)).encode())
-        atomic_write_bytes(hydra_dir / "hydra.yaml", OmegaConf.to_yaml({"hydra": hc}).encode())
+        write_atomic(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(list(hc.overrides.task)).encode())
+        write_atomic(hydra_dir / "hydra.yaml", OmegaConf.to_yaml({"hydra": hc}).encode())
     handler = logging.FileHandler(run_dir / "run_bench.log")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     root = logging.getLogger()

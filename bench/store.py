@@ -94,7 +94,9 @@ def is_abandoned(tmp: Path, stale_s: float = STALE_TEMPORARY_S) -> bool:
 
 def atomic_write_bytes(target: Path, data: bytes) -> Path:
     """Write to a temporary in the same folder, fsync, rename. On any error (ENOSPC
-    included) the temporary is removed and the old target, if any, is untouched."""
+    included) the temporary is removed and the old target, if any, is untouched. The
+    store's own form of common.files.write_atomic: its temporary names carry the
+    writer's pid, so a resume can tell a killed run's leftovers from a live writer's."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(target)
     try:

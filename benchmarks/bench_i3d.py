@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
@@ -19,25 +18,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from metrics.i3d import random_i3d  # noqa: E402
+from models.device import device_name  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{cpu_name()} ({torch.get_num_threads()} threads)"
 
 
 def sync(device: torch.device) -> None:
@@ -95,7 +78,7 @@ def main(argv=None) -> int:
     dtypes = args.dtype or (["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32"])
     bs = args.batch_size or min(args.clips, 8)
 
-    print(f"I3D throughput | device {args.device}: {device_name(device)} | torch {torch.__version__}")
+    print(f"I3D throughput | device {args.device}: {device_name(str(device))} | torch {torch.__version__}")
     print(f"clips {args.clips} x {args.frames}x224x224, batch {bs}, "
           f"{'contiguous' if args.no_channels_last else 'channels_last_3d'}")
     for name in dtypes:

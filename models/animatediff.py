@@ -22,6 +22,8 @@ from diffusers.utils import logging as diffusers_logging
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from common.files import atomic_path
+
 from . import tiny as tiny_parts
 from .device import DTYPES, resolve_device_dtype
 from .fast import PhaseClock, apply_fast_path, decode_to_uint8
@@ -215,9 +217,8 @@ def _lora_path(spec: ModelSpec, weights: str, seed: int, cache_dir: Path, unet2d
     path = cache_dir / "tiny" / f"tiny_lcm_lora_kohya_seed{seed}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.is_file():
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file(tiny_parts.tiny_lora_state_dict(unet2d, seed), str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path, ".safetensors") as tmp:
+            save_file(tiny_parts.tiny_lora_state_dict(unet2d, seed), str(tmp))
     return path
 
 

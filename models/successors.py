@@ -20,6 +20,8 @@ from typing import Any, Dict, Optional
 import torch
 from safetensors.torch import save_file
 
+from common.files import atomic_path
+
 from .specs import ModelSpec, step_specific
 from .weights import check_sha256, load_state_dict, load_with_clear_error, looks_local, resolve_file
 
@@ -40,9 +42,8 @@ def _tiny_motion_file(adapter, spec: ModelSpec, nfe: Optional[int], cache_dir: P
         g = torch.Generator().manual_seed(seed * 1009 + (nfe or 0))
         state = {k: (v + 0.05 * torch.randn(v.shape, generator=g) * (v.std() if v.numel() > 1 else 1.0))
                  if v.is_floating_point() else v for k, v in adapter.state_dict().items()}
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file({k: t.contiguous() for k, t in state.items()}, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path, ".safetensors") as tmp:
+            save_file({k: t.contiguous() for k, t in state.items()}, str(tmp))
     return path
 
 
@@ -80,9 +81,8 @@ def _tiny_peft_folder(unet, cache_dir: Path, seed: int) -> Path:
         for name, p in model.named_parameters():
             if "lora_" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    model.save_pretrained(str(tmp))
-    os.replace(tmp, folder)
+    with atomic_path(folder) as tmp:
+        model.save_pretrained(str(tmp))
     return folder
 
 

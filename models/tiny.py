@@ -9,11 +9,12 @@ from __future__ import annotations
 import copy
 import gzip
 import hashlib
-import importlib.util
 import json
 import os
 from pathlib import Path
 from typing import Dict
+
+from common.files import package_file, write_atomic
 
 CLIP_VOCAB_SIZE = 49408
 CLIP_MAX_LENGTH = 77
@@ -36,11 +37,10 @@ def _bytes_to_unicode() -> Dict[int, str]:
 
 
 def open_clip_bpe_file() -> Path:
-    spec = importlib.util.find_spec("open_clip")
-    if spec is None or not spec.submodule_search_locations:
+    path = package_file("open_clip", "bpe_simple_vocab_16e6.txt.gz")
+    if path is None:
         raise RuntimeError("open_clip_torch is not installed; it ships the CLIP BPE file the offline "
                            "tokenizer is built from. Run `make install` (pip install open-clip-torch).")
-    path = Path(list(spec.submodule_search_locations)[0]) / "bpe_simple_vocab_16e6.txt.gz"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the open_clip installation; reinstall open-clip-torch.")
     return path
@@ -64,9 +64,7 @@ def clip_tokenizer_files(cache_dir: str | os.PathLike) -> Path:
         target = out / name
         if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == hashlib.sha256(text.encode()).hexdigest():
             continue
-        tmp = target.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
+        write_atomic(target, text)
     return out
 
 

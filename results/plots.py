@@ -15,7 +15,6 @@ is the figure's headline, in red.
 """
 from __future__ import annotations
 
-import os
 import textwrap
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -25,6 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator, ScalarFormatter
 
+from common.files import atomic_path
 from metrics import display as metric_display
 from metrics import facts as metric_facts
 
@@ -328,12 +328,8 @@ def save_figure(fig: Figure, stem: Union[str, Path], dpi: int = 150) -> List[Pat
     # each file appears whole or not at all: written beside its name, then renamed
     for path, kwargs in ((png, {"dpi": dpi, "metadata": {"Software": None}}),
                          (pdf, {"metadata": {"CreationDate": None, "Creator": None, "Producer": None}})):
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
+        with atomic_path(path, path.suffix) as tmp:
             fig.savefig(tmp, format=path.suffix[1:], **kwargs)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
     return [png, pdf]
 
 
