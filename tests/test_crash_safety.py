@@ -162,7 +162,7 @@ def test_nonfinite_clips_are_recorded_and_left_out_of_scoring(tmp_path, cache_di
     (row,) = scored["rows"]
     assert row["n"] == 3 and row["extra"]["excluded_nonfinite"] == 1 and row["extra"]["missing"] == 0
     run.summary = summary
-    generation = run.results(scored)["provenance"]["generation"]
+    generation = run.results(scored).provenance.generation
     assert generation["store"]["nonfinite_count"] == 1 and generation["nonfinite"] == summary.nonfinite
 
 
