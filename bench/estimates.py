@@ -29,7 +29,7 @@ CLIP_H14_TFLOP_PER_FRAME = 0.335   # CLIP ViT-H/14 image tower, one 224x224 fram
 I3D_TFLOP_PER_CLIP = 0.0556
 I3D_FEATURES = 400           # Kinetics-400 logits, float32, per clip in the store
 MP4_BITS_PER_PIXEL = 0.4     # H.264 crf 17 (metrics.video_io.write_mp4) measured 0.20-0.37 on real footage
-VBENCH_MP4_BITS_PER_PIXEL = 2.5   # lossless H.264 crf 0 (metrics.vbench.write_mp4) measured 0.8-2.4
+VBENCH_MP4_BITS_PER_PIXEL = 2.5   # lossless H.264 crf 0 (metrics.video_io.write_mp4, crf 0) measured 0.8-2.4
 RESULTS_ALLOWANCE = 64 * 2 ** 20   # results.json, tables, plots, sample strips, logs
 UCF101_VIDEOS = 13320
 

@@ -31,7 +31,6 @@ numbers mean nothing.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import logging
 import os
 from pathlib import Path
@@ -41,6 +40,7 @@ import numpy as np
 from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
 from common.files import sha256_file
+from common.names import did_you_mean
 from metrics.options import options_schema, parse_options
 from models.weights import hub_cache_dir, hub_offline
 
@@ -442,9 +442,7 @@ def build(**kwargs: Any) -> CLIPSimMetric:
     import open_clip
 
     if model not in open_clip.list_models():
-        close = difflib.get_close_matches(model, open_clip.list_models(), n=3)
-        raise ValueError(f"clipsim: open_clip has no model '{model}'"
-                         + (f"; close: {', '.join(close)}." if close else "."))
+        raise ValueError(f"clipsim: open_clip has no model '{model}'.{did_you_mean(model, open_clip.list_models())}")
     file = resolve_weights_file(model, pretrained, path)
     digest = sha256_file(file)
     # Build the architecture without weights, then load the resolved file: open_clip's

@@ -3,7 +3,6 @@ and Hugging Face files), and the check of which dimensions can run offline. Pref
 prefetch and the VBench stage read these declarations."""
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import os
@@ -12,6 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from huggingface_hub import try_to_load_from_cache
 
+from common.names import closest
 from metrics.vbench_protocol import ALL_DIMENSIONS
 from models.weights import hub_cache_dir
 
@@ -174,8 +174,8 @@ def _check_dimensions(dimensions: Any) -> List[str]:
         raise ValueError("VBench: no dimensions given; choose from " + ", ".join(ALL_DIMENSIONS) + ".")
     for d in dims:
         if d not in ALL_DIMENSIONS:
-            close = difflib.get_close_matches(str(d), ALL_DIMENSIONS, n=1)
-            raise ValueError(f"VBench: unknown dimension '{d}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+            close = closest(str(d), ALL_DIMENSIONS)
+            raise ValueError(f"VBench: unknown dimension '{d}'" + (f" (did you mean '{close}'?)" if close else "")
                              + ". Known: " + ", ".join(ALL_DIMENSIONS) + ".")
     return dims
 

@@ -2,7 +2,6 @@
 (``{prompt}-{i}.mp4``, lossless H.264)."""
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -11,11 +10,12 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Tuple
 
-import imageio_ffmpeg
 import numpy as np
 
 from common.files import package_file
+from common.names import closest
 from metrics.vbench_protocol import ALL_DIMENSIONS, MAX_FILENAME_BYTES, MODES, STANDARD_VIDEOS_PER_PROMPT
+from metrics.video_io import write_mp4
 
 # --------------------------------------------------------------------------- prompts
 
@@ -90,36 +90,6 @@ def _safe_stem(prompt: str, suffix: str) -> str:
     return f"{clean}~{digest}"
 
 
-def write_mp4(frames: np.ndarray, path: os.PathLike, fps: float = 8.0, crf: int = 0) -> None:
-    """uint8 [F, H, W, 3] -> H.264 mp4 (yuv420p, libx264 at the given CRF).
-
-    CRF 0 is lossless H.264 (only the RGB -> yuv420p conversion loses detail), so
-    the encoder adds no frame-to-frame noise of its own: at CRF 18 a static
-    gradient already decodes with +-2 level differences between frames, which
-    temporal_flickering would count as flicker. CRF 0 files are about 7x larger.
-    """
-    frames = np.asarray(frames)
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
-        raise ValueError(f"video frames must be uint8 [F, H, W, 3] with F >= 1, got dtype {frames.dtype} "
-                         f"shape {frames.shape}.")
-    if not isinstance(crf, (int, np.integer)) or isinstance(crf, bool) or not 0 <= crf <= 51:
-        raise ValueError(f"crf must be an int in 0..51 (0 = lossless), got {crf!r}.")
-    if not fps or fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps!r}.")
-    h, w = frames.shape[1:3]
-    if h % 2 or w % 2:
-        raise ValueError(f"H.264 (yuv420p) needs even frame sizes, got {h}x{w}: crop or pad the frames first.")
-    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, codec="libx264", quality=None,
-                                         pix_fmt_in="rgb24", pix_fmt_out="yuv420p", macro_block_size=1,
-                                         output_params=["-crf", str(int(crf))])
-    writer.send(None)
-    try:
-        for frame in frames:
-            writer.send(np.ascontiguousarray(frame))
-    finally:
-        writer.close()
-
-
 def export_for_vbench(items: Iterable[Tuple[str, int, Any]], out_dir: os.PathLike,
                       mode: str = "vbench_standard", fps: float = 8.0, crf: int = 0) -> Dict[str, str]:
     """Write videos for VBench as ``{prompt}-{index}.mp4`` in ``out_dir``.
@@ -131,7 +101,7 @@ def export_for_vbench(items: Iterable[Tuple[str, int, Any]], out_dir: os.PathLik
     would pass 255 bytes) is written under a sanitised name with a hash, and the
     returned map carries the real prompt. Returns {file name: prompt} for every file
     written; pass it to :func:`evaluate` as ``prompts`` in custom_input mode.
-    Frames are encoded with :func:`write_mp4` (lossless H.264 by default, ``crf``).
+    Frames are encoded with :func:`metrics.video_io.write_mp4` (lossless H.264 by default, ``crf``).
     """
     if mode not in MODES:
         raise ValueError(f"export_for_vbench: mode must be one of {', '.join(MODES)}, got '{mode}'.")
@@ -153,9 +123,9 @@ def export_for_vbench(items: Iterable[Tuple[str, int, Any]], out_dir: os.PathLik
                 raise ValueError(f"export_for_vbench: item {n}: VBench's standard suite reads indices 0..4 per "
                                  f"prompt, got {index}; use mode='custom_input' for other sets.")
             if prompt not in standard:
-                close = difflib.get_close_matches(prompt, list(standard), n=1)
+                close = closest(prompt, standard)
                 raise ValueError(f"export_for_vbench: item {n}: '{prompt}' is not a VBench standard prompt"
-                                 + (f" (closest: '{close[0]}')" if close else "")
+                                 + (f" (closest: '{close}')" if close else "")
                                  + "; use mode='custom_input' for your own prompts.")
         if _filename_ok(prompt, ".mp4"):
             stem = prompt
@@ -180,7 +150,9 @@ def export_for_vbench(items: Iterable[Tuple[str, int, Any]], out_dir: os.PathLik
         else:
             frames = np.asarray(video)
             try:
-                write_mp4(frames, target, fps=fps, crf=crf)
+                # CRF 0 is lossless H.264 (only the RGB -> yuv420p conversion loses detail), so the encoder
+                # adds no frame-to-frame noise that temporal_flickering would count as flicker
+                write_mp4(str(target), np.asarray(frames), fps=fps, crf=crf, quality=None)
             except ValueError as err:
                 raise ValueError(f"export_for_vbench: item {n} ({prompt!r}, {index}): {err}") from None
         written[name] = prompt

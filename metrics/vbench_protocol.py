@@ -4,13 +4,11 @@ facts, and the aggregation into Total / Quality / Semantic (scripts/cal_final_sc
 Light: imported by the results schema, preflight and the VBench stage alike."""
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-
+from common.names import closest
 from metrics.base import MetricFacts
-
 
 # --------------------------------------------------------------------------- constants
 # VBench scripts/constant.py (verified against Vchitect/VBench): quality and semantic
@@ -91,9 +89,9 @@ def aggregate(scores: Mapping[str, float], allow_missing: bool = False) -> Dict[
     for key, value in scores.items():
         dim = str(key).strip().replace(" ", "_")
         if dim not in ALL_DIMENSIONS:
-            close = difflib.get_close_matches(dim, ALL_DIMENSIONS, n=1)
+            close = closest(dim, ALL_DIMENSIONS)
             raise ValueError(f"aggregate: unknown VBench dimension '{key}'"
-                             + (f" (did you mean '{close[0]}'?)" if close else "") + ".")
+                             + (f" (did you mean '{close}'?)" if close else "") + ".")
         if dim in raw:
             raise ValueError(f"aggregate: dimension '{dim}' given twice.")
         try:

@@ -90,13 +90,16 @@ def read_mp4(path: str) -> np.ndarray:
     return read_video(path)
 
 
-def write_mp4(path: str, frames: np.ndarray, fps: float = 8, crf: int = 17) -> str:
-    """Write uint8 [F, H, W, 3] frames as an H.264 mp4, atomically (temp file + os.replace).
+def write_mp4(path: str, frames: np.ndarray, fps: float = 8, crf: int = 17, quality: Optional[int] = 5) -> str:
+    """Write uint8 [F, H, W, 3] frames as an H.264 mp4 (yuv420p, libx264 at ``crf``),
+    atomically. The one video writer: clips for viewing (crf 17) and VBench's input
+    (crf 0, ``quality=None``: lossless H.264, see metrics/vbench_export.py).
 
     An mp4 is lossy (yuv420p chroma subsampling and quantisation): re-reading it
     does not give the same frames, and FVD moves noticeably after such a round
     trip. Lossless frames are the default scoring input; mp4s are for viewing and
-    for VBench-style tools that read video files.
+    for VBench-style tools that read video files. ``quality``: imageio-ffmpeg's
+    setting (its default 5; None leaves only ``crf``).
     """
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
@@ -105,13 +108,17 @@ def write_mp4(path: str, frames: np.ndarray, fps: float = 8, crf: int = 17) -> s
     if f < 1:
         raise ValueError("write_mp4: no frames to write.")
     if h % 2 or w % 2:
-        raise ValueError(f"write_mp4: H.264 yuv420p needs even height and width, got {h}x{w}; crop or pad first.")
+        raise ValueError(f"write_mp4: H.264 (yuv420p) needs even frame sizes, got {h}x{w}: crop or pad the frames first.")
+    if not isinstance(crf, (int, np.integer)) or isinstance(crf, bool) or not 0 <= crf <= 51:
+        raise ValueError(f"write_mp4: crf must be an int in 0..51 (0 = lossless), got {crf!r}.")
+    if not fps or fps <= 0:
+        raise ValueError(f"write_mp4: fps must be > 0, got {fps!r}.")
 
     path = os.fspath(path)
     # Keep the .mp4 suffix on the temp name: ffmpeg picks the container from it.
     with atomic_path(path, ".mp4") as tmp:
         writer = imageio_ffmpeg.write_frames(
-            str(tmp), (w, h), fps=fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
+            str(tmp), (w, h), fps=fps, codec="libx264", quality=quality, pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
             macro_block_size=1, output_params=["-crf", str(int(crf))], ffmpeg_log_level="error")
         writer.send(None)
         for frame in frames:

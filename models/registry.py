@@ -4,9 +4,10 @@ Pure Python on purpose: listing models imports neither torch nor diffusers.
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, fields, replace
 from typing import Dict
+
+from common.names import did_you_mean
 
 from .specs import ModelSpec, SamplerSpec
 
@@ -87,9 +88,7 @@ def available() -> list:
 
 def entry(name: str) -> Entry:
     if name not in MODELS:
-        close = difflib.get_close_matches(name, MODELS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ValueError(f"Unknown model '{name}'.{hint} Available: {', '.join(MODELS)}.")
+        raise ValueError(f"Unknown model '{name}'.{did_you_mean(name, MODELS)} Available: {', '.join(MODELS)}.")
     return MODELS[name]
 
 
