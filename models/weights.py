@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-from huggingface_hub import constants as hub_constants
 from huggingface_hub import hf_hub_download
 
 from common.files import sha256_file
@@ -38,10 +37,9 @@ def hub_cache_dir() -> str:
 
 
 def hub_offline() -> bool:
-    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE), read now rather than at import."""
-    if env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE"):
-        return True
-    return bool(hub_constants.HF_HUB_OFFLINE)
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE), parsed as huggingface_hub parses them but
+    read now: its own constant is frozen when it is first imported."""
+    return env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE")
 
 
 def check_sha256(path: str | os.PathLike, expected: Optional[str]) -> str:
