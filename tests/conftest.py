@@ -1,7 +1,10 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+from bench import offline
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CAPTIONS = REPO.parent / "shared" / "data" / "UCF101_prompts.yaml"
@@ -46,3 +49,25 @@ def e2e_reference(tmp_path_factory, cache_dir):
     from tests.e2e import reference_run
 
     return reference_run(tmp_path_factory.mktemp("e2e") / "reference", cache_dir)
+
+
+@pytest.fixture
+def no_offline_env(monkeypatch):
+    """Start without offline variables; whatever bench.offline.enforce() sets (variables,
+    the flags of already imported libraries, the network guard) is undone at teardown.
+    (monkeypatch.delenv of an absent variable records nothing, so the variables are
+    restored here.)"""
+    keys = list(offline.OFFLINE_ENV) + ["LCMBENCH_OFFLINE"]
+    saved = {key: os.environ.pop(key, None) for key in keys}
+    for name, module in list(sys.modules.items()):
+        if module is not None and name.startswith(offline._FLAG_OWNERS):
+            for attr in ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+                if isinstance(getattr(module, attr, None), bool):
+                    monkeypatch.setattr(module, attr, getattr(module, attr))
+    yield
+    offline.release()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

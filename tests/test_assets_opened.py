@@ -49,7 +49,7 @@ def _asset_roots(assets):
 
 
 @pytest.mark.slow
-def test_preflight_checks_exactly_the_files_a_tiny_run_reads(tmp_path, monkeypatch):
+def test_preflight_checks_exactly_the_files_a_tiny_run_reads(tmp_path, monkeypatch, no_offline_env):
     if i3d_kinetics.package_checkpoint() is None:
         pytest.skip(f"the real I3D is not installed ({i3d_kinetics.INSTALL_HINT})")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

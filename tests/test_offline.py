@@ -21,21 +21,6 @@ def guard_off_afterwards():
 
 
 @pytest.fixture
-def no_offline_env(monkeypatch):
-    """Start without offline variables; whatever enforce() sets (variables and the flags
-    of already imported libraries) is undone at teardown."""
-    import sys
-
-    for key in list(offline.OFFLINE_ENV) + ["LCMBENCH_OFFLINE"]:
-        monkeypatch.delenv(key, raising=False)
-    for name, module in list(sys.modules.items()):
-        if module is not None and name.startswith(offline._FLAG_OWNERS):
-            for attr in ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
-                if isinstance(getattr(module, attr, None), bool):
-                    monkeypatch.setattr(module, attr, getattr(module, attr))
-
-
-@pytest.fixture
 def socket_recorder(monkeypatch):
     """Every attempt to open a connection or resolve a name is recorded, then refused."""
     return refuse_network(monkeypatch)
