@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
+MAX_NAME_BYTES = 255   # a file name's limit on Linux and macOS file systems
 
 
 def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
@@ -29,7 +30,10 @@ def atomic_path(path: PathLike, suffix: str = "") -> Iterator[Path]:
     file or a folder the block creates there."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp{suffix}")
+    tail = f".{uuid.uuid4().hex}.tmp{suffix}"
+    # the final name, shortened so the temporary stays within the 255-byte name limit
+    head = final.name.encode()[:MAX_NAME_BYTES - 1 - len(tail.encode())].decode(errors="ignore")
+    tmp = final.with_name(f".{head}{tail}")
     try:
         yield tmp
         os.replace(tmp, final)
