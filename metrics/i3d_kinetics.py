@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
-from torchvision.models._meta import _KINETICS400_CATEGORIES
 
 try:  # numpy >= 2 keeps it in numpy._core; files pickled under numpy 1 name numpy.core
     from numpy._core.multiarray import _reconstruct
@@ -167,4 +166,7 @@ def converted_detector(cache_dir: "str | os.PathLike", source: "str | os.PathLik
 def kinetics400_classes() -> Tuple[str, ...]:
     """The 400 Kinetics class names in the detector's logit order (alphabetical, as
     DeepMind's label map), from torchvision's metadata."""
+    # heavy: torchvision.models loads torch's compiler stack (1.5 s); only when class names are asked for
+    from torchvision.models._meta import _KINETICS400_CATEGORIES
+
     return tuple(_KINETICS400_CATEGORIES)
