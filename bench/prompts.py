@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from bench.download import DownloadError, download_url
+from common.files import sha256_file
 from metrics.vbench_export import full_info_path, standard_prompts
 from models.tiny import clip_tokenizer
 from models.weights import hub_offline
@@ -151,7 +152,7 @@ def vbench_prompt_set(dimensions: Optional[List[str]] = None) -> PromptSet:
         picked = [(i, e) for i, e in zip(ids, entries) if set(e["dimensions"]) & set(dimensions)]
     else:
         picked = list(zip(ids, entries))
-    digest = hashlib.sha256(full_info_path().read_bytes()).hexdigest()
+    digest = sha256_file(full_info_path())
     return PromptSet("vbench_standard", [i for i, _ in picked], [e["prompt"] for _, e in picked], digest)
 
 

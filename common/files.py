@@ -65,3 +65,13 @@ def package_file(package: str, relative: str) -> Optional[Path]:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(list(spec.submodule_search_locations)[0]) / relative
+
+
+def installed_file(package: str, relative: str, install: str) -> Path:
+    """:func:`package_file`, or one FileNotFoundError saying what to install (``install``)."""
+    path = package_file(package, relative)
+    if path is None:
+        raise FileNotFoundError(f"the '{package}' package is not installed: {install}.")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the {package} install is incomplete; {install}.")
+    return path

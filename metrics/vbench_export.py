@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterable, List, Tuple
 
 import numpy as np
 
-from common.files import package_file
+from common.files import installed_file
 from common.names import closest
 from metrics.vbench_protocol import ALL_DIMENSIONS, MAX_FILENAME_BYTES, MODES, STANDARD_VIDEOS_PER_PROMPT
 from metrics.video_io import write_mp4
@@ -21,13 +21,8 @@ from metrics.video_io import write_mp4
 
 def full_info_path() -> Path:
     """The VBench_full_info.json bundled with the installed vbench package."""
-    path = package_file("vbench", "VBench_full_info.json")
-    if path is None:
-        raise ImportError("The 'vbench' package is not installed: pip install --no-deps vbench==0.1.5 "
-                          "(its pins break diffusers/open_clip; see DESIGN.md section 3).")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the vbench install is incomplete; reinstall vbench==0.1.5.")
-    return path
+    return installed_file("vbench", "VBench_full_info.json", "pip install --no-deps vbench==0.1.5 (its pins "
+                          "break diffusers/open_clip; see DESIGN.md section 3)")
 
 
 def standard_prompts(distinct: bool = False) -> List[Dict[str, Any]]:

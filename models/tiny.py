@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Dict
 
-from common.files import package_file, write_atomic
+from common.files import installed_file, write_atomic
 
 CLIP_VOCAB_SIZE = 49408
 CLIP_MAX_LENGTH = 77
@@ -37,13 +37,9 @@ def _bytes_to_unicode() -> Dict[int, str]:
 
 
 def open_clip_bpe_file() -> Path:
-    path = package_file("open_clip", "bpe_simple_vocab_16e6.txt.gz")
-    if path is None:
-        raise RuntimeError("open_clip_torch is not installed; it ships the CLIP BPE file the offline "
-                           "tokenizer is built from. Run `make install` (pip install open-clip-torch).")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the open_clip installation; reinstall open-clip-torch.")
-    return path
+    # open_clip ships the CLIP BPE file the offline tokenizer is built from
+    return installed_file("open_clip", "bpe_simple_vocab_16e6.txt.gz", "run `make install` (pip install "
+                          "open-clip-torch==3.3.0)")
 
 
 def clip_tokenizer_files(cache_dir: str | os.PathLike) -> Path:

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from common.files import MAX_NAME_BYTES, atomic_path, package_file, sha256_file, write_atomic
+from common.files import MAX_NAME_BYTES, atomic_path, installed_file, package_file, sha256_file, write_atomic
 from common.names import closest, did_you_mean, env_flag
 
 
@@ -47,3 +47,10 @@ def test_package_file_finds_data_without_importing_the_package():
     assert package_file("no_such_package_xyz", "x") is None
     bpe = package_file("open_clip", "bpe_simple_vocab_16e6.txt.gz")
     assert bpe is not None and bpe.is_file()
+
+
+def test_installed_file_says_what_to_install():
+    with pytest.raises(FileNotFoundError, match="'no_such_package_xyz' package is not installed: pip install it"):
+        installed_file("no_such_package_xyz", "data.bin", "pip install it")
+    with pytest.raises(FileNotFoundError, match="is missing: the open_clip install is incomplete; reinstall"):
+        installed_file("open_clip", "no-such-file.txt", "reinstall")
