@@ -14,6 +14,7 @@ import numpy as np
 
 from results.compare import PairedLine
 from results.stats import paired_difference
+from results.tolerances import equivalence_margin
 
 from .runner import MethodPlan
 from .store import ClipStore
@@ -56,8 +57,11 @@ def add_paired(rows: List[Dict[str, Any]], plans: Sequence[MethodPlan], store: C
             continue
         d = paired_difference(a, b, statistic, n_boot=n_boot, seed=seed, alpha=alpha,
                               interval="bias_corrected" if set_level else "percentile")
-        line = PairedLine(row["method"], row["nfe"], row["metric"], d.difference, d.lo, d.hi, d.n, len(b), len(a))
+        shared = sorted(set(a) & set(b))
+        margin = equivalence_margin(row["metric"], float(statistic(np.stack([b[k] for k in shared]))))
+        line = PairedLine(row["method"], row["nfe"], row["metric"], d.difference, d.lo, d.hi, d.n, len(b), len(a),
+                          margin=margin)
         row["extra"]["paired"] = {"against": reference, "difference": float(d.difference),
                                   "lo": None if d.lo is None else float(d.lo),
                                   "hi": None if d.hi is None else float(d.hi), "n": int(d.n),
-                                  "reading": line.reading()}
+                                  "margin": margin, "reading": line.reading()}

@@ -57,8 +57,8 @@ from metrics import facts as metric_facts
 from .model import Results
 from .schema import SchemaError, as_results, comparable, load
 from .stats import paired_difference
-from .tolerances import (TIMING_METRICS, Tolerance, ToleranceError, load_tolerance_file, parse_tolerance_args,
-                         tolerance_for)
+from .tolerances import (TIMING_METRICS, Tolerance, ToleranceError, equivalence_margin, load_tolerance_file,
+                         parse_tolerance_args, tolerance_for)
 from .views import flat_rows
 
 EXIT_OK, EXIT_REGRESSION, EXIT_INCOMPARABLE = 0, 1, 2
@@ -268,10 +268,13 @@ class PairedLine:
     n_baseline: int
     n_current: int
     display: str = ""
+    margin: float = 0.0          # practical equivalence: a change this small is no change (tolerances.py)
 
     def reading(self) -> str:
-        """What the interval says, in the metric's direction."""
-        if self.lo is None or self.hi is None or self.lo <= 0.0 <= self.hi:
+        """What the interval says, in the metric's direction: "better" / "worse" only when
+        the interval excludes 0 and the difference is larger than the equivalence margin,
+        so float noise between devices or batch sizes never reads as a change."""
+        if self.lo is None or self.hi is None or self.lo <= 0.0 <= self.hi or abs(self.difference) <= self.margin:
             return "no clear change"
         up = self.lo > 0.0
         return "better" if up == metric_facts(self.metric).higher_is_better else "worse"
@@ -296,19 +299,21 @@ def paired(baseline: Union[Results, Mapping[str, Any]], current: Union[Results, 
         except ValueError as err:
             notes.append(f"{row.method} NFE {row.nfe} {row.metric}: not paired ({err})")
             continue
+        shared = [float(base_clips[k]) for k in set(cur_clips) & set(base_clips)]
         lines.append(PairedLine(row.method, row.nfe, row.metric, d.difference, d.lo, d.hi, d.n,
-                                len(base_clips), len(cur_clips), cur.display_name(row.method)))
+                                len(base_clips), len(cur_clips), cur.display_name(row.method),
+                                equivalence_margin(row.metric, sum(shared) / len(shared))))
     return lines, notes
 
 
 def format_paired(lines: Sequence[PairedLine], alpha: float = 0.05) -> str:
-    head = ["method", "steps", "metric", "current - baseline", f"{100 * (1 - alpha):g}% interval", "clips",
-            "reading"]
+    head = ["method", "steps", "metric", "current - baseline", f"{100 * (1 - alpha):g}% interval", "margin",
+            "clips", "reading"]
     body = [[ln.display or ln.method, str(ln.nfe), _metric_label(ln.metric), f"{ln.difference:+.4g}",
-             "–" if ln.lo is None else f"[{ln.lo:+.4g}, {ln.hi:+.4g}]",
+             "–" if ln.lo is None else f"[{ln.lo:+.4g}, {ln.hi:+.4g}]", f"±{ln.margin:.4g}",
              f"{ln.n}" + ("" if ln.n == ln.n_baseline == ln.n_current else f" of {ln.n_baseline}/{ln.n_current}"),
              ln.reading()] for ln in lines]
-    return _aligned(head, body, {1, 3, 4, 5})
+    return _aligned(head, body, {1, 3, 4, 5, 6})
 
 
 def _describe(path: str, res: Results) -> str:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from common.files import write_atomic
 from metrics import family as metric_family
 from results.model import SCHEMA_VERSION, CrossReferenceError, Results, protocol_id
+from results.comparability import protocol_differences
 
 PathLike = Union[str, "os.PathLike[str]"]
 EXAMPLE = Path(__file__).resolve().parent / "data" / "example_results.json"   # a valid file, tested
@@ -216,9 +217,11 @@ def comparable(a: Union[Results, Mapping[str, Any]], b: Union[Results, Mapping[s
     """Reasons why two results must not be compared; an empty list means they may be.
 
     Different schema versions, weights modes, metric protocols (name or
-    version, for every metric family both files use), prompt sets, FVD
-    sample sizes (FVD is biased by N) or sets of scored VBench dimensions all
-    make numbers incomparable.
+    version, for every metric family both files use), run protocols (frame
+    geometry and count, seed, prompt set or its file, classes, videos per
+    prompt, NFE set, FVD reference: ``results.comparability``), FVD sample
+    sizes (FVD is biased by N) or sets of scored VBench dimensions all make
+    numbers incomparable.
     """
     ra, rb = as_results(a), as_results(b)
     reasons: List[str] = []
@@ -243,12 +246,7 @@ def comparable(a: Union[Results, Mapping[str, Any]], b: Union[Results, Mapping[s
         if (pa["name"], str(pa["version"]), protocol_id(pa)) != (pb["name"], str(pb["version"]), protocol_id(pb)):
             reasons.append(f"{fam} protocols differ: {pa['name']} v{pa['version']} ({protocol_id(pa)}) vs "
                            f"{pb['name']} v{pb['version']} ({protocol_id(pb)})")
-    psa, psb = ra.provenance.prompt_set, rb.provenance.prompt_set
-    if psa.get("name") != psb.get("name"):
-        reasons.append(f"prompt sets differ: {psa.get('name')!r} vs {psb.get('name')!r}")
-    elif psa.get("sha256") and psb.get("sha256") and psa["sha256"] != psb["sha256"]:
-        reasons.append(f"prompt set {psa.get('name')!r} has different contents "
-                       f"(sha256 {psa['sha256'][:12]}... vs {psb['sha256'][:12]}...)")
+    reasons += protocol_differences(ra, rb)   # geometry, frames, seed, prompts, classes, NFE, FVD reference
     for mid in sorted(set(ra.vbench) & set(rb.vbench)):
         da, db = set(ra.vbench[mid].scores), set(rb.vbench[mid].scores)
         if da != db:

@@ -130,3 +130,11 @@ def tolerance_for(metric: str, base: float, half_ci: Optional[float],
     if half_ci is not None and half_ci > floor_amt:
         return half_ci, "baseline CI"
     return floor_amt, f"floor {floor.describe()}"
+
+
+def equivalence_margin(metric: str, baseline: float) -> float:
+    """The practical-equivalence margin of a paired comparison, from the metric's own
+    tolerance fact: a paired difference no larger than this is read as no change (float
+    noise between GPUs, batch sizes or shardings of the same clips is far smaller)."""
+    return float(_amount(_floor(metric), baseline, None))
+

