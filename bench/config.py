@@ -187,6 +187,9 @@ def settings_problems(cfg: Any) -> List[str]:
         g = m.get("guidance_scale")
         need(g is None or (finite(g) and g >= 0), f"{w}.guidance_scale", g,
              "use 0 or more (CFG is on above 1.0)")
+        scaling = (m.get("sampler") or {}).get("timestep_scaling")
+        need(scaling is None or (finite(scaling) and scaling > 0), f"{w}.sampler.timestep_scaling", scaling,
+             "use a positive number (LCM's c_skip / c_out factor: 10.0, MCM's demo 4.0)")
         for key, allowed in (("motion_norm", MOTION_NORMS), ("lora_convention", LORA_CONVENTIONS),
                              ("quantize", QUANTIZE)):
             v = m.get(key)

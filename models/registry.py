@@ -70,8 +70,10 @@ MODELS: Dict[str, Entry] = {
         ModelSpec(name="mcm", display_name="MCM", base=SD15, motion_adapter=TEACHER_ADAPTER, lora=MCM_REPO, color="#e377c2",
                   lora_file="animatediff-laion", lora_scale=1.0, personalized_alpha=1.0, motion_scale=1.0,
                   guidance_scale=1.0, negative_prompt="",
-                  # MCM's card: LCMScheduler.from_config(AnimateDiff's scheduler): diffusers' 50 original steps
-                  sampler=SamplerSpec(kind="lcm", original_inference_steps=50),
+                  # MCM's demo.py: LCMScheduler(timestep_scaling=4.0, timestep_spacing="linspace", steps_offset=1)
+                  # on SD1.5's scheduler config, which leaves diffusers' 50 original steps
+                  sampler=SamplerSpec(kind="lcm", original_inference_steps=50, timestep_spacing="linspace",
+                                      timestep_scaling=4.0),
                   **dict(_PARITY, lora_convention="peft"))),
     "ddim_v3": Entry("models.animatediff:build_model",
                      "Teacher: AnimateDiff v3 (v1-5-3) motion adapter, DDIM, CFG 7.5",

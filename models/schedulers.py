@@ -15,8 +15,9 @@ _SD_BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="linear")
 # Official values: AnimateLCM inference-t2v.yaml / app.py (LCM) and the original
 # AnimateDiff inference configs (DDIM); DPM++ is diffusers' multistep solver.
 SAMPLER_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    # timestep_scaling 10.0: the authors' lcm_scheduler.py and diffusers' default (MCM's demo: 4.0)
     "lcm": dict(_SD_BETAS, original_inference_steps=100, steps_offset=1, clip_sample=False,
-                timestep_spacing="leading"),
+                timestep_spacing="leading", timestep_scaling=10.0),
     "ddim": dict(_SD_BETAS, steps_offset=1, clip_sample=False, timestep_spacing="leading"),
     # final_sigmas_type sigma_min: the last step lands on t=0's sigma, as diffusers 0.11.1 (the
     # authors' pin) did; diffusers 0.42 defaults to "zero" (a full denoise at the last step)
@@ -28,7 +29,7 @@ SAMPLER_DEFAULTS: Dict[str, Dict[str, Any]] = {
 }
 _ALLOWED = {
     "lcm": {"beta_start", "beta_end", "beta_schedule", "original_inference_steps", "steps_offset",
-            "clip_sample", "timestep_spacing"},
+            "clip_sample", "timestep_spacing", "timestep_scaling"},
     "ddim": {"beta_start", "beta_end", "beta_schedule", "steps_offset", "clip_sample", "timestep_spacing"},
     "dpmpp": {"beta_start", "beta_end", "beta_schedule", "steps_offset", "algorithm_type", "timestep_spacing",
               "final_sigmas_type"},

@@ -22,6 +22,7 @@ class SamplerSpec:
     timestep_spacing: Optional[str] = None         # leading | trailing | linspace
     steps_offset: Optional[int] = None
     original_inference_steps: Optional[int] = None  # LCM only: 100 in the official code
+    timestep_scaling: Optional[float] = None       # LCM only: t's factor in c_skip/c_out (10.0; MCM's demo 4.0)
     beta_start: Optional[float] = None
     beta_end: Optional[float] = None
     beta_schedule: Optional[str] = None

@@ -251,6 +251,8 @@ def test_item8_bad_values_stop_the_run_before_anything_is_built(tmp_path, capsys
 @pytest.mark.parametrize("override, message", [
     ("methods.animatelcm.lora_scale=nan", r"methods.animatelcm.lora_scale=nan is not allowed: use a finite number"),
     ("methods.animatelcm.guidance_scale=-1", r"guidance_scale=-1.0 is not allowed"),
+    ("methods.animatelcm.sampler.timestep_scaling=0", r"methods.animatelcm.sampler.timestep_scaling=0.0 is not "
+                                                       r"allowed: use a positive number"),
 ])
 def test_item8_bad_method_values(tmp_path, capsys, override, message):
     fails(tmp_path, capsys, [override], message)

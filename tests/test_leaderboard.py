@@ -8,10 +8,12 @@ import sys
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import models
 from models.registry import spec_with_overrides
-from models.schedulers import resolve_sampler, timesteps
+from models.schedulers import make_scheduler, resolve_sampler, timesteps
+from models.specs import SamplerSpec
 from results.leaderboard import pareto_front
 from tests.conftest import REPO, compose
 
@@ -20,7 +22,7 @@ CARD_TIMESTEPS = {
     # EulerDiscreteScheduler(timestep_spacing="trailing"): round(arange(1000, 0, -1000/n)) - 1
     "animatediff_lightning": {1: [999], 2: [999, 499], 4: [999, 749, 499, 249],
                               8: [999, 874, 749, 624, 499, 374, 249, 124]},
-    # LCMScheduler.from_config(AnimateDiff's scheduler): 50 original steps, "leading"
+    # MCM's demo.py: LCMScheduler(timestep_scaling=4.0, timestep_spacing="linspace"): 50 original steps
     "mcm": {1: [999], 2: [999, 499], 4: [999, 759, 499, 259], 8: [999, 879, 759, 639, 499, 379, 259, 139]},
     # AnimateLCM's own LCM settings (original_inference_steps 100), with or without CFG
     "animatelcm": {1: [999], 2: [999, 499], 4: [999, 749, 499, 249], 8: [999, 879, 749, 629, 499, 379, 249, 129]},
@@ -45,6 +47,47 @@ def test_card_settings_are_the_registry_defaults():
     assert (mcm.lora, mcm.lora_file, mcm.lora_convention) == ("yhzhai/mcm", "animatediff-laion", "peft")
     assert mcm.motion_adapter == "guoyww/animatediff-motion-adapter-v1-5-2" and mcm.guidance_scale == 1.0
     assert spec_with_overrides("ddim_v3", {}).motion_adapter == "guoyww/animatediff-motion-adapter-v1-5-3"
+
+
+def _mcm_demo_scheduler():
+    """The scheduler MCM's demo.py (yhZhai/mcm, get_animatediff_pipeline) builds:
+    LCMScheduler.from_pretrained(<base>, subfolder="scheduler", ...) with these arguments, over
+    an SD1.5 scheduler config (set_alpha_to_one false; no original_inference_steps, so 50)."""
+    from diffusers import LCMScheduler
+
+    return LCMScheduler(timestep_scaling=4.0, clip_sample=False, timestep_spacing="linspace", beta_schedule="linear",
+                        beta_start=0.00085, beta_end=0.012, steps_offset=1, set_alpha_to_one=False)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4, 8])
+def test_mcm_scheduler_is_its_demos(steps):
+    ours = make_scheduler(resolve_sampler(spec_with_overrides("mcm", {}).sampler))
+    demo = _mcm_demo_scheduler()
+    assert ours.config.timestep_scaling == 4.0 and ours.config.timestep_spacing == "linspace"
+    for s in (ours, demo):
+        s.set_timesteps(steps)
+    assert ours.timesteps.tolist() == demo.timesteps.tolist()
+    for t in [int(t) for t in demo.timesteps] + [0, 1, 20]:
+        assert ours.get_scalings_for_boundary_condition_discrete(t) == demo.get_scalings_for_boundary_condition_discrete(t)
+    # a whole trajectory: the same denoised sample at every step
+    g = torch.Generator().manual_seed(0)
+    x_ours = x_demo = torch.randn(1, 4, 2, 4, 4, generator=g)
+    for t in demo.timesteps:
+        eps = torch.randn(x_ours.shape, generator=g)
+        x_ours = ours.step(eps, t, x_ours, generator=torch.Generator().manual_seed(int(t))).prev_sample
+        x_demo = demo.step(eps, t, x_demo, generator=torch.Generator().manual_seed(int(t))).prev_sample
+    torch.testing.assert_close(x_ours, x_demo, rtol=0, atol=0)
+    # diffusers' default scaling (10.0), which the config used to inherit, is another c_skip / c_out
+    assert make_scheduler(resolve_sampler(SamplerSpec(kind="lcm"))).get_scalings_for_boundary_condition_discrete(
+        259) != demo.get_scalings_for_boundary_condition_discrete(259)
+
+
+def test_mcm_config_file_is_the_registry_card():
+    cfg = compose(["experiment=leaderboard"])
+    sampler = OmegaConf.to_container(cfg.methods.mcm.sampler)
+    assert resolve_sampler(SamplerSpec(**sampler)) == resolve_sampler(spec_with_overrides("mcm", {}).sampler)
+    with pytest.raises(ValueError, match="Sampler 'ddim' has no setting 'timestep_scaling'"):
+        resolve_sampler(SamplerSpec(kind="ddim", timestep_scaling=4.0))
 
 
 def test_lightning_loads_one_motion_module_per_step_count(tmp_path):
