@@ -15,6 +15,8 @@ from omegaconf import OmegaConf
 
 from metrics.vbench_protocol import STANDARD_VIDEOS_PER_PROMPT as STANDARD_VIDEOS
 from models.fast import FastPath
+from models.registry import MODELS, resolve_spec
+from models.schedulers import resolve_sampler, step_limit
 from models.specs import LORA_CONVENTIONS, MOTION_NORMS, QUANTIZE, ModelSpec, SamplerSpec
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -189,6 +191,8 @@ def settings_problems(cfg: Any) -> List[str]:
              "use 0 or more (CFG is on above 1.0)")
         scaling = (m.get("sampler") or {}).get("timestep_scaling")
         need(scaling is None or (finite(scaling) and scaling > 0), f"{w}.sampler.timestep_scaling", scaling,
+    problems += duplicate_problems(OmegaConf.to_container(cfg, resolve=False))
+    problems += step_count_problems(cfg)
              "use a positive number (LCM's c_skip / c_out factor: 10.0, MCM's demo 4.0)")
         for key, allowed in (("motion_norm", MOTION_NORMS), ("lora_convention", LORA_CONVENTIONS),
                              ("quantize", QUANTIZE)):
@@ -210,6 +214,58 @@ def vbench_protocol_problems(cfg: Any) -> List[str]:
         problems.append(f"VBench's standard suite reads {STANDARD_VIDEOS} videos per prompt (indices 0..4), "
                         f"but protocol.videos_per_prompt={p.videos_per_prompt}: set it to {STANDARD_VIDEOS}.")
     fvd = cfg.metrics.get("fvd") if cfg.metrics else None
+# why a repeated entry cannot stand, for the lists where it is most likely
+_REPEAT_HARM = {"protocol.nfe": "its clips would be made once and counted twice",
+                "protocol.classes": "its clips would be counted twice"}
+
+
+def duplicate_problems(node: Any, key: str = "") -> List[str]:
+    """Lists with a repeated entry (protocol.nfe=[1,1], classes, per-step lists) are
+    refused, not deduplicated: the user asked for something the run cannot mean."""
+    out: List[str] = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if not (key == "" and k == "hydra"):
+                out += duplicate_problems(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        seen, repeated = [], []
+        for item in node:
+            if isinstance(item, (dict, list)):
+                return out
+            if item in seen and item not in repeated:
+                repeated.append(item)
+            seen.append(item)
+        if repeated:
+            once = list(dict.fromkeys(node))
+            harm = _REPEAT_HARM.get(key, "a repeated entry would be counted twice")
+            out.append(f"{key}={node} repeats {', '.join(map(str, repeated))}: list each entry once ({harm}), "
+                       f"e.g. {key}=[{','.join(map(str, once))}].")
+    return out
+
+
+def step_count_problems(cfg: Any) -> List[str]:
+    """Step counts each method's sampler cannot take (LCM samples from its
+    original_inference_steps; every scheduler from its train timesteps), found before
+    any model is built instead of in the scheduler after."""
+    out: List[str] = []
+    nfes = [n for n in cfg.protocol.nfe if isinstance(n, int)]
+    for name, m in (cfg.methods or {}).items():
+        node = OmegaConf.to_container(m, resolve=True)
+        if node.get("name") not in MODELS:
+            continue   # an unknown model: preflight names it
+        sampler = {k: v for k, v in (node.get("sampler") or {}).items() if k in SamplerSpec.__dataclass_fields__}
+        try:
+            spec = resolve_spec(ModelSpec(name=node["name"], sampler=SamplerSpec(**sampler)))
+            limit, why = step_limit(resolve_sampler(spec.sampler))
+        except (TypeError, ValueError):
+            continue   # a sampler setting it does not have: the build names it
+        over = [n for n in nfes if n > limit]
+        if over:
+            out.append(f"protocol.nfe={list(cfg.protocol.nfe)} asks methods.{name} for {over} steps, but {why}, "
+                       f"so it takes at most {limit}: use step counts up to {limit}.")
+    return out
+
+
     if standard and fvd is not None and fvd.enabled:
         problems.append("FVD compares with real UCF-101 clips, which VBench's prompts do not match: "
                         "set metrics.fvd.enabled=false with protocol.prompt_set=vbench_standard.")

@@ -12,6 +12,8 @@ from typing import Any, List, Optional, Sequence
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import OverrideParseException
+from omegaconf import BooleanNode, FloatNode, IntegerNode
+from omegaconf.errors import ValidationError
 
 from common.names import did_you_mean
 from metrics import METRICS
@@ -111,8 +113,53 @@ def _check_group(o: Override, roots: Sequence[Path]) -> Optional[str]:
     return None
 
 
+# the schema's scalar types, checked with OmegaConf's own nodes (what Hydra applies later)
+_SCALARS = {int: (IntegerNode, "an integer (a whole number)", "2"), float: (FloatNode, "a number", "0.5"),
+            bool: (BooleanNode, "true or false", "true")}
+
+
+def _scalar_type(kind: Any) -> Any:
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if typing.get_origin(kind) is typing.Union and len(args) == 1:
+        return args[0]
+    return kind
+
+
+def _type_problem(key: str, o: Override) -> Optional[str]:
+    """A value of the wrong type for the schema (runner.batch_size=abc, protocol.nfe=[1,abc]):
+    Hydra's own message is several lines about type conversion."""
+    kind, value = _scalar_type(_schema_type(key)), o.value()
+    if value is None or "${" in str(value):
+        return None
+    if typing.get_origin(kind) is list and isinstance(value, list):
+        item = _scalar_type(typing.get_args(kind)[0]) if typing.get_args(kind) else None
+        if item not in _SCALARS:
+            return None
+        node, what, example = _SCALARS[item]
+        for element in value:
+            try:
+                node(element)
+            except ValidationError:
+                return (f"{key}={o.get_value_element_as_str()}: {element!r} is not {what}; {key} takes a "
+                        f"list of them, e.g. {key}=[1,2,4,8].")
+        return None
+    if kind not in _SCALARS:
+        return None
+    node, what, example = _SCALARS[kind]
+    try:
+        node(value)
+    except ValidationError:
+        return f"{key}={o.get_value_element_as_str()}: {key} takes {what}, e.g. {key}={example}."
+    return None
+
+
 def _check_setting(o: Override) -> Optional[str]:
     key, value = o.key_or_group, o.value()
+    if key == "methods" and value == {} and not o.is_delete():
+        # Hydra merges a dict into the experiment's methods: {} would silently keep them all
+        return ("methods={} does not empty the method set (Hydra merges it into the experiment's methods) and a run "
+                "needs at least one method: remove the ones you do not want with ~methods.NAME, e.g. "
+                "'~methods.ddim', or pick an experiment with the methods you want.")
     if o.is_delete() or key.startswith("hydra"):
         return None
     # '+key=value' adds a key: it must still be one the schema has (or a free-form level)
@@ -124,6 +171,9 @@ def _check_setting(o: Override) -> Optional[str]:
         # Hydra's own message is several lines about type conversion; say what to write instead
         text = o.get_value_element_as_str()
         return f"{key} is a list: write {key}=[{text}] (brackets, comma-separated, e.g. {key}=[1,2,4,8])."
+    problem = _type_problem(key, o)
+    if problem:
+        return problem
     parts = key.split(".")
     if len(parts) == 3 and parts[0] == "methods" and parts[2] == "name" and isinstance(value, str):
         return _check_name("model", value, o.input_line)
@@ -143,8 +193,8 @@ def check_overrides(argv, config_dir: str) -> Optional[str]:
             continue   # options such as --cfg job
         try:
             overrides += _PARSER.parse_overrides([arg])
-        except OverrideParseException:
-            continue   # Hydra reports its own grammar errors
+        except OverrideParseException as err:
+            return _grammar_problem(arg, err)
     roots = [Path(config_dir)] + _search_path(overrides)
     for o in overrides:
         if o.is_sweep_override():
@@ -168,3 +218,16 @@ def _check_name(kind: str, name: str, arg: str) -> Optional[str]:
         return None
     return (f"unknown {kind} '{name}' in '{arg}'.{did_you_mean(name, known)} "
             f"Available: {', '.join(sorted(known))}.")
+
+
+def _grammar_problem(arg: str, err: OverrideParseException) -> str:
+    """An argument Hydra's override grammar cannot read, as one line (Hydra prints the
+    argument with a caret below it and a link)."""
+    if any(ord(ch) > 127 for ch in arg) and "=" in arg:
+        key, value = arg.split("=", 1)
+        if not value.startswith(("'", '"')):
+            return (f"the value of '{arg}' has characters outside ASCII, which Hydra reads only in quotes: write "
+                    f"{key}='\"{value}\"' (double quotes inside single quotes for the shell).")
+    detail = str(err).splitlines()[0].strip() if str(err).strip() else type(err).__name__
+    return (f"Hydra cannot read the argument '{arg}' ({detail}). Quote values with spaces or special characters, "
+            f"e.g. key='\"value\"'; the grammar: https://hydra.cc/docs/advanced/override_grammar/basic/.")

@@ -6,7 +6,7 @@ t=1, almost no denoising), so every field is resolved explicitly and recorded.
 from __future__ import annotations
 
 from dataclasses import asdict, fields
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from .specs import SamplerSpec
 
@@ -77,3 +77,23 @@ def timesteps(resolved: Dict[str, Any], num_inference_steps: int) -> list:
 
 def spec_dict(spec: SamplerSpec) -> Dict[str, Any]:
     return asdict(spec)
+
+
+NUM_TRAIN_TIMESTEPS = 1000   # diffusers' default and SD1.5's scheduler config
+
+
+def step_limit(resolved: Dict[str, Any]) -> Tuple[int, str]:
+    """The most inference steps a resolved sampler can take, and why."""
+    if resolved["kind"] == "lcm":
+        steps = int(resolved["original_inference_steps"])
+        return steps, f"its LCM sampler picks steps from original_inference_steps={steps} timesteps"
+    offset = int(resolved.get("steps_offset") or 0)
+    if resolved.get("timestep_spacing") == "leading" and offset:
+        # leading spacing shifts every timestep by the offset: at 1000 steps the last is t=1000, past the table
+        return (NUM_TRAIN_TIMESTEPS - offset, f"its {resolved['kind']} sampler's leading spacing shifts "
+                                              f"{NUM_TRAIN_TIMESTEPS} train timesteps by steps_offset={offset}")
+    if resolved.get("timestep_spacing") == "linspace":
+        # linspace spreads n + 1 points over t = 0..999: at 1000 steps two round to the same timestep
+        return (NUM_TRAIN_TIMESTEPS - 1, f"its {resolved['kind']} sampler's linspace spacing has "
+                                         f"{NUM_TRAIN_TIMESTEPS - 1} distinct timesteps to give")
+    return NUM_TRAIN_TIMESTEPS, f"its {resolved['kind']} sampler has {NUM_TRAIN_TIMESTEPS} train timesteps"
