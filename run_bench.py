@@ -32,10 +32,10 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "list":
 if __name__ == "__main__":
     # Hydra's own message for a misspelt group option or key is several lines with no
     # suggestion: catch those first, as one line with the closest valid name.
-    from bench.cli import check_run_dir, fail
+    from bench.cli import check_environment, check_run_dir, fail
     from bench.overrides import check_overrides
 
-    _problem = check_overrides(sys.argv[1:], CONFIG_DIR) or check_run_dir(sys.argv[1:])
+    _problem = check_overrides(sys.argv[1:], CONFIG_DIR) or check_run_dir(sys.argv[1:]) or check_environment()
     if _problem:
         fail(_problem)
 
@@ -53,10 +53,16 @@ def main(cfg: DictConfig) -> None:
 
     from bench.cli import run_with_clear_errors
     from bench.offline import enforce_if_requested
+    from bench.rundir import remove_if_made_empty
 
-    enforce_if_requested(cfg)
-
-    run_with_clear_errors(cfg, Path(HydraConfig.get().runtime.output_dir))
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        enforce_if_requested(cfg)
+        run_with_clear_errors(cfg, output_dir)
+    except SystemExit as err:
+        if err.code not in (0, None):   # a refused run leaves no empty folder behind (Hydra made it)
+            remove_if_made_empty()
+        raise
 
 
 if __name__ == "__main__":

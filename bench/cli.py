@@ -16,11 +16,14 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
+from common.files import MAX_NAME_BYTES
+from common.names import env_flag_problem
+from common.paths import long_component, what_is
 from models.weights import UnsafeWeights, WeightsNotFound
 
 from .errors import fail
 from .lock import RunDirLocked
-from .offline import NetworkBlocked
+from .offline import FLAG_ENV, NetworkBlocked
 from .runner import GenerationOutOfMemory, StoreIncomplete, StoreMismatch
 
 
@@ -111,10 +114,17 @@ def check_run_dir(argv) -> Optional[str]:
                 target = Path(arg[len(key):].strip().strip("'\"")).expanduser()
     if target is None:
         return None
+    long = long_component(target)
+    if long is not None:
+        return (f"the run directory {target} has a folder name of {len(long.encode())} bytes ('{long[:20]}...'); file "
+                f"systems allow at most {MAX_NAME_BYTES} per name. Choose a shorter hydra.run.dir (or run_dir).")
     if target.exists() and not target.is_dir():
         return f"the run directory {target} is a file, not a directory. Choose another hydra.run.dir (or run_dir)."
     probe = target
     while not probe.exists():
+        if probe.is_symlink() or what_is(probe) != "missing":   # a dangling link or a loop: mkdir cannot pass it
+            return (f"the run directory {target} cannot be created: {probe} is {what_is(probe)}. Remove or fix "
+                    f"the link, or choose another hydra.run.dir (or run_dir).")
         probe = probe.parent
     if not probe.is_dir():
         return f"the run directory {target} cannot be created: {probe} is a file. Choose another hydra.run.dir."
@@ -128,3 +138,11 @@ def check_run_dir(argv) -> Optional[str]:
     return None
 
 
+def check_environment() -> Optional[str]:
+    """Environment flags with a value no library reads as on or off (HF_HUB_OFFLINE=banana
+    would silently mean online)."""
+    for name in FLAG_ENV:
+        problem = env_flag_problem(name)
+        if problem:
+            return problem
+    return None

@@ -178,6 +178,8 @@ def settings_problems(cfg: Any) -> List[str]:
         need(v >= 8 and v % 8 == 0, f"protocol.{key}", v, "use a positive multiple of 8 (the VAE downsamples by 8)")
     need(len(p.nfe) >= 1 and all(n >= 1 for n in p.nfe), "protocol.nfe", list(p.nfe),
          "use a list of step counts of 1 or more, e.g. [1,2,4,8]")
+    problems += duplicate_problems(OmegaConf.to_container(cfg, resolve=False))
+    problems += step_count_problems(cfg)
     ref = rep.get("leaderboard_reference")
     need(ref is None or ref in (cfg.methods or {}), "report.leaderboard_reference", ref,
          f"use one of this experiment's methods ({', '.join(cfg.methods or {})})")
@@ -191,8 +193,6 @@ def settings_problems(cfg: Any) -> List[str]:
              "use 0 or more (CFG is on above 1.0)")
         scaling = (m.get("sampler") or {}).get("timestep_scaling")
         need(scaling is None or (finite(scaling) and scaling > 0), f"{w}.sampler.timestep_scaling", scaling,
-    problems += duplicate_problems(OmegaConf.to_container(cfg, resolve=False))
-    problems += step_count_problems(cfg)
              "use a positive number (LCM's c_skip / c_out factor: 10.0, MCM's demo 4.0)")
         for key, allowed in (("motion_norm", MOTION_NORMS), ("lora_convention", LORA_CONVENTIONS),
                              ("quantize", QUANTIZE)):

@@ -42,6 +42,8 @@ OFFLINE_ENV: Dict[str, str] = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "DISABLE_TELEMETRY": "1",
 }
+# the boolean variables a run reads (an unrecognised value is refused, bench/cli.py:check_environment)
+FLAG_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "LCMBENCH_OFFLINE")
 # Library modules that keep their own copy of huggingface_hub's offline flag.
 _FLAG_OWNERS = ("huggingface_hub", "diffusers", "transformers", "peft", "accelerate", "open_clip", "timm", "datasets")
 

@@ -27,10 +27,12 @@ from bench.assets import _prefetch_fix, check_hub, check_local, metric_hub_needs
 from bench.checks import check_clipsim, check_fvd, check_prompts, check_vbench, vbench_settings
 from bench.config import STAGES, compose, get, plain
 from bench.estimates import _existing_parent, compute_tflop, detect_device, estimate_disk, estimate_time, method_costs
-from bench.offline import requested as offline_requested
+from bench.offline import FLAG_ENV, requested as offline_requested
 from bench.plan_text import _human, format_plan
 from bench.prefetch import verify_manifest
 from bench.preflight_report import AssetCheck, Plan, PreflightError, PreflightReport, Problem
+from common.names import env_flag_problem
+from common.paths import what_is
 from models.registry import WEIGHT_MODES
 from models.tiny import open_clip_bpe_file
 from models.weights import hub_cache_dir
@@ -48,6 +50,11 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
     pre = get(cfg, "preflight", {}) or {}
 
     # -- config
+    for flag in FLAG_ENV:
+        problem = env_flag_problem(flag)
+        if problem:
+            what, fix = problem.split(": ", 1)
+            report.problems.append(Problem("config", what + ".", fix[0].upper() + fix[1:]))
     stages = list(get(cfg, "stages", []) or [])
     bad = [s for s in stages if s not in STAGES]
     if bad:
@@ -136,7 +143,12 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
     # -- cache dir must take the tokenizer files, LoRA and reference statistics
     cache_dir = Path(os.path.expanduser(str(cfg.cache_dir)))
     parent = _existing_parent(cache_dir)
-    if not os.access(parent, os.W_OK):
+    if not parent.is_dir():   # /dev/null/x: os.access passes, the first write fails with Errno 20
+        report.problems.append(Problem("disk", f"cache_dir {cache_dir} cannot be created: {parent} is "
+                                               f"{what_is(parent)}, not a directory.",
+                                       "Set cache_dir=PATH (or LCMBENCH_CACHE) to a folder, or a path one can "
+                                       "be created at."))
+    elif not os.access(parent, os.W_OK):
         report.problems.append(Problem("disk", f"cache_dir {cache_dir} cannot be created or written ({parent} is "
                                                f"read-only).", "Set cache_dir=PATH (or LCMBENCH_CACHE) to a writable "
                                                                "folder."))

@@ -20,6 +20,7 @@ from typing import List, Optional
 
 from bench.download import DownloadError, download_url
 from common.files import sha256_file
+from common.paths import not_a
 from metrics.vbench_export import full_info_path, standard_prompts
 from models.tiny import clip_tokenizer
 from models.weights import hub_offline
@@ -116,7 +117,7 @@ def official_captions(path: Optional[str] = None, cache_dir: Optional[str] = Non
     if path:
         file = Path(path).expanduser()
         if not file.is_file():
-            raise FileNotFoundError(f"prompt file '{path}' does not exist.")
+            raise FileNotFoundError(f"prompt file {not_a(file, 'file')}. Fix protocol.prompt_file.")
     else:
         file = Path(cache_dir or Path.home() / ".cache" / "lcmbench").expanduser() / "UCF101_prompts.yaml"
         if not file.is_file():
@@ -174,7 +175,7 @@ def load_prompt_set(name: str, path: Optional[str] = None, cache_dir: Optional[s
             raise ValueError("prompt_set=file needs protocol.prompt_file=PATH.")
         file = Path(path).expanduser()
         if not file.is_file():
-            raise FileNotFoundError(f"prompt file '{path}' does not exist.")
+            raise FileNotFoundError(f"prompt file {not_a(file, 'file')}. Fix protocol.prompt_file.")
         ps = parse_caption_file(read_caption_text(file.read_bytes(), str(file)), str(file))
         return PromptSet("file:" + file.name, ps.classes, ps.captions, ps.sha256)
     raise ValueError(f"Unknown prompt set '{name}': use {', '.join(PROMPT_SETS)}.")

@@ -7,9 +7,10 @@ import json
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, List
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from common.files import write_atomic
@@ -43,3 +44,29 @@ def published(cfg: DictConfig, run_dir: Path, report) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+_MADE: List[Path] = []   # the folders of this run's directory that did not exist before Hydra made them
+
+
+class RunDirCallback(Callback):
+    """Hydra callback (bench/configs/config.yaml): notes which folders of the run directory
+    are missing before Hydra makes them, so that a refused run can remove exactly those."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _MADE.clear()
+        folder = Path(str(config.hydra.run.dir)).absolute()   # ${now:...} is cached: the folder Hydra makes
+        while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+            _MADE.append(folder)
+            folder = folder.parent
+
+
+def remove_if_made_empty() -> None:
+    """Remove the folders Hydra made for this run, deepest first, while they are empty: a
+    refused run leaves nothing behind. A folder that existed before, or holds anything, stays."""
+    for folder in list(_MADE):
+        try:
+            folder.rmdir()   # only ever removes an empty folder
+        except OSError:
+            return
+    _MADE.clear()

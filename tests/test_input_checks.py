@@ -102,3 +102,75 @@ def test_item11_each_sampler_limit_matches_what_diffusers_accepts():
         resolved = {"kind": kind, **defaults}
         limit, _ = step_limit(resolved)
         assert usable(resolved, limit) and not usable(resolved, limit + 1), kind
+
+
+# ------------------------------------------------------------------ 9. run folders that cannot be made
+
+def test_item9_dangling_symlink_loop_and_overlong_name(tmp_path):
+    from bench.cli import check_run_dir
+
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    assert re.search(r"cannot be created: .*dangling is a dangling symlink to .*gone\. Remove or fix the link",
+                     check_run_dir([f"hydra.run.dir={tmp_path / 'dangling'}"]))
+    assert re.search(r"dangling is a dangling symlink", check_run_dir([f"run_dir={tmp_path / 'dangling' / 'sub'}"]))
+    assert "a is a symlink loop" in check_run_dir([f"hydra.run.dir={tmp_path / 'a'}"])
+    long = check_run_dir([f"hydra.run.dir={tmp_path / ('x' * 300) / 'run'}"])
+    assert re.search(r"has a folder name of 300 bytes .*at most 255 per name\. Choose a shorter", long)
+
+
+def test_item9_end_to_end_one_line(tmp_path):
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    for target in (tmp_path / "dangling", tmp_path / ("x" * 300)):
+        code, out = cli([f"hydra.run.dir={target}"], timeout=120)
+        assert code == 2 and "Traceback" not in out, out
+        assert error_line(out).startswith("lcmbench: error: the run directory ")
+
+
+# ------------------------------------------------------------------ 12. paths and flags that are something else
+
+def test_item12_cache_dir_under_a_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LCMBENCH_CACHE", "/dev/null/x")
+    fails(tmp_path, capsys, [], r"cache_dir /dev/null/x cannot be created: /dev/null is a character device, not a "
+                                r"directory\. Set cache_dir=PATH \(or LCMBENCH_CACHE\)")
+
+
+def test_item12_caption_file_that_is_a_directory_or_a_loop(tmp_path, capsys):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for path, what in ((tmp_path, "a directory"), (tmp_path / "loop", "a symlink loop")):
+        fails(tmp_path, capsys, ["protocol.prompt_set=file", f"protocol.prompt_file={path}"],
+              rf"The caption file {re.escape(str(path))} is {what}, not a file\. Fix protocol.prompt_file")
+
+
+def test_item12_dataset_root_that_is_a_file(tmp_path, capsys):
+    from tests.test_bad_input import _fvd_on
+
+    f = tmp_path / "UCF101.rar"
+    f.write_bytes(b"Rar!")
+    fails(tmp_path, capsys, _fvd_on(f), rf"UCF-101 root {re.escape(str(f))} is a file, not a directory\.")
+
+
+def test_item12_offline_flag_with_an_unrecognised_value(tmp_path, monkeypatch):
+    from bench.cli import check_environment
+
+    for value in ("1", "0", "true", "False", "yes", "off", ""):
+        monkeypatch.setenv("HF_HUB_OFFLINE", value)
+        assert check_environment() is None, value
+    code, out = cli([f"hydra.run.dir={tmp_path / 'run'}"], env={"HF_HUB_OFFLINE": "banana"}, timeout=120)
+    assert code == 2 and re.search(r"HF_HUB_OFFLINE='banana' is neither on nor off: set HF_HUB_OFFLINE=1 .* "
+                                   r"HF_HUB_OFFLINE=0", error_line(out)), out
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------ 14. a refused run leaves no empty folder
+
+def test_item14_refused_run_removes_the_folder_it_made(tmp_path):
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for target in (tmp_path / "runs" / "smoke" / "${now:%H-%M-%S}", kept, kept / "new" / "run"):
+        code, out = cli([f"hydra.run.dir={target}", "protocol.prompt_set=file",
+                         f"protocol.prompt_file={tmp_path / 'nope.yaml'}"], timeout=180)
+        assert code == 2 and "caption file" in error_line(out), out
+    assert not (tmp_path / "runs").exists(), "the folders this run made are removed"
+    assert kept.is_dir() and not list(kept.iterdir()), "a folder that existed before is kept, and only it"
