@@ -4,13 +4,16 @@ vectorised over resampling weights) share the same covariance square root, with 
 same eigenvalue thresholds, so the point value and its interval come from one code."""
 from __future__ import annotations
 
-from typing import Sequence, Union
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional, Sequence, Union
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 ArrayLike = Union[np.ndarray, Sequence[float], Sequence[Sequence[float]]]
-_CHUNK_BYTES = 256 * 2**20  # working-set cap for batched statistics
+_TORCH_CHUNK_BYTES = 2**30  # working-set cap of one batch of resamples on the device
 
 # Eigenvalues below NOISE * dim * lambda_max are indistinguishable from zero in
 # float64 and are zeroed (their square roots would otherwise add ~sqrt(eps) each);
@@ -104,6 +107,12 @@ class FrechetToReference:
     eigenvalues of Z^T Z (or Z Z^T, whichever is smaller), with
     Z = (X - mu) S_ref^1/2 / sqrt(N - 1): no non-symmetric square root, no
     complex parts to drop, and for N < D only an N x N eigenproblem.
+
+    ``weighted`` evaluates many bootstrap resamples given as count rows: the
+    features are centred and rotated by S_ref^1/2 once, then each resample is one
+    symmetric rank-k update over the clips it drew (about 63% of them) and one
+    symmetric ``eigvalsh``. Resamples run on every core (threads; the GEMMs release
+    the GIL), or in batches on the GPU when torch is loaded and CUDA is present.
     """
 
     name = "frechet_distance"
@@ -124,7 +133,10 @@ class FrechetToReference:
         x = np.asarray(x, dtype=np.float64)
         return float(self.weighted(x, np.ones((1, x.shape[0])))[0])
 
-    def weighted(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    def weighted(self, x: np.ndarray, w: np.ndarray, device: Optional[str] = None) -> np.ndarray:
+        """The statistic for each row of resampling counts ``w`` [B, N]. ``device``:
+        None picks the GPU when one is in use, else the host's cores; "cpu" / "cuda"
+        force a torch device (the batched path)."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.mu_ref.shape[0]:
             raise ValueError(f"features must be [N, {self.mu_ref.shape[0]}] to match the reference, "
@@ -132,21 +144,98 @@ class FrechetToReference:
         n, dim = x.shape
         if n < 2:
             raise ValueError("the Fréchet distance needs at least 2 clips (for a covariance)")
-        w = np.asarray(w, dtype=np.float64)
-        out = np.empty(w.shape[0])
-        xr = x @ self._root                       # [N, D], once for all resamples
-        sq = np.einsum("nd,nd->n", x, x)          # |x_n|^2
-        chunk = max(1, int(_CHUNK_BYTES // (8 * n * dim * 2)))
-        for s in range(0, w.shape[0], chunk):
-            wb = w[s:s + chunk]                                    # [B, N]
-            tot = wb.sum(axis=1)                                   # = N for a resample
-            mu = (wb @ x) / tot[:, None]                           # [B, D]
-            mean_term = np.sum((mu - self.mu_ref) ** 2, axis=1)
-            trace_s = (wb @ sq - tot * np.einsum("bd,bd->b", mu, mu)) / (tot - 1.0)
-            z = np.sqrt(wb)[:, :, None] * (xr[None] - (mu @ self._root)[:, None, :])
-            z /= np.sqrt(tot - 1.0)[:, None, None]
-            gram = z @ np.swapaxes(z, 1, 2) if n <= dim else np.swapaxes(z, 1, 2) @ z
-            eig = np.linalg.eigvalsh(gram)
-            tr_sqrt = np.sqrt(np.clip(eig, 0.0, None)).sum(axis=1)
-            out[s:s + chunk] = mean_term + trace_s + self._trace_ref - 2.0 * tr_sqrt
+        w = np.atleast_2d(np.asarray(w, dtype=np.float64))
+        tot = w.sum(axis=1)                       # = N for a resample
+        with _blas_one_thread():
+            centre = x.mean(axis=0)
+            xc = x - centre                       # centred once: the second moments keep their digits
+            y = xc @ self._root                   # [N, D], rotated once for all resamples
+            shift = (w @ xc) / tot[:, None]       # [B, D]: resample mean - centre
+            mean_term = np.sum((shift + (centre - self.mu_ref)) ** 2, axis=1)
+            trace_s = (w @ np.einsum("nd,nd->n", xc, xc) - tot * np.einsum("bd,bd->b", shift, shift)) / (tot - 1.0)
+            shift_y = shift @ self._root
+        device = device or _gpu_in_use()
+        if device is None:
+            tr_sqrt = _trace_sqrt_host(y, w, shift_y, tot)
+        else:
+            tr_sqrt = _trace_sqrt_torch(y, w, shift_y, tot, device)
+        return mean_term + trace_s + self._trace_ref - 2.0 * tr_sqrt
+
+
+    def resample_loop(self, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """The straightforward per-resample float64 loop over drawn indices ``idx``
+        [B, N] (gather the rows, mean, covariance by one GEMM, one eigvalsh of R S R):
+        the reference the batched path is checked and timed against."""
+        x = np.asarray(x, dtype=np.float64)
+        out = np.empty(len(idx))
+        with _blas_one_thread():
+            for b, rows in enumerate(idx):
+                xs = x[rows]
+                mu = xs.mean(axis=0)
+                xc = xs - mu
+                sigma = (xc.T @ xc) / (len(rows) - 1)
+                ev = np.linalg.eigvalsh(self._root @ sigma @ self._root)
+                out[b] = (np.sum((mu - self.mu_ref) ** 2) + np.trace(sigma) + self._trace_ref
+                          - 2.0 * np.sqrt(np.clip(ev, 0.0, None)).sum())
         return out
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:   # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _gpu_in_use() -> Optional[str]:
+    """"cuda" when this process already uses torch with a GPU; importing torch only to
+    look for one would cost a CPU-only scoring run more than it saves."""
+    torch = sys.modules.get("torch")
+    return "cuda" if torch is not None and torch.cuda.is_available() else None
+
+
+def _trace_sqrt_host(y: np.ndarray, w: np.ndarray, shift_y: np.ndarray, tot: np.ndarray) -> np.ndarray:
+    """tr sqrt(R S_b R) per resample b: the square roots of the eigenvalues of
+    R S_b R = (Y_d^T C_d Y_d - tot_b s s^T) / (tot_b - 1) summed, with Y_d the rotated
+    rows of the clips drawn (count c > 0) and s = shift_y_b. Y is centred on all clips,
+    so s is small and the rank-one correction loses no digits."""
+    dim = y.shape[1]
+
+    def one(b: int) -> float:
+        drawn = np.flatnonzero(w[b])
+        z = y[drawn]
+        z *= np.sqrt(w[b, drawn] / (tot[b] - 1.0))[:, None]
+        if drawn.size >= dim:
+            gram = z.T @ z   # numpy calls syrk for a product with its own transpose
+            gram -= np.outer(shift_y[b], shift_y[b] * (tot[b] / (tot[b] - 1.0)))
+        else:   # fewer clips than dimensions: the same nonzero eigenvalues from the small Gram matrix
+            z -= np.sqrt(w[b, drawn] / (tot[b] - 1.0))[:, None] * shift_y[b]
+            gram = z @ z.T
+        return float(np.sqrt(np.clip(np.linalg.eigvalsh(gram), 0.0, None)).sum())
+
+    workers = min(_cores(), w.shape[0])
+    # one BLAS thread per worker: many small problems side by side beat one problem on
+    # several threads, and BLAS threads would fight the workers (and torch's OpenMP pool)
+    with _blas_one_thread():
+        if workers == 1:
+            return np.fromiter(map(one, range(w.shape[0])), dtype=np.float64, count=w.shape[0])
+        with ThreadPoolExecutor(workers, thread_name_prefix="lcmbench-bootstrap") as pool:
+            return np.fromiter(pool.map(one, range(w.shape[0])), dtype=np.float64, count=w.shape[0])
+
+
+def _trace_sqrt_torch(y: np.ndarray, w: np.ndarray, shift_y: np.ndarray, tot: np.ndarray,
+                      device: str) -> np.ndarray:
+    """The same as :func:`_trace_sqrt_host`, batched over resamples with torch in float64."""
+    import torch  # heavy: torch is only used when a run already has it loaded for a GPU (or a test asks)
+
+    n, dim = y.shape
+    yt = torch.from_numpy(y).to(device)
+    out = np.empty(w.shape[0])
+    chunk = max(1, int(_TORCH_CHUNK_BYTES // (8 * n * dim)))
+    for s in range(0, w.shape[0], chunk):
+        scale = torch.from_numpy(np.sqrt(w[s:s + chunk] / (tot[s:s + chunk, None] - 1.0))).to(device)
+        z = (yt[None] - torch.from_numpy(shift_y[s:s + chunk]).to(device)[:, None, :]) * scale[:, :, None]
+        gram = z.transpose(1, 2) @ z if n >= dim else z @ z.transpose(1, 2)
+        ev = torch.linalg.eigvalsh(gram)
+        out[s:s + chunk] = ev.clamp_min(0.0).sqrt().sum(dim=1).cpu().numpy()
+    return out

@@ -125,9 +125,11 @@ def _counts(idx: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
 
 
-def _evaluate(stat: Callable, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def _evaluate(stat: Callable, x: np.ndarray, idx: np.ndarray, counts: Optional[np.ndarray] = None) -> np.ndarray:
     if hasattr(stat, "weighted"):
-        return np.asarray(stat.weighted(x, _counts(idx, x.shape[0])), dtype=np.float64)
+        # a resample as counts per clip: the statistic never copies the drawn rows
+        counts = _counts(idx, x.shape[0]) if counts is None else counts
+        return np.asarray(stat.weighted(x, counts), dtype=np.float64)
     return np.array([float(stat(x[i])) for i in idx], dtype=np.float64)
 
 
@@ -200,7 +202,8 @@ def paired_difference(a_by_key: Mapping[Hashable, Any], b_by_key: Mapping[Hashab
     if n_boot == 0:
         return PairedInterval(point, None, None, len(keys))
     idx = bootstrap_indices(len(keys), n_boot, seed)
-    diffs = _evaluate(stat, xa, idx) - _evaluate(stat, xb, idx)
+    counts = _counts(idx, len(keys)) if hasattr(stat, "weighted") else None   # the same draws for both runs
+    diffs = _evaluate(stat, xa, idx, counts) - _evaluate(stat, xb, idx, counts)
     if not np.all(np.isfinite(diffs)):
         raise ValueError("the statistic returned NaN or inf on some resamples")
     lo, hi = _interval(point, diffs, alpha, interval)

@@ -158,3 +158,25 @@ def test_the_fvd_value_and_its_resamples_come_from_one_frechet_distance():
         x = rng.normal(size=(n, 16)) + 0.3
         point = frechet_distance(x.mean(0), np.cov(x, rowvar=False), mu, sigma)
         assert FrechetToReference(mu, sigma)(x) == pytest.approx(point, rel=1e-7)
+
+
+@pytest.mark.parametrize("n, dim", [(300, 40), (20, 40)])   # more clips than dimensions, and fewer
+def test_batched_fvd_resamples_equal_the_straightforward_loop(n, dim):
+    """The count-weighted path (threads on the host, or torch batches) gives the
+    straightforward per-resample loop's values, hence its interval, to 1e-6."""
+    rng = np.random.default_rng(11)
+    mix = rng.normal(size=(dim, dim)) / np.sqrt(dim)
+    ref_rows = rng.normal(size=(500, dim)) @ mix
+    stat = FrechetToReference(ref_rows.mean(0), np.cov(ref_rows, rowvar=False))
+    x = rng.normal(0.2, 1.1, size=(n, dim)) @ mix
+    idx = bootstrap_indices(n, 50, seed=4)
+    counts = np.stack([np.bincount(i, minlength=n) for i in idx]).astype(float)
+    loop = stat.resample_loop(x, idx)
+    # rel 1e-6, not 1e-9: with fewer clips than dimensions the loop's D x D eigenproblem
+    # adds the square roots of its rounding-level eigenvalues (~1e-8 relative)
+    assert stat.weighted(x, counts) == pytest.approx(loop, rel=1e-6)
+    assert stat.weighted(x, counts, device="cpu") == pytest.approx(loop, rel=1e-6)
+    lo, hi = np.quantile(loop, [0.025, 0.975])
+    iv = bootstrap_ci(x, stat, n_boot=50, seed=4)
+    assert (iv.lo, iv.hi) == pytest.approx((lo, hi), rel=1e-6)
+    assert iv.point == pytest.approx(stat.resample_loop(x, np.arange(n)[None])[0], rel=1e-6)
