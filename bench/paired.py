@@ -12,8 +12,15 @@ two separate intervals can still be clearly non-zero here.
   results record (``extra.reference_file``), with the protocol's covariance.
 - Metrics with per-clip values in results.json (CLIPSIM): from those values.
 
-Refuses runs that ``results.compare`` would refuse (other protocols, weights modes,
-prompt sets). Exit 0 when the table was printed, 2 when the runs cannot be paired.
+The baseline may also be a committed baseline (``bench.baseline``: results.json plus the
+per-clip features). A reading is "better" or "worse" only when the interval excludes 0 and
+the difference is larger than the metric's equivalence margin (its tolerance fact: 2% of
+the baseline's FVD, 0.25 CLIPSIM points), so float noise between a sharded and a single
+run of the same clips reads "no clear change".
+
+Refuses runs that ``results.compare`` would refuse (``results.schema.comparable``: other
+protocols, weights modes, prompt sets, FVD references), naming every difference. Exit 0
+when the table was printed, 2 when the runs cannot be paired.
 """
 from __future__ import annotations
 
@@ -21,7 +28,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -32,7 +39,9 @@ from results.compare import paired as paired_per_clip
 from results.model import Results
 from results.schema import SchemaError, comparable, load
 from results.stats import paired_difference
+from results.tolerances import equivalence_margin
 
+from .baseline import INPUT_KEYS, Baseline, BaselineError, clip_inputs
 from .store import ClipStore
 
 
@@ -47,6 +56,18 @@ class RunFiles:
     store: ClipStore
     keys: List[str]          # the store's clip keys, listed once (a Table 1 store holds ~39,000 files)
 
+    def features(self, method: str, nfe: int, feature_key: str) -> Dict[str, np.ndarray]:
+        prefix = f"{method}/nfe{nfe}/"
+        records = self.store.read_many(k for k in self.keys if k.startswith(prefix))
+        return {k: np.asarray(r.features[feature_key], dtype=np.float64) for k, r in records.items()
+                if feature_key in r.features and r.meta.get("finite", True)}
+
+    def inputs(self, keys: Iterable[str]) -> Dict[str, Dict[str, object]]:
+        return {k: clip_inputs(r.meta) for k, r in self.store.read_many(keys).items()}
+
+
+Source = Union[RunFiles, Baseline]   # both answer results, keys, features() and inputs()
+
 
 def open_run(run_dir: Path) -> RunFiles:
     run_dir = Path(run_dir)
@@ -57,6 +78,17 @@ def open_run(run_dir: Path) -> RunFiles:
         raise CannotPair(f"{run_dir} has no store/ folder: the clip features are needed for a paired FVD.")
     store = ClipStore(run_dir / "store")
     return RunFiles(run_dir, load(run_dir / "results.json"), store, store.keys())
+
+
+def open_source(path: Path) -> Source:
+    """A run folder, or a committed baseline's .json (with its .features.npz beside it)."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".json":
+        try:
+            return Baseline(path)
+        except BaselineError as err:
+            raise CannotPair(str(err)) from None
+    return open_run(path)
 
 
 def fvd_statistic(reference_file: str, unbiased: bool) -> Callable[[np.ndarray], float]:
@@ -72,14 +104,7 @@ def fvd_statistic(reference_file: str, unbiased: bool) -> Callable[[np.ndarray],
     return lambda x: frechet_distance(x.mean(axis=0), np.cov(x, rowvar=False, bias=True), mu_ref, sigma_ref)
 
 
-def _features(run: RunFiles, method: str, nfe: int, feature_key: str) -> Dict[str, np.ndarray]:
-    prefix = f"{method}/nfe{nfe}/"
-    records = run.store.read_many(k for k in run.keys if k.startswith(prefix))
-    return {k: np.asarray(r.features[feature_key], dtype=np.float64) for k, r in records.items()
-            if feature_key in r.features and r.meta.get("finite", True)}
-
-
-def paired_fvd(base: RunFiles, cur: RunFiles, n_boot: int, seed: int,
+def paired_fvd(base: Source, cur: Source, n_boot: int, seed: int,
                alpha: float) -> Tuple[List[PairedLine], List[str]]:
     base_rows = {r.key: r for r in base.results.rows}
     spec = (cur.results.provenance.protocols.get("fvd") or {}).get("protocol_spec") or {}
@@ -98,44 +123,54 @@ def paired_fvd(base: RunFiles, cur: RunFiles, n_boot: int, seed: int,
         if ref_file not in statistics:
             statistics[ref_file] = fvd_statistic(ref_file, unbiased)
         statistic = statistics[ref_file]
-        a = _features(cur, row.method, row.nfe, row.protocol)
-        b = _features(base, row.method, row.nfe, row.protocol)
+        a = cur.features(row.method, row.nfe, row.protocol)
+        b = base.features(row.method, row.nfe, row.protocol)
         try:
             d = paired_difference(a, b, statistic, n_boot=n_boot, seed=seed, alpha=alpha,
                                   interval="bias_corrected")
         except ValueError as err:
             notes.append(f"{row.method} NFE {row.nfe} FVD: not paired ({err})")
             continue
+        # the margin is relative to the baseline's FVD on the shared clips, against the same reference
+        base_fvd = float(statistic(np.stack([b[k] for k in sorted(set(a) & set(b))])))
         lines.append(PairedLine(row.method, row.nfe, "fvd", d.difference, d.lo, d.hi, d.n, len(b), len(a),
-                                cur.results.display_name(row.method)))
+                                cur.results.display_name(row.method), equivalence_margin("fvd", base_fvd)))
     return lines, notes
 
 
-PAIRED_INPUTS = ("seed", "prompt", "negative_prompt")
-
-
-def check_same_inputs(base: RunFiles, cur: RunFiles) -> None:
-    """A pair is the same clip made twice only when both were made from the same noise
-    seed and captions: refuse runs whose shared clip keys differ in any of them."""
+def input_differences(base: Source, cur: Source) -> Dict[str, List[str]]:
+    """Clip key -> how its inputs differ (noise seed, prompt, negative prompt), for every
+    clip both made: a pair is the same clip made twice only when these agree."""
     shared = sorted(set(base.keys) & set(cur.keys))
-    a, b = base.store.read_many(shared), cur.store.read_many(shared)
+    a, b = base.inputs(shared), cur.inputs(shared)
+    out: Dict[str, List[str]] = {}
     for key in shared:
-        if key not in a or key not in b:
-            continue
-        differs = [f"{k} {a[key].meta.get(k)!r} vs {b[key].meta.get(k)!r}" for k in PAIRED_INPUTS
-                   if a[key].meta.get(k) != b[key].meta.get(k)]
-        if differs:
-            raise CannotPair(f"clip {key} was made from other inputs in the two runs ({'; '.join(differs)}): "
-                             f"pairs must share seed and prompt. Compare runs made with the same protocol.seed "
-                             f"and prompt set.")
+        if key in a and key in b:
+            differs = [f"{k} {a[key].get(k)!r} vs {b[key].get(k)!r}" for k in INPUT_KEYS if a[key].get(k) != b[key].get(k)]
+            if differs:
+                out[key] = differs
+    return out
+
+
+def check_same_inputs(base: Source, cur: Source) -> None:
+    """Refuse runs whose shared clip keys were made from other seeds or captions."""
+    for key, differs in input_differences(base, cur).items():
+        raise CannotPair(f"clip {key} was made from other inputs in the two runs ({'; '.join(differs)}): "
+                         f"pairs must share seed and prompt. Compare runs made with the same protocol.seed "
+                         f"and prompt set.")
+
+
+def refuse_incomparable(base: Source, cur: Source) -> None:
+    """The one comparability rule (results.schema.comparable), naming every difference."""
+    reasons = comparable(base.results, cur.results)
+    if reasons:
+        raise CannotPair("the runs are not comparable: " + "; ".join(reasons))
 
 
 def compare_runs(baseline_dir: Path, current_dir: Path, n_boot: int = 1000, seed: int = 0,
                  alpha: float = 0.05) -> Tuple[List[PairedLine], List[str]]:
-    base, cur = open_run(baseline_dir), open_run(current_dir)
-    reasons = comparable(base.results, cur.results)
-    if reasons:
-        raise CannotPair("the runs are not comparable: " + "; ".join(reasons))
+    base, cur = open_source(baseline_dir), open_run(current_dir)
+    refuse_incomparable(base, cur)
     check_same_inputs(base, cur)
     fvd_lines, fvd_notes = paired_fvd(base, cur, n_boot, seed, alpha)
     clip_lines, clip_notes = paired_per_clip(base.results, cur.results, n_boot=n_boot, seed=seed, alpha=alpha)
@@ -144,7 +179,8 @@ def compare_runs(baseline_dir: Path, current_dir: Path, n_boot: int = 1000, seed
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.paired", description=__doc__.split("\n\n")[0])
-    ap.add_argument("baseline", help="run directory of the baseline run (holds results.json and store/)")
+    ap.add_argument("baseline", help="run directory of the baseline run (holds results.json and store/), or a "
+                                     "committed baseline's .json (with its .features.npz beside it)")
     ap.add_argument("current", help="run directory of the run to compare")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)

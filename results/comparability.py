@@ -53,17 +53,23 @@ def _reference_differences(ra: Results, rb: Results) -> List[str]:
             f"other real clips is another number; use the same metrics.fvd.options.reference_stats file)"]
 
 
+def setting_differences(pa: Mapping[str, Any], pb: Mapping[str, Any]) -> List[str]:
+    """One sentence per protocol setting two resolved ``protocol`` configs disagree on (a
+    run's config can be checked against a baseline's before anything is made)."""
+    out: List[str] = []
+    for key, what in PROTOCOL_KEYS:
+        if pa.get(key) != pb.get(key):
+            out.append(f"{what} differs: protocol.{key}={pa.get(key)!r} vs {pb.get(key)!r}")
+    na, nb = sorted(pa.get("nfe") or []), sorted(pb.get("nfe") or [])
+    if na != nb:
+        out.append(f"NFE sets differ: protocol.nfe={na} vs {nb}")
+    return out
+
+
 def protocol_differences(ra: Results, rb: Results) -> List[str]:
     """One sentence per protocol setting on which ``ra`` and ``rb`` differ (empty: same protocol)."""
     pa, pb = _protocol(ra), _protocol(rb)
-    out: List[str] = []
-    if pa and pb:
-        for key, what in PROTOCOL_KEYS:
-            if pa.get(key) != pb.get(key):
-                out.append(f"{what} differs: protocol.{key}={pa.get(key)!r} vs {pb.get(key)!r}")
-        na, nb = sorted(pa.get("nfe") or []), sorted(pb.get("nfe") or [])
-        if na != nb:
-            out.append(f"NFE sets differ: protocol.nfe={na} vs {nb}")
+    out: List[str] = setting_differences(pa, pb) if pa and pb else []
     sa, sb = ra.provenance.prompt_set, rb.provenance.prompt_set
     if (sa.get("name") == sb.get("name") and sa.get("name") not in GENERATED_PROMPT_SETS
             and sa.get("sha256") and sb.get("sha256") and sa["sha256"] != sb["sha256"]):
