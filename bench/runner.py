@@ -179,9 +179,33 @@ def require_complete(plans: Sequence[MethodPlan], store: ClipStore, feature_keys
     missing = missing_clips(plans, store, feature_keys)
     if missing:
         total = sum(len(p.clips) for p in plans)
+        made = [k for k in missing if store.path(k).is_file()]
+        if made:
+            raise StoreIncomplete(features_missing(store, missing, made, total, feature_keys))
         raise StoreIncomplete(
             f"the store {store.root} lacks {len(missing)} of {total} clips (e.g. {missing[0]}), so nothing was "
             f"scored. Run the generate stage for every shard first (or run without 'stages=' here to make them).")
+
+
+def features_missing(store: ClipStore, missing: Sequence[str], made: Sequence[str], total: int,
+                     feature_keys: Sequence[str]) -> str:
+    """The message when stored clips lack this run's metric features (another FVD
+    detector or protocol than the one that made them): what is missing and how to add it."""
+    record = store.read(made[0], with_frames=False)
+    lacking = [k for k in feature_keys if record is None or k not in record.features]
+    framed = sum(store.has_frames(k) for k in made)
+    how = ("the generate stage extracts them from the stored frames; no clip is made again"
+           if framed == len(made) else
+           "the generate stage makes those clips again from their stored seeds (their frames were not kept; "
+           "runner.save_frames=true keeps them) and extracts them" if framed == 0 else
+           f"the generate stage extracts them from the stored frames of {framed} and makes the other "
+           f"{len(made) - framed} again from their stored seeds (their frames were not kept)")
+    absent = len(missing) - len(made)
+    also = f"; {absent} more clips are not in the store at all" if absent else ""
+    return (f"the store {store.root} holds {len(made)} of the {total} clips without this run's features "
+            f"{', '.join(lacking)} (e.g. {made[0]}){also}, so nothing was scored: the clips were scored with "
+            f"another metric setup (another FVD detector or protocol). Extract the features with "
+            f"stages=[generate,score,report] in this run directory: {how}.")
 
 
 def store_summary(plans: Sequence[MethodPlan], store: ClipStore) -> Dict[str, Any]:

@@ -215,6 +215,14 @@ class ClipStore:
                 count += 1
         return count
 
+    def has_frames(self, key: str) -> bool:
+        """Whether the clip's file keeps its frames (read from the zip's listing, not the frames)."""
+        try:
+            with np.load(self.path(key), allow_pickle=False) as data:
+                return _FRAMES in data.files
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+            return False
+
     def read_many(self, keys: Iterable[str], with_frames: bool = False) -> Dict[str, ClipRecord]:
         out = {}
         for key in keys:

@@ -174,3 +174,35 @@ def test_item14_refused_run_removes_the_folder_it_made(tmp_path):
         assert code == 2 and "caption file" in error_line(out), out
     assert not (tmp_path / "runs").exists(), "the folders this run made are removed"
     assert kept.is_dir() and not list(kept.iterdir()), "a folder that existed before is kept, and only it"
+
+
+# ------------------------------------------------------------------ 7. a store scored with another metric setup
+
+def test_item7_missing_features_are_named_and_extracted_from_stored_frames(tmp_path):
+    from dataclasses import replace
+
+    from bench.runner import StoreIncomplete, generate_all, require_complete
+    from bench.store import ClipStore
+    from tests import fakes
+
+    class OtherDetector(fakes.FakeMetric):
+        feature_key = "fake/v2"
+
+    plans = fakes.plans(methods=("animatelcm",), nfe=(1,), classes=1, videos=2)
+    store = ClipStore(tmp_path / "store")
+    model = fakes.FakeModel()
+    generate_all(plans, store, [fakes.FakeMetric()], fakes.SETTINGS, lambda plan, nfe=None: model)
+    with pytest.raises(StoreIncomplete, match=r"holds 2 of the 2 clips without this run's features fake/v2 .*another "
+                                              r"metric setup .*stages=\[generate,score,report\] .*from the stored frames "
+                                              r"of 1 and makes the other 1 again from their stored seeds"):
+        require_complete(plans, store, ["fake/v2"])
+
+    kept = [replace(p, clips=[replace(c, keep_frames=True) for c in p.clips]) for p in plans]
+    store = ClipStore(tmp_path / "framed")
+    generate_all(kept, store, [fakes.FakeMetric()], fakes.SETTINGS, lambda plan, nfe=None: model)
+    with pytest.raises(StoreIncomplete, match=r"extracts them from the stored frames; no clip is made again"):
+        require_complete(kept, store, ["fake/v2"])
+    calls = len(model.calls)
+    generate_all(kept, store, [OtherDetector()], fakes.SETTINGS, lambda plan, nfe=None: model)
+    assert len(model.calls) == calls, "features came from the stored frames"
+    require_complete(kept, store, ["fake/v1", "fake/v2"])
