@@ -124,10 +124,10 @@ def _needs(record, plan: MethodPlan, spec: ClipSpec, feature_keys: Sequence[str]
             f"The store already holds clip '{spec.key}' made with other settings for method '{plan.name}' "
             f"({'; '.join(differs)}). Use a new run directory (hydra.run.dir=...) or remove the old store "
             f"to regenerate.")
-    if spec.keep_frames and record.frames is None:
+    if spec.keep_frames and not record.has_frames:
         return "clip"
     if any(k not in record.features for k in feature_keys):
-        return "features" if record.frames is not None else "clip"
+        return "features" if record.has_frames else "clip"
     return ""
 
 
@@ -242,7 +242,7 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
             if not shard.owns(spec.key):
                 summary.not_owned += 1
                 continue
-            record = store.read(spec.key, with_frames=True)
+            record = store.read(spec.key, with_frames=False)   # frames only where features are missing
             need = _needs(record, plan, spec, feature_keys)
             if need == "clip":
                 work.setdefault(plan.name, []).append(spec)
@@ -258,6 +258,10 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
     # clips whose frames are stored but that lack a metric's features: no regeneration needed
     for name, items in refeature.items():
         for spec, record in items:
+            record = store.read(spec.key, with_frames=True)
+            if record is None or record.frames is None:   # replaced or damaged since the scan: make it again
+                work.setdefault(name, []).append(spec)
+                continue
             feats = {m.feature_key: np.asarray(m.extract(record.frames[None], [spec.prompt]))[0]
                      for m in metrics if m.feature_key not in record.features}
             store.write(spec.key, record.meta, {**record.features, **feats}, record.frames)
@@ -274,6 +278,7 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
         return {m.feature_key: np.asarray(m.extract(frames, [s.prompt for s in batch])) for m in metrics}
 
     def store_batch(plan: MethodPlan, batch: List[ClipSpec], frames, timing, features) -> None:
+        items = []
         for i, spec in enumerate(batch):
             clip_feats = {k: v[i] for k, v in features.items()}
             finite = bool(timing.get("finite", [True] * len(batch))[i]) and \
@@ -288,12 +293,14 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
                     "warmup_call": bool(timing.get("warmup", False)), "generation_call": timing.get("call"),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
             keep = frames[i] if (settings.save_frames or spec.keep_frames) else None
-            store.write(spec.key, meta, clip_feats, keep)
+            items.append((spec.key, meta, clip_feats, keep))
+        store.write_many(items)   # one filesystem flush per batch, not one per clip
+        for i, (spec, (_, meta, _, _)) in enumerate(zip(batch, items)):
             if settings.save_videos and video_dir is not None:
                 write_mp4(video_dir / spec.method / f"nfe{spec.nfe}" / f"{spec.class_name}-{spec.video_index}.mp4",
                           frames[i])
             with worker.lock:
-                if not finite:
+                if not meta["finite"]:
                     summary.nonfinite.append(spec.key)
                 summary.made += 1
         with worker.lock:

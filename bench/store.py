@@ -4,8 +4,12 @@ Each clip is an .npz holding its metadata (JSON), the per-clip features of every
 metric (``feat::<feature_key>``) and, when asked, its lossless uint8 frames. A file
 is written to a temporary name and renamed, so a kill leaves either the old file or
 the new one, never a torn one. Each file also carries a sha256 per member
-(``integrity``), checked on every read on top of the zip CRCs; a file that fails to
-load or to match its digests is treated as missing and regenerated.
+(``integrity``), checked when the file is read on top of the zip CRCs; a file that fails
+to load or to match its digests is treated as missing and regenerated. A store object
+keeps what it read (metadata and features, not frames) keyed by the file's identity
+(inode, size, times), so each stage opens and hashes a clip once, while a file that
+another process replaced is read again. A batch of clips is written with one flush of
+the filesystem (``write_many``) rather than one journal commit per clip.
 
 Several processes (torchrun ranks, SLURM array jobs, possibly on different hosts)
 write into one store at once; they never write the same clip, and a temporary file
@@ -22,9 +26,10 @@ import shutil
 import socket
 import time
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -42,6 +47,10 @@ class ClipRecord:
     meta: Dict[str, Any]
     features: Dict[str, np.ndarray] = field(default_factory=dict)
     frames: Optional[np.ndarray] = None
+    has_frames: bool = False    # the file holds frames (read or not)
+
+    def __post_init__(self):
+        self.has_frames = self.has_frames or self.frames is not None
 
 
 def _digest(array: np.ndarray) -> str:
@@ -147,17 +156,43 @@ def remove_abandoned_staging(run_dir: Path, prefix: str = ".staging-") -> int:
     return count
 
 
+def _identity(path: Path) -> Optional[Tuple[int, int, int, int]]:
+    """What changes whenever the file is replaced or rewritten; None when it is missing."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # the renames themselves survive a power cut only once the folder is flushed
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:   # a platform without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass   # some filesystems refuse fsync on a directory; the renames are still atomic
+    finally:
+        os.close(fd)
+
+
 class ClipStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.corrupt: List[str] = []   # keys whose file failed to load (regenerated on resume)
+        self.reads: Counter = Counter()   # file opens per key, for the one-read-per-stage check
+        self.flushes = 0                   # filesystem flushes (one per written batch)
+        self._cache: Dict[str, Tuple[Tuple[int, int, int, int], Optional[ClipRecord]]] = {}
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.npz"
 
-    def write(self, key: str, meta: Dict[str, Any], features: Dict[str, np.ndarray],
-              frames: Optional[np.ndarray] = None) -> Path:
+    @staticmethod
+    def _encode(meta: Dict[str, Any], features: Dict[str, np.ndarray], frames: Optional[np.ndarray]) -> bytes:
         arrays = {_META: np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
         for name, value in features.items():
             arrays[FEATURE_PREFIX + name] = np.asarray(value)
@@ -167,20 +202,83 @@ class ClipStore:
         arrays[_INTEGRITY] = np.frombuffer(json.dumps(integrity, sort_keys=True).encode(), dtype=np.uint8)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)   # uncompressed: frames of generated video barely compress
-        return atomic_write_bytes(self.path(key), buffer.getvalue())
+        return buffer.getvalue()
+
+    def write(self, key: str, meta: Dict[str, Any], features: Dict[str, np.ndarray],
+              frames: Optional[np.ndarray] = None) -> Path:
+        self._cache.pop(key, None)
+        self.flushes += 1
+        return atomic_write_bytes(self.path(key), self._encode(meta, features, frames))
+
+    def write_many(self, items: Sequence[Tuple[str, Dict[str, Any], Dict[str, np.ndarray], Optional[np.ndarray]]]
+                   ) -> List[Path]:
+        """Write a batch of clips ``(key, meta, features, frames)`` with one flush: every
+        temporary is written, the filesystem is flushed once (``os.sync``), each
+        temporary's fsync then only collects write errors (ENOSPC, EIO), and the renames
+        follow, then one flush of each folder. The crash guarantee is ``write``'s: a kill
+        at any point leaves every clip's old file or its new one, and the temporaries of
+        a killed writer are removed on resume."""
+        if len(items) <= 1:
+            return [self.write(*item) for item in items]
+        staged: List[Tuple[Path, Path]] = []
+        try:
+            for key, meta, features, frames in items:
+                self._cache.pop(key, None)
+                target = self.path(key)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = temporary_name(target)
+                staged.append((tmp, target))
+                with open(tmp, "wb") as f:
+                    f.write(self._encode(meta, features, frames))
+            os.sync()
+            self.flushes += 1
+            for tmp, _ in staged:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)   # the data is already on disk: this reports a failed writeback
+                finally:
+                    os.close(fd)
+            for tmp, target in staged:
+                os.replace(tmp, target)
+        except BaseException:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+            raise
+        for folder in sorted({target.parent for _, target in staged}):
+            _fsync_dir(folder)
+        return [target for _, target in staged]
 
     def _mark_corrupt(self, key: str) -> None:
         if key not in self.corrupt:
             self.corrupt.append(key)
 
     def read(self, key: str, with_frames: bool = True) -> Optional[ClipRecord]:
-        """The clip, or None when it is missing or fails its integrity check."""
+        """The clip, or None when it is missing or fails its integrity check. A clip
+        already read (and unchanged on disk) comes from memory; frames are not kept, so
+        asking for them opens the file again."""
         path = self.path(key)
-        if not path.is_file():
+        ident = _identity(path)
+        if ident is None:
+            self._cache.pop(key, None)
             return None
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] == ident:
+            record = cached[1]
+            if record is None or not (with_frames and record.has_frames):
+                return record
+        record = self._load(key, path, with_frames)
+        # frames stay out of the cache: a stage's frames of full-size clips would not fit in memory
+        kept = record if record is None or record.frames is None else \
+            ClipRecord(record.meta, record.features, None, has_frames=True)
+        self._cache[key] = (ident, kept)
+        return record
+
+    def _load(self, key: str, path: Path, with_frames: bool) -> Optional[ClipRecord]:
+        self.reads[key] += 1
         try:
             with np.load(path, allow_pickle=False) as data:
                 digests = json.loads(bytes(data[_INTEGRITY]).decode()) if _INTEGRITY in data.files else None
+                has_frames = _FRAMES in data.files
                 wanted = [n for n in data.files if n != _INTEGRITY and (with_frames or n != _FRAMES)]
                 arrays = {n: data[n] for n in wanted}
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError):
@@ -199,7 +297,11 @@ class ClipStore:
             self._mark_corrupt(key)
             return None
         features = {n[len(FEATURE_PREFIX):]: a for n, a in arrays.items() if n.startswith(FEATURE_PREFIX)}
-        return ClipRecord(meta, features, arrays.get(_FRAMES))
+        return ClipRecord(meta, features, arrays.get(_FRAMES), has_frames=has_frames)
+
+    def forget(self) -> None:
+        """Drop the records kept in memory (the next read of each clip opens its file)."""
+        self._cache.clear()
 
     def keys(self) -> List[str]:
         return sorted(str(p.relative_to(self.root))[:-4] for p in self.root.rglob("*.npz")
