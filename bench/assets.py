@@ -13,10 +13,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from huggingface_hub import try_to_load_from_cache
 
+from bench import checkpoints
 from bench.config import get, plain
 from bench.preflight_report import AssetCheck, Problem
 from metrics.clipsim import hub_location
-from models.files import method_files
+from models.files import local_files, method_files
 from models.registry import resolve_spec
 from models.schedulers import resolve_sampler
 from models.specs import ModelSpec, SamplerSpec
@@ -101,7 +102,7 @@ def resolved_specs(cfg: Any) -> Tuple[Dict[str, Any], List[Problem]]:
     """method -> resolved ModelSpec (registry defaults filled in), and the problems."""
     specs, problems = {}, []
     methods = get(cfg, "methods", {}) or {}
-    if not len(methods):
+    if not len(methods) and not checkpoints.wanted(cfg):   # else preflight says which checkpoints are missing
         problems.append(Problem("config", "The experiment lists no methods.",
                                 "Add one, e.g. '+model@methods.animatelcm=animatelcm'."))
     for name in methods:
@@ -119,16 +120,19 @@ def resolved_specs(cfg: Any) -> Tuple[Dict[str, Any], List[Problem]]:
 
 
 def weight_needs(cfg: Any) -> Needs:
-    """Every Hub repo / local path the methods' weights come from (pretrained mode only:
-    tiny and random weights are built from config and need no file)."""
+    """Every Hub repo / local path the methods' weights come from. Tiny and random weights
+    are built from config and read no Hub file, but every local path a method names must
+    exist in every weight mode (``models.files.local_files``)."""
     needs = Needs()
     needs.specs, needs.problems = resolved_specs(cfg)
-    if get(cfg, "weights") != "pretrained":
-        return needs
+    weights = get(cfg, "weights")
     nfes = list(get(cfg.protocol, "nfe") or [])
     unsafe = bool(get(get(cfg, "runner", {}), "allow_unsafe_pickle", False))
     for name, spec in needs.specs.items():
-        files, problems = method_files(name, spec, nfes, unsafe)
+        if weights == "pretrained":
+            files, problems = method_files(name, spec, nfes, unsafe)
+        else:
+            files, problems = local_files(name, spec, str(weights), nfes, unsafe)
         for f in files:
             needs.ref(f.ref, f.groups, f.field, f.revision, f.small)
         needs.problems += [Problem(p.area, p.what, p.fix) for p in problems]

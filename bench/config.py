@@ -125,13 +125,26 @@ class VBenchConfig:
 
 @dataclass
 class AblationVariant:
-    """ablation.<method>: marks a method of the experiment as an ablation variant."""
+    """ablation.variants.<method>: marks a method of the experiment as an ablation variant."""
     distillation: str = "decoupled"         # decoupled | joint
     train_step: Optional[int] = None
 
 
 @dataclass
 class BenchConfig:
+@dataclass
+class AblationConfig:
+    """ablation: your own checkpoints, one method per (strategy, training step) found on
+    disk (bench/checkpoints.py), plus variants listed by hand."""
+    dir: Optional[str] = None               # holds one training run per strategy: <dir>/decoupled, <dir>/joint
+    runs: Dict[str, Optional[str]] = field(default_factory=dict)  # strategy -> its run folder (else <dir>/<strategy>)
+    motion_adapter: str = "motion_adapter"  # in each checkpoint: the MotionAdapter folder (save_pretrained)
+    lora: Optional[str] = "lora.safetensors"  # in each checkpoint: the spatial LoRA file (null: the template's)
+    steps: Optional[List[int]] = None       # only these training steps (default: every checkpoint found)
+    template: ModelSpec = field(default_factory=ModelSpec)  # every checkpoint's other settings (model@ablation.template)
+    variants: Dict[str, AblationVariant] = field(default_factory=dict)  # methods of the experiment, by hand
+
+
     experiment: str = "smoke"
     description: str = ""
     weights: str = "tiny"                   # pretrained | random | tiny, for every method
@@ -147,7 +160,7 @@ class BenchConfig:
     preflight: PreflightConfig = field(default_factory=PreflightConfig)
     shard: ShardConfig = field(default_factory=ShardConfig)
     vbench: VBenchConfig = field(default_factory=VBenchConfig)
-    ablation: Dict[str, AblationVariant] = field(default_factory=dict)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
 
 
 def settings_problems(cfg: Any) -> List[str]:

@@ -8,7 +8,7 @@ interval); per-clip metrics (CLIPSIM) pair the per-clip values.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -35,17 +35,23 @@ def _by_sample(plan: MethodPlan, nfe: int, store: ClipStore, metric: Any) -> Dic
 
 
 def add_paired(rows: List[Dict[str, Any]], plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequence[Any],
-               reference: str, n_boot: int, seed: int, alpha: float) -> None:
+               reference: Union[str, Mapping[str, str]], n_boot: int, seed: int, alpha: float) -> None:
     """Adds ``extra.paired`` (method - reference at the same NFE, interval, reading) to
-    every row of another method; the reference's rows are left as they are."""
+    every row of another method; the reference's rows are left as they are.
+    ``reference``: one method for all, or method -> its own reference (the ablation pairs
+    each joint checkpoint with the decoupled one of the same training step)."""
     plans_by = {p.name: p for p in plans}
-    if reference not in plans_by:
-        raise ValueError(f"report.leaderboard_reference={reference!r} is not a method of this experiment "
-                         f"({', '.join(plans_by)}).")
+    if isinstance(reference, str):
+        if reference not in plans_by:
+            raise ValueError(f"report.leaderboard_reference={reference!r} is not a method of this experiment "
+                             f"({', '.join(plans_by)}).")
+        reference = {name: reference for name in plans_by if name != reference}
     metrics_by = {m.name: m for m in metrics}
+    references = reference
     for row in rows:
         metric = metrics_by.get(row["metric"])
-        if row["method"] == reference or metric is None:
+        reference = references.get(row["method"])
+        if reference is None or metric is None:
             continue
         a = _by_sample(plans_by[row["method"]], row["nfe"], store, metric)
         b = _by_sample(plans_by[reference], row["nfe"], store, metric)

@@ -31,6 +31,7 @@ from results.schema import load, save, validate
 from results.stats import bootstrap_ci
 
 from . import protocol as protocol_mod
+from . import checkpoints
 from . import shard as shard_mod
 from .config import STAGES, settings_problems, vbench_nfe, vbench_protocol_problems
 from .leaderboard import add_paired
@@ -248,26 +249,15 @@ class Run:
             add_paired(rows, self.plans, self.store, self.metrics, rep.leaderboard_reference,
                        max(rep.bootstrap, 0), rep.bootstrap_seed, rep.alpha)
         scored: Dict[str, Any] = {"rows": rows, "timing": timing}
-        if self.cfg.ablation:
-            scored["ablation"] = self.ablation(rows)
+        if self.cfg.ablation.variants:
+            scored["ablation"] = checkpoints.ablation_section(self.cfg.ablation.variants, self.cfg.methods, rows)
+        pairs = checkpoints.equal_step_pairs(self.cfg.ablation.variants)
+        if pairs and not timing_only:   # joint - decoupled at each training step, on the same clips
+            add_paired(rows, self.plans, self.store, self.metrics, pairs, max(rep.bootstrap, 0),
+                       rep.bootstrap_seed, rep.alpha)
         if self.cfg.vbench.enabled:
             scored["vbench"] = self.vbench()
         return scored
-
-    def ablation(self, rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-        """The ablation variants side by side: each variant is one method of the run,
-        scored under the same protocol and seeds."""
-        unknown = [name for name in self.cfg.ablation if name not in self.cfg.methods]
-        if unknown:
-            raise ValueError(f"ablation lists {unknown}, which are not methods of this experiment.")
-        out = []
-        for name, variant in self.cfg.ablation.items():
-            if variant.distillation not in ("decoupled", "joint"):
-                raise ValueError(f"ablation.{name}.distillation must be decoupled or joint, "
-                                 f"got '{variant.distillation}'.")
-            out.append({"variant": name, "train_step": variant.train_step, "distillation": variant.distillation,
-                        "rows": [r for r in rows if r["method"] == name]})
-        return out
 
     def vbench(self) -> Dict[str, Any]:
         """Export each method's clips at the VBench NFE as lossless mp4 with VBench's
@@ -418,6 +408,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[Dict[str, Any]]:
     problems = settings_problems(cfg)
     if problems:
         raise ValueError(" ".join(problems))
+    checkpoints.expand(cfg)     # your checkpoints (ablation.dir / ablation.runs) as methods; preflight names gaps
     shard = shard_mod.detect(cfg.shard.index, cfg.shard.count, cfg.shard.use_env)
     if shard.config_count > 1 and not cfg.run_dir:
         raise ValueError(f"shard.count={shard.config_count} needs run_dir=PATH, the same for every shard job and "

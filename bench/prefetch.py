@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from huggingface_hub import HfApi, snapshot_download
 
+from bench import checkpoints
 from bench.assets import check_hub_blob, metric_hub_needs, weight_needs
 from bench.checks import vbench_settings
 from bench.config import compose, get, plain
@@ -346,6 +347,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as err:  # a Hydra composition error is a user error: one line
         print(f"lcmbench prefetch: error: {err}", file=sys.stderr)
         return 2
+    checkpoints.expand(cfg)   # the base weights your checkpoints are evaluated on
     _, errors, manual = prefetch(cfg, args.manifest, args.dry_run, args.retries)
     for line in errors:
         print(f"prefetch: error: {line}", file=sys.stderr)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 import metrics as metric_registry
+from bench import checkpoints
 from bench.assets import _prefetch_fix, check_hub, check_local, metric_hub_needs, weight_needs
 from bench.checks import check_clipsim, check_fvd, check_prompts, check_vbench, vbench_settings
 from bench.config import STAGES, compose, get, plain
@@ -86,6 +87,7 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
     # -- weights
     needs = weight_needs(cfg)
     report.problems += needs.problems
+    report.problems += [Problem("weights", what, fix) for what, fix in checkpoints.problems(cfg)]
     metrics_cfg = get(cfg, "metrics", {}) or {}
     metrics_on: Dict[str, Dict[str, Any]] = {}
     for name in metrics_cfg:
@@ -236,6 +238,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=2, default=str))
     return 0 if report.ok else 2
+    checkpoints.expand(cfg)
 
 
 

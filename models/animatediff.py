@@ -211,7 +211,7 @@ def _personalized_pretrained(spec: ModelSpec, base_components: Dict[str, Any], d
 def _lora_path(spec: ModelSpec, weights: str, seed: int, cache_dir: Path, unet2d) -> Path:
     """The spatial LoRA file; tiny runs write a seeded tiny one (kohya keys, as the real
     file) so that the same reading and fusing code runs."""
-    if weights != "tiny":
+    if weights != "tiny" or looks_local(spec.lora):   # a file the user wrote is read in tiny mode too
         return resolve_file(spec.lora, spec.lora_file, "model.lora", spec.revision)
 
     path = cache_dir / "tiny" / f"tiny_lcm_lora_kohya_seed{seed}.safetensors"
@@ -245,8 +245,28 @@ def _load_lora(pipe, spec: ModelSpec, weights: str, seed: int, cache_dir: Path, 
         pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name="spatial_lora")
         pipe.fuse_lora(lora_scale=float(spec.lora_scale), adapter_names=["spatial_lora"])
         pipe.unload_lora_weights()  # weights are fused: drop the adapter layers for speed
-    return {"lora": f"{spec.lora}/{spec.lora_file}" if weights == "pretrained" else "tiny seeded LoRA (kohya keys)",
+    seeded = weights == "tiny" and not looks_local(spec.lora)
+    return {"lora": "tiny seeded LoRA (kohya keys)" if seeded else str(path),
             "lora_sha256": sha, "lora_fusion": fused}
+
+
+def _tiny_checkpoint(path: str, tiny_adapter) -> tuple:
+    """A MotionAdapter folder (save_pretrained) read in tiny mode, where it must have the
+    tiny architecture; returns the adapter and what was read."""
+    adapter = load_with_clear_error(lambda: MotionAdapter.from_pretrained(os.path.expanduser(path)), path,
+                                    "model.motion_adapter")
+    want = {k: tiny_adapter.config[k] for k in ("block_out_channels", "motion_layers_per_block",
+                                                "motion_num_attention_heads", "motion_norm_num_groups")
+            if k in tiny_adapter.config}
+    got = {k: adapter.config.get(k) for k in want}
+    if {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in got.items()} != \
+            {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in want.items()}:
+        raise ValueError(f"{path} is not a motion module of the tiny architecture ({got}; tiny: {want}): "
+                         f"weights=tiny reads checkpoints saved from models.tiny's components. Evaluate "
+                         f"full-size checkpoints with weights=pretrained.")
+    files = sorted(Path(os.path.expanduser(path)).glob("diffusion_pytorch_model*"))
+    return adapter, {"motion_adapter": path,
+                     "motion_adapter_sha256": check_sha256(files[0], None) if files else None}
 
 
 def _quiet_libraries() -> None:
@@ -280,11 +300,16 @@ def build_model(name: str, weights: str = "tiny", device: str = "auto", dtype: s
 
     if weights == "tiny":
         parts = tiny_parts.tiny_components(seed, cache)
-        # each distinct motion-module reference gets its own tiny motion module, so the
-        # teachers (and ablation variants) differ from AnimateLCM as their checkpoints do
-        torch.manual_seed(seed + _stable_hash(spec.motion_adapter))
-        parts["motion_adapter"] = type(parts["motion_adapter"])(**parts["motion_adapter"].config)
         provenance["weights"] = {"mode": "tiny", "seed": seed}
+        if looks_local(spec.motion_adapter) and not spec.motion_adapter_file:
+            # a checkpoint the user wrote is read, also in tiny mode (saved from the tiny architecture)
+            parts["motion_adapter"], record = _tiny_checkpoint(spec.motion_adapter, parts["motion_adapter"])
+            provenance["weights"].update(record)
+        else:
+            # each distinct motion-module reference gets its own tiny motion module, so the
+            # teachers differ from AnimateLCM as their checkpoints do
+            torch.manual_seed(seed + _stable_hash(spec.motion_adapter))
+            parts["motion_adapter"] = type(parts["motion_adapter"])(**parts["motion_adapter"].config)
     elif weights == "random":
         parts = _full_size_components(seed, cache)
         provenance["weights"] = {"mode": "random", "seed": seed, "architecture": "SD1.5 + AnimateDiff, full size"}
@@ -296,7 +321,10 @@ def build_model(name: str, weights: str = "tiny", device: str = "auto", dtype: s
     unet2d = parts["unet"]
     if spec.personalized and spec.personalized_alpha:
         pers_unet = pers_text = pers_vae = None
-        if weights == "tiny":
+        if weights == "tiny" and looks_local(spec.personalized):   # a tiny diffusers folder the user saved
+            pers_unet, pers_text, pers_vae, extra = _personalized_pretrained(spec, parts, torch.float32)
+            provenance["personalized"] = {"ref": spec.personalized, **extra}
+        elif weights == "tiny":
             pers_unet = tiny_parts.tiny_personalized_unet(unet2d, seed + 7)
             if spec.personalized_vae:
                 pers_vae = tiny_parts.tiny_personalized_unet(parts["vae"], seed + 8)

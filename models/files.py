@@ -5,8 +5,9 @@ them (``models/animatediff.py``, ``models/successors.py``, ``models/lora.py``).
 mode, every Hub repo or local path with the files ``from_pretrained`` /
 ``from_single_file`` / the LoRA and motion-file loaders open there. Preflight checks
 exactly this list and prefetch fetches exactly this list (``bench/assets.py``), so a
-loader change is one edit here. Tiny and random weights are built from config and
-need no file.
+loader change is one edit here. Tiny and random weights are built from config; the
+local paths a user writes are still checked in those modes (``local_files``): tiny runs
+read them, random runs (timing) only need them to exist.
 """
 from __future__ import annotations
 
@@ -102,3 +103,28 @@ def method_files(name: str, spec: ModelSpec, nfes: Sequence[int],
             needs.append(FileNeed(spec.base, SINGLE_FILE_CONFIG_FILES, f"{at}.base (config of the single file)",
                                   rev))
     return needs, problems
+
+
+def local_files(name: str, spec: ModelSpec, weights: str, nfes: Sequence[int],
+                allow_unsafe_pickle: bool = False) -> Tuple[List[FileNeed], List[FileProblem]]:
+    """The local paths method ``name`` names, for tiny and random weights: a path the user
+    wrote must exist in every weight mode. Tiny runs read the motion module, LoRA and
+    personalized base found there (saved from the tiny architecture), so their files are
+    checked as in pretrained mode; everything else only has to exist."""
+    needs, problems = method_files(name, spec, nfes, allow_unsafe_pickle)
+    at = f"methods.{name}"
+    read_by_tiny = {f"{at}.motion_adapter", f"{at}.motion_adapter_file", f"{at}.lora", f"{at}.personalized"}
+    out = []
+    for need in needs:
+        if not looks_local(need.ref):
+            continue
+        if weights != "tiny" or need.field not in read_by_tiny:
+            need = FileNeed(need.ref, [], need.field)
+        out.append(need)
+    ref = spec.personalized or ""
+    if weights == "tiny" and spec.personalized_alpha and looks_local(ref) and ref.endswith((".safetensors", ".ckpt")):
+        return out, [FileProblem("config", f"{at}.personalized='{ref}' is a single file, which tiny weights do not "
+                                           f"read (they read a diffusers folder saved from the tiny components).",
+                                 f"Use weights=pretrained for a full-size checkpoint, or point {at}.personalized "
+                                 f"at a tiny diffusers folder.")]
+    return out, []

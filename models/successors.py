@@ -53,7 +53,7 @@ def load_motion_file(adapter, spec: ModelSpec, weights: str, nfe: Optional[int],
     what was loaded. Random weights keep the random module (speed only)."""
     if weights == "random":
         return {"motion_file": None, "motion_file_note": "random weight mode: the architecture only"}
-    if weights == "tiny":
+    if weights == "tiny" and not looks_local(spec.motion_adapter):
         path = _tiny_motion_file(adapter, spec, nfe, cache_dir, seed)
     else:
         path = resolve_file(spec.motion_adapter, motion_file_name(spec, nfe), "model.motion_adapter_file",
@@ -63,7 +63,8 @@ def load_motion_file(adapter, spec: ModelSpec, weights: str, nfe: Optional[int],
         raise ValueError(f"{path} does not match a MotionAdapter ({len(missing)} missing keys, e.g. "
                          f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]}). Check "
                          f"model.motion_adapter_file.")
-    return {"motion_file": motion_file_name(spec, nfe) if weights == "pretrained" else f"tiny {path.name}",
+    seeded = weights == "tiny" and not looks_local(spec.motion_adapter)
+    return {"motion_file": f"tiny {path.name}" if seeded else motion_file_name(spec, nfe),
             "motion_file_sha256": check_sha256(path, None), "motion_file_nfe": nfe}
 
 
@@ -95,7 +96,7 @@ def merge_peft_lora(unet, spec: ModelSpec, weights: str, cache_dir: Path, seed: 
     if weights == "random":
         return unet, {"lora": None, "lora_note": "random weight mode: PEFT LoRA skipped (merged weights do not "
                                                  "change speed)"}
-    if weights == "tiny":
+    if weights == "tiny" and not looks_local(spec.lora):
         source, kw, label = str(_tiny_peft_folder(unet, cache_dir, seed)), {}, "tiny seeded PEFT LoRA"
     else:
         local = looks_local(spec.lora)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 from huggingface_hub import hf_hub_download
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from common.files import sha256_file
 from common.names import env_flag
@@ -52,8 +53,22 @@ def check_sha256(path: str | os.PathLike, expected: Optional[str]) -> str:
     return actual
 
 
+# single weight files: a ref ending like this is a path even when it could spell a repo id
+WEIGHT_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+
 def looks_local(ref: str) -> bool:
-    return ref.startswith(("/", "./", "../", "~")) or os.path.exists(os.path.expanduser(ref))
+    """A path rather than a Hub id: it starts like a path, exists, names a weight file, or
+    cannot be a repo id ('org/name' at most: checkpoints/run/step100 is a path)."""
+    if ref.startswith(("/", "./", "../", "~")) or os.path.exists(os.path.expanduser(ref)):
+        return True
+    if ref.endswith(WEIGHT_FILE_SUFFIXES):
+        return True
+    try:
+        validate_repo_id(ref)
+    except HFValidationError:
+        return True
+    return False
 
 
 def _how_to_get(ref: str, filename: Optional[str], field: str) -> str:

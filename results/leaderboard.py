@@ -13,9 +13,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from metrics import display as metric_display
 from metrics import facts as metric_facts
 
-from .model import Results, Row, unet_evals
+from .model import Results, unet_evals
 from .schema import as_results
-from .table_render import DASH, Cell, Table, fmt_ms, fmt_num, render
+from .table_render import DASH, Cell, Table, fmt_ms, paired_cell, render
 from .tables import _value_cell
 
 METRICS = ("fvd", "clipsim")
@@ -60,16 +60,6 @@ def fronts(res: Results) -> Dict[str, List[Tuple[str, int]]]:
     return out
 
 
-def _paired_cell(r: Optional[Row], decimals: int) -> Cell:
-    p = (r.extra or {}).get("paired") if r is not None else None
-    if not p:
-        return Cell(DASH, "--")
-    d = ("+" if p["difference"] > 0 else "") + fmt_num(p["difference"], decimals)
-    if p.get("lo") is None:
-        return Cell(f"{d} ({p['reading']})")
-    return Cell(f"{d} [{fmt_num(p['lo'], decimals)}, {fmt_num(p['hi'], decimals)}] {p['reading']}")
-
-
 def build_leaderboard_table(results: Union[Results, Mapping[str, Any]]) -> Table:
     res = as_results(results)
     ref = reference_method(res)
@@ -95,7 +85,7 @@ def build_leaderboard_table(results: Union[Results, Mapping[str, Any]]) -> Table
             rows.append([Cell(res.display_name(m)), Cell(str(k)), Cell(str(unet_evals(k, guidance))),
                          Cell(fmt_ms(ms) if ms is not None else DASH, sort_value=ms)]
                         + [_value_cell(cells_by[met], metric_facts(met).decimals, "pm") for met in METRICS]
-                        + [Cell("reference") if m == ref else _paired_cell(cells_by[met], metric_facts(met).decimals)
+                        + [Cell("reference") if m == ref else paired_cell(cells_by[met], metric_facts(met).decimals)
                            for met in METRICS]
                         + [Cell(", ".join(on_front) if on_front else "")])
     clock = sorted({f"{t.device} {t.dtype}, {t.clock or 'wall'}" for t in res.timing})

@@ -49,6 +49,17 @@ class Table:
         return [r[i].text for r in self.rows]
 
 
+def paired_cell(r, decimals: int) -> Cell:
+    """A row's paired difference (``extra.paired``: difference, interval, reading), or a dash."""
+    p = (r.extra or {}).get("paired") if r is not None else None
+    if not p:
+        return Cell(DASH, "--")
+    d = ("+" if p["difference"] > 0 else "") + fmt_num(p["difference"], decimals)
+    if p.get("lo") is None:
+        return Cell(f"{d} ({p['reading']})")
+    return Cell(f"{d} [{fmt_num(p['lo'], decimals)}, {fmt_num(p['hi'], decimals)}] {p['reading']}")
+
+
 def tex_escape(s: str) -> str:
     """Escape LaTeX special characters in plain text."""
     rep = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",

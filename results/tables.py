@@ -37,7 +37,7 @@ from metrics.vbench_protocol import ALL_DIMENSIONS as VBENCH_DIMENSIONS
 from . import paper
 from .model import Results, Row
 from .schema import SchemaError, as_results, load
-from .table_render import DASH, FORMATS, Cell, Table, fmt_ms, fmt_num, render
+from .table_render import DASH, FORMATS, Cell, Table, fmt_ms, fmt_num, paired_cell, render
 
 CI_STYLES = ("pm", "interval")
 PUBLISHED_VBENCH_CSV = Path(__file__).parent / "data" / "vbench_published.csv"
@@ -355,63 +355,83 @@ def time_table(results: Union[Results, Mapping[str, Any]], fmt: str = "md", with
 # ---------------------------------------------------------------- ablation
 def build_ablation_table(results: Union[Results, Mapping[str, Any]], with_paper: bool = False,
                          ci_style: str = "pm") -> Table:
-    """Ablation table as a :class:`Table` (see :func:`ablation_table`)."""
+    """Ablation table as a :class:`Table` (see :func:`ablation_table`): one row per
+    training step, per metric and step count a column per strategy and the paired
+    difference joint − decoupled on the same clips; variants without a training step
+    follow by name. The paper's numbers, when asked for, come last under a row that
+    says they are published, not measured here."""
     res = as_results(results)
     if not res.ablation:
         raise ValueError("the results have no ablation section")
-    keys = []
-    for a in res.ablation:
-        for r in a.rows:
-            k = (r.metric, r.nfe)
-            if k not in keys:
-                keys.append(k)
-    keys.sort(key=lambda k: (["fvd", "clipsim"].index(k[0]) if k[0] in ("fvd", "clipsim") else 9, k[0], k[1]))
-    cols = ["Variant", "Distillation", "Train step"] + [
-        f"{metric_display(m)} {'↑' if metric_facts(m).higher_is_better else '↓'} ({k}-step)" for m, k in keys]
+    keys = sorted({(r.metric, r.nfe) for a in res.ablation for r in a.rows},
+                  key=lambda k: (["fvd", "clipsim"].index(k[0]) if k[0] in ("fvd", "clipsim") else 9, k[0], k[1]))
+    strategies = [s for s in ("decoupled", "joint") if any(a.distillation == s for a in res.ablation)]
+    paired = len(strategies) == 2
+    per_key = strategies + (["Δ joint − decoupled"] if paired else [])
+    cols = ["Train step"] + [s.capitalize() if s in strategies else s for _ in keys for s in per_key]
+    groups = [(f"{metric_display(m)} {'↑' if metric_facts(m).higher_is_better else '↓'} ({k}-step)", len(per_key))
+              for m, k in keys]
     arrows = {True: r"$\uparrow$", False: r"$\downarrow$"}
-    tex_cols = ["Variant", "Distillation", "Train step"] + [
-        f"{metric_display(m)} {arrows[metric_facts(m).higher_is_better]} ({k}-step)" for m, k in keys]
-    entries = sorted(res.ablation, key=lambda a: (a.distillation, a.train_step if a.train_step is not None else -1,
-                                                  a.variant))
-    rows, kinds = [], []
-    for a in entries:
-        by = {(r.metric, r.nfe): r for r in a.rows}
-        name = res.display_name(a.variant) if a.variant in res.methods else a.variant
-        rows.append([Cell(name), Cell(a.distillation),
-                     Cell(f"{a.train_step:,}" if a.train_step is not None else DASH)]
-                    + [_value_cell(by.get(k), metric_facts(k[0]).decimals, ci_style) for k in keys])
+    tex_groups = [(f"{metric_display(m)} {arrows[metric_facts(m).higher_is_better]} ({k}-step)", len(per_key))
+                  for m, k in keys]
+    by_step: Dict[Any, Dict[str, Any]] = {}
+    for a in res.ablation:
+        label = f"{a.train_step:,}" if a.train_step is not None else (
+            res.display_name(a.variant) if a.variant in res.methods else a.variant)
+        by_step.setdefault((a.train_step is None, a.train_step or 0, label), {})[a.distillation] = a
+    rows: List[List[Cell]] = []
+    kinds: List[str] = []
+    for (_, _, label), entries in sorted(by_step.items()):
+        cells = [Cell(label)]
+        for m, k in keys:
+            decimals = metric_facts(m).decimals
+            found = {s: next((r for r in entries[s].rows if (r.metric, r.nfe) == (m, k)), None) if s in entries
+                     else None for s in strategies}
+            cells += [_value_cell(found[s], decimals, ci_style) for s in strategies]
+            if paired:
+                cells.append(paired_cell(found["joint"], decimals))
+        rows.append(cells)
         kinds.append("data")
-    if with_paper:
-        for dist, vals in paper.ABLATION.items():
-            cells = [Cell(f"{dist} (paper)"), Cell(dist), Cell(DASH, "--")]
-            used = set()
-            for m, k in keys:
-                # The paper gives one number per metric: show it under that metric's first column.
-                if m in vals and m not in used:
-                    cells.append(Cell(fmt_num(vals[m], 1)))
-                    used.add(m)
-                else:
-                    cells.append(Cell(DASH, "--"))
-            rows.append(cells)
-            kinds.append("paper")
-    for i, (m, _) in enumerate(keys, start=3):
-        _mark_best(rows, kinds, i, metric_facts(m).higher_is_better)
-    notes = []
-    ablation_rows = res.model_copy(update={"rows": [r for a in res.ablation for r in a.rows], "timing": [],
-                                           "vbench": {}})
-    ci = _ci_note(ablation_rows, ci_style)
+    all_rows = [r for a in res.ablation for r in a.rows]
+    counts = sorted({r.n for r in all_rows})
+    n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    notes = [f"n = {n} clips per cell: every checkpoint made the same prompts from the same noise seeds. "
+             f"FVD against {_reference_set(res)}."]
+    if paired:
+        notes.append("Δ: joint − decoupled at the same training step on the clips both made (same prompt and "
+                     "seed), with a paired bootstrap interval and its reading in the metric's direction.")
+    ci = _ci_note(res.model_copy(update={"rows": all_rows, "timing": [], "vbench": {}}), ci_style)
     if ci:
         notes.append(ci)
-    if with_paper:
-        notes.append(f"paper: {paper.ABLATION_NOTE} (AnimateLCM paper; step count not stated).")
-    return Table(title="Ablation: decoupled vs joint consistency distillation.", columns=cols, tex_columns=tex_cols,
-                 rows=rows, row_kinds=kinds, label=res.label if res.weights_mode != "pretrained" else "",
-                 notes=notes, tex_label="tab:ablation", stub=3, align="lll" + "c" * len(keys))
+    if with_paper and strategies:
+        rows.append([Cell("Published in the AnimateLCM paper (not measured in this run):")]
+                    + [Cell("") for _ in range(len(cols) - 1)])
+        kinds.append("published")
+        cells = [Cell("paper, step not stated")]
+        for i, (m, k) in enumerate(keys):
+            first = all(m != keys[j][0] for j in range(i))   # one number per metric: under its first column
+            vals = {s: paper.ABLATION.get(s, {}).get(m) for s in strategies}
+            cells += [Cell(fmt_num(vals[s], 1)) if first and vals[s] is not None else Cell(DASH, "--")
+                      for s in strategies]
+            if paired:
+                cells.append(Cell(DASH, "--"))
+        rows.append(cells)
+        kinds.append("paper")
+        notes.append(f"Published: {paper.ABLATION_NOTE} (AnimateLCM paper, its own protocol and training budget); "
+                     f"not comparable to this run's numbers.")
+    for i in range(1, len(cols)):
+        key = keys[(i - 1) // len(per_key)]
+        if per_key[(i - 1) % len(per_key)] in strategies:
+            _mark_best(rows, kinds, i, metric_facts(key[0]).higher_is_better)
+    return Table(title="Ablation: decoupled vs joint consistency distillation against training step.",
+                 columns=cols, rows=rows, row_kinds=kinds, groups=groups, tex_groups=tex_groups,
+                 label=res.label if res.weights_mode != "pretrained" else "", notes=notes,
+                 tex_label="tab:ablation", stub=1, align="l" + "c" * (len(cols) - 1))
 
 
 def ablation_table(results: Union[Results, Mapping[str, Any]], fmt: str = "md", with_paper: bool = False,
                    ci_style: str = "pm") -> str:
-    """Side-by-side ablation variants (decoupled vs joint, training steps) rendered as ``fmt``."""
+    """Decoupled vs joint checkpoints against training step, with paired differences, as ``fmt``."""
     return render(build_ablation_table(results, with_paper, ci_style), fmt)
 
 

@@ -182,15 +182,32 @@ def test_time_table_speedups_and_paper_column(tiny):
         time_table(d)
 
 
-def test_ablation_table_lists_variants_with_intervals(tiny):
+def test_ablation_table_lists_steps_per_strategy_with_intervals_and_published_rows_apart(tiny):
     header, rows = md_table(ablation_table(tiny, with_paper=True))
-    assert header == ["Variant", "Distillation", "Train step", "FVD ↓ (4-step)", "CLIPSIM ↑ (4-step)"]
-    variants = [r[0] for r in rows]
-    assert variants[:4] == ["decoupled-500", "decoupled-1000", "decoupled-2000", "decoupled-4000"]
-    assert "joint-4000" in variants and all("±" in r[3] or "[" in r[3] for r in rows if "paper" not in r[0])
-    paper_rows = {r[0]: r for r in rows if "paper" in r[0]}
-    assert paper_rows["decoupled (paper)"][3:] == ["985.9", "27.7"]
-    assert paper_rows["joint (paper)"][3:] == ["1060.6", "18.8"]
+    assert header[0] == "Train step"
+    assert header[1:4] == ["FVD ↓ (4-step) Decoupled", "FVD ↓ (4-step) Joint", "FVD ↓ (4-step) Δ joint − decoupled"]
+    assert header[4:] == ["CLIPSIM ↑ (4-step) Decoupled", "CLIPSIM ↑ (4-step) Joint",
+                          "CLIPSIM ↑ (4-step) Δ joint − decoupled"]
+    assert [r[0] for r in rows[:4]] == ["500", "1,000", "2,000", "4,000"]
+    assert all("±" in c or "[" in c for r in rows[:4] for c in (r[1], r[2], r[4], r[5]))
+    # the paper's numbers come last, under a row saying they are published, not measured here
+    assert rows[4][0].startswith("Published in the AnimateLCM paper (not measured in this run)")
+    paper_row = [c.strip("*") for c in rows[5]]
+    assert paper_row[0] == "paper, step not stated" and paper_row[1:3] == ["985.9", "1060.6"]
+    assert paper_row[4:6] == ["27.7", "18.8"]
+    text = ablation_table(tiny, with_paper=True)
+    assert "n = 24 clips per cell" in text and "FVD against" in text
+
+
+def test_ablation_table_shows_the_paired_difference_at_equal_steps(tiny):
+    for a in tiny["ablation"]:
+        if a["distillation"] == "joint" and a["train_step"] == 4000:
+            a["rows"][0]["extra"]["paired"] = {"against": "decoupled-4000", "difference": 3.0, "lo": 1.0,
+                                               "hi": 5.0, "n": 24, "reading": "worse"}
+    header, rows = md_table(ablation_table(tiny))
+    row = next(r for r in rows if r[0] == "4,000")
+    assert row[3] == "+3.00 [1.00, 5.00] worse"
+    assert "Published" not in ablation_table(tiny)
 
 
 def test_tables_cli(tmp_path, tiny):
