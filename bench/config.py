@@ -131,8 +131,6 @@ class AblationVariant:
 
 
 @dataclass
-class BenchConfig:
-@dataclass
 class AblationConfig:
     """ablation: your own checkpoints, one method per (strategy, training step) found on
     disk (bench/checkpoints.py), plus variants listed by hand."""
@@ -145,6 +143,8 @@ class AblationConfig:
     variants: Dict[str, AblationVariant] = field(default_factory=dict)  # methods of the experiment, by hand
 
 
+@dataclass
+class BenchConfig:
     experiment: str = "smoke"
     description: str = ""
     weights: str = "tiny"                   # pretrained | random | tiny, for every method

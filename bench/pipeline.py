@@ -30,8 +30,8 @@ from results.model import SCHEMA_VERSION, BootstrapInfo, MethodInfo, Provenance,
 from results.schema import load, save, validate
 from results.stats import bootstrap_ci
 
-from . import protocol as protocol_mod
 from . import checkpoints
+from . import protocol as protocol_mod
 from . import shard as shard_mod
 from .config import STAGES, settings_problems, vbench_nfe, vbench_protocol_problems
 from .leaderboard import add_paired
@@ -248,13 +248,13 @@ class Run:
         if rep.leaderboard_reference and not timing_only:
             add_paired(rows, self.plans, self.store, self.metrics, rep.leaderboard_reference,
                        max(rep.bootstrap, 0), rep.bootstrap_seed, rep.alpha)
-        scored: Dict[str, Any] = {"rows": rows, "timing": timing}
-        if self.cfg.ablation.variants:
-            scored["ablation"] = checkpoints.ablation_section(self.cfg.ablation.variants, self.cfg.methods, rows)
         pairs = checkpoints.equal_step_pairs(self.cfg.ablation.variants)
         if pairs and not timing_only:   # joint - decoupled at each training step, on the same clips
             add_paired(rows, self.plans, self.store, self.metrics, pairs, max(rep.bootstrap, 0),
                        rep.bootstrap_seed, rep.alpha)
+        scored: Dict[str, Any] = {"rows": rows, "timing": timing}
+        if self.cfg.ablation.variants:
+            scored["ablation"] = checkpoints.ablation_section(self.cfg.ablation.variants, self.cfg.methods, rows)
         if self.cfg.vbench.enabled:
             scored["vbench"] = self.vbench()
         return scored
@@ -405,10 +405,10 @@ class Run:
 def run(cfg: DictConfig, run_dir: Path) -> Optional[Dict[str, Any]]:
     """Run the configured stages; returns the typed results when scoring ran."""
     enforce_if_requested(cfg)   # strict offline mode before any library can reach the network
+    checkpoints.expand(cfg)     # your checkpoints (ablation.dir / ablation.runs) as methods; preflight names gaps
     problems = settings_problems(cfg)
     if problems:
         raise ValueError(" ".join(problems))
-    checkpoints.expand(cfg)     # your checkpoints (ablation.dir / ablation.runs) as methods; preflight names gaps
     shard = shard_mod.detect(cfg.shard.index, cfg.shard.count, cfg.shard.use_env)
     if shard.config_count > 1 and not cfg.run_dir:
         raise ValueError(f"shard.count={shard.config_count} needs run_dir=PATH, the same for every shard job and "
