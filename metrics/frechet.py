@@ -162,22 +162,23 @@ class FrechetToReference:
         return mean_term + trace_s + self._trace_ref - 2.0 * tr_sqrt
 
 
-    def resample_loop(self, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """The straightforward per-resample float64 loop over drawn indices ``idx``
-        [B, N] (gather the rows, mean, covariance by one GEMM, one eigvalsh of R S R):
-        the reference the batched path is checked and timed against."""
-        x = np.asarray(x, dtype=np.float64)
-        out = np.empty(len(idx))
+    def straightforward(self, rows: np.ndarray) -> float:
+        """The statistic computed the straightforward way on the given rows (mean,
+        covariance by one GEMM, one eigvalsh of R S R): the reference the batched path
+        is checked and timed against."""
+        xs = np.asarray(rows, dtype=np.float64)
         with _blas_one_thread():
-            for b, rows in enumerate(idx):
-                xs = x[rows]
-                mu = xs.mean(axis=0)
-                xc = xs - mu
-                sigma = (xc.T @ xc) / (len(rows) - 1)
-                ev = np.linalg.eigvalsh(self._root @ sigma @ self._root)
-                out[b] = (np.sum((mu - self.mu_ref) ** 2) + np.trace(sigma) + self._trace_ref
-                          - 2.0 * np.sqrt(np.clip(ev, 0.0, None)).sum())
-        return out
+            mu = xs.mean(axis=0)
+            xc = xs - mu
+            sigma = (xc.T @ xc) / (xs.shape[0] - 1)
+            ev = np.linalg.eigvalsh(self._root @ sigma @ self._root)
+        return float(np.sum((mu - self.mu_ref) ** 2) + np.trace(sigma) + self._trace_ref
+                     - 2.0 * np.sqrt(np.clip(ev, 0.0, None)).sum())
+
+    def resample_loop(self, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """:meth:`straightforward` on each resample of drawn indices ``idx`` [B, N]."""
+        x = np.asarray(x, dtype=np.float64)
+        return np.array([self.straightforward(x[rows]) for rows in idx])
 
 
 def _cores() -> int:

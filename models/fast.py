@@ -171,22 +171,32 @@ class PhaseClock:
         return [b - a for a, b in zip(self._marks, self._marks[1:])]
 
 
-def decode_to_uint8(pipe, latents, decode_chunk_size: int, quantize: str = "truncate"):
-    """VAE-decode latents and convert to uint8 [B, F, H, W, 3] on the device, with the
-    same arithmetic as the host path (denormalise, clamp, NaN -> 0, then floor for
-    "truncate" or round half to even for "round"), so the frames are identical;
-    returns (frames, finite per clip)."""
+def video_to_uint8(video, quantize: str = "truncate"):
+    """Decoded float video [B, C, F, H, W] in [-1, 1] -> (uint8 frames [B, F, H, W, 3],
+    finite per clip), both on the video's device, with the same arithmetic as the host
+    path (denormalise, clamp, NaN -> 0, then floor for "truncate" or round half to even
+    for "round"), so the frames are identical."""
     import torch  # heavy: as above
 
     with torch.no_grad():
-        video = pipe.decode_latents(latents, decode_chunk_size)      # float32 [B, C, F, H, W] in [-1, 1]
         finite = torch.isfinite(video).flatten(1).all(dim=1)
         video = (video * 0.5 + 0.5).clamp(0, 1)
         video = torch.nan_to_num(video, nan=0.0, posinf=1.0, neginf=0.0)
         scaled = video * 255.0
         scaled = torch.floor(scaled) if quantize == "truncate" else torch.round(scaled)
-        frames = scaled.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 4, 1)
-    return frames.contiguous().cpu().numpy(), finite.cpu().numpy()
+        frames = scaled.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 4, 1).contiguous()
+    return frames, finite
+
+
+def decode_to_uint8(pipe, latents, decode_chunk_size: int, quantize: str = "truncate"):
+    """VAE-decode latents and convert to uint8 on the device (:func:`video_to_uint8`);
+    the host receives only the uint8 frames (a quarter of the float32 bytes) and the
+    flags. Returns (frames [B, F, H, W, 3] numpy, finite per clip)."""
+    import torch  # heavy: as above
+
+    with torch.no_grad():
+        frames, finite = video_to_uint8(pipe.decode_latents(latents, decode_chunk_size), quantize)
+    return frames.cpu().numpy(), finite.cpu().numpy()
 
 
 class UnetCallCounter:
