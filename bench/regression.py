@@ -16,13 +16,16 @@ Steps, each stopping the check with what to do:
    the baseline's and the run's I3D features against the run's reference statistics,
    CLIPSIM per clip, paired bootstrap intervals, and each metric's equivalence margin (its
    tolerance fact), so float noise on the same clips passes and is never "worse". A cell
-   whose clips were made from other captions or seeds than the baseline's is a change too.
+   whose clips were made from other captions or seeds than the baseline's is a change too,
+   and so is a cell whose clips themselves moved: the median relative change of a clip's I3D
+   features beyond ``--clip-tolerance`` (1e-3; float noise on the same clips is ~1e-6 on the
+   CPU), which sees changes far below what FVD over a few clips can resolve.
    The markdown summary and the JSON verdict go into the run folder (and ``--summary``,
    e.g. ``$GITHUB_STEP_SUMMARY``).
 
 Exit status: 0 pass; 1 a regression (each named by method and NFE: a clear change beyond
-the margin, ``worse`` or, unless ``--allow-better``, ``better``; a missing cell; changed
-clip inputs); 2 not comparable or bad input; 3 the run itself failed.
+the margin, ``worse`` or, unless ``--allow-better``, ``better``; clips that moved; a missing
+cell; changed clip inputs); 2 not comparable or bad input; 3 the run itself failed.
 
 ``--make-baseline OUT.json`` runs the experiment and writes OUT.json and
 OUT.features.npz from it instead of a verdict, then prints how to commit them.
@@ -36,6 +39,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
 
 from results.comparability import setting_differences
 from results.compare import PairedLine, format_paired
@@ -72,6 +77,8 @@ def _args(argv: Optional[Sequence[str]]):
                                                                   "change fails until the baseline is refreshed)")
     ap.add_argument("--no-run", action="store_true", help="compute the verdict for the finished run in --run-dir")
     ap.add_argument("--n-boot", type=int, default=1000, help="paired bootstrap resamples")
+    ap.add_argument("--clip-tolerance", type=float, default=1e-3,
+                    help="how far (relative) a clip's I3D features may move before its cell counts as changed")
     ap.add_argument("--alpha", type=float, default=0.05)
     args, overrides = ap.parse_known_args(argv)
     bad = [o for o in overrides if o.startswith("-")]
@@ -82,6 +89,8 @@ def _args(argv: Optional[Sequence[str]]):
              "OUT.json to make one.")
     if args.no_run and not args.run_dir:
         fail("--no-run computes the verdict of a finished run: give its folder with --run-dir.")
+    if not args.clip_tolerance > 0.0:
+        fail(f"--clip-tolerance {args.clip_tolerance} is not allowed: use a relative change above 0, e.g. 1e-3.")
     if args.n_boot < 1 or not 0.0 < args.alpha < 1.0:
         fail(f"--n-boot {args.n_boot} / --alpha {args.alpha}: use 1 or more resamples and an alpha between 0 and 1.")
     return args, list(overrides)
@@ -119,7 +128,24 @@ def run_experiment(overrides: List[str], run_dir: Path) -> int:
 
 # ---------------------------------------------------------------- verdict
 
-def verdict_lines(base: Baseline, run_dir: Path, n_boot: int, alpha: float, allow_better: bool) -> Dict[str, Any]:
+def clip_changes(base: Baseline, cur) -> Dict[tuple, tuple]:
+    """(method, NFE) -> (median over the shared clips of |f_run - f_baseline| / |f_baseline|
+    of each clip's I3D features, clips): how far the same clips moved. The same seeds and
+    inputs make the same clips, so this sees a change long before a set-level metric does."""
+    out = {}
+    for row in cur.results.rows:
+        if row.metric != "fvd":
+            continue
+        a, b = cur.features(row.method, row.nfe, row.protocol), base.features(row.method, row.nfe, row.protocol)
+        shared = sorted(set(a) & set(b))
+        if shared:
+            rel = [float(np.linalg.norm(a[k] - b[k]) / max(np.linalg.norm(b[k]), 1e-12)) for k in shared]
+            out[(row.method, row.nfe)] = (float(np.median(rel)), len(shared))
+    return out
+
+
+def verdict_lines(base: Baseline, run_dir: Path, n_boot: int, alpha: float, allow_better: bool,
+                  clip_tolerance: float = 1e-3) -> Dict[str, Any]:
     """The paired lines and every failure, each naming its method and NFE."""
     cur = open_run(run_dir)
     refuse_incomparable(base, cur)
@@ -141,12 +167,20 @@ def verdict_lines(base: Baseline, run_dir: Path, n_boot: int, alpha: float, allo
         failures.append({"method": method, "nfe": nfe, "metric": "inputs", "kind": "changed inputs",
                          "why": f"{len(what)} clip(s) made from other inputs than the baseline's ({what[0]}"
                                 f"{' ...' if len(what) > 1 else ''})"})
+    moved = clip_changes(base, cur)
+    for (method, nfe), (median, n) in sorted(moved.items()):
+        if median > clip_tolerance:
+            failures.append({"method": method, "nfe": nfe, "metric": "clips", "kind": "clips changed",
+                             "why": f"the I3D features of its {n} clips moved by {median:.2e} of their norm (median; "
+                                    f"float noise on the same clips stays below --clip-tolerance {clip_tolerance:g})"})
     have = {(r.method, r.nfe, r.metric) for r in cur.results.rows}
     for r in base.results.rows:
         if (r.method, r.nfe, r.metric) not in have:
             failures.append({"method": r.method, "nfe": r.nfe, "metric": r.metric, "kind": "missing",
                              "why": f"{r.metric} is in the baseline but not in this run"})
-    return {"lines": lines, "failures": failures, "notes": notes + clip_notes, "results": cur.results}
+    return {"lines": lines, "failures": failures, "notes": notes + clip_notes, "results": cur.results,
+            "clips_moved": [{"method": m, "nfe": n, "median_relative_change": v, "clips": c}
+                            for (m, n), (v, c) in sorted(moved.items())]}
 
 
 def _label(res, method: str) -> str:
@@ -160,7 +194,11 @@ def render(outcome: Dict[str, Any], baseline: Path, run_dir: Path, verdict: str,
             f"resamples; a change counts when its interval excludes 0 and it exceeds the metric's margin.", ""]
     for f in outcome["failures"]:
         head.append(f"- **{f['kind'].upper()}** {_label(res, f['method'])} at {f['nfe']} steps: {f['why']}")
-    body = ["", "```", format_paired(outcome["lines"]), "```"] + [f"> note: {n}" for n in outcome["notes"]]
+    moved = ", ".join(f"{_label(res, c['method'])} {c['nfe']} steps {c['median_relative_change']:.1e}"
+                      for c in outcome["clips_moved"])
+    body = ["", "```", format_paired(outcome["lines"]), "```", "",
+            f"I3D features moved (median relative change per clip): {moved or 'no FVD cells'}."]
+    body += [f"> note: {n}" for n in outcome["notes"]]
     return "\n".join(head + body) + "\n"
 
 
@@ -168,7 +206,7 @@ def write_verdict(outcome: Dict[str, Any], args, run_dir: Path, verdict: str, co
     text = render(outcome, Path(args.baseline), run_dir, verdict, args.n_boot)
     (run_dir / "regression_summary.md").write_text(text, encoding="utf-8")
     doc = {"verdict": verdict, "exit": code, "baseline": str(args.baseline), "run_dir": str(run_dir),
-           "failures": outcome["failures"], "notes": outcome["notes"],
+           "failures": outcome["failures"], "notes": outcome["notes"], "clips_moved": outcome["clips_moved"],
            "lines": [dict(vars(ln), reading=ln.reading()) for ln in outcome["lines"]]}
     (run_dir / "regression_verdict.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     if args.summary:
@@ -209,7 +247,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.make_baseline:
         return _make_baseline(run_dir, Path(args.make_baseline), overrides)
     try:
-        outcome = verdict_lines(base, run_dir, args.n_boot, args.alpha, args.allow_better)
+        outcome = verdict_lines(base, run_dir, args.n_boot, args.alpha, args.allow_better, args.clip_tolerance)
     except (CannotPair, SchemaError, FileNotFoundError) as err:
         fail(f"{err}")
     code = EXIT_REGRESSION if outcome["failures"] else EXIT_PASS
