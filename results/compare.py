@@ -357,10 +357,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"  baseline: {_describe(args.baseline, base)}")
     print(f"  current:  {_describe(args.current, cur)}")
     if reasons:
-        print("\nNOT COMPARABLE - refusing to compare these results:", file=sys.stderr)
-        for r in reasons:
-            print(f"  - {r}", file=sys.stderr)
-        print("Regenerate the baseline with the same protocol and weights (see results/baselines/README.md).",
+        print(f"lcmbench: error: NOT COMPARABLE, refusing to compare these results: {'; '.join(reasons)}. Compare "
+              f"runs of one protocol, or regenerate the baseline with this one (results/baselines/README.md).",
               file=sys.stderr)
         return EXIT_INCOMPARABLE
     lines, notes = compare(base, cur, tolerances)

@@ -72,3 +72,38 @@ def test_cli_prints_the_table_and_refuses_what_cannot_be_paired(tmp_path, e2e_re
     (other / "results.json").write_text(json.dumps(data))
     with pytest.raises(CannotPair, match="not comparable"):
         compare_runs(base, other, n_boot=10)
+
+
+def test_float_noise_on_the_same_clips_is_no_change(tmp_path, e2e_reference):
+    """A sharded or batched rerun differs from a single run in the last bits of every feature:
+    FVD's equivalence margin (its tolerance fact, 2% of the baseline FVD) keeps that from
+    reading "worse", however narrow the paired interval."""
+    base = e2e_reference.run_dir
+    noisy = tmp_path / "noisy"
+    shutil.copytree(base, noisy)
+    store = ClipStore(noisy / "store")
+    rng = np.random.default_rng(0)
+    for key in store.keys():
+        record = store.read(key, with_frames=True)
+        feats = {k: (v * (1 + 1e-5 * rng.standard_normal(np.shape(v)))).astype(np.asarray(v).dtype) + 1e-4
+                 for k, v in record.features.items()}
+        store.write(key, record.meta, feats, record.frames)
+    lines, _ = compare_runs(base, noisy, n_boot=100)
+    fvd = [ln for ln in lines if ln.metric == "fvd"]
+    assert fvd and all(ln.difference != 0.0 and ln.reading() == "no clear change" for ln in fvd)
+    assert all(ln.margin == pytest.approx(0.02 * row["value"], rel=1e-6)
+               for ln, row in zip(fvd, (_fvd_rows(base)[(ln.method, ln.nfe)] for ln in fvd)))
+
+
+def test_runs_of_another_protocol_are_refused_naming_the_difference(tmp_path, e2e_reference):
+    base = e2e_reference.run_dir
+    other = tmp_path / "other"
+    shutil.copytree(base, other)
+    data = json.loads((other / "results.json").read_text())
+    data["provenance"]["config"]["protocol"]["height"] = 96
+    data["provenance"]["config"]["protocol"]["seed"] = -1
+    (other / "results.json").write_text(json.dumps(data))
+    out = subprocess.run([sys.executable, "-m", "bench.paired", str(base), str(other)], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert "frame height differs: protocol.height=64 vs 96" in out.stderr and "protocol.seed=0 vs -1" in out.stderr
