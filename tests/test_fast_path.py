@@ -238,3 +238,24 @@ def test_worker_inline_mode():
     with BackgroundWorker(threads=0) as worker:
         worker.submit(seen.append, 1)
         assert seen == [1]
+
+
+def test_the_paper_experiments_default_is_bit_identical_to_the_plain_path(plain_lcm, cache):
+    """table1 / leaderboard / regression / ablation / vbench run the fast path's
+    pixel-neutral part by default: uint8 on the device and the background writer, with
+    every pixel-changing kernel off, so the frames equal the plain path's bit for bit
+    and the clip fingerprint is that of the plain path."""
+    from omegaconf import OmegaConf
+
+    from bench.config import compose
+    from models.fast import pixel_settings
+
+    for experiment in ("table1", "leaderboard", "regression", "ablation", "vbench"):
+        fast = OmegaConf.to_container(compose([f"experiment={experiment}"]).runner.fast, resolve=True)
+        assert fast["enabled"] and fast["uint8_on_device"] and fast["writer_threads"] >= 1, experiment
+        assert pixel_settings(fast) == {}, experiment
+    default = build("animatelcm", cache, fast=fast)
+    assert default.fast["uint8_on_device"] and default.fast["channels_last"] == []
+    ours = default.generate(PROMPTS, SEEDS, 2, **GEOMETRY)
+    plain = plain_lcm.generate(PROMPTS, SEEDS, 2, **GEOMETRY)
+    assert ours.dtype == np.uint8 and np.array_equal(ours, plain)
