@@ -26,6 +26,7 @@ from models.fast import pixel_settings
 from models.registry import resolve_spec
 from models.schedulers import resolve_sampler
 from models.specs import ModelSpec, SamplerSpec, step_specific
+from models.tiny import TINY_ARCHITECTURE_VERSION
 from results.model import SCHEMA_VERSION, BootstrapInfo, MethodInfo, Provenance, Results, RunInfo
 from results.schema import load, save, validate
 from results.stats import bootstrap_ci
@@ -80,6 +81,8 @@ def make_plans(cfg: DictConfig, prompt_set, dtype: str = "float32") -> List[Meth
     fast = pixel_settings(OmegaConf.to_container(cfg.runner.fast, resolve=True))
     if fast:
         geometry["fast"] = fast
+    if cfg.weights == "tiny":   # the tiny components' version: pretrained and random fingerprints keep theirs
+        geometry["tiny"] = TINY_ARCHITECTURE_VERSION
     specs = protocol_mod.expand(list(cfg.methods), p.nfe, prompt_set, p.videos_per_prompt, p.seed,
                                 cfg.runner.samples_per_cell, cfg.runner.save_frames)
     if cfg.vbench.enabled:

@@ -20,6 +20,11 @@ CLIP_VOCAB_SIZE = 49408
 CLIP_MAX_LENGTH = 77
 # 49408 = 256 byte symbols + 256 with </w> + merges + 2 special tokens
 _NUM_MERGES = CLIP_VOCAB_SIZE - 512 - 2
+TINY_NORM_GROUPS = 32
+# Raise when the tiny components change what they compute for the same seed: part of
+# every tiny clip's fingerprint, so a store of older tiny clips is refused, not mixed.
+# 2: 32 norm groups in the UNet and the motion modules (were 2)
+TINY_ARCHITECTURE_VERSION = 2
 
 
 def _bytes_to_unicode() -> Dict[int, str]:
@@ -84,13 +89,16 @@ def tiny_components(seed: int = 0, cache_dir: str | os.PathLike = ".") -> dict:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
+    # 32 norm groups as SD1.5 and the authors' UNet; channels (32, 64) divide by them
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64), layers_per_block=2, sample_size=8, in_channels=4, out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32, norm_num_groups=2)
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32, norm_num_groups=TINY_NORM_GROUPS)
     torch.manual_seed(seed + 1)
+    # the authors' motion module hard-codes GroupNorm(32, C) (VanillaTemporalModule passes no
+    # norm_num_groups): with 32 groups their code builds this same network (docs/parity.md)
     motion_adapter = MotionAdapter(block_out_channels=(32, 64), motion_layers_per_block=2,
-                                   motion_norm_num_groups=2, motion_num_attention_heads=4)
+                                   motion_norm_num_groups=TINY_NORM_GROUPS, motion_num_attention_heads=4)
     torch.manual_seed(seed + 2)
     # four blocks: the same 8x spatial compression as SD's VAE, so 64x64 frames give
     # 8x8 latents and the tiny UNet stays cheap

@@ -116,3 +116,32 @@ def test_offline_tokenizer_matches_open_clip(cache_dir):
     reference = open_clip.get_tokenizer("ViT-B-32")(["A person playing a guitar."])[0]
     assert ours == [int(t) for t in reference if t != 0]
     assert len(clip_tokenizer(cache_dir)) == 49408
+
+
+def test_tiny_components_use_the_authors_norm_groups(tmp_path):
+    """32 groups in every GroupNorm of the tiny UNet and motion modules (the authors' motion
+    module hard-codes 32; tests/test_parity_official.py builds it from their code); the tiny
+    VAE (diffusers' AutoencoderKL for them too) keeps channels too narrow for 32."""
+    from models.tiny import TINY_NORM_GROUPS, tiny_components
+
+    parts = tiny_components(0, tmp_path)
+    for part in ("unet", "motion_adapter"):
+        norms = [m for m in parts[part].modules() if isinstance(m, torch.nn.GroupNorm)]
+        assert norms and {m.num_groups for m in norms} == {TINY_NORM_GROUPS} == {32}, part
+        assert all(m.num_channels % 32 == 0 for m in norms), part
+
+
+def test_tiny_fingerprints_follow_the_tiny_architecture(monkeypatch):
+    """A change to the tiny components changes tiny clips' fingerprints only."""
+    import bench.pipeline
+    from bench.pipeline import make_plans
+    from bench.prompts import classname_captions
+    from tests.conftest import compose
+
+    def fingerprints(weights):
+        return {p.name: p.fingerprint for p in make_plans(compose([f"weights={weights}"]), classname_captions())}
+
+    tiny, random = fingerprints("tiny"), fingerprints("random")
+    monkeypatch.setattr(bench.pipeline, "TINY_ARCHITECTURE_VERSION", bench.pipeline.TINY_ARCHITECTURE_VERSION + 1)
+    assert all(fingerprints("tiny")[m] != tiny[m] for m in tiny)
+    assert fingerprints("random") == random

@@ -86,15 +86,19 @@ def test_lora_fusion_matches_convert_lcm_lora(tmp_path):
 def _authors_temporal_transformer():
     """The authors' TemporalTransformer3DModel class. Their file imports diffusers 0.11
     names; stand-ins give it today's equivalents (only the norm / projection path runs)."""
+    return official.load("animatelcm_sd15/animatelcm/models/motion_module.py", "official_motion_module",
+                         _authors_stand_ins()).TemporalTransformer3DModel
+
+
+def _authors_stand_ins() -> dict:
+    # heavy: diffusers, only for the tests that import the authors' motion module
     import diffusers
     from diffusers.models.attention import FeedForward
     from diffusers.models.attention_processor import Attention
 
-    stand = {"diffusers.modeling_utils": official.module("diffusers.modeling_utils", ModelMixin=diffusers.ModelMixin),
-             "diffusers.models.attention": official.module("diffusers.models.attention", CrossAttention=Attention,
-                                                           FeedForward=FeedForward)}
-    return official.load("animatelcm_sd15/animatelcm/models/motion_module.py", "official_motion_module",
-                         stand).TemporalTransformer3DModel
+    return {"diffusers.modeling_utils": official.module("diffusers.modeling_utils", ModelMixin=diffusers.ModelMixin),
+            "diffusers.models.attention": official.module("diffusers.models.attention", CrossAttention=Attention,
+                                                          FeedForward=FeedForward)}
 
 
 @pytest.mark.parametrize("mode, agrees", [("per_frame", True), ("joint", False)])
@@ -124,6 +128,55 @@ def test_motion_norm_matches_the_authors_temporal_transformer(mode, agrees):
         out = mine(x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w), num_frames=f)
     out = out.reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
     assert (float((out - ref).abs().max()) < 1e-5) is agrees
+
+
+def _authors_keys(key: str) -> str:
+    """The authors' motion-module parameter name -> diffusers' (the renames of diffusers'
+    convert_animatediff_motion_module_to_diffusers.py)."""
+    for old, new in (("temporal_transformer.", ""), (".norms.0", ".norm1"), (".norms.1", ".norm2"),
+                     (".ff_norm", ".norm3"), (".attention_blocks.0", ".attn1"), (".attention_blocks.1", ".attn2")):
+        key = key.replace(old, new)
+    return key
+
+
+def test_the_authors_code_builds_the_tiny_motion_modules(tmp_path):
+    """Every motion module of tiny mode is one the authors' VanillaTemporalModule builds
+    (their GroupNorm hard-codes 32 groups): the same parameters and shapes, and, loaded
+    with the tiny weights, the same norm / projection / residual output."""
+    from models.motion_norm import apply_motion_norm
+
+    vanilla = official.load("animatelcm_sd15/animatelcm/models/motion_module.py", "official_motion_module",
+                            _authors_stand_ins()).VanillaTemporalModule
+    adapter = tiny.tiny_components(0, tmp_path)["motion_adapter"]
+    modules = [(n, m) for n, m in adapter.named_modules() if n.split(".")[-2:-1] == ["motion_modules"]]
+    assert len(modules) == 11
+    for name, mine in modules:
+        channels = mine.proj_in.in_features
+        # configs/inference-t2v.yaml's motion_module_kwargs, at the tiny width and head count
+        theirs = vanilla(in_channels=channels, num_attention_heads=adapter.config.motion_num_attention_heads,
+                         num_transformer_block=1, attention_block_types=("Temporal_Self", "Temporal_Self"),
+                         temporal_position_encoding=True, temporal_attention_dim_div=1, zero_initialize=False).eval()
+        assert theirs.temporal_transformer.norm.num_groups == mine.norm.num_groups == 32, name
+        ours = {k: v for k, v in mine.state_dict().items() if "pos_embed" not in k}
+        renamed = {k: _authors_keys(k) for k in theirs.state_dict() if "pos_encoder" not in k}   # theirs -> ours
+        assert sorted(renamed.values()) == sorted(ours), name
+        assert all(theirs.state_dict()[k].shape == ours[v].shape for k, v in renamed.items()), name
+        theirs.load_state_dict({**theirs.state_dict(), **{k: ours[v] for k, v in renamed.items()}}, strict=True)
+        # the path their norm count shapes (blocks left out: their attention needs diffusers 0.11's API)
+        mine_cut, theirs_cut = copy.deepcopy(mine).eval(), copy.deepcopy(theirs.temporal_transformer)
+        mine_cut.transformer_blocks, theirs_cut.transformer_blocks = torch.nn.ModuleList(), torch.nn.ModuleList()
+        torch.nn.init.normal_(mine_cut.norm.weight, std=0.5)
+        theirs_cut.norm.load_state_dict(mine_cut.norm.state_dict())
+        wrapper = torch.nn.Module()
+        wrapper.add_module("block", mine_cut)
+        apply_motion_norm(wrapper, "per_frame")
+        b, f, h, w = 1, 4, 2, 3
+        x = torch.randn(b, channels, f, h, w) * torch.linspace(0.5, 3, channels).view(1, channels, 1, 1, 1)
+        with torch.no_grad():
+            ref = theirs_cut(x)
+            out = mine_cut(x.permute(0, 2, 1, 3, 4).reshape(b * f, channels, h, w), num_frames=f)
+        out = out.reshape(b, f, channels, h, w).permute(0, 2, 1, 3, 4)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-5, msg=name)
 
 
 @pytest.mark.parametrize("steps", [1, 2, 4, 8])
