@@ -17,6 +17,7 @@ from bench.config import get
 from bench.preflight_report import MethodCost, PreflightReport, Problem
 from bench.store import ClipStore
 from models.device import device_name, device_peak_tflops, resolve_device_dtype
+from models.specs import step_specific
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +33,13 @@ MP4_BITS_PER_PIXEL = 0.4     # H.264 crf 17 (metrics.video_io.write_mp4) measure
 VBENCH_MP4_BITS_PER_PIXEL = 2.5   # lossless H.264 crf 0 (metrics.video_io.write_mp4, crf 0) measured 0.8-2.4
 RESULTS_ALLOWANCE = 64 * 2 ** 20   # results.json, tables, plots, sample strips, logs
 UCF101_VIDEOS = 13320
+
+# The harness's own work beside the GPU FLOPs, measured on 2 CPU cores by
+# benchmarks/full_size.py and benchmarks/scale.py (figures in docs/speed.md).
+MODEL_LOAD_S = {"pretrained": 30.0, "random": 60.0, "tiny": 2.0}   # one build (pretrained: safetensors from local disk, assumed)
+HOST_MS_PER_CLIP = {"device": 3.0, "plain": 500.0}   # 16x512x512 frames to uint8: on the device vs on the host
+STORE_WRITE_MS_PER_CLIP = 5.0                         # one clip file with a batch's grouped flush
+FVD_RESAMPLE_S = 0.010                                # one bootstrap resample of a 2,424 x 400 cell on 2 cores
 
 
 def _existing_parent(path: Path) -> Path:
@@ -69,6 +77,28 @@ def compute_tflop(costs: Sequence[MethodCost], f: int, h: int, w: int, metrics_o
     if metrics_on.get("fvd") is not None:
         out["i3d"] = clips * I3D_TFLOP_PER_CLIP * f / 16.0
     out["total"] = sum(out.values())
+    return out
+
+
+def harness_seconds(cfg: Any, costs: Sequence[MethodCost], clips: int, f: int, h: int, w: int,
+                    metrics_on: Dict[str, Dict[str, Any]], specs: Dict[str, Any]) -> Dict[str, float]:
+    """The run's work besides the GPU FLOPs, per stage: model loading, host work on the
+    generation's critical path (frames to uint8, store writes), and the statistics
+    (FVD bootstrap per cell and per paired difference; CLIPSIM means are negligible)."""
+    r, rep = cfg.runner, cfg.report
+    builds = sum(len(c.nfe) if step_specific(specs[c.name]) else 1 for c in costs if c.name in specs)
+    load = builds * MODEL_LOAD_S.get(str(get(cfg, "weights", "pretrained")), MODEL_LOAD_S["pretrained"])
+    device_path = bool(r.fast.enabled) and bool(r.fast.uint8_on_device)
+    scale = (f * h * w) / (16 * 512 * 512)   # host work grows with the pixels
+    host_ms = HOST_MS_PER_CLIP["device" if device_path else "plain"] * scale + STORE_WRITE_MS_PER_CLIP
+    out = {"model loading": load, "host work": clips * host_ms / 1000.0}
+    if "fvd" in metrics_on and int(rep.bootstrap) > 0:
+        cells = sum(len(c.nfe) for c in costs)
+        paired = cells - len(costs[0].nfe) if costs and get(rep, "leaderboard_reference") else 0
+        per_cell = clips / max(cells, 1)
+        # a resample's cost grows with the clips per cell (the rank-k update); the eigenproblem does not
+        resample_s = FVD_RESAMPLE_S * (0.4 + 0.6 * per_cell / 2424)
+        out["statistics"] = (cells + 2 * paired) * int(rep.bootstrap) * resample_s
     return out
 
 
@@ -130,8 +160,15 @@ def _measured_cpu_tflops() -> float:
 
 
 def estimate_time(cfg: Any, costs: Sequence[MethodCost], tflop: Dict[str, float], device: str, dtype: str,
-                  name: str, f: int, h: int, w: int) -> Tuple[Optional[float], str]:
-    """Seconds for generation and feature extraction, and how that was estimated."""
+                  name: str, f: int, h: int, w: int) -> Tuple[Optional[float], str, Dict[str, float]]:
+    """Seconds of device work (generation and feature extraction), how that was
+    estimated, and the same seconds per stage."""
+    features = tflop.get("clip", 0) + tflop.get("i3d", 0)
+
+    def stages(total: float, feature_rate: float) -> Dict[str, float]:
+        return {"generation (UNet + VAE)": total - features / feature_rate,
+                "features (I3D + CLIP)": features / feature_rate}
+
     pre = get(cfg, "preflight", {}) or {}
     util = float(get(pre, "utilisation", 0.5))
     target = get(pre, "time_on") or name
@@ -173,7 +210,7 @@ def estimate_time(cfg: Any, costs: Sequence[MethodCost], tflop: Dict[str, float]
         how = (f"from timing results {path.name} ({when}) on {rows[0]['device_name']}: "
                f"{used_exact} of {settings} settings timed at this size, the rest at the measured "
                f"{rate:.0f} TFLOP/s (UNet), VAE at {vae_rate:.0f} TFLOP/s, metrics at the UNet rate; batch 1 timings")
-        return seconds, how
+        return seconds, how, stages(seconds, rate)
     if explicit:
         note = f"timing file {explicit} has no rows for '{target}'; "
     else:
@@ -182,14 +219,16 @@ def estimate_time(cfg: Any, costs: Sequence[MethodCost], tflop: Dict[str, float]
         peak = _measured_cpu_tflops()
         rate = peak * util
         return tflop["total"] / rate, (f"{note}no timing results for this CPU: {peak * 1000:.0f} GFLOP/s measured "
-                                       f"with a 1024x1024 float32 matmul x an assumed {util:.0%} utilisation")
+                                       f"with a 1024x1024 float32 matmul x an assumed {util:.0%} utilisation"), \
+            stages(tflop["total"] / rate, rate)
     peak_dtype = dtype if dtype in ("float16", "bfloat16") else "float16"
     peak, why = device_peak_tflops(target, peak_dtype)
     if peak is None:
-        return None, f"{note}no timing results and no known peak for '{target}' ({why})"
+        return None, f"{note}no timing results and no known peak for '{target}' ({why})", {}
     rate = peak * util
     return tflop["total"] / rate, (f"{note}no timing results for '{target}': its {peak:.0f} TFLOP/s dense "
-                                   f"{peak_dtype} peak (datasheet) x an assumed {util:.0%} utilisation")
+                                   f"{peak_dtype} peak (datasheet) x an assumed {util:.0%} utilisation"), \
+        stages(tflop["total"] / rate, rate)
 
 
 def _clip_file_bytes(prompt: str, features: Dict[str, Tuple[Tuple[int, ...], str]],

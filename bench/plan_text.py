@@ -83,6 +83,8 @@ def format_plan(report: PreflightReport) -> str:
         else:
             lines.append(f"  device       {plan.device_name} ({plan.device}, {plan.dtype})")
         lines.append(f"  time         ~{_duration(plan.time_s)} ({plan.time_basis})")
+        if plan.time_stages:
+            lines.append("               " + ", ".join(f"{stage} {_duration(s)}" for stage, s in plan.time_stages.items()))
         d = plan.disk_detail
         if plan.generates:
             parts = [f"{d['clip_files'] - d['clips_with_frames']:,} clip files x {_human(d['bytes_per_clip'])} "

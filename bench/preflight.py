@@ -26,10 +26,11 @@ import metrics as metric_registry
 from bench import checkpoints
 from bench.assets import _prefetch_fix, check_hub, check_local, metric_hub_needs, weight_needs
 from bench.checks import check_clipsim, check_fvd, check_prompts, check_vbench, vbench_settings
-from bench.config import STAGES, compose, get, plain
-from bench.estimates import _existing_parent, compute_tflop, detect_device, estimate_disk, estimate_time, method_costs
+from bench.config import HUGE_PLAN_S, STAGES, compose, get, plain
+from bench.estimates import (_existing_parent, compute_tflop, detect_device, estimate_disk, estimate_time,
+                             harness_seconds, method_costs)
 from bench.offline import FLAG_ENV, requested as offline_requested
-from bench.plan_text import _human, format_plan
+from bench.plan_text import _duration, _human, format_plan
 from bench.prefetch import verify_manifest
 from bench.preflight_report import AssetCheck, Plan, PreflightError, PreflightReport, Problem
 from common.names import env_flag_problem
@@ -170,7 +171,16 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
         est_name = str(time_on)
         if str(cfg.runner.dtype) == "auto":
             est_dtype = "float32" if est_device == "cpu" else "float16"
-    seconds, basis = estimate_time(cfg, costs, tflop, est_device, est_dtype, est_name, f, h, w)
+    seconds, basis, stage_s = estimate_time(cfg, costs, tflop, est_device, est_dtype, est_name, f, h, w)
+    if seconds is not None:   # the harness's own work adds to the device's
+        harness = harness_seconds(cfg, costs, clips, f, h, w, metrics_on, needs.specs)
+        stage_s.update(harness)
+        seconds += sum(harness.values())
+    if seconds is not None and seconds > HUGE_PLAN_S and not get(pre, "allow_huge", False):
+        report.problems.append(Problem(
+            "config", f"The plan is {clips:,} clips, estimated at ~{_duration(seconds)} on {est_name}: beyond "
+                      f"one GPU-year, which is more often a typo (protocol.videos_per_prompt, num_classes, nfe) "
+                      f"than a plan.", "Check those settings; to run it as it is, set preflight.allow_huge=true."))
     generates = "generate" in stages
     longest = max(prompts.captions, key=len) if prompts.captions else ""
     vbench_clips = len(costs) * len(prompts.classes) * videos if vbench is not None else 0
@@ -191,7 +201,7 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
         videos_per_prompt=videos, num_frames=f, height=h, width=w, clips=clips, settings=len(costs) * len(nfes),
         unet_evals_per_prompt_seed=sum(c.evals_per_prompt_seed for c in costs),
         unet_evals=sum(c.unet_evals for c in costs), tflop=tflop, device=est_device,
-        device_name=est_name, dtype=est_dtype, time_s=seconds, time_basis=basis,
+        device_name=est_name, dtype=est_dtype, time_s=seconds, time_basis=basis, time_stages=stage_s,
         disk_bytes=int(disk["total"]), disk_detail=disk, disk_free=disk.get("free"),
         disk_path=disk.get("filesystem", ""), already_stored=int(disk.get("already_stored", 0)),
         detected=f"{dev_name} ({device}, {dtype})" if time_on else "")
@@ -233,12 +243,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as err:  # a Hydra composition error is a user error: one line
         print(f"lcmbench preflight: error: {err}", file=sys.stderr)
         return 2
+    checkpoints.expand(cfg)
     report = preflight(cfg, args.run_dir)
     print(format_plan(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=2, default=str))
     return 0 if report.ok else 2
-    checkpoints.expand(cfg)
 
 
 

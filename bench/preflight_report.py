@@ -66,6 +66,7 @@ class Plan:
     disk_path: str
     already_stored: int
     detected: str = ""               # the device this machine would use, when time_on names another
+    time_stages: Dict[str, float] = field(default_factory=dict)   # seconds per stage; they sum to time_s
 
 
 @dataclass

@@ -213,15 +213,25 @@ def test_table1_plan_numbers(env):
     assert t["vae"] == pytest.approx(38_784 * 16 * 2.5)       # 1.55 EFLOP
     assert t["clip"] == pytest.approx(38_784 * 16 * 0.335)    # 0.21 EFLOP
     assert t["total"] == pytest.approx(5.634e6, rel=1e-3)     # about 5.7 EFLOP in DESIGN.md
-    assert plan.time_s == pytest.approx(t["total"] / (989.4 * 0.5))
+    stages = plan.time_stages
+    device_s = stages["generation (UNet + VAE)"] + stages["features (I3D + CLIP)"]
+    assert device_s == pytest.approx(t["total"] / (989.4 * 0.5))
     assert "989 TFLOP/s dense float16 peak" in plan.time_basis and "50% utilisation" in plan.time_basis
+    # the harness's own work adds to the device's: 4 pretrained builds, host work of 38,784
+    # clips on the device path, 16 FVD cells x 1,000 resamples
+    assert set(stages) >= {"model loading", "host work", "statistics"} and plan.time_s == pytest.approx(
+        sum(stages.values()))
+    assert stages["model loading"] == 4 * estimates.MODEL_LOAD_S["pretrained"]
+    assert stages["host work"] == pytest.approx(38_784 * (estimates.HOST_MS_PER_CLIP["device"]
+                                                          + estimates.STORE_WRITE_MS_PER_CLIP) / 1000)
+    assert stages["statistics"] == pytest.approx(16 * 1000 * estimates.FVD_RESAMPLE_S)
     d = plan.disk_detail
     assert d["clip_files"] == 38_784 and d["clips_with_frames"] == 16   # one sample clip per (method, NFE)
     assert d["bytes_per_clip_with_frames"] >= 16 * 512 * 512 * 3
     assert d["total"] == d["store"] + d["results"] and d["videos"] == 0
     text = pfl.format_plan(pfl.preflight(cfg, env / "run"))
     for piece in ("= 38,784 clips (16 frames, 512x512)", "90 per (prompt, seed) across 16 settings; 218,160 in all",
-                  "compute      5.634 EFLOP", "time         ~3.2 h"):
+                  "compute      5.634 EFLOP", "time         ~3.3 h", "model loading 2 min, host work 5 min"):
         assert piece in text
 
 
@@ -275,7 +285,8 @@ def test_time_from_timing_results_of_the_same_device(env):
                 + clips * 4 * 17.75 / rate               # animatelcm_r 4 steps: at the achieved rate
                 + 2 * clips * 8 * 17.75 / rate           # the two CFG teachers
                 + 4 * clips * 16 * 2.5 / (16 * 2.5 / 0.05))   # VAE at its measured rate
-    assert plan.time_s == pytest.approx(expected)
+    assert plan.time_stages["generation (UNet + VAE)"] == pytest.approx(expected)
+    assert plan.time_s == pytest.approx(sum(plan.time_stages.values()))
     assert "timing.json" in plan.time_basis and "1 of 4 settings timed at this size" in plan.time_basis
 
 
