@@ -182,6 +182,8 @@ def settings_problems(cfg: Any) -> List[str]:
     need(r.timing.warmup >= 0, "runner.timing.warmup", r.timing.warmup, "use 0 or more warm-up calls")
     need(r.timing.repeats >= 1, "runner.timing.repeats", r.timing.repeats, "use 1 or more timed calls")
     need(rep.bootstrap >= 0, "report.bootstrap", rep.bootstrap, "use 0 (no intervals) or more resamples")
+    need(r.get("threads") is None or r.threads >= 1, "runner.threads", r.get("threads"),
+         "use 1 or more CPU threads, or null for torch's default")
     need(finite(rep.alpha) and 0 < rep.alpha < 1, "report.alpha", rep.alpha, "use a level between 0 and 1, e.g. 0.05")
     need(p.videos_per_prompt >= 1, "protocol.videos_per_prompt", p.videos_per_prompt, "use 1 or more")
     need(p.num_classes is None or p.num_classes >= 1, "protocol.num_classes", p.num_classes, "use 1 or more, or null")

@@ -413,6 +413,8 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[Dict[str, Any]]:
     if problems:
         raise ValueError(" ".join(problems))
     shard = shard_mod.detect(cfg.shard.index, cfg.shard.count, cfg.shard.use_env)
+    if cfg.runner.get("threads"):   # pinned before any model is built
+        torch.set_num_threads(int(cfg.runner.threads))
     if shard.config_count > 1 and not cfg.run_dir:
         raise ValueError(f"shard.count={shard.config_count} needs run_dir=PATH, the same for every shard job and "
                          f"the score job: each job of a sweep otherwise writes its own store.")
