@@ -71,6 +71,8 @@ class RunnerConfig:
     dtype: str = "auto"                     # auto (fp16 on GPU, fp32 on CPU) | float32 | float16 | bfloat16
     batch_size: int = 1                     # clips per forward
     decode_chunk_size: int = 16             # frames per VAE decode call
+    threads: Optional[int] = None           # CPU threads for torch (None: its default); float rounding, and so
+                                            # the clips of a tiny model, depend on it: compared runs pin it
     save_frames: bool = False               # keep lossless uint8 frames of every clip in the store
     save_videos: bool = False               # also write an mp4 per clip (lossy; metrics use frames)
     samples_per_cell: int = 1               # clips per (method, NFE) whose frames are kept for plots/report

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
+import torch   # loaded by models.device anyway
 from omegaconf import DictConfig, OmegaConf
 
 import metrics as metric_registry
