@@ -98,7 +98,6 @@ def make_plans(cfg: DictConfig, prompt_set, dtype: str = "float32") -> List[Meth
     return plans
 
 
-def build_metrics(cfg: DictConfig, device: str) -> List[Any]:
 def metric_options(cfg: DictConfig, name: str) -> Dict[str, Any]:
     """The build options of metric ``name`` as this run gives them (also bench.fvd_reference's)."""
     options = OmegaConf.to_container(cfg.metrics[name].options, resolve=True)
@@ -110,6 +109,7 @@ def metric_options(cfg: DictConfig, name: str) -> Dict[str, Any]:
     return options
 
 
+def build_metrics(cfg: DictConfig, device: str) -> List[Any]:
     return [metric_registry.build(name, device=device, **metric_options(cfg, name))
             for name, mcfg in cfg.metrics.items() if mcfg.enabled]
 
@@ -413,9 +413,9 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[Dict[str, Any]]:
     problems = settings_problems(cfg)
     if problems:
         raise ValueError(" ".join(problems))
-    shard = shard_mod.detect(cfg.shard.index, cfg.shard.count, cfg.shard.use_env)
     if cfg.runner.get("threads"):   # pinned before any model is built
         torch.set_num_threads(int(cfg.runner.threads))
+    shard = shard_mod.detect(cfg.shard.index, cfg.shard.count, cfg.shard.use_env)
     if shard.config_count > 1 and not cfg.run_dir:
         raise ValueError(f"shard.count={shard.config_count} needs run_dir=PATH, the same for every shard job and "
                          f"the score job: each job of a sweep otherwise writes its own store.")
