@@ -239,7 +239,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     problem = check_overrides(overrides, str(CONFIG_DIR))
     if problem:
         fail(problem)
-    cfg = compose(overrides)
+    try:
+        cfg = compose(overrides)
+    except Exception as err:  # a Hydra composition error is a user error: one line
+        fail(f"{err}".splitlines()[0] if str(err) else type(err).__name__)
     run_dir = Path(args.run_dir or REPO / "runs" / f"regression-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     base = None if args.make_baseline else _load_baseline(args, overrides)
     if base is None and not args.make_baseline:
