@@ -12,9 +12,14 @@
 # --no-deps --target into a private folder put first on PYTHONPATH; a plain unzip when
 # pip itself is missing); nothing in the machine's environment changes. --dry-run
 # installs every wheel into a fresh folder, so the offline install is exercised too.
-# Each step runs under a time limit so the whole check ends within GPU_CHECK_BUDGET_S
-# (default 450 s; 900 s for --dry-run on a CPU) from a cold start; a step that runs
-# out is reported and skipped.
+# Each step runs under a time limit so the whole check, install included, ends within
+# GPU_CHECK_BUDGET_S (default 540 s, under 10 minutes on one H100; 900 s for --dry-run
+# on a CPU) from a cold start; a step that runs out is reported and skipped. The
+# compiled step's budget is set first (GPU_CHECK_COMPILE_S, default 170 s): the steps
+# before it only get what is left beyond it, so it always has its time to finish.
+# Steps: the timing protocol in bf16, then fp16 (the paper's precision) beside it, the
+# Table 1 throughput, I3D and CLIP ViT-H/14 feature throughput in fp32 / bf16 / fp16,
+# the fast path vs plain diffusers, and the fast path compiled.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -30,7 +35,7 @@ done
 
 PY=${PYTHON:-python3}
 WHEELS=${WHEELS:-$ROOT/wheels}
-if [ $MODE = dry ]; then BUDGET=${GPU_CHECK_BUDGET_S:-900}; else BUDGET=${GPU_CHECK_BUDGET_S:-450}; fi
+if [ $MODE = dry ]; then BUDGET=${GPU_CHECK_BUDGET_S:-900}; else BUDGET=${GPU_CHECK_BUDGET_S:-540}; fi
 if [ -n "${OUT:-}" ]; then OUTDIR=$OUT; elif [ $MODE = dry ]; then OUTDIR=$ROOT/results/gpu/dry-run; else OUTDIR=$ROOT/results/gpu; fi
 mkdir -p "$OUTDIR"
 LOG=$OUTDIR/gpu_check.log
@@ -133,7 +138,13 @@ if [ $MODE = gpu ]; then
     || { say "ERROR: no CUDA GPU visible to torch (use --dry-run to check the script on a CPU)"; exit 2; }
   COMMON=(--weights random --device cuda --dtype bfloat16 --frames 16 --height 512 --width 512)
   T_REPEATS=3; TP_REPEATS=2; TP_BATCH=2; FP_BATCH=4; FP_REPEATS=3
-  CAP_TIMING=130; CAP_THROUGHPUT=80; CAP_FAST=90
+  CAP_TIMING=110; CAP_TIMING16=70; CAP_THROUGHPUT=60; CAP_METRICS=35; CAP_FAST=70
+  COMPILE_S=${GPU_CHECK_COMPILE_S:-170}
+  # fp16 beside bf16: AnimateLCM and the DDIM teacher (its 50 steps with CFG give the speed-up)
+  TIMING16=(weights=random runner.device=cuda runner.dtype=float16 '~methods.dpmpp' '~methods.animatelcm_r'
+            'runner.timing.teacher_nfe=[50]')
+  I3D=(--device cuda --clips 64 --batch-size 16 --dtype fp32 bf16 fp16)
+  CLIPB=(--device cuda --frames 512 --batch-size 64 --dtype fp32 bf16 fp16)
   FAST_BASE=(--fast --fast-opt attention=sdpa --fast-opt channels_last_vae=true)
   # the timing command reads experiment=timing with Hydra overrides, as run_bench.py does
   TIMING=(weights=random runner.device=cuda runner.dtype=bfloat16)
@@ -141,16 +152,25 @@ else
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
   COMMON=(--weights tiny --device cpu --dtype float32 --frames 2 --height 32 --width 32 --cache-dir "$SITE/cache")
   T_REPEATS=1; TP_REPEATS=1; TP_BATCH=2; FP_BATCH=2; FP_REPEATS=2
-  CAP_TIMING=150; CAP_THROUGHPUT=90; CAP_FAST=90
+  CAP_TIMING=150; CAP_TIMING16=90; CAP_THROUGHPUT=90; CAP_METRICS=60; CAP_FAST=90
+  COMPILE_S=0   # the compiled step is skipped in a dry run unless GPU_CHECK_DRY_COMPILE=1
+  [ "${GPU_CHECK_DRY_COMPILE:-0}" = 1 ] && COMPILE_S=${GPU_CHECK_COMPILE_S:-300}
   FAST_BASE=(--fast --fast-opt attention=sdpa --fast-opt channels_last_vae=true)
   TIMING=(weights=tiny runner.device=cpu runner.dtype=float32 protocol.num_frames=2 protocol.height=32
           protocol.width=32 "cache_dir=$SITE/cache")
+  # the precision comparison runs in bfloat16 on the CPU (float16 convolutions are not all there)
+  TIMING16=(weights=tiny runner.device=cpu runner.dtype=bfloat16 protocol.num_frames=2 protocol.height=32
+            protocol.width=32 "cache_dir=$SITE/cache" '~methods.dpmpp' '~methods.animatelcm_r'
+            'runner.timing.teacher_nfe=[50]')
+  I3D=(--device cpu --clips 2 --batch-size 2 --frames 16 --dtype fp32)
+  CLIPB=(--device cpu --frames 8 --batch-size 4 --dtype fp32 --tiny)
 fi
 
 FAILED=()
+RESERVE=$COMPILE_S   # held back for the compiled step until it starts
 step() {  # step NAME CAP command...: run with the smaller of CAP and what is left of the budget
   local name=$1 cap=$2; shift 2
-  local left; left=$(remaining)
+  local left; left=$(( $(remaining) - RESERVE ))
   local limit=$(( cap < left - 5 ? cap : left - 5 ))
   if [ "$limit" -lt 20 ]; then say "SKIPPED $name: budget spent"; FAILED+=("$name(skipped)"); return; fi
   say "START $name (limit ${limit}s)"
@@ -164,16 +184,23 @@ step() {  # step NAME CAP command...: run with the smaller of CAP and what is le
 # 1. the paper's timing protocol: every method x NFE 1/2/4/8 + DDIM 25/50 with CFG
 step timing "$CAP_TIMING" "$PY" -m bench.timing "${TIMING[@]}" runner.timing.warmup=1 \
   runner.timing.repeats=$T_REPEATS --out "$OUTDIR/timing.json"
+# 1b. fp16, the paper's precision, beside bf16 (a lighter set: AnimateLCM and the DDIM teacher)
+step timing_fp16 "$CAP_TIMING16" "$PY" -m bench.timing "${TIMING16[@]}" runner.timing.warmup=1 \
+  runner.timing.repeats=$T_REPEATS --out "$OUTDIR/timing_fp16.json"
 # 2. Table 1 throughput (VAE decode included, reported separately), batched
 step throughput "$CAP_THROUGHPUT" "$PY" benchmarks/throughput.py "${COMMON[@]}" --batch-size $TP_BATCH --warmup 1 \
   --repeats $TP_REPEATS "${FAST_BASE[@]}" --out "$OUTDIR/throughput.json"
-# 3. fast path vs plain diffusers, same dtype: without compilation first (cheap), then compiled with what is left
+# 2b. metric feature throughput: I3D (FVD) and CLIP ViT-H/14 (CLIPSIM), random weights of the real architectures
+step i3d_throughput "$CAP_METRICS" "$PY" benchmarks/bench_i3d.py "${I3D[@]}"
+step clip_throughput "$CAP_METRICS" "$PY" benchmarks/bench_clip.py "${CLIPB[@]}"
+# 3. fast path vs plain diffusers, same dtype: without compilation first (cheap), then compiled in its reserved budget
 step fast_path "$CAP_FAST" "$PY" benchmarks/fast_path.py "${COMMON[@]}" --batch-size $FP_BATCH --warmup 1 \
   --repeats $FP_REPEATS --fast-opt fuse_qkv=true --fast-opt channels_last_vae=true --out "$OUTDIR/fast_path.json"
 if [ $MODE = dry ] && [ "${GPU_CHECK_DRY_COMPILE:-0}" != 1 ]; then
   # inductor's CPU backend needs minutes on two cores; tests/test_fast_path.py (slow) covers compiled output
   say "SKIPPED fast_path_compiled in a dry run (GPU_CHECK_DRY_COMPILE=1 to include it)"
 else
+RESERVE=0
 step fast_path_compiled 100000 "$PY" benchmarks/fast_path.py "${COMMON[@]}" --batch-size $FP_BATCH --warmup 1 \
   --repeats $FP_REPEATS --fast-opt fuse_qkv=true --fast-opt channels_last_vae=true --fast-opt compile_unet=true \
   --fast-opt compile_vae=true --out "$OUTDIR/fast_path_compiled.json"
@@ -181,7 +208,7 @@ fi
 
 say "SUMMARY ($MODE)"
 cp "$LOG" "$LOG.snapshot"   # grep a copy: the log is still being appended to
-grep -h -E "^Speed-up|^FLOPs of one UNet|^Table 1 mix|^Projected|throughput ratio|denoising only:|^Denoising time per clip|^Throughput on|^Fast path vs plain|^animatelcm +4 " "$LOG.snapshot" \
+grep -h -E "^Speed-up|^FLOPs of one UNet|^Table 1 mix|^Projected|throughput ratio|denoising only:|^Denoising time per clip|^Throughput on|^Fast path vs plain|^animatelcm +4 |^I3D throughput|clips/s  \(|^CLIP throughput" "$LOG.snapshot" \
   | sed 's/^/  /'
 rm -f "$LOG.snapshot"
 say "figures and JSON in $OUTDIR; total $(( $(date +%s) - START ))s"
