@@ -21,6 +21,7 @@ from models.specs import LORA_CONVENTIONS, MOTION_NORMS, QUANTIZE, ModelSpec, Sa
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 STAGES = ("preflight", "timing", "generate", "score", "report")
+HUGE_PLAN_S = 365 * 86400   # a plan estimated beyond one GPU-year is a typo until preflight.allow_huge=true
 DEFAULT_STAGES = ("preflight", "generate", "score", "report")   # timing runs only when asked (experiment=timing)
 
 
@@ -70,9 +71,9 @@ class RunnerConfig:
     device: str = "auto"                    # auto | cpu | cuda | cuda:N
     dtype: str = "auto"                     # auto (fp16 on GPU, fp32 on CPU) | float32 | float16 | bfloat16
     batch_size: int = 1                     # clips per forward
-    decode_chunk_size: int = 16             # frames per VAE decode call
     threads: Optional[int] = None           # CPU threads for torch (None: its default); float rounding, and so
                                             # the clips of a tiny model, depend on it: compared runs pin it
+    decode_chunk_size: int = 16             # frames per VAE decode call
     save_frames: bool = False               # keep lossless uint8 frames of every clip in the store
     save_videos: bool = False               # also write an mp4 per clip (lossy; metrics use frames)
     samples_per_cell: int = 1               # clips per (method, NFE) whose frames are kept for plots/report
@@ -100,6 +101,7 @@ class PreflightConfig:
     time_on: Optional[str] = None           # estimate the time on this device (e.g. H100), not the detected one
     utilisation: float = 0.5                # assumed fraction of peak FLOP/s when no timing results match the device
     disk_margin: float = 0.1                # free space asked for on top of the estimate (fraction)
+    allow_huge: bool = False                # run a plan estimated beyond HUGE_PLAN_S (one GPU-year)
     urls: Dict[str, str] = field(default_factory=dict)  # prefetch URLs by id: fvd_detector, captions
 
 
@@ -180,12 +182,12 @@ def settings_problems(cfg: Any) -> List[str]:
     p, r, rep = cfg.protocol, cfg.runner, cfg.report
     need(r.batch_size >= 1, "runner.batch_size", r.batch_size, "use 1 or more clips per forward")
     need(r.decode_chunk_size >= 1, "runner.decode_chunk_size", r.decode_chunk_size, "use 1 or more frames per VAE call")
+    need(r.get("threads") is None or r.threads >= 1, "runner.threads", r.get("threads"),
+         "use 1 or more CPU threads, or null for torch's default")
     need(r.samples_per_cell >= 0, "runner.samples_per_cell", r.samples_per_cell, "use 0 or more")
     need(r.timing.warmup >= 0, "runner.timing.warmup", r.timing.warmup, "use 0 or more warm-up calls")
     need(r.timing.repeats >= 1, "runner.timing.repeats", r.timing.repeats, "use 1 or more timed calls")
     need(rep.bootstrap >= 0, "report.bootstrap", rep.bootstrap, "use 0 (no intervals) or more resamples")
-    need(r.get("threads") is None or r.threads >= 1, "runner.threads", r.get("threads"),
-         "use 1 or more CPU threads, or null for torch's default")
     need(finite(rep.alpha) and 0 < rep.alpha < 1, "report.alpha", rep.alpha, "use a level between 0 and 1, e.g. 0.05")
     need(p.videos_per_prompt >= 1, "protocol.videos_per_prompt", p.videos_per_prompt, "use 1 or more")
     need(p.num_classes is None or p.num_classes >= 1, "protocol.num_classes", p.num_classes, "use 1 or more, or null")
@@ -218,19 +220,6 @@ def settings_problems(cfg: Any) -> List[str]:
     return problems
 
 
-def vbench_protocol_problems(cfg: Any) -> List[str]:
-    """Settings that cannot give a meaningful VBench (or FVD) number together."""
-    p, v = cfg.protocol, cfg.vbench
-    standard = p.prompt_set == "vbench_standard"
-    problems = []
-    if v.enabled and v.mode == "vbench_standard" and not standard:
-        problems.append(f"vbench.mode=vbench_standard scores VBench's own prompts, but protocol.prompt_set="
-                        f"{p.prompt_set} makes UCF-101 clips: use experiment=vbench (or protocol.prompt_set="
-                        f"vbench_standard), or vbench.mode=custom_input to score these clips.")
-    if standard and v.enabled and v.mode == "vbench_standard" and p.videos_per_prompt > STANDARD_VIDEOS:
-        problems.append(f"VBench's standard suite reads {STANDARD_VIDEOS} videos per prompt (indices 0..4), "
-                        f"but protocol.videos_per_prompt={p.videos_per_prompt}: set it to {STANDARD_VIDEOS}.")
-    fvd = cfg.metrics.get("fvd") if cfg.metrics else None
 # why a repeated entry cannot stand, for the lists where it is most likely
 _REPEAT_HARM = {"protocol.nfe": "its clips would be made once and counted twice",
                 "protocol.classes": "its clips would be counted twice"}
@@ -283,6 +272,19 @@ def step_count_problems(cfg: Any) -> List[str]:
     return out
 
 
+def vbench_protocol_problems(cfg: Any) -> List[str]:
+    """Settings that cannot give a meaningful VBench (or FVD) number together."""
+    p, v = cfg.protocol, cfg.vbench
+    standard = p.prompt_set == "vbench_standard"
+    problems = []
+    if v.enabled and v.mode == "vbench_standard" and not standard:
+        problems.append(f"vbench.mode=vbench_standard scores VBench's own prompts, but protocol.prompt_set="
+                        f"{p.prompt_set} makes UCF-101 clips: use experiment=vbench (or protocol.prompt_set="
+                        f"vbench_standard), or vbench.mode=custom_input to score these clips.")
+    if standard and v.enabled and v.mode == "vbench_standard" and p.videos_per_prompt > STANDARD_VIDEOS:
+        problems.append(f"VBench's standard suite reads {STANDARD_VIDEOS} videos per prompt (indices 0..4), "
+                        f"but protocol.videos_per_prompt={p.videos_per_prompt}: set it to {STANDARD_VIDEOS}.")
+    fvd = cfg.metrics.get("fvd") if cfg.metrics else None
     if standard and fvd is not None and fvd.enabled:
         problems.append("FVD compares with real UCF-101 clips, which VBench's prompts do not match: "
                         "set metrics.fvd.enabled=false with protocol.prompt_set=vbench_standard.")

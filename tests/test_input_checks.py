@@ -38,6 +38,20 @@ def test_item6_empty_method_set_is_refused():
     assert problem and re.search(r"methods=\{\} does not empty the method set .*~methods.NAME", problem)
 
 
+def test_item6_a_plan_beyond_a_gpu_year_needs_allow_huge(tmp_path, capsys):
+    from bench.config import compose
+    from bench.preflight import preflight
+
+    fails(tmp_path, capsys, ["protocol.videos_per_prompt=100000000"],
+          r"The plan is 100,000,000 clips, estimated at ~[\d.]+ days on .*beyond one GPU-year.*"
+          r"set preflight.allow_huge=true")
+    huge = ["protocol.videos_per_prompt=1000000", "protocol.num_classes=3"]
+    assert [p for p in preflight(compose(huge), tmp_path).problems if "GPU-year" in p.what]
+    report = preflight(compose([*huge, "preflight.allow_huge=true"]), tmp_path)
+    assert not [p for p in report.problems if "GPU-year" in p.what]
+    assert not [p for p in preflight(compose([]), tmp_path).problems if "GPU-year" in p.what]
+
+
 # ------------------------------------------------------------------ 10. values of the wrong type
 
 @pytest.mark.parametrize("arg, message", [
