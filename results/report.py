@@ -232,8 +232,11 @@ def _section_tables(res: Results, with_paper: bool) -> Tuple[List[Tuple[str, str
                                                                           "time-table") + "</section>")
         nav.append(("timing", "Timing"))
     if res.ablation:
-        parts.append('<section id="ablation"><h2>Ablation</h2>'
-                     + to_html(build_ablation_table(res, with_paper=True), "ablation-table") + "</section>")
+        parts.append('<section id="ablation"><h2>Ablation · decoupled vs joint distillation</h2>'
+                     + to_html(build_ablation_table(res, with_paper=True), "ablation-table")
+                     + '<p class="note">FVD and CLIPSIM against training step, one curve per strategy with its '
+                       'interval band: see the figures <a href="#plots">ablation_fvd_vs_step and '
+                       'ablation_clipsim_vs_step</a>.</p></section>')
         nav.append(("ablation", "Ablation"))
     if has_leaderboard(res):
         parts.append('<section id="leaderboard"><h2>Leaderboard · few-step generators</h2>'
@@ -430,7 +433,7 @@ def write_all(results: Union[Results, Mapping[str, Any]], run_dir: PathLike,
     if res.timing:
         tables.append(("time_table", build_time_table(res, with_paper=True)))
     if res.ablation:
-        tables.append(("ablation", build_ablation_table(res, with_paper=True)))
+        tables.append(("ablation", build_ablation_table(res, with_paper=with_paper)))
     if has_leaderboard(res):
         tables.append(("leaderboard", build_leaderboard_table(res)))
     tdir = run_dir / "tables"
