@@ -71,8 +71,8 @@ class RunnerConfig:
     device: str = "auto"                    # auto | cpu | cuda | cuda:N
     dtype: str = "auto"                     # auto (fp16 on GPU, fp32 on CPU) | float32 | float16 | bfloat16
     batch_size: int = 1                     # clips per forward
-    threads: Optional[int] = None           # CPU threads for torch (None: its default); float rounding, and so
-                                            # the clips of a tiny model, depend on it: compared runs pin it
+    threads: Optional[int] = None           # CPU threads for torch (None: its default); float rounding
+                                            # depends on it: runs compared clip by clip pin it
     decode_chunk_size: int = 16             # frames per VAE decode call
     save_frames: bool = False               # keep lossless uint8 frames of every clip in the store
     save_videos: bool = False               # also write an mp4 per clip (lossy; metrics use frames)

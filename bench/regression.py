@@ -20,8 +20,8 @@ Steps, each stopping the check with what to do:
    and so is a cell whose clips themselves moved: the median relative change of a clip's I3D
    features beyond ``--clip-tolerance`` (1e-3), which sees changes far below what FVD over a
    few clips can resolve. That comparison needs the baseline's float rounding (device, dtype,
-   CPU threads, batch size: tiny random models amplify the last bit into clips 20% apart);
-   where these differ only the margins decide, and the summary says so.
+   CPU threads, batch size change the last bits of every clip); where these differ only the
+   margins decide, and the summary says so.
    The markdown summary and the JSON verdict go into the run folder (and ``--summary``,
    e.g. ``$GITHUB_STEP_SUMMARY``).
 
@@ -148,8 +148,7 @@ def clip_changes(base: Baseline, cur) -> Dict[tuple, tuple]:
 
 def rounding_differences(a, b) -> List[str]:
     """What makes float rounding differ between two runs' clips: device, dtype, CPU threads,
-    batch size. Tiny random models amplify rounding into visibly different clips, so clips
-    are compared one by one only when these agree."""
+    batch size. Clips are compared one by one only when these agree."""
     def conditions(res) -> Dict[str, Any]:
         runner = (res.provenance.config or {}).get("runner") or {}
         dev = res.provenance.device

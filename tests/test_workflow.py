@@ -11,7 +11,7 @@ from tests.conftest import REPO
 
 WORKFLOW = REPO / ".github" / "workflows" / "gpu-regression.yml"
 SYSTEM = {"nvidia-smi", "echo", "tee", "touch", "["}   # on every runner, not the repository's
-KEYWORDS = ("if", "then", "else", "fi")   # on every runner, not the repository's
+KEYWORDS = ("if", "then", "else", "fi")   # shell words before a command
 
 
 def _workflow():
