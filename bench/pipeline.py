@@ -42,7 +42,7 @@ from .offline import enforce_if_requested, runtime_provenance
 from .preflight import check as preflight_check
 from .prompts import CLIP_MAX_TOKENS, load_prompt_set, overlong_captions
 from .provenance import git_state, package_versions
-from .rundir import published, save_preflight
+from .rundir import check_same_experiment, published, save_preflight
 from .runner import (GENERATION_CODE_VERSION, GenerationSettings, MethodPlan, MetricSetupError, check_resumable,
                      generate_all, generation_timing, method_fingerprint, require_complete, store_summary)
 from .store import ClipStore, publish_dir, remove_abandoned_staging, staging_dir
@@ -433,6 +433,7 @@ def _run_stages(cfg: DictConfig, run_dir: Path, shard: shard_mod.Shard, group: s
     report = preflight_check(cfg, run_dir if shard.is_main else None, echo=shard.is_main, save=False)
     if set(cfg.stages) <= {"preflight"}:
         if shard.is_main:
+            check_same_experiment(cfg, run_dir)
             save_preflight(report, run_dir)
         return None
     render_only = "report" in cfg.stages and "score" not in cfg.stages
@@ -443,6 +444,7 @@ def _run_stages(cfg: DictConfig, run_dir: Path, shard: shard_mod.Shard, group: s
     run = Run(cfg, run_dir, shard)
     run.preflight()
     check_resumable(run.plans, run.store)   # a store made with other settings is refused untouched
+    check_same_experiment(cfg, run.run_dir)   # so is a folder of another experiment configuration
     with run_lock(run.run_dir, scope_of(shard.index, shard.count)):
         if not shard.is_main:
             return _work(cfg, run, shard, group, render_only)

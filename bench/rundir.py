@@ -16,6 +16,40 @@ from omegaconf import DictConfig, OmegaConf
 from common.files import write_atomic
 
 
+# what makes a run folder's results what they are: another value here is another experiment
+# configuration (metrics, report and runner settings may change: re-scoring, re-rendering, resuming)
+IDENTITY = ("experiment", "weights", "seed", "protocol", "methods")
+
+
+def _differences(before: Any, now: Any, key: str) -> List[str]:
+    if isinstance(before, dict) and isinstance(now, dict) and (key != "methods" or set(before) == set(now)):
+        return [d for k in sorted(set(before) | set(now), key=str)
+                for d in _differences(before.get(k), now.get(k), f"{key}.{k}" if key else str(k))]
+    if isinstance(before, dict) and isinstance(now, dict):   # another method set: name the sets
+        before, now = sorted(before), sorted(now)
+    if before == now:
+        return []
+    return [f"{key} {str(before)[:60]}, this run {str(now)[:60]}"]
+
+
+def check_same_experiment(cfg: DictConfig, run_dir: Path) -> None:
+    """A run folder belongs to one experiment configuration: a run of another one would
+    replace its results and leave the old run's other files beside them. Refused before
+    anything is written; the same configuration resumes, re-scores and re-renders."""
+    recorded = Path(run_dir) / "config.resolved.yaml"
+    if not recorded.is_file():
+        return
+    before = OmegaConf.to_container(OmegaConf.load(recorded), resolve=False)
+    now = OmegaConf.to_container(cfg, resolve=True)
+    diffs = _differences({k: before.get(k) for k in IDENTITY}, {k: now.get(k) for k in IDENTITY}, "")
+    if diffs:
+        more = f"; and {len(diffs) - 3} more" if len(diffs) > 3 else ""
+        raise ValueError(f"{run_dir} holds a run of experiment '{before.get('experiment')}' made with other settings "
+                         f"({'; '.join(diffs[:3])}{more}), and a run folder belongs to one experiment configuration: "
+                         f"nothing was written. Run this one in a new folder: leave hydra.run.dir out (a new "
+                         f"runs/{now.get('experiment')}/<time>) or give hydra.run.dir=NEW_FOLDER.")
+
+
 def save_preflight(report, run_dir: Path) -> None:
     write_atomic(Path(run_dir) / "preflight.json",
                        json.dumps(report.to_dict(), indent=2, default=str).encode())

@@ -1,13 +1,16 @@
 """Bad input, round two: each case is impossible or ends with one `lcmbench: error:`
 line and exit 2 before any work starts. One test (or group) per item of the table in
 docs/robustness.md ("Bad input, round two")."""
+import hashlib
 import re
 
 import pytest
+from omegaconf import OmegaConf
 
+from bench.cli import run_with_clear_errors
 from bench.overrides import check_overrides
-from tests.conftest import REPO
-from tests.test_bad_input import cli, error_line, fails
+from tests.conftest import REPO, compose
+from tests.test_bad_input import BASE, cli, error_line, fails
 
 CONFIGS = str(REPO / "bench" / "configs")
 
@@ -29,6 +32,36 @@ def test_item1_no_shipped_experiment_repeats_an_entry():
 
     for path in sorted((REPO / "bench" / "configs" / "experiment").glob("*.yaml")):
         assert settings_problems(compose([f"experiment={path.stem}"])) == [], path.stem
+
+
+# ------------------------------------------------------------------ 3. a run folder holds one experiment configuration
+
+def test_item3_another_configuration_into_a_run_folder_is_refused_untouched(tmp_path, capsys):
+    def snapshot(folder):
+        return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()   # a finished run's record of its configuration, as bench/rundir.py:published writes it
+    (run_dir / "config.resolved.yaml").write_text(OmegaConf.to_yaml(compose(BASE), resolve=True))
+    (run_dir / "results.json").write_text("{}")
+    before = snapshot(run_dir)
+    for extra in (["protocol.videos_per_prompt=3"], ["protocol.nfe=[2]", "methods.animatelcm.display_name=Other"],
+                  ["protocol.videos_per_prompt=3", "stages=[preflight]"]):
+        stages = [] if "stages=[preflight]" in extra else ["stages=[preflight,generate]"]
+        cfg = compose([*BASE, *extra, *stages])
+        with pytest.raises(SystemExit) as info:
+            run_with_clear_errors(cfg, run_dir)
+        line = error_line(capsys.readouterr().err)
+        assert info.value.code == 2 and re.search(
+            r"holds a run of experiment 'smoke' made with other settings \(.*\), and a run folder belongs to one "
+            r"experiment configuration: nothing was written\. Run this one in a new folder: leave hydra.run.dir out "
+            r".* or give hydra.run.dir=NEW_FOLDER", line), line
+        assert snapshot(run_dir) == before
+    assert "protocol.videos_per_prompt 2, this run 3" in line
+    # the same configuration passes, with other metric, report and runner settings too (re-scoring)
+    run_with_clear_errors(compose([*BASE, "stages=[preflight]", "report.bootstrap=10", "runner.batch_size=2"]),
+                          run_dir)
+    assert (run_dir / "preflight.json").is_file()
 
 
 # ------------------------------------------------------------------ 6. an empty method set
