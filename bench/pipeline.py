@@ -36,6 +36,7 @@ from . import checkpoints
 from . import protocol as protocol_mod
 from . import shard as shard_mod
 from .config import STAGES, settings_problems, vbench_nfe, vbench_protocol_problems
+from .description import run_description
 from .leaderboard import add_paired
 from .lock import run_lock, scope_of
 from .offline import enforce_if_requested, runtime_provenance
@@ -372,7 +373,8 @@ class Run:
         stamp = "%Y-%m-%dT%H:%M:%S"
         return validate({
             "schema_version": SCHEMA_VERSION,
-            "run": RunInfo(experiment=cfg.experiment, description=cfg.description, run_dir=str(self.run_dir),
+            "run": RunInfo(experiment=cfg.experiment, run_dir=str(self.run_dir),
+                           description=run_description(cfg, len(self.prompt_set.classes)),
                            started_at=time.strftime(stamp, time.localtime(self.started)),
                            finished_at=time.strftime(stamp, time.localtime(finished)),
                            wall_time_s=finished - self.started, weights_mode=cfg.weights,

@@ -27,6 +27,7 @@ from bench import checkpoints
 from bench.assets import _prefetch_fix, check_hub, check_local, metric_hub_needs, weight_needs
 from bench.checks import check_clipsim, check_fvd, check_prompts, check_vbench, vbench_settings
 from bench.config import HUGE_PLAN_S, STAGES, compose, get, plain
+from bench.description import run_description
 from bench.estimates import (_existing_parent, compute_tflop, detect_device, estimate_disk, estimate_time,
                              harness_seconds, method_costs)
 from bench.offline import FLAG_ENV, requested as offline_requested
@@ -47,7 +48,9 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
     started = time.perf_counter()
     experiment = str(get(cfg, "experiment", "?"))
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / experiment
-    report = PreflightReport(experiment, str(get(cfg, "description", "")), str(run_dir),
+    # what this run does (overrides included), not the experiment file's text
+    described = run_description(cfg) if get(cfg, "protocol", None) is not None else str(get(cfg, "description", ""))
+    report = PreflightReport(experiment, described, str(run_dir),
                              offline_requested(cfg), None)
     pre = get(cfg, "preflight", {}) or {}
 

@@ -150,7 +150,8 @@ def converted_detector(cache_dir: "str | os.PathLike", source: "str | os.PathLik
     if target.is_file() and record_file.is_file():
         record = json.loads(record_file.read_text())
         if record.get("format") == CONVERTED_FORMAT and record.get("converted_sha256") == sha256_file(target):
-            return target, record
+            # the cache may be shared: the paths are the ones this process opened, not its writer's
+            return target, dict(record, source=str(src), converted=str(target))
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: torch.from_numpy(v) for k, v in convert(read_checkpoint(src)).items()}
     buf = io.BytesIO()

