@@ -56,13 +56,13 @@ _CSS = """
 * { box-sizing: border-box; }
 body { margin:0; font: 14px/1.45 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
        color:var(--fg); background:var(--bg); }
-main { max-width: 1180px; margin: 0 auto; padding: 0 24px 48px; }
-header.top { padding: 22px 24px 10px; max-width:1180px; margin:0 auto; }
+main { max-width: 1480px; margin: 0 auto; padding: 0 24px 48px; }
+header.top { padding: 22px 24px 10px; max-width:1480px; margin:0 auto; }
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 17px; margin: 34px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
 h3 { font-size: 14px; margin: 18px 0 6px; }
 .meta { color: var(--muted); font-size: 13px; }
-.banner { margin: 12px auto 0; max-width:1180px; padding: 12px 18px; border-radius: 6px; font-weight: 700;
+.banner { margin: 12px auto 0; max-width:1480px; padding: 12px 18px; border-radius: 6px; font-weight: 700;
           letter-spacing: .2px; }
 .banner.warn { background:#fde8ea; color:#8a0015; border:1px solid #f3b6bf; }
 .banner.ok { background:#e8f6ec; color:#14532d; border:1px solid #b5e0c0; }
@@ -82,6 +82,8 @@ table.results tr.paper td { color: var(--muted); font-style: italic; font-size: 
 table.results tr.published td { color: #39424e; }
 table.results td.best { font-weight: 700; }
 table.results td.missing { color: #9aa3ad; }
+table.results .ci { display: block; font-size: 11px; color: var(--muted); white-space: normal; }
+table.results td.best .ci { font-weight: 400; }
 table.results tbody tr:hover td { background: var(--soft); }
 ul.notes { color: var(--muted); font-size: 12px; margin: 6px 0 0; padding-left: 18px; }
 .plots { display:grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 18px; }

@@ -150,6 +150,19 @@ def to_latex(t: Table) -> str:
     return "\n".join(out) + "\n"
 
 
+# "value [lo, hi]", "value ± half-width", "+d [lo, hi] reading": the value, then the rest
+_WITH_INTERVAL = re.compile(r"^(\S+) ([\[±(].*)$")
+
+
+def _html_cell(text: str) -> str:
+    """A number and its interval on two lines in HTML (the interval may wrap), so a
+    table of 8 step columns fits a 1280 px window without scrolling."""
+    m = _WITH_INTERVAL.match(text)
+    if not m:
+        return html.escape(text)
+    return f'{html.escape(m.group(1))}<span class="ci">{html.escape(m.group(2))}</span>'
+
+
 def to_html(t: Table, table_id: Optional[str] = None) -> str:
     e = html.escape
     idattr = f' id="{e(table_id)}"' if table_id else ""
@@ -173,7 +186,7 @@ def to_html(t: Table, table_id: Optional[str] = None) -> str:
                 cls.append("best")
             if c.text == DASH:
                 cls.append("missing")
-            tds.append(f'<td class="{" ".join(cls)}">{e(c.text)}</td>')
+            tds.append(f'<td class="{" ".join(cls)}">{_html_cell(c.text) if i >= t.stub else e(c.text)}</td>')
         out.append(f'<tr class="{kind}">' + "".join(tds) + "</tr>")
     out.append("</tbody></table>")
     if t.notes:

@@ -203,8 +203,11 @@ def build_table2(results: Union[Results, Mapping[str, Any]], with_paper: bool = 
     pub = load_published_vbench(published) if published is None or isinstance(published, (str, Path)) \
         else list(published)
     entries: List[Tuple[Optional[float], str, List[Cell]]] = []
-    notes: List[str] = []
     this_run = "this run" + (f" ({res.weights_mode} weights)" if res.weights_mode != "pretrained" else "")
+    # each footnote once, naming the rows it concerns (one run often marks every method alike)
+    partial: Dict[int, List[str]] = {}
+    subset: Dict[Tuple[int, int], List[str]] = {}
+    non_standard: Dict[str, List[str]] = {}
     for mid in res.method_order():
         e = res.vbench.get(mid)
         if e is None:
@@ -218,29 +221,42 @@ def build_table2(results: Union[Results, Mapping[str, Any]], with_paper: bool = 
             # a partial mean is no VBench Quality: shown in parentheses, the dimensions listed
             shown = {k: f"({fmt_num(v)})" if v is not None else DASH for k, v in agg.items()}
             dims = ", ".join(f"{d} {100 * v:.2f}" for d, v in sorted(e.scores.items())) or "none"
-            notes.append(f"† {name}: partial VBench, {len(e.scores)} of {len(VBENCH_DIMENSIONS)} dimensions "
-                         f"scored ({dims}); values in parentheses are means over those dimensions only, not "
-                         f"VBench's Total / Quality / Semantic, and not comparable to full scores.")
+            partial.setdefault(len(e.scores), []).append(f"{name}: {dims}")
         if e.missing_videos:
             mark += "‡"
-            worst = max(e.missing_videos.values())
-            notes.append(f"‡ {name}: a subset of VBench's standard prompts ({e.n_videos} videos made; up to "
-                         f"{worst} of a dimension's videos missing); not comparable to published scores.")
+            subset.setdefault((e.n_videos, max(e.missing_videos.values())), []).append(name)
         if e.non_standard:
             mark += "§"
-            notes.append(f"§ {name}: not VBench's standard protocol for "
-                         + "; ".join(f"{dim} ({why})" for dim, why in sorted(e.non_standard.items())) + ".")
+            for dim, why in sorted(e.non_standard.items()):
+                non_standard.setdefault(f"{dim} ({why})", []).append(name)
         fast = e.nfe is not None and e.nfe <= 8
         entries.append((e.total, "data", [Cell(name + mark), Cell("✓" if fast else "✗", r"\checkmark" if fast else r"$\times$"),
                                           Cell(shown["total"], sort_value=e.total),
                                           Cell(shown["quality"], sort_value=e.quality),
                                           Cell(shown["semantic"], sort_value=e.semantic), Cell(this_run)]))
-    for p in pub:
+    notes: List[str] = []
+    for n, rows in sorted(partial.items()):
+        notes.append(f"† partial VBench, {n} of {len(VBENCH_DIMENSIONS)} dimensions scored ({'; '.join(rows)}); "
+                     f"values in parentheses are means over those dimensions only, not VBench's Total / Quality / "
+                     f"Semantic, and not comparable to full scores.")
+    for (made, worst), names in sorted(subset.items()):
+        notes.append(f"‡ {', '.join(names)}: a subset of VBench's standard prompts ({made} videos made"
+                     f"{' each' if len(names) > 1 else ''}; up to {worst} of a dimension's videos missing); not "
+                     f"comparable to published scores.")
+    for what, names in sorted(non_standard.items()):
+        notes.append(f"§ {', '.join(names)}: not VBench's standard protocol for {what}.")
+    comparable = res.weights_mode == "pretrained"
+    if not comparable:
+        # published models are not listed beside numbers that say nothing about a model
+        others = "Published VBench scores and the paper's" if with_paper else "Published VBench scores"
+        notes.append(f"{others} are not listed beside {res.weights_mode}-weight rows, which exercise the harness only "
+                     f"(published scores: results/data/{PUBLISHED_VBENCH_CSV.name}).")
+    for p in pub if comparable else []:
         entries.append((p["total"], "published", [
             Cell(p["model"]), Cell("✓" if p["fast"] else "✗", r"\checkmark" if p["fast"] else r"$\times$"),
             Cell(fmt_num(p["total"]), sort_value=p["total"]), Cell(fmt_num(p["quality"]), sort_value=p["quality"]),
             Cell(fmt_num(p["semantic"]), sort_value=p["semantic"]), Cell(p["source"])]))
-    if with_paper:
+    if with_paper and comparable:
         v = paper.VBENCH_ANIMATELCM
         entries.append((v["total"], "paper", [Cell("AnimateLCM (paper)"), Cell("✓", r"\checkmark"),
                                                Cell(fmt_num(v["total"])), Cell(fmt_num(v["quality"])),

@@ -177,7 +177,9 @@ def test_report_renders_in_headless_chromium(written, tmp_path):
     html = dom.stdout.decode("utf-8")
     assert html.count("<table") >= 5  # Table 1, Table 2, time, ablation, samples (+ provenance)
     assert 'id="table-1"' in html and 'id="table-2"' in html and 'id="time-table"' in html
-    assert "4-Step" in html and "CLIPSIM" in html and "VideoCrafter-2.0" in html
+    assert "4-Step" in html and "CLIPSIM" in html
+    # a tiny run is not ranked among published VBench scores
+    assert "VideoCrafter-2.0" not in html and "are not listed beside tiny-weight rows" in html
     assert html.count("<img") >= 7 + 16
     assert "TINY RANDOM WEIGHTS" in html
     shot = tmp_path / "shot.png"
@@ -195,3 +197,35 @@ def test_report_renders_in_headless_chromium(written, tmp_path):
 def test_write_report_alone(tmp_path, tiny):
     p = write_report(tiny, tmp_path)
     assert p.name == "report.html" and "Table 1" in p.read_text()
+
+
+_PROBE = """<script>(function () {
+  var r = [];
+  document.querySelectorAll('figure.table').forEach(function (f) {
+    r.push({id: f.id, scroll: f.scrollWidth, client: f.clientWidth}); });
+  var d = document.documentElement;
+  r.push({id: 'page', scroll: d.scrollWidth, client: d.clientWidth});
+  document.body.setAttribute('data-widths', JSON.stringify(r));
+})();</script>"""
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs /usr/bin/chromium (apt-get install -y chromium)")
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_no_table_scrolls_sideways_in_headless_chromium(written, tmp_path, width):
+    """Every table of the page (Table 1's eight step columns with intervals, Table 2, the
+    time and ablation tables) fits the window: no horizontal scroll bar at 1280 or 1920 px."""
+    import json
+
+    out, _, _ = written
+    page = tmp_path / "probe.html"   # a copy with a script that measures the laid-out page
+    page.write_text((out / "report.html").read_text().replace("</body>", _PROBE + "</body>"))
+    dom = _chromium([f"--window-size={width},1000", "--dump-dom", page.resolve().as_uri()], tmp_path)
+    assert dom.returncode == 0, dom.stderr.decode(errors="replace")[-2000:]
+    found = re.search(r'data-widths="([^"]*)"', dom.stdout.decode("utf-8"))
+    assert found, "the probe did not run"
+    widths = json.loads(found.group(1).replace("&quot;", '"'))
+    ids = {w["id"] for w in widths}
+    assert {"table-1", "table-2", "time-table", "ablation-table", "page"} <= ids, ids
+    assert widths[-1]["client"] > width - 40          # the window size took effect
+    wide = [w for w in widths if w["scroll"] > w["client"]]
+    assert not wide, f"scrolls sideways at {width} px: {wide}"

@@ -126,7 +126,8 @@ def test_table2_merges_published_scores_sorted_by_total(tiny):
     pub = load_published_vbench()
     assert {p["model"] for p in pub} >= {"ModelScope", "LaVie", "Show-1", "AnimateDiff-V2", "VideoCrafter-2.0"}
     assert all(p["source"] for p in pub)
-    header, rows = md_table(table2(tiny, with_paper=True))
+    pretrained = make_results(n_boot=50, weights_mode="pretrained")   # published rows sit beside real runs only
+    header, rows = md_table(table2(pretrained, with_paper=True))
     assert header == ["Model", "Fast", "Total ↑", "Quality ↑", "Semantic ↑", "Source"]
     totals = [float(r[2].strip("()")) for r in rows if r[2] != "–"]
     assert totals == sorted(totals, reverse=True)
@@ -137,9 +138,31 @@ def test_table2_merges_published_scores_sorted_by_total(tiny):
     assert ours[0].endswith("†") and ours[1] == "✓" and "this run" in ours[5]
     # a partial mean is never printed as if it were VBench's Quality: parentheses, dimensions listed
     assert ours[3].startswith("(") and ours[3].endswith(")")
-    assert "means over those dimensions only" in table2(tiny)
-    assert "partial VBench, 4 of 16 dimensions" in table2(tiny)
-    assert "\\checkmark" in table2(tiny, fmt="tex")
+    assert "means over those dimensions only" in table2(pretrained)
+    assert "partial VBench, 4 of 16 dimensions" in table2(pretrained)
+    assert "\\checkmark" in table2(pretrained, fmt="tex")
+
+
+def test_table2_keeps_tiny_runs_apart_and_says_each_footnote_once(tiny):
+    """Tiny-weight rows are not ranked among published models; a footnote that holds for
+    every method is written once, naming them."""
+    d = copy.deepcopy(tiny)
+    first = next(iter(d["vbench"].values()))
+    d["vbench"] = {m: copy.deepcopy(first) for m in d["methods"]}   # VBench for every method, as the smoke run
+    for entry in d["vbench"].values():
+        entry["missing_videos"] = {"temporal_flickering": 370}
+        entry["non_standard"] = {"temporal_flickering": "RAFT static filter not applied"}
+    text = table2(d, with_paper=True)
+    header, rows = md_table(text)
+    names = [d["methods"][m]["display_name"] for m in d["vbench"]]
+    assert len(rows) == len(names) >= 2 and all(r[5] == "this run (tiny weights)" for r in rows)
+    assert "VideoCrafter-2.0" not in text and "AnimateLCM (paper)" not in text
+    assert "are not listed beside tiny-weight rows" in text and "vbench_published.csv" in text
+    for mark in ("†", "‡", "§"):
+        assert all(mark in r[0] for r in rows)
+    assert text.count("a subset of VBench's standard prompts") == 1
+    assert text.count("not VBench's standard protocol for temporal_flickering") == 1
+    assert text.count("partial VBench,") == 1 and all(n in text for n in names)
 
 
 def test_table2_marks_non_standard_vbench_scores(tiny):
