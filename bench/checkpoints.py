@@ -108,9 +108,7 @@ def scan(cfg: Any) -> Tuple[List[Checkpoint], List[Tuple[str, str]]]:
             problems.append((f"ablation.runs.{strategy}: the strategy must be one of {', '.join(STRATEGIES)}.",
                              "Name each training run by its strategy, e.g. ablation.runs.joint=PATH."))
             continue
-        if folder is None:
-            problems.append((f"ablation.runs.{strategy} is not set, and no ablation.dir holds a {strategy}/ "
-                             f"training run.", how))
+        if folder is None:   # only the other strategy's run was given: evaluate that one
             continue
         if not folder.is_dir():
             what = "is a file, not a folder" if folder.exists() else "does not exist"

@@ -160,3 +160,37 @@ def test_ablation_of_your_checkpoints_end_to_end_in_tiny_mode(tmp_path, cache_di
     plots = {p.name for p in (run_dir / "plots").iterdir()}
     assert {"ablation_fvd_vs_step.png", "ablation_clipsim_vs_step.png"} <= plots
     assert 'id="ablation"' in (run_dir / "report.html").read_text()
+
+
+def test_tiny_mode_refuses_a_single_file_personalized_base_it_would_not_read(tmp_path, capsys):
+    single = tmp_path / "base.safetensors"
+    save_file({"x": torch.zeros(1)}, str(single))
+    err = error_of(tmp_path, capsys, ["weights=tiny", "+model@methods.r=animatelcm_r", f"methods.r.personalized={single}"])
+    assert f"methods.r.personalized='{single}' is a single file, which tiny weights do not read" in err
+    assert "Use weights=pretrained for a full-size checkpoint" in err
+
+
+def test_joint_checkpoints_pair_with_the_decoupled_one_of_the_same_step():
+    from bench.config import AblationVariant
+
+    variants = {"decoupled_100": AblationVariant("decoupled", 100), "decoupled_200": AblationVariant("decoupled", 200),
+                "joint_100": AblationVariant("joint", 100), "joint_300": AblationVariant("joint", 300),
+                "mine": AblationVariant("joint", None)}
+    assert checkpoints.equal_step_pairs(variants) == {"joint_100": "decoupled_100"}
+    with pytest.raises(ValueError, match=r"ablation.variants lists \['mine'\], which are not methods"):
+        checkpoints.ablation_section(variants, {m: {} for m in variants if m != "mine"}, [])
+
+
+def test_checkpoint_folders_are_found_by_step_and_filtered(tmp_path, cache_dir):
+    root = tmp_path / "dec"
+    for name in ("checkpoint-300", "step100", "200", "logs", "checkpoint-x"):
+        (root / name).mkdir(parents=True)
+    for name in ("checkpoint-300", "step100", "200"):
+        write_checkpoint(root / name, 1, cache_dir)
+    cfg = compose(["experiment=ablation", "weights=tiny", f"ablation.runs.decoupled={root}",
+                   "ablation.steps=[100,300,400]"])
+    found, problems = checkpoints.scan(cfg)
+    assert [(c.strategy, c.step, c.folder.name) for c in found] == [("decoupled", 100, "step100"),
+                                                                    ("decoupled", 300, "checkpoint-300")]
+    assert [what for what, _ in problems] == [f"the decoupled training run {root} has no checkpoint of step(s) 400 "
+                                              f"(it has 100, 200, 300)."]
