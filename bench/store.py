@@ -17,9 +17,6 @@ is only removed when its writer is known to be dead or it is stale.
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import os
 import re
 import shutil
@@ -27,37 +24,17 @@ import socket
 import time
 import zipfile
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-FEATURE_PREFIX = "feat::"
-_META = "meta"
-_FRAMES = "frames"
-_INTEGRITY = "integrity"
+from common import clipfile
+from common.clipfile import ClipRecord
+
 # A temporary file of a writer on another host is removed only when it is older than
 # this: writing one clip takes seconds, so an hour-old temporary has no live writer.
 STALE_TEMPORARY_S = 3600.0
-
-
-@dataclass
-class ClipRecord:
-    meta: Dict[str, Any]
-    features: Dict[str, np.ndarray] = field(default_factory=dict)
-    frames: Optional[np.ndarray] = None
-    has_frames: bool = False    # the file holds frames (read or not)
-
-    def __post_init__(self):
-        self.has_frames = self.has_frames or self.frames is not None
-
-
-def _digest(array: np.ndarray) -> str:
-    array = np.ascontiguousarray(array)
-    h = hashlib.sha256(f"{array.dtype.str}|{array.shape}|".encode())
-    h.update(array.tobytes())
-    return h.hexdigest()
 
 
 def _host() -> str:
@@ -193,16 +170,7 @@ class ClipStore:
 
     @staticmethod
     def _encode(meta: Dict[str, Any], features: Dict[str, np.ndarray], frames: Optional[np.ndarray]) -> bytes:
-        arrays = {_META: np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
-        for name, value in features.items():
-            arrays[FEATURE_PREFIX + name] = np.asarray(value)
-        if frames is not None:
-            arrays[_FRAMES] = np.asarray(frames, dtype=np.uint8)
-        integrity = {name: _digest(value) for name, value in arrays.items()}
-        arrays[_INTEGRITY] = np.frombuffer(json.dumps(integrity, sort_keys=True).encode(), dtype=np.uint8)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)   # uncompressed: frames of generated video barely compress
-        return buffer.getvalue()
+        return clipfile.encode(meta, features, frames)
 
     def write(self, key: str, meta: Dict[str, Any], features: Dict[str, np.ndarray],
               frames: Optional[np.ndarray] = None) -> Path:
@@ -275,29 +243,10 @@ class ClipStore:
 
     def _load(self, key: str, path: Path, with_frames: bool) -> Optional[ClipRecord]:
         self.reads[key] += 1
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                digests = json.loads(bytes(data[_INTEGRITY]).decode()) if _INTEGRITY in data.files else None
-                has_frames = _FRAMES in data.files
-                wanted = [n for n in data.files if n != _INTEGRITY and (with_frames or n != _FRAMES)]
-                arrays = {n: data[n] for n in wanted}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError):
+        record = clipfile.decode(path, key, with_frames)
+        if record is None:
             self._mark_corrupt(key)
-            return None
-        # files written before digests existed are checked by their zip CRCs only
-        if digests is not None and any(digests.get(n) != _digest(a) for n, a in arrays.items()):
-            self._mark_corrupt(key)
-            return None
-        try:
-            meta = json.loads(bytes(arrays[_META]).decode())
-        except (KeyError, UnicodeDecodeError, json.JSONDecodeError):
-            self._mark_corrupt(key)
-            return None
-        if not isinstance(meta, dict) or meta.get("key") != key:
-            self._mark_corrupt(key)
-            return None
-        features = {n[len(FEATURE_PREFIX):]: a for n, a in arrays.items() if n.startswith(FEATURE_PREFIX)}
-        return ClipRecord(meta, features, arrays.get(_FRAMES), has_frames=has_frames)
+        return record
 
     def forget(self) -> None:
         """Drop the records kept in memory (the next read of each clip opens its file)."""
@@ -321,7 +270,7 @@ class ClipStore:
         """Whether the clip's file keeps its frames (read from the zip's listing, not the frames)."""
         try:
             with np.load(self.path(key), allow_pickle=False) as data:
-                return _FRAMES in data.files
+                return clipfile.FRAMES in data.files
         except (OSError, ValueError, zipfile.BadZipFile, EOFError):
             return False
 
