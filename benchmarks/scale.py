@@ -165,20 +165,32 @@ def store_work(folder: Path, clips: int = 96, batch: int = 4) -> dict:
     for label, kind in (("before", _Uncached), ("after", ClipStore)):
         root = folder / label
         writer = kind(root)
-        start = time.perf_counter()
         generate_all([plan], writer, [_Metric()], settings, lambda p: _Model())
-        write_ms = (time.perf_counter() - start) * 1000.0 / clips
-        # a resumed run in a new process: the resume check and generate stage, then score + summary
+        # a resumed run: its generate stage (resume check + scan) in one process ...
         store = kind(root)
         check_resumable([plan], store)
         generate_all([plan], store, [_Metric()], settings, lambda p: _Model())
         generate_reads = sum(store.reads.values()) / clips
-        store.reads.clear()
+        # ... then its score stage in another (stages=[score,report]): completeness, scores, summary
+        store = kind(root)
         require_complete([plan], store, [_Metric.feature_key])
         store.read_many([s.key for s in specs])
         store_summary([plan], store)
         out[label] = {"generate": generate_reads, "score": sum(store.reads.values()) / clips,
-                      "max": max(store.reads.values(), default=0), "flushes": writer.flushes / clips, "write_ms": write_ms}
+                      "max": max(store.reads.values(), default=0), "flushes": writer.flushes / clips}
+    # the writes alone, alternating the two ways, same clip files (400 float32 features each)
+    items = [(s.key, {"key": s.key, "seed": s.seed}, {_Metric.feature_key: np.zeros(FEATURES, np.float32)}, None)
+             for s in specs]
+    spent = {"before": 0.0, "after": 0.0}
+    for _ in range(3):
+        for label, kind in (("before", _Uncached), ("after", ClipStore)):
+            store = kind(folder / f"writes-{label}")
+            start = time.perf_counter()
+            for i in range(0, clips, batch):
+                store.write_many(items[i:i + batch])
+            spent[label] += time.perf_counter() - start
+    for label in spent:
+        out[label]["write_ms"] = spent[label] * 1000.0 / (3 * clips)
     return out
 
 
@@ -225,28 +237,32 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="lcmbench-scale-store-") as scratch:
         st = store_work(Path(scratch))
-    print("\n== clip store: 96 clips in batches of 4, then a resumed run (resume check + generate, score + summary)")
+    print("\n== clip store: 96 clips in batches of 4, then a resumed run: its generate stage (resume check + scan) "
+          "and its score stage (completeness, scores, summary), each in a fresh process")
     for label in ("before", "after"):
         r = st[label]
         print(f"  {label:<6} file opens per clip: generate stage {r['generate']:.2f}, score stage {r['score']:.2f} "
-              f"(max {r['max']}); flushes per clip {r['flushes']:.2f}; write {r['write_ms']:.1f} ms per clip")
+              f"(at most {r['max']} of one clip); filesystem flushes per clip {r['flushes']:.2f}; "
+              f"writing {r['write_ms']:.1f} ms per clip")
 
     p = plans()
     peak, _ = device_peak_tflops("H100 SXM", "bfloat16")
     print(f"\n== projected harness hours beside the GPU floor (one H100 SXM at its {peak:.0f} TFLOP/s dense peak)")
-    fsync_before_ms = st["before"]["write_ms"]
     for exp, q in p.items():
         evals = q["cells"] + 2 * q["paired"]   # a paired difference evaluates both runs
         stats_loop = evals * s["loop_s"] / 3600
         stats_after = evals * s["ours_s"] / 3600
-        host_before = q["clips"] * (h["plain_ms"] + fsync_before_ms) / 3.6e6
-        host_after = q["clips"] * (h["host_ms"] + st["after"]["write_ms"]) / 3.6e6
-        floor = q["tflop"] * 1e6 / peak / 3600
+        # plain path: float post-processing and the store write inline, before the next batch;
+        # device path: only the uint8 copy, the write runs on the background writer meanwhile
+        host_before = q["clips"] * (h["plain_ms"] + st["before"]["write_ms"]) / 3.6e6
+        host_after = q["clips"] * h["host_ms"] / 3.6e6
+        writer = q["clips"] * st["after"]["write_ms"] / 3.6e6
+        floor = q["tflop"] / peak / 3600   # TFLOP / (TFLOP/s)
         print(f"  {exp:<11} {q['clips']:,} clips, {q['cells']} cells + {q['paired']} paired differences; "
               f"GPU floor {floor:.2f} h")
         print(f"    statistics: straightforward loop {stats_loop:.2f} h -> project {stats_after * 60:.1f} min")
-        print(f"    host work + store writes on the critical path: plain {host_before:.2f} h -> "
-              f"device path {host_after * 60:.1f} min")
+        print(f"    host work on the critical path: plain {host_before:.2f} h -> device path {host_after * 60:.1f} min "
+              f"(store writes {writer * 60:.1f} min on the writer thread, beside generation)")
 
     failed = []
     if speedup < 2.0 or s["agree"] > 1e-6 or s["agree_paired"] > 1e-6:
@@ -254,7 +270,7 @@ def main(argv=None) -> int:
     if h["host_ms"] > HOST_TARGET_MS or not h["identical"]:
         failed.append(f"host work {h['host_ms']:.1f} ms per clip (target <= {HOST_TARGET_MS:.0f}), "
                       f"identical frames {h['identical']}")
-    if st["after"]["max"] > 1 or st["after"]["generate"] > 1:
+    if st["after"]["max"] > 1 or st["after"]["generate"] > 1 or st["after"]["score"] > 1:
         failed.append(f"store reads: {st['after']['max']} opens of one clip in a stage (target 1)")
     print("\n" + ("all targets met" if not failed else "MISSED: " + "; ".join(failed)))
     return 1 if failed else 0
