@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from .check import check
 from .report import write_all
 from .schema import SchemaError, json_schema, load, schema_markdown
 
@@ -28,7 +29,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--out", help="output directory (default: the folder of RESULTS.json)")
     ap.add_argument("--with-paper", action="store_true", default=None,
                     help="put the paper's numbers beside the run's (default: only for pretrained weights)")
-    ap.add_argument("--check", action="store_true", help="only validate the file and print a summary")
+    ap.add_argument("--check", action="store_true",
+                    help="only check the file: the schema, each point inside its interval, clip counts and cells as "
+                         "the protocol lists, and (with store/ beside it) the values the stored features give")
     args = ap.parse_args(argv)
     try:
         res = load(args.results)
@@ -36,9 +39,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.check:
+        problems, notes = check(res, Path(args.results))
+        for note in notes:
+            print(f"check: note: {note}")
+        for problem in problems:
+            print(f"check: {problem}")
+        if problems:   # one error line, the problems listed above it
+            print(f"lcmbench: error: {args.results} does not check: {len(problems)} problem(s), listed above. The "
+                  f"file was edited or damaged after the run; rerun the score stage to rewrite it.", file=sys.stderr)
+            return 2
         print(f"{args.results}: valid results schema {res.schema_version}; {res.run.experiment}, "
               f"{res.weights_mode} weights, {len(res.rows)} rows, {len(res.timing)} timings, "
-              f"{len(res.vbench)} VBench entries, {len(res.ablation or [])} ablation variants")
+              f"{len(res.vbench)} VBench entries, {len(res.ablation or [])} ablation variants; every point inside "
+              f"its interval, counts and cells as the protocol lists"
+              + ("" if any("not recomputed" in n for n in notes) else ", values as the stored features give"))
         return 0
     out = Path(args.out) if args.out else Path(args.results).parent
     for p in write_all(res, out, with_paper=args.with_paper):

@@ -275,3 +275,63 @@ def test_item13_manifest_with_no_assets_or_undone_manual_steps_does_not_verify(t
     assert info.value.code == 2 and "OK" not in out.out and "Download UCF101.rar" in out.out
     assert error_line(out.err) == f"lcmbench: error: {manual} does not verify: 3 problem(s), each listed above with " \
                                   f"its fix."
+
+
+# ------------------------------------------------------------------ 4. what a results file can prove
+
+def _checked(data, tmp_path, capsys):
+    import json
+
+    from results.__main__ import main as results_main
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data))
+    code = results_main([str(path), "--check"])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def _synthetic():
+    from tests.synthetic import make_results
+
+    data = make_results(n_boot=50, with_vbench=False, with_ablation=False)
+    data["provenance"]["config"] = {"protocol": {"nfe": [1, 2, 4, 8], "videos_per_prompt": 8}}
+    data["provenance"]["prompt_set"]["classes"] = ["ApplyEyeMakeup", "Archery", "Biking"]   # 3 x 8 = 24 clips
+    return data
+
+
+def test_item4_check_finds_a_point_outside_its_interval_a_wrong_count_and_a_missing_cell(tmp_path, capsys):
+    code, out = _checked(_synthetic(), tmp_path, capsys)
+    assert code == 0 and "every point inside its interval" in out and "not recomputed: no store/" in out, out
+    data = _synthetic()
+    fvd = next(r for r in data["rows"] if r["metric"] == "fvd" and r["method"] == "animatelcm" and r["nfe"] == 4)
+    fvd["value"] /= 2                                                    # FVD halved by hand
+    data["rows"][1]["n"] = 12                                            # ddim NFE 1 CLIPSIM counted on half
+    data["rows"] = [r for r in data["rows"] if (r["method"], r["nfe"], r["metric"]) != ("dpmpp", 8, "fvd")]
+    code, out = _checked(data, tmp_path, capsys)
+    assert code == 2, out
+    assert re.search(r"animatelcm NFE 4 fvd: value [\d.]+ lies outside its own interval", out)
+    assert "ddim NFE 1 clipsim: n=12, but the provenance lists 3 classes x 8 videos = 24 clips" in out
+    assert "dpmpp NFE 8 fvd: no row, but the protocol names (method dpmpp, NFE 8)" in out
+    assert error_line(out).startswith("lcmbench: error: ") and "does not check: 3 problem(s)" in out
+
+
+@pytest.mark.slow
+def test_item4_check_recomputes_values_from_the_run_folders_store(tmp_path, capsys, e2e_reference):
+    import json
+    import shutil
+
+    from results.__main__ import main as results_main
+
+    run = tmp_path / "run"
+    shutil.copytree(e2e_reference.run_dir, run)
+    assert results_main([str(run / "results.json"), "--check"]) == 0
+    assert "values as the stored features give" in capsys.readouterr().out
+    data = json.loads((run / "results.json").read_text())
+    for r in data["rows"]:
+        if r["metric"] == "fvd" and r["nfe"] == 1 and r["method"] == "animatelcm":
+            r["value"], r["ci_low"], r["ci_high"] = r["value"] / 2, r["ci_low"] / 2, r["ci_high"] / 2   # consistently
+    (run / "results.json").write_text(json.dumps(data))
+    assert results_main([str(run / "results.json"), "--check"]) == 2
+    out = capsys.readouterr().out
+    assert re.search(r"animatelcm NFE 1 fvd: the file says [\d.]+, the stored features give [\d.]+ \(tolerance", out)
