@@ -167,18 +167,18 @@ class FrechetToReference:
         covariance by one GEMM, one eigvalsh of R S R): the reference the batched path
         is checked and timed against."""
         xs = np.asarray(rows, dtype=np.float64)
-        with _blas_one_thread():
-            mu = xs.mean(axis=0)
-            xc = xs - mu
-            sigma = (xc.T @ xc) / (xs.shape[0] - 1)
-            ev = np.linalg.eigvalsh(self._root @ sigma @ self._root)
+        mu = xs.mean(axis=0)
+        xc = xs - mu
+        sigma = (xc.T @ xc) / (xs.shape[0] - 1)
+        ev = np.linalg.eigvalsh(self._root @ sigma @ self._root)
         return float(np.sum((mu - self.mu_ref) ** 2) + np.trace(sigma) + self._trace_ref
                      - 2.0 * np.sqrt(np.clip(ev, 0.0, None)).sum())
 
     def resample_loop(self, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """:meth:`straightforward` on each resample of drawn indices ``idx`` [B, N]."""
         x = np.asarray(x, dtype=np.float64)
-        return np.array([self.straightforward(x[rows]) for rows in idx])
+        with _blas_one_thread():   # one core, as the loop it stands for
+            return np.array([self.straightforward(x[rows]) for rows in idx])
 
 
 def _cores() -> int:
