@@ -22,6 +22,7 @@ from models.specs import LORA_CONVENTIONS, MOTION_NORMS, QUANTIZE, ModelSpec, Sa
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 STAGES = ("preflight", "timing", "generate", "score", "report")
 HUGE_PLAN_S = 365 * 86400   # a plan estimated beyond one GPU-year is a typo until preflight.allow_huge=true
+HUGE_PLAN_GPU = "H100"      # pretrained weights on a CPU: the year is timed on this GPU
 DEFAULT_STAGES = ("preflight", "generate", "score", "report")   # timing runs only when asked (experiment=timing)
 
 

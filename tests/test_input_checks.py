@@ -76,13 +76,17 @@ def test_item6_a_plan_beyond_a_gpu_year_needs_allow_huge(tmp_path, capsys):
     from bench.preflight import preflight
 
     fails(tmp_path, capsys, ["protocol.videos_per_prompt=100000000"],
-          r"The plan is 100,000,000 clips, estimated at ~[\d.]+ days on .*beyond one GPU-year.*"
+          r"The plan is 100,000,000 clips, estimated at ~[\d.]+ days on .*: more than a year of device time.*"
           r"set preflight.allow_huge=true")
     huge = ["protocol.videos_per_prompt=1000000", "protocol.num_classes=3"]
-    assert [p for p in preflight(compose(huge), tmp_path).problems if "GPU-year" in p.what]
+    assert [p for p in preflight(compose(huge), tmp_path).problems if "year of device time" in p.what]
     report = preflight(compose([*huge, "preflight.allow_huge=true"]), tmp_path)
-    assert not [p for p in report.problems if "GPU-year" in p.what]
-    assert not [p for p in preflight(compose([]), tmp_path).problems if "GPU-year" in p.what]
+    assert not [p for p in report.problems if "year of device time" in p.what]
+    # full-size weights on a CPU are timed on one GPU: Table 1 is days there, a typo'd Table 1 is not
+    assert not [p for p in preflight(compose(["experiment=table1"]), tmp_path).problems if "device time" in p.what]
+    (typo,) = [p for p in preflight(compose(["experiment=table1", "protocol.videos_per_prompt=100000"]),
+                                    tmp_path).problems if "device time" in p.what]
+    assert re.search(r"161,600,000 clips, estimated at ~[\d.]+ days on one H100", typo.what)
 
 
 # ------------------------------------------------------------------ 10. values of the wrong type
