@@ -22,7 +22,6 @@ import re
 import shutil
 import socket
 import time
-import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -267,12 +266,10 @@ class ClipStore:
         return count
 
     def has_frames(self, key: str) -> bool:
-        """Whether the clip's file keeps its frames (read from the zip's listing, not the frames)."""
-        try:
-            with np.load(self.path(key), allow_pickle=False) as data:
-                return clipfile.FRAMES in data.files
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError):
-            return False
+        """Whether the clip's file keeps its frames (from the zip's listing, not the frames;
+        a clip already read this stage is not opened again)."""
+        record = self.read(key, with_frames=False)
+        return record is not None and record.has_frames
 
     def read_many(self, keys: Iterable[str], with_frames: bool = False) -> Dict[str, ClipRecord]:
         out = {}
