@@ -161,7 +161,6 @@ class FrechetToReference:
             tr_sqrt = _trace_sqrt_torch(y, w, shift_y, tot, device)
         return mean_term + trace_s + self._trace_ref - 2.0 * tr_sqrt
 
-
     def straightforward(self, rows: np.ndarray) -> float:
         """The statistic computed the straightforward way on the given rows (mean,
         covariance by one GEMM, one eigvalsh of R S R): the reference the batched path
