@@ -65,7 +65,7 @@ def run_folders(cfg: Any) -> Dict[str, Optional[Path]]:
     a = cfg.ablation
     runs: Mapping[str, Any] = plain(get(a, "runs", {})) or {}
     base = Path(str(a.dir)).expanduser() if a.dir is not None else None
-    names = list(runs) or list(STRATEGIES)
+    names = list(dict.fromkeys([*runs, *(STRATEGIES if base is not None else ())]))
     return {s: Path(str(runs[s])).expanduser() if runs.get(s) else (base / s if base is not None else None)
             for s in names}
 

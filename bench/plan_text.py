@@ -85,6 +85,9 @@ def format_plan(report: PreflightReport) -> str:
         lines.append(f"  time         ~{_duration(plan.time_s)} ({plan.time_basis})")
         if plan.time_stages:
             lines.append("               " + ", ".join(f"{stage} {_duration(s)}" for stage, s in plan.time_stages.items()))
+        if plan.processes > 1 and plan.time_s is not None:   # the clips are split evenly by key
+            lines.append(f"               over {plan.processes} processes sharing the clips: "
+                         f"~{_duration(plan.time_s / plan.processes)} each")
         d = plan.disk_detail
         if plan.generates:
             parts = [f"{d['clip_files'] - d['clips_with_frames']:,} clip files x {_human(d['bytes_per_clip'])} "

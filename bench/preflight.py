@@ -24,6 +24,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import metrics as metric_registry
 from bench import checkpoints
+from bench import shard as shard_mod
 from bench.assets import _prefetch_fix, check_hub, check_local, metric_hub_needs, weight_needs
 from bench.checks import check_clipsim, check_fvd, check_prompts, check_vbench, vbench_settings
 from bench.config import HUGE_PLAN_GPU, HUGE_PLAN_S, STAGES, compose, get, plain
@@ -213,9 +214,19 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
         device_name=est_name, dtype=est_dtype, time_s=seconds, time_basis=basis, time_stages=stage_s,
         disk_bytes=int(disk["total"]), disk_detail=disk, disk_free=disk.get("free"),
         disk_path=disk.get("filesystem", ""), already_stored=int(disk.get("already_stored", 0)),
-        detected=f"{dev_name} ({device}, {dtype})" if time_on else "")
+        detected=f"{dev_name} ({device}, {dtype})" if time_on else "", processes=_processes(cfg))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _processes(cfg: Any) -> int:
+    """How many processes share the clips (torchrun ranks, srun tasks, shard.count): each
+    makes about that fraction of them. A bad shard setting counts as one; the run names it."""
+    node = get(cfg, "shard", {}) or {}
+    try:
+        return shard_mod.detect(get(node, "index"), get(node, "count"), bool(get(node, "use_env", True))).count
+    except ValueError:
+        return 1
 
 
 def check(cfg: Any, run_dir: Optional[str | os.PathLike] = None, echo: bool = True,

@@ -67,6 +67,7 @@ class Plan:
     already_stored: int
     detected: str = ""               # the device this machine would use, when time_on names another
     time_stages: Dict[str, float] = field(default_factory=dict)   # seconds per stage; they sum to time_s
+    processes: int = 1               # processes sharing the clips (torchrun, srun, shard.count)
 
 
 @dataclass

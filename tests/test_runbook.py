@@ -74,7 +74,7 @@ def test_the_runbook_block_has_every_step():
     commands = runbook()
     assert one(commands, "bench.prefetch", "experiment=table1", "--manifest")
     assert one(commands, "bench.prefetch --verify")
-    assert one(commands, "'stages=[preflight]'", "preflight.time_on=")
+    assert one(commands, "bench.preflight", "preflight.time_on=", "shard.count=")
     assert one(commands, "torchrun", "--nproc_per_node=", "hydra.run.dir=$RUN")
     assert one(commands, "hydra/launcher=submitit_slurm", "shard.count=", "run_dir=$RUN")
     assert one(commands, "'stages=[score,report]'", "run_dir=$RUN")
@@ -94,8 +94,9 @@ def test_the_runbook_on_the_cpu_ends_like_one_process(tmp_path, cache_dir, e2e_r
     # 1-2: prefetch, verify offline, preflight with the time on the named GPU kind
     run(one(commands, "bench.prefetch", "--manifest"), online, v)
     run(one(commands, "bench.prefetch --verify"), env, v)
-    out = run(one(commands, "'stages=[preflight]'"), env, {**v, "RUN": str(torch_run)})
+    out = run(one(commands, "bench.preflight"), env, {**v, "RUN": str(torch_run)})
     assert re.search(r"time +~[\d.]+ \w+ .*H100", out), out[-2000:]
+    assert f"over {SHARDS} processes sharing the clips: ~" in out, out[-2000:]
 
     # 3a: torchrun on one node
     run(one(commands, "torchrun"), env, {**v, "RUN": str(torch_run)})
@@ -135,3 +136,9 @@ def test_the_runbook_time_per_gpu_kind_is_what_preflight_prints(tmp_path):
     for time, gpu in quoted:
         plan = format_plan(preflight(compose(["experiment=table1", f"preflight.time_on={gpu}"]), tmp_path / "run"))
         assert f"time         ~{time} (no timing results for '{gpu}'" in plan, (gpu, plan)
+    share = re.search(r"`over (\d+)\s+processes sharing the clips: ~([\d.]+ \w+) each` on (\w+?)s\b", section)
+    assert share, "the README quotes the per-process share"
+    n, each, gpu = share.groups()
+    plan = format_plan(preflight(compose(["experiment=table1", f"preflight.time_on={gpu}", f"shard.count={n}"]),
+                                 tmp_path / "run"))
+    assert f"over {n} processes sharing the clips: ~{each} each" in plan, plan
