@@ -266,10 +266,16 @@ def step_count_problems(cfg: Any) -> List[str]:
             limit, why = step_limit(resolve_sampler(spec.sampler))
         except (TypeError, ValueError):
             continue   # a sampler setting it does not have: the build names it
-        over = [n for n in nfes if n > limit]
-        if over:
-            out.append(f"protocol.nfe={list(cfg.protocol.nfe)} asks methods.{name} for {over} steps, but {why}, "
-                       f"so it takes at most {limit}: use step counts up to {limit}.")
+        asked = [("protocol.nfe", list(cfg.protocol.nfe), nfes)]
+        timing = cfg.runner.timing
+        if name == timing.teacher and "timing" in cfg.stages:   # the teacher is also timed at these
+            asked.append(("runner.timing.teacher_nfe", list(timing.teacher_nfe),
+                          [n for n in timing.teacher_nfe if isinstance(n, int)]))
+        for key, given, counts in asked:
+            over = [n for n in counts if n > limit]
+            if over:
+                out.append(f"{key}={given} asks methods.{name} for {over} steps, but {why}, so it takes at most "
+                           f"{limit}: use step counts up to {limit}.")
     return out
 
 

@@ -135,6 +135,14 @@ def test_item11_step_counts_beyond_the_sampler_are_refused_before_any_build(tmp_
           r"original_inference_steps=100 timesteps, so it takes at most 100")
 
 
+def test_item11_the_timed_teachers_step_counts_too():
+    from bench.config import compose, settings_problems
+
+    problems = settings_problems(compose(["experiment=timing", "runner.timing.teacher_nfe=[50,1000]"]))
+    assert any(p.startswith("runner.timing.teacher_nfe=[50, 1000] asks methods.ddim for [1000] steps, but its ddim "
+                            "sampler's leading spacing") and "at most 999" in p for p in problems), problems
+
+
 def test_item11_each_sampler_limit_matches_what_diffusers_accepts():
     """At the limit the scheduler gives distinct timesteps inside its table; one more
     step raises, leaves the table or repeats a timestep."""
