@@ -36,7 +36,7 @@ UCF101_VIDEOS = 13320
 
 # The harness's own work beside the GPU FLOPs, measured on 2 CPU cores by
 # benchmarks/full_size.py and benchmarks/scale.py (figures in docs/speed.md).
-MODEL_LOAD_S = {"pretrained": 30.0, "random": 60.0, "tiny": 2.0}   # one build (pretrained: safetensors from local disk, assumed)
+MODEL_LOAD_S = {"pretrained": 30.0, "random": 140.0, "tiny": 2.0}   # one build (pretrained: from local disk, assumed)
 HOST_MS_PER_CLIP = {"device": 3.0, "plain": 500.0}   # 16x512x512 frames to uint8: on the device vs on the host
 STORE_WRITE_MS_PER_CLIP = 5.0                         # one clip file with a batch's grouped flush
 FVD_RESAMPLE_S = 0.010                                # one bootstrap resample of a 2,424 x 400 cell on 2 cores
