@@ -135,7 +135,7 @@ def _type_problem(key: str, o: Override) -> Optional[str]:
         item = _scalar_type(typing.get_args(kind)[0]) if typing.get_args(kind) else None
         if item not in _SCALARS:
             return None
-        node, what, example = _SCALARS[item]
+        node, what, _ = _SCALARS[item]
         for element in value:
             try:
                 node(element)
