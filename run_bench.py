@@ -15,9 +15,9 @@ CONFIG_DIR = str(Path(__file__).resolve().parent / "bench" / "configs")
 def list_registry() -> str:
     import metrics
     import models
+    from bench.overrides import GROUPS
 
-    groups = {g: sorted(p.stem for p in (Path(CONFIG_DIR) / g).glob("*.yaml"))
-              for g in ("experiment", "model", "sampler", "metric")}
+    groups = {g: sorted(p.stem for p in (Path(CONFIG_DIR) / g).glob("*.yaml")) for g in GROUPS}
     lines = ["Models (models/registry.py):", models.describe(), "",
              "Metrics: " + ", ".join(metrics.available()), ""]
     lines += [f"Config group {g}/: {', '.join(names)}" for g, names in groups.items()]

@@ -25,7 +25,7 @@ from .config import BenchConfig
 _PARSER = OverridesParser.create()
 
 
-GROUPS = ("experiment", "model", "sampler", "metric")
+GROUPS = ("experiment", "model", "sampler", "metric", "fast")
 
 
 def _check_key(path: str) -> Optional[str]:
