@@ -1,4 +1,4 @@
-"""Cost, time and disk estimates of a run, from DESIGN.md's figures, timing results
+"""Cost, time and disk estimates of a run, from the cost figures in docs/speed.md, timing results
 measured on the target device, and a representative clip file written by the store."""
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from models.specs import step_specific
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# Cost figures of DESIGN.md section 4 (TFLOP, multiply-adds counted as 2 FLOPs).
+# Cost figures (TFLOP, multiply-adds counted as 2 FLOPs); docs/speed.md, "FLOPs per unit of work".
 UNET_TFLOP = 17.75           # one SD1.5 + motion module UNet evaluation, 16 frames at 512x512 (64x64 latents)
 UNET_REF_FRAMES, UNET_REF_LATENT = 16, 64 * 64
 VAE_TFLOP_PER_FRAME = 2.5    # SD VAE decoder, one 512x512 frame
@@ -50,7 +50,7 @@ def _existing_parent(path: Path) -> Path:
 
 
 def unet_tflop(num_frames: int, height: int, width: int) -> float:
-    """DESIGN.md's 17.75 TFLOP at 16x512x512, scaled linearly by frames x latent pixels
+    """17.75 TFLOP at 16x512x512 (docs/speed.md), scaled linearly by frames x latent pixels
     (attention grows faster than that, so larger sizes are slightly underestimated)."""
     return UNET_TFLOP * (num_frames / UNET_REF_FRAMES) * ((height // 8) * (width // 8) / UNET_REF_LATENT)
 

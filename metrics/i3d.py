@@ -11,7 +11,8 @@ max-pool, because the weights were converted from a TensorFlow model.
 detector ``i3d_torchscript.pt`` and records the file's sha256.
 :func:`calibrate_batchnorm` refits BatchNorm running statistics of a randomly
 initialised network to real footage (a random I3D otherwise maps every clip to
-almost the same logits, see DESIGN.md section 6).
+almost the same logits: FVD between two different real videos falls to about 1e-11;
+docs/parity.md, "The detector").
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """VBench: export videos, run the ``vbench`` package, and aggregate its scores.
 
 The harness does not re-implement VBench's dimensions: it calls the installed
-``vbench`` 0.1.5 package (installed with ``--no-deps``; see DESIGN.md section 3)
+``vbench`` 0.1.5 package (installed with ``--no-deps`` by ``make install``: its own pins,
+transformers==4.33.2 and numpy<2, break diffusers and open_clip)
 and only wraps it so that
 
 * videos are written with VBench's naming, ``{prompt}-{i}.mp4`` (:func:`export_for_vbench`);

