@@ -12,16 +12,13 @@ A CLIPSIM clip is 16 frames. Examples:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-import torch  # noqa: E402
-from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection  # noqa: E402
-
-from models.device import device_name  # noqa: E402
+from models.device import device_name
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 VIT_H_14 = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,

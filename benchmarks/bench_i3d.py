@@ -9,16 +9,13 @@ architecture is timed (no download). Examples:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from metrics.i3d import random_i3d  # noqa: E402
-from models.device import device_name  # noqa: E402
+from metrics.i3d import random_i3d
+from models.device import device_name
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

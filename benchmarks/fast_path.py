@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from bench.timing import build_model, environment, parse_fast, write_figures  # noqa: E402
-from models.animatediff import to_uint8  # noqa: E402
-from models.device import device_name, resolve_device_dtype  # noqa: E402
+from bench.timing import build_model, environment, parse_fast, write_figures
+from models.animatediff import to_uint8
+from models.device import device_name, resolve_device_dtype
 
 PROMPT = "A person rides a bicycle along a mountain road at sunset, photorealistic"
 

@@ -19,16 +19,14 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+import open_clip
+import torch
 
-import numpy as np  # noqa: E402
-import open_clip  # noqa: E402
-import torch  # noqa: E402
-
-import models  # noqa: E402
-from bench.config import compose  # noqa: E402
-from bench.pipeline import build_metrics  # noqa: E402
-from metrics.clipsim import CLIPSimMetric  # noqa: E402
+import models
+from bench.config import compose
+from bench.pipeline import build_metrics
+from metrics.clipsim import CLIPSimMetric
 
 PROMPT = "A person is playing the cello in a concert hall"
 GiB = 2 ** 30

@@ -11,20 +11,17 @@ The target is a ratio within 10% of 1.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import models  # noqa: E402
-from bench.timing import write_figures  # noqa: E402
-from models.animatediff import to_uint8  # noqa: E402
-from models.device import device_name, resolve_device_dtype  # noqa: E402
+import models
+from bench.timing import write_figures
+from models.animatediff import to_uint8
+from models.device import device_name, resolve_device_dtype
 
 PROMPT = "A person rides a bicycle along a mountain road at sunset, photorealistic"
 

@@ -26,26 +26,24 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+import torch
+from diffusers.video_processor import VideoProcessor
+from threadpoolctl import threadpool_limits
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from diffusers.video_processor import VideoProcessor  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
-
-from bench.config import compose  # noqa: E402
-from bench.preflight import preflight  # noqa: E402
-from bench.protocol import ClipSpec  # noqa: E402
+from bench.config import compose
+from bench.preflight import preflight
+from bench.protocol import ClipSpec
 from bench.runner import GenerationSettings, MethodPlan, check_resumable, generate_all, require_complete, \
-    store_summary  # noqa: E402
-from bench.store import ClipStore  # noqa: E402
-from metrics.base import ClipMetric  # noqa: E402
-from metrics.frechet import FrechetToReference  # noqa: E402
-from models.animatediff import to_uint8  # noqa: E402
-from models.device import device_peak_tflops  # noqa: E402
-from models.fast import video_to_uint8  # noqa: E402
-from models.specs import ModelSpec, SamplerSpec  # noqa: E402
-from results.stats import bootstrap_ci, paired_difference  # noqa: E402
+    store_summary
+from bench.store import ClipStore
+from metrics.base import ClipMetric
+from metrics.frechet import FrechetToReference
+from models.animatediff import to_uint8
+from models.device import device_peak_tflops
+from models.fast import video_to_uint8
+from models.specs import ModelSpec, SamplerSpec
+from results.stats import bootstrap_ci, paired_difference
 
 CELL_CLIPS, FEATURES = 2424, 400     # one Table-1 cell: 101 prompts x 24 videos, I3D logits
 FULL = (16, 512, 512)                # frames, height, width

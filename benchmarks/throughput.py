@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench.timing import (ALL_METHODS, TimingSettings, environment, parse_fast, write_figures,  # noqa: E402
+from bench.timing import (ALL_METHODS, TimingSettings, environment, parse_fast, write_figures,
                           time_methods)
 
 TABLE1_CLIPS = 101 * 24 * 16

@@ -12,25 +12,21 @@ checks that both arms stored identical features.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import models  # noqa: E402
-from bench.pipeline import build_metrics, make_plans  # noqa: E402
-from bench.config import compose  # noqa: E402
-from bench.prompts import classname_captions  # noqa: E402
-from bench.runner import GenerationSettings, generate_all  # noqa: E402
-from bench.store import ClipStore  # noqa: E402
-from bench.timing import write_figures  # noqa: E402
-from models.device import device_name, resolve_device_dtype  # noqa: E402
+import models
+from bench.pipeline import build_metrics, make_plans
+from bench.config import compose
+from bench.prompts import classname_captions
+from bench.runner import GenerationSettings, generate_all
+from bench.store import ClipStore
+from bench.timing import write_figures
+from models.device import device_name, resolve_device_dtype
 
 
 def main(argv=None) -> int:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-RUNTIME = ["bench", "common", "models", "metrics", "results", "benchmarks", "run_bench.py"]
+RUNTIME = ["bench", "common", "models", "metrics", "results", "lcmbench", "benchmarks", "run_bench.py"]
 TESTS = ["tests"]
-OWN = {"bench", "common", "models", "metrics", "results", "benchmarks", "tests", "run_bench"}
+OWN = {"bench", "common", "models", "metrics", "results", "lcmbench", "benchmarks", "tests", "run_bench"}
 
 
 def normalized(name: str) -> str:
