@@ -29,7 +29,7 @@ from results import compare as cmp
 from tests.synthetic import make_results
 from results.tables import table1, table2, time_table
 from tests import e2e
-from tests.conftest import REPO, SHARED_CAPTIONS, compose
+from tests.conftest import REPO, OFFICIAL_CAPTIONS, compose, official_captions_or_skip
 from tests.test_bad_input import BASE, error_line, fails
 
 
@@ -59,10 +59,9 @@ def test_item1_resume_with_another_seed_is_refused_and_the_run_is_untouched(fini
 
 @pytest.mark.slow
 def test_item1_resume_with_other_captions_is_refused(finished, cache_dir):
-    if not SHARED_CAPTIONS.is_file():
-        pytest.skip(f"{SHARED_CAPTIONS} is not available")
+    official_captions_or_skip()
     out = e2e.run([f"hydra.run.dir={finished}", *e2e.SMALL, "protocol.prompt_set=official",
-                   f"protocol.prompt_file={SHARED_CAPTIONS}"], cache_dir, expect=2)
+                   f"protocol.prompt_file={OFFICIAL_CAPTIONS}"], cache_dir, expect=2)
     assert "made with other settings" in out and "prompt" in out
 
 

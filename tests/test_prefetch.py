@@ -15,9 +15,9 @@ import pytest
 from bench import download as dl
 from bench import manifest as mf
 from bench import prefetch as pf
+from tests.conftest import OFFICIAL_CAPTIONS, official_captions_or_skip
 from tests.netcache import put_hub_file
 
-SHARED_CAPTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "UCF101_prompts.yaml"
 
 
 # ----------------------------------------------------------------- a local file server
@@ -266,14 +266,13 @@ def test_manifest_that_is_not_one_is_a_clear_problem(tmp_path):
 def test_prefetch_command_fetches_urls_and_writes_a_verifiable_manifest(server, tmp_path, monkeypatch):
     """weights=tiny (nothing from the Hub), the official captions and a pretrained FVD
     detector from the local server, with their sha256."""
-    if not SHARED_CAPTIONS.is_file():
-        pytest.skip(f"{SHARED_CAPTIONS} is not available")
+    official_captions_or_skip()
     from bench.config import compose
 
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "LCMBENCH_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    captions = SHARED_CAPTIONS.read_bytes()
+    captions = OFFICIAL_CAPTIONS.read_bytes()
     detector = _payload(120_000, seed=9)
     server.files["/UCF101_prompts.yaml"], server.files["/i3d_pretrained_400.pt"] = captions, detector
     cache = tmp_path / "lcm"

