@@ -17,8 +17,8 @@ from typing import List, Optional, Sequence, Tuple
 
 from common.names import did_you_mean
 
-# The run and list commands reuse bench.errors' one-line format; bench/errors.py imports
-# nothing of the project, so this stays light.
+# The project's one-line error format; bench/errors.py imports nothing of the project, so
+# the command stays light.
 from bench.errors import fail
 
 

@@ -80,6 +80,7 @@ def test_run_and_list_are_run_bench_py(tmp_path):
         "lcmbench: error: unknown experiment 'tabel1' in 'experiment=tabel1'. Did you mean 'table1'? Available: "
         + bad.stderr.split("Available: ")[1].strip()]
     assert not (tmp_path / "runs").exists()
+    assert "run_bench is powered by Hydra" in lcmbench("run", "--help", cwd=tmp_path).stdout
 
 
 def test_unknown_subcommand_is_one_line_with_a_suggestion(tmp_path):
