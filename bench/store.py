@@ -17,6 +17,7 @@ is only removed when its writer is known to be dead or it is stale.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
@@ -34,6 +35,11 @@ from common.clipfile import ClipRecord
 # A temporary file of a writer on another host is removed only when it is older than
 # this: writing one clip takes seconds, so an hour-old temporary has no live writer.
 STALE_TEMPORARY_S = 3600.0
+
+try:
+    _LIBC = ctypes.CDLL(None, use_errno=True)   # the process's own symbols: libc's syncfs on Linux
+except OSError:   # no C library to call: fall back to os.sync
+    _LIBC = None
 
 
 def _host() -> str:
@@ -141,6 +147,21 @@ def _identity(path: Path) -> Optional[Tuple[int, int, int, int]]:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def _flush_filesystem(path: Path) -> None:
+    """Write back the dirty pages of the filesystem holding ``path``: Linux ``syncfs``
+    where libc has it (one filesystem, not every mount of a shared GPU node), else
+    ``os.sync``."""
+    syncfs = getattr(_LIBC, "syncfs", None) if _LIBC is not None else None
+    if syncfs is not None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    os.sync()
+
+
 def _fsync_dir(folder: Path) -> None:
     # the renames themselves survive a power cut only once the folder is flushed
     try:
@@ -188,6 +209,7 @@ class ClipStore:
         if len(items) <= 1:
             return [self.write(*item) for item in items]
         staged: List[Tuple[Path, Path]] = []
+        synced = 0   # staged temporaries whose data is known to be on disk
         try:
             for key, meta, features, frames in items:
                 self._cache.pop(key, None)
@@ -197,7 +219,7 @@ class ClipStore:
                 staged.append((tmp, target))
                 with open(tmp, "wb") as f:
                     f.write(self._encode(meta, features, frames))
-            os.sync()
+            _flush_filesystem(staged[0][0])
             self.flushes += 1
             for tmp, _ in staged:
                 fd = os.open(tmp, os.O_RDONLY)
@@ -205,11 +227,19 @@ class ClipStore:
                     os.fsync(fd)   # the data is already on disk: this reports a failed writeback
                 finally:
                     os.close(fd)
+                synced += 1
             for tmp, target in staged:
                 os.replace(tmp, target)
         except BaseException:
-            for tmp, _ in staged:
-                tmp.unlink(missing_ok=True)
+            # Keep every clip whose data reached the disk before the failure (a full disk
+            # on the batch's last clip loses only that clip); drop the rest.
+            for i, (tmp, target) in enumerate(staged):
+                if i < synced and tmp.exists():
+                    os.replace(tmp, target)
+                else:
+                    tmp.unlink(missing_ok=True)
+            for folder in sorted({target.parent for _, target in staged[:synced]}):
+                _fsync_dir(folder)
             raise
         for folder in sorted({target.parent for _, target in staged}):
             _fsync_dir(folder)

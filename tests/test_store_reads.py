@@ -72,7 +72,7 @@ def test_temporaries_of_a_killed_batch_are_removed_on_resume(tmp_path, monkeypat
     def killed():   # the process dies between writing the temporaries and the flush
         raise SystemExit(137)
 
-    monkeypatch.setattr(store_mod.os, "sync", killed)
+    monkeypatch.setattr(store_mod, "_flush_filesystem", lambda path: killed())
     monkeypatch.setattr(store_mod.Path, "unlink", lambda *a, **k: None)   # no cleanup: a real kill runs none
     with pytest.raises(SystemExit):
         store.write_many([_item("k/0", 3.0), _item("k/1", 3.0)])
