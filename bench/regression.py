@@ -44,6 +44,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from common.files import write_atomic
 from results.comparability import setting_differences
 from results.compare import PairedLine, format_paired
 from results.compare import paired as paired_per_clip
@@ -222,11 +223,11 @@ def render(outcome: Dict[str, Any], baseline: Path, run_dir: Path, verdict: str,
 
 def write_verdict(outcome: Dict[str, Any], args, run_dir: Path, verdict: str, code: int) -> str:
     text = render(outcome, Path(args.baseline), run_dir, verdict, args.n_boot)
-    (run_dir / "regression_summary.md").write_text(text, encoding="utf-8")
+    write_atomic(run_dir / "regression_summary.md", text)
     doc = {"verdict": verdict, "exit": code, "baseline": str(args.baseline), "run_dir": str(run_dir),
            "failures": outcome["failures"], "notes": outcome["notes"], "clips_moved": outcome["clips_moved"],
            "lines": [dict(vars(ln), reading=ln.reading()) for ln in outcome["lines"]]}
-    (run_dir / "regression_verdict.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    write_atomic(run_dir / "regression_verdict.json", json.dumps(doc, indent=2) + "\n")
     if args.summary:
         with open(args.summary, "a", encoding="utf-8") as f:
             f.write(text)
