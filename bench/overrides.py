@@ -16,7 +16,7 @@ from omegaconf import BooleanNode, FloatNode, IntegerNode
 from omegaconf.errors import ValidationError
 
 from common.names import did_you_mean
-from metrics import METRICS
+from metrics import available as available_metrics
 from models.registry import MODELS
 from models.schedulers import SAMPLER_DEFAULTS
 
@@ -213,7 +213,7 @@ def _check_name(kind: str, name: str, arg: str) -> Optional[str]:
     """A model, sampler or metric name against its registry (pure Python, no torch)."""
     if not name or "${" in name:
         return None
-    known = {"model": MODELS, "sampler kind": SAMPLER_DEFAULTS}.get(kind, METRICS)
+    known = {"model": MODELS, "sampler kind": SAMPLER_DEFAULTS}.get(kind, available_metrics())
     if name in known:
         return None
     return (f"unknown {kind} '{name}' in '{arg}'.{did_you_mean(name, known)} "

@@ -35,7 +35,7 @@ from bench.offline import FLAG_ENV, requested as offline_requested
 from bench.plan_text import _duration, _human, format_plan
 from bench.prefetch import verify_manifest
 from bench.preflight_report import AssetCheck, Plan, PreflightError, PreflightReport, Problem
-from common.names import env_flag_problem
+from common.names import did_you_mean, env_flag_problem
 from common.paths import what_is
 from models.registry import WEIGHT_MODES
 from models.tiny import open_clip_bpe_file
@@ -100,10 +100,10 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
         if not get(node, "enabled", True):
             continue
         options = dict(plain(get(node, "options", {})) or {})
-        if name not in metric_registry.METRICS:
-            fix = ("VBench is configured by the vbench group: vbench.enabled=true 'vbench.dimensions=[...]'."
-                   if name == "vbench" else f"Use one of: {', '.join(metric_registry.available())}.")
-            report.problems.append(Problem("config", f"Unknown metric '{name}' in metrics.", fix))
+        if name not in metric_registry.available():
+            known = metric_registry.available()
+            report.problems.append(Problem("config", f"Unknown metric '{name}' in metrics.{did_you_mean(name, known)}",
+                                           f"Use one of: {', '.join(known)}."))
             continue
         metrics_on[name] = options
     metric_hub_needs(cfg, needs)

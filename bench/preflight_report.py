@@ -5,27 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
-
-@dataclass
-class Problem:
-    area: str      # config | device | weights | metric | prompts | dataset | disk | manifest
-    what: str      # what is wrong
-    fix: str       # what to do
-
-    def line(self) -> str:
-        return f"[{self.area}] {self.what} Fix: {self.fix}"
-
-
-@dataclass
-class AssetCheck:
-    area: str
-    name: str
-    ref: str
-    status: str                      # ok | missing | corrupt | error
-    location: Optional[str] = None
-    size: Optional[int] = None
-    sha256: Optional[str] = None
-    detail: str = ""
+from common.checks import AssetCheck, Problem  # noqa: F401  (re-exported: preflight's report items)
 
 
 @dataclass

@@ -1,28 +1,37 @@
-"""Metrics. The registry maps a metric name to its builder and its class, and imports a
-metric's module only when the metric is built or its facts are asked for.
+"""Metrics. The registry maps a metric name to its plug-in class (:class:`metrics.plugin.Metric`),
+which declares everything the harness asks of it; a metric's heavy module is imported
+only when the metric is built.
 
-Every row of a results file names a metric: ``fvd``, ``clipsim`` or ``vbench_<x>``.
-:func:`facts` returns the class that carries that metric's facts (display name,
-direction, decimals, tolerance; see :class:`metrics.base.MetricFacts`).
+Built-in metrics are listed in :data:`BUILTIN`. Any installed distribution can add
+metrics through the ``lcmbench.metrics`` entry-point group (``name = "module:Class"``);
+their config files are found through the class's ``config_dir`` (see docs/architecture.md).
+
+Every row of a results file names a row metric: a plug-in's :meth:`~metrics.plugin.Metric.row_metrics`
+(``fvd``, ``clipsim``, ``vbench_total`` ...). :func:`facts` returns the class that carries
+that row's facts (display name, direction, decimals, tolerance).
 """
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.metadata
 from typing import Any, Dict, List, Type
 
 from common.names import did_you_mean
-from metrics.base import MetricFacts
+from metrics.plugin import Metric
 
-# name -> (builder, class), as "module:attribute"
-METRICS: Dict[str, str] = {
-    "fvd": "metrics.fvd:build",
-    "clipsim": "metrics.clipsim:build",
+ENTRY_POINT_GROUP = "lcmbench.metrics"
+
+# name -> plug-in class, as "module:attribute"; the order is the tables' column order
+BUILTIN: Dict[str, str] = {
+    "fvd": "metrics.fvd_plugin:FVD",
+    "clipsim": "metrics.clipsim_plugin:CLIPSim",
+    "vbench": "metrics.vbench_plugin:VBench",
 }
-CLASSES: Dict[str, str] = {
-    "fvd": "metrics.fvd_protocols:FVDScore",        # FVDMetric's facts, importable without torch
-    "clipsim": "metrics.clipsim:CLIPSimMetric",
-    "vbench": "metrics.vbench_protocol:VBenchScore",   # scored by bench's VBench stage, not built per clip
-}
+
+
+class PluginError(ValueError):
+    """A metric plug-in that cannot be loaded or breaks the contract."""
 
 
 def _load(target: str) -> Any:
@@ -30,42 +39,81 @@ def _load(target: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
-def available() -> list:
-    return sorted(METRICS)
+@functools.lru_cache(maxsize=1)
+def _targets() -> Dict[str, str]:
+    """Every metric's "module:Class": the built-ins, then entry points (a name clash is an error)."""
+    targets = dict(BUILTIN)
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in targets and targets[ep.name] != ep.value:
+            raise PluginError(f"metric plug-in {ep.value!r} (entry point of {ep.dist.name if ep.dist else '?'}) "
+                              f"takes the name {ep.name!r}, already used by {targets[ep.name]!r}; rename it.")
+        targets[ep.name] = ep.value
+    return targets
+
+
+def refresh() -> None:
+    """Look for entry points again (after installing a plug-in in a running process)."""
+    for cached in (_targets, plugin, _row_owner):
+        cached.cache_clear()
+
+
+@functools.lru_cache(maxsize=None)
+def plugin(name: str) -> Type[Metric]:
+    """The plug-in class of metric ``name``."""
+    targets = _targets()
+    if name not in targets:
+        raise ValueError(f"Unknown metric '{name}'.{did_you_mean(name, targets)} Available: {', '.join(available())}.")
+    try:
+        cls = _load(targets[name])
+    except (ImportError, AttributeError) as err:
+        raise PluginError(f"metric plug-in {name!r} ({targets[name]}) cannot be imported: {err}") from err
+    if not (isinstance(cls, type) and issubclass(cls, Metric)) or cls.name != name:
+        raise PluginError(f"{targets[name]} is registered as metric {name!r} but is not a metrics.plugin.Metric "
+                          f"subclass with name = {name!r}.")
+    return cls
+
+
+def available() -> List[str]:
+    """Every registered metric's name, built-ins first."""
+    return list(_targets())
+
+
+def plugins() -> List[Type[Metric]]:
+    return [plugin(n) for n in available()]
 
 
 def build(name: str, **kwargs: Any):
     """Build a metric by registry name; keyword arguments go to its builder."""
-    if name not in METRICS:
-        raise ValueError(f"Unknown metric '{name}'.{did_you_mean(name, METRICS)} Available: {', '.join(available())}.")
-    return _load(METRICS[name])(**kwargs)
+    return _load(plugin(name).builder)(**kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _row_owner() -> Dict[str, str]:
+    return {row: p.name for p in plugins() for row in p.row_metrics()}
 
 
 def family(metric: str) -> str:
-    """The family (and protocol) a row metric belongs to: ``fvd``, ``clipsim`` or ``vbench``."""
-    if metric in CLASSES and metric != "vbench":
-        return metric
-    if metric.startswith("vbench_") and metric in _load(CLASSES["vbench"]).metrics():
-        return "vbench"
-    raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(row_metrics()[:5])} or vbench_<dimension>")
+    """The plug-in a row metric belongs to (``vbench_total`` -> ``vbench``)."""
+    owner = _row_owner().get(metric)
+    if owner is None:
+        rows = row_metrics()
+        raise ValueError(f"unknown metric {metric!r}.{did_you_mean(metric, rows)} Row metrics: "
+                         f"{', '.join(rows[:6])} ...")
+    return owner
 
 
-def facts(metric: str) -> Type[MetricFacts]:
+def facts(metric: str) -> Type[Metric]:
     """The class carrying a row metric's facts (``facts("fvd").higher_is_better`` is False)."""
-    return _load(CLASSES[family(metric)])
+    return plugin(family(metric))
 
 
 def is_known(metric: str) -> bool:
-    try:
-        family(metric)
-    except ValueError:
-        return False
-    return True
+    return metric in _row_owner()
 
 
 def row_metrics() -> List[str]:
-    """Every metric name a results row may carry."""
-    return [m for m in CLASSES if m != "vbench"] + list(_load(CLASSES["vbench"]).metrics())
+    """Every metric name a results row may carry, in the registry's order."""
+    return list(_row_owner())
 
 
 def display(metric: str) -> str:

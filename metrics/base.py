@@ -7,7 +7,8 @@ have to be kept. Scoring a (method, NFE) cell later only needs those features.
 from __future__ import annotations
 
 import abc
-from typing import Any, Dict, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -27,6 +28,7 @@ class MetricFacts:
     higher_is_better: bool = True
     decimals: int = 2
     tolerance: Tuple[str, float] = ("abs", 0.0)
+    unit: str = ""              # shown after the display name on plot axes, e.g. " (x100)"
 
     @classmethod
     def display_for(cls, metric: str) -> str:
@@ -71,3 +73,18 @@ class ClipMetric(MetricFacts, abc.ABC):
         """Per-clip scalar values when the metric is a mean over clips (CLIPSIM),
         else None (set-level metrics such as FVD)."""
         return None
+
+
+class SetMetric(MetricFacts, abc.ABC):
+    """A metric scored on a set of stored videos at once, after generation (VBench)."""
+
+    def describe(self) -> Dict[str, Any]:
+        """Provenance written into ``provenance.protocols[name]``: at least name, version, id."""
+        return {"name": self.name, "version": "1", "id": self.name}
+
+    @abc.abstractmethod
+    def score_videos(self, videos: Mapping[str, Sequence[Tuple[str, int, "np.ndarray"]]], nfe: int,
+                     work_dir: Path) -> Dict[str, Dict[str, Any]]:
+        """Score each method's clips: ``videos`` maps a method id to its (prompt, video index,
+        uint8 frames [F, H, W, 3]) items at step count ``nfe``; ``work_dir`` is the run's
+        folder for this metric. Returns {method id: entry of the metric's results section}."""
