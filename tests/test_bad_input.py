@@ -104,7 +104,8 @@ def test_unknown_sampler_kind(tmp_path, capsys):
 
 
 def test_unknown_metric_name(tmp_path, capsys):
- r"Unknown metric 'fvdd'.*Did you mean 'fvd'\?.*fvd, clipsim")
+    fails(tmp_path, capsys, ["+metric@metrics.fvdd=fvd_random"],
+          r"Unknown metric 'fvdd'.*Did you mean 'fvd'\?.*fvd, clipsim")
 
 
 def test_unknown_stage(tmp_path, capsys):
