@@ -82,6 +82,21 @@ def plugins() -> List[Type[Metric]]:
     return [plugin(n) for n in available()]
 
 
+def config_dirs() -> List[str]:
+    """The config folders metric plug-ins declare (``config_dir``: a folder holding
+    ``metric/<name>.yaml``), for Hydra's search path. A plug-in that cannot be imported is
+    left out here; using it reports why."""
+    out = []
+    for name in available():
+        try:
+            folder = plugin(name).config_dir
+        except PluginError:
+            continue
+        if folder and folder not in out:
+            out.append(str(folder))
+    return out
+
+
 def build(name: str, **kwargs: Any):
     """Build a metric by registry name; keyword arguments go to its builder."""
     return _load(plugin(name).builder)(**kwargs)
