@@ -49,6 +49,7 @@ from metrics.vbench_assets import (CACHE_FILES, HF_FILES, TORCH_HUB_FILES, Downl
                                    available_dimensions, vbench_cache_dir)
 from metrics.vbench_export import (_prompt_subset_info, _prompts_by_dimension, export_for_vbench, full_info_path,
                                    standard_prompts)
+from metrics.vbench_metric import VBenchSetMetric
 from metrics.vbench_protocol import (ALL_DIMENSIONS, CUSTOM_INPUT_UNSUPPORTED, MODES, NORMALIZE, QUALITY_DIMENSIONS,
                                      SEMANTIC_DIMENSIONS, STANDARD_VIDEOS_PER_PROMPT, SUMMARIES, VIDEO_SUFFIXES,
                                      VBenchScore, aggregate)
@@ -56,7 +57,7 @@ from metrics.vbench_protocol import (ALL_DIMENSIONS, CUSTOM_INPUT_UNSUPPORTED, M
 __all__ = [  # the public face of VBench in lcmbench: its protocol, files and export with the evaluation
     "ALL_DIMENSIONS", "CACHE_FILES", "CUSTOM_INPUT_UNSUPPORTED", "DownloadBlocked", "HF_FILES", "MODES", "NORMALIZE",
     "QUALITY_DIMENSIONS", "SEMANTIC_DIMENSIONS", "STANDARD_VIDEOS_PER_PROMPT", "SUMMARIES", "TORCH_HUB_FILES",
-    "VBenchScore", "aggregate", "available_dimensions", "evaluate", "export_for_vbench", "full_info_path",
+    "VBenchScore", "VBenchSetMetric", "aggregate", "available_dimensions", "build", "evaluate", "export_for_vbench", "full_info_path",
     "standard_prompts", "vbench_cache_dir"]
 
 
@@ -289,3 +290,15 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
     }
 
 
+# --------------------------------------------------------------------------- build
+
+def build(dimensions: Sequence[str] = ("temporal_flickering",), nfe: Optional[int] = None, mode: str = "custom_input",
+          allow_missing: bool = True, cache_dir: Optional[str] = None, device: Optional[str] = None,
+          require_complete: bool = False) -> VBenchSetMetric:
+    """Build the VBench set metric (registry entry ``metrics.build("vbench", ...)``): the
+    options of ``metrics.vbench.options`` (:class:`metrics.vbench_plugin.VBenchOptions`),
+    the device VBench's models run on, and ``require_complete`` (standard mode: refuse
+    missing videos of the chosen dimensions' prompts instead of scoring a subset)."""
+    _check_dimensions(dimensions)
+    return VBenchSetMetric(evaluate, dimensions, mode=mode, nfe=nfe, allow_missing=allow_missing,
+                           cache_dir=cache_dir, device=device, require_complete=require_complete)
