@@ -13,6 +13,11 @@ from typing import Any, Dict, Mapping, Sequence, Tuple
 import numpy as np
 
 
+class MetricFailed(RuntimeError):
+    """A metric could not score what it was given, for a reason the user fixes (a corrupt
+    model file, a package clash): the message says what failed and what to change."""
+
+
 class MetricFacts:
     """What a metric's numbers mean, as class attributes (the torchmetrics habit): tables,
     plots, the regression check, the leaderboard and the results schema read them here.
@@ -50,6 +55,11 @@ class ClipMetric(MetricFacts, abc.ABC):
         """Provenance written into the results: protocol, version, weights, mode."""
         return {"name": self.name, "feature_key": self.feature_key}
 
+    def parity(self) -> Dict[str, Any]:
+        """Which of the authors' pipeline choices this metric made, for ``provenance.parity``
+        (docs/parity.md); keys are prefixed with the metric's name."""
+        return {}
+
     def prepare(self, cache_dir: str) -> None:
         """Load or compute reference data (e.g. real-video statistics) before any
         generation starts. ``cache_dir`` is a directory shared across runs."""
@@ -82,9 +92,14 @@ class SetMetric(MetricFacts, abc.ABC):
         """Provenance written into ``provenance.protocols[name]``: at least name, version, id."""
         return {"name": self.name, "version": "1", "id": self.name}
 
+    def parity(self) -> Dict[str, Any]:
+        """As :meth:`ClipMetric.parity`."""
+        return {}
+
     @abc.abstractmethod
     def score_videos(self, videos: Mapping[str, Sequence[Tuple[str, int, "np.ndarray"]]], nfe: int,
                      work_dir: Path) -> Dict[str, Dict[str, Any]]:
         """Score each method's clips: ``videos`` maps a method id to its (prompt, video index,
         uint8 frames [F, H, W, 3]) items at step count ``nfe``; ``work_dir`` is the run's
-        folder for this metric. Returns {method id: entry of the metric's results section}."""
+        folder for this metric. Returns {method id: entry of the metric's results section}.
+        Raises :class:`MetricFailed` when a part of the metric failed (nothing is scored then)."""

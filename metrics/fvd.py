@@ -208,6 +208,10 @@ class FVDMetric(FVDScore, ClipMetric):
             return f"random-seed{self.seed}-uncalibrated"
         return f"random-seed{self.seed}-bncal-{self.calibration['digest'][:10]}"
 
+    def parity(self) -> Dict[str, Any]:
+        # the authors' I3D uses BatchNorm eps 1e-5, TF's 1e-3 (docs/parity.md)
+        return {f"{self.name}_bn_eps": self.protocol.bn_eps}
+
     def _weights_label(self) -> str:
         if self.weights == "pretrained":
             info = self.detector.info

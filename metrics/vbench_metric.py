@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from metrics.base import SetMetric
+from metrics.base import MetricFailed, SetMetric
 from metrics.vbench_export import export_for_vbench
 from metrics.vbench_protocol import MODES, VBenchScore, aggregate
 
@@ -20,7 +20,7 @@ log = logging.getLogger("lcmbench")
 EXPORT = "lossless H.264 (crf 0), 8 fps"
 
 
-class VBenchFailed(RuntimeError):
+class VBenchFailed(MetricFailed):
     """A dimension raised while scoring: its numbers would not mean what they say."""
 
 
