@@ -13,7 +13,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from metrics.vbench_protocol import STANDARD_VIDEOS_PER_PROMPT as STANDARD_VIDEOS
+import metrics as metric_registry
 from models.fast import FastPath
 from models.registry import MODELS, resolve_spec
 from models.schedulers import resolve_sampler, step_limit
@@ -118,17 +118,6 @@ class ShardConfig:
 
 
 @dataclass
-class VBenchConfig:
-    """vbench: run the vbench package on the clips of one NFE per method (metrics/vbench.py)."""
-    enabled: bool = False
-    dimensions: List[str] = field(default_factory=lambda: ["temporal_flickering"])
-    nfe: Optional[int] = None               # which step count is exported (None: the largest in protocol.nfe)
-    mode: str = "custom_input"              # custom_input (our prompts) | vbench_standard (VBench's prompt suite)
-    allow_missing: bool = True              # report Total/Quality/Semantic over the dimensions that ran, marked partial
-    cache_dir: Optional[str] = None         # VBench weights (default $VBENCH_CACHE_DIR or ~/.cache/vbench)
-
-
-@dataclass
 class AblationVariant:
     """ablation.variants.<method>: marks a method of the experiment as an ablation variant."""
     distillation: str = "decoupled"         # decoupled | joint
@@ -164,7 +153,6 @@ class BenchConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
     preflight: PreflightConfig = field(default_factory=PreflightConfig)
     shard: ShardConfig = field(default_factory=ShardConfig)
-    vbench: VBenchConfig = field(default_factory=VBenchConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
 
 
@@ -279,30 +267,35 @@ def step_count_problems(cfg: Any) -> List[str]:
     return out
 
 
-def vbench_protocol_problems(cfg: Any) -> List[str]:
-    """Settings that cannot give a meaningful VBench (or FVD) number together."""
-    p, v = cfg.protocol, cfg.vbench
-    standard = p.prompt_set == "vbench_standard"
-    problems = []
-    if v.enabled and v.mode == "vbench_standard" and not standard:
-        problems.append(f"vbench.mode=vbench_standard scores VBench's own prompts, but protocol.prompt_set="
-                        f"{p.prompt_set} makes UCF-101 clips: use experiment=vbench (or protocol.prompt_set="
-                        f"vbench_standard), or vbench.mode=custom_input to score these clips.")
-    if standard and v.enabled and v.mode == "vbench_standard" and p.videos_per_prompt > STANDARD_VIDEOS:
-        problems.append(f"VBench's standard suite reads {STANDARD_VIDEOS} videos per prompt (indices 0..4), "
-                        f"but protocol.videos_per_prompt={p.videos_per_prompt}: set it to {STANDARD_VIDEOS}.")
-    fvd = cfg.metrics.get("fvd") if cfg.metrics else None
-    if standard and fvd is not None and fvd.enabled:
-        problems.append("FVD compares with real UCF-101 clips, which VBench's prompts do not match: "
-                        "set metrics.fvd.enabled=false with protocol.prompt_set=vbench_standard.")
-    return problems
+def moved_setting(key: str, value: str = "...") -> Optional[str]:
+    """The one-line error for a setting of a metric's former top-level section (a metric's
+    name, e.g. ``vbench.dimensions``), which is now ``metrics.<name>``; None for other keys.
+    ``value``: the value given, shown in the new setting."""
+    head, _, rest = key.partition(".")
+    if head in BenchConfig.__dataclass_fields__ or head not in metric_registry.available():
+        return None
+    add = f"'+metric@metrics.{head}={head}'"
+    if rest in ("", "enabled"):
+        new = f"metrics.{head}" + (".enabled" if rest else "")
+        return (f"{key} moved to {new}: {head} is configured as a metric; turn it on with {add} (or "
+                f"metrics.{head}.enabled=true where the experiment lists it) and off with metrics.{head}.enabled=false.")
+    return (f"{key} moved to metrics.{head}.options.{rest}; use {add} metrics.{head}.options.{rest}={value} "
+            f"(without the {add} where the experiment lists {head} already).")
 
 
-def vbench_nfe(cfg: Any) -> int:
-    nfe = cfg.vbench.nfe if cfg.vbench.nfe is not None else max(cfg.protocol.nfe)
-    if nfe not in cfg.protocol.nfe:
-        raise ValueError(f"vbench.nfe={nfe} is not one of protocol.nfe={list(cfg.protocol.nfe)}.")
-    return int(nfe)
+def moved_sections(node: Any, where: str) -> Optional[str]:
+    """The one-line error when a config file (``where``) still has a metric's former
+    top-level section (e.g. ``vbench:``)."""
+    if not isinstance(node, dict):
+        return None
+    for key, value in node.items():
+        if moved_setting(str(key)) is None:
+            continue
+        settings = [k for k in (value if isinstance(value, dict) else {}) if k != "enabled"]
+        moved = f" and its {', '.join(settings)} under metrics.{key}.options" if settings else ""
+        return (f"{where} has a top-level '{key}:' section, which moved to metrics.{key}: list "
+                f"'- /metric@metrics.{key}: {key}' in its defaults{moved} (metrics: {key}: options: ...).")
+    return None
 
 
 def register() -> None:

@@ -7,17 +7,19 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from metrics.vbench_protocol import STANDARD_PROMPT_SET
+
 from .config import get
 
 
 def run_description(cfg: Any, n_prompts: Optional[int] = None) -> str:
     """E.g. ``smoke (as run): tiny weights; methods ddim, animatelcm; 3 classes x 2 videos
-    x NFE 1/2/4/8 = 24 clips of 16x64x64; metrics fvd, clipsim``. ``n_prompts``: the
+    x NFE 1/2/4/8 = 24 clips of 16x64x64; metrics fvd, clipsim, vbench``. ``n_prompts``: the
     loaded prompt set's size, when known (else what the config selects)."""
     p = cfg.protocol
     methods = list(get(cfg, "methods", {}) or {})
     nfe = [int(n) for n in p.nfe]
-    unit = "prompts" if p.prompt_set == "vbench_standard" else "classes"
+    unit = "prompts" if p.prompt_set == STANDARD_PROMPT_SET else "classes"
     if n_prompts is None:
         classes = get(p, "classes", None)
         n_prompts = p.num_classes if p.num_classes is not None else (len(classes) if classes else None)
@@ -35,7 +37,4 @@ def run_description(cfg: Any, n_prompts: Optional[int] = None) -> str:
              f"{len(methods)} method{'s' if len(methods) != 1 else ''} ({', '.join(methods) or 'none'})",
              f"{grid} of {p.num_frames}x{p.height}x{p.width}",
              f"metrics {', '.join(metrics)}" if metrics else "no metrics"]
-    vbench = get(cfg, "vbench", {})
-    if get(vbench, "enabled", False):
-        parts.append(f"VBench {', '.join(get(vbench, 'dimensions', []) or [])}")
     return f"{get(cfg, 'experiment', '?')} (as run): " + "; ".join(parts) + "."

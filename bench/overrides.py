@@ -12,7 +12,7 @@ from typing import Any, List, Optional, Sequence
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import OverrideParseException
-from omegaconf import BooleanNode, FloatNode, IntegerNode
+from omegaconf import BooleanNode, FloatNode, IntegerNode, OmegaConf
 from omegaconf.errors import ValidationError
 
 from common.names import did_you_mean
@@ -20,7 +20,7 @@ from metrics import available as available_metrics
 from models.registry import MODELS
 from models.schedulers import SAMPLER_DEFAULTS
 
-from .config import BenchConfig
+from .config import BenchConfig, moved_sections, moved_setting
 
 _PARSER = OverridesParser.create()
 
@@ -163,7 +163,7 @@ def _check_setting(o: Override) -> Optional[str]:
     if o.is_delete() or key.startswith("hydra"):
         return None
     # '+key=value' adds a key: it must still be one the schema has (or a free-form level)
-    problem = _check_key(key)
+    problem = moved_setting(key, o.get_value_element_as_str()) or _check_key(key)
     if problem:
         return problem
     if typing.get_origin(_schema_type(key)) is list and not isinstance(value, list) and value is not None \
@@ -196,6 +196,9 @@ def check_overrides(argv, config_dir: str) -> Optional[str]:
         except OverrideParseException as err:
             return _grammar_problem(arg, err)
     roots = [Path(config_dir)] + _search_path(overrides)
+    problem = _moved_in_experiment(overrides, roots)
+    if problem:
+        return problem
     for o in overrides:
         if o.is_sweep_override():
             continue
@@ -206,6 +209,26 @@ def check_overrides(argv, config_dir: str) -> Optional[str]:
             problem = _check_setting(o)
         if problem:
             return problem
+    return None
+
+
+def _moved_in_experiment(overrides: Sequence[Override], roots: Sequence[Path]) -> Optional[str]:
+    """An experiment file that still has a metric's former top-level section (``vbench:``):
+    Hydra would refuse the key with a traceback, naming neither the file nor the new key."""
+    chosen = [o.value() for o in overrides if o.key_or_group == "experiment" and not o.is_delete()]
+    if not chosen:   # the default experiment of config.yaml
+        defaults = OmegaConf.load(Path(roots[0]) / "config.yaml").get("defaults", [])
+        chosen = [d["experiment"] for d in defaults if isinstance(d, dict) and "experiment" in d]
+    for name in chosen:
+        if not isinstance(name, str) or "${" in name:
+            continue
+        for root in roots:
+            path = Path(root) / "experiment" / f"{name}.yaml"
+            if path.is_file():
+                problem = moved_sections(OmegaConf.to_container(OmegaConf.load(path)), str(path))
+                if problem:
+                    return problem
+                break
     return None
 
 

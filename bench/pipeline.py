@@ -6,13 +6,12 @@ features, the metrics score the store, and results/ renders what was scored.
 """
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import time
 import warnings
 from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch   # loaded by models.device anyway
@@ -21,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 import metrics as metric_registry
 import models
 from common.names import did_you_mean
-from metrics import vbench as vb
+from metrics.base import MetricFailed
 from models.device import device_info, resolve_device_dtype
 from models.fast import pixel_settings
 from models.registry import resolve_spec
@@ -35,10 +34,11 @@ from results.stats import bootstrap_ci
 from . import checkpoints
 from . import protocol as protocol_mod
 from . import shard as shard_mod
-from .config import STAGES, settings_problems, vbench_nfe, vbench_protocol_problems
+from .config import STAGES, settings_problems
 from .description import run_description
 from .leaderboard import add_paired
 from .lock import run_lock, scope_of
+from .metric_settings import enabled_metrics, run_facts
 from .offline import enforce_if_requested, runtime_provenance
 from .preflight import check as preflight_check
 from .prompts import CLIP_MAX_TOKENS, load_prompt_set, overlong_captions
@@ -87,10 +87,9 @@ def make_plans(cfg: DictConfig, prompt_set, dtype: str = "float32") -> List[Meth
         geometry["tiny"] = TINY_ARCHITECTURE_VERSION
     specs = protocol_mod.expand(list(cfg.methods), p.nfe, prompt_set, p.videos_per_prompt, p.seed,
                                 cfg.runner.samples_per_cell, cfg.runner.save_frames)
-    if cfg.vbench.enabled:
-        # VBench reads videos: keep the frames of the clips it will score
-        nfe = vbench_nfe(cfg)
-        specs = [replace(s, keep_frames=True) if s.nfe == nfe else s for s in specs]
+    # set metrics read videos: keep the frames of the clips they will score
+    scored_nfes = set(frames_nfes(cfg).values())
+    specs = [replace(s, keep_frames=True) if s.nfe in scored_nfes else s for s in specs]
     plans = []
     for name, node in cfg.methods.items():
         spec = _spec_from_cfg(node)
@@ -102,17 +101,42 @@ def make_plans(cfg: DictConfig, prompt_set, dtype: str = "float32") -> List[Meth
 def metric_options(cfg: DictConfig, name: str) -> Dict[str, Any]:
     """The build options of metric ``name`` as this run gives them (also bench.fvd_reference's)."""
     options = OmegaConf.to_container(cfg.metrics[name].options, resolve=True)
-    if name == "fvd":
-        # real reference clips must have the generated clips' length
-        options.setdefault("num_frames", cfg.protocol.num_frames)
-        options.setdefault("cache_dir", cfg.cache_dir)   # the converted detector lives with the other caches
-        options.setdefault("allow_unsafe_pickle", bool(cfg.runner.allow_unsafe_pickle))
-    return options
+    return metric_registry.plugin(name).resolve_options(options, run_facts(cfg))
+
+
+def metric_settings_problems(cfg: DictConfig) -> List[str]:
+    """Every enabled metric's settings that cannot give a meaningful number with this run."""
+    run = run_facts(cfg)
+    return [problem for name, options in enabled_metrics(cfg).items()
+            for problem in metric_registry.plugin(name).settings_problems(options, run)]
+
+
+def frames_nfes(cfg: DictConfig) -> Dict[str, int]:
+    """{set metric: the step count whose clips keep their frames for it}."""
+    run, nfes = run_facts(cfg), [int(n) for n in cfg.protocol.nfe]
+    out = {}
+    for name, options in enabled_metrics(cfg).items():
+        plugin = metric_registry.plugin(name)
+        nfe = plugin.frames_nfe(options, run) if plugin.kind == "set" else None
+        if nfe is None:
+            continue
+        if nfe not in nfes:
+            raise ValueError(f"metrics.{name} scores the clips of {nfe} steps, which is not one of protocol.nfe="
+                             f"{nfes}: set its options to one of them, or leave its step count unset (the largest).")
+        out[name] = int(nfe)
+    return out
 
 
 def build_metrics(cfg: DictConfig, device: str) -> List[Any]:
+    """The enabled metrics of the clip kind, built (their features are made with each clip)."""
     return [metric_registry.build(name, device=device, **metric_options(cfg, name))
-            for name, mcfg in cfg.metrics.items() if mcfg.enabled]
+            for name in enabled_metrics(cfg) if metric_registry.plugin(name).kind == "clip"]
+
+
+def build_set_metrics(cfg: DictConfig, device: str) -> List[Tuple[Any, Any, int]]:
+    """(plug-in, built metric, step count scored) of every enabled set metric with clips to score."""
+    return [(metric_registry.plugin(name), metric_registry.build(name, device=device, **metric_options(cfg, name)),
+             nfe) for name, nfe in frames_nfes(cfg).items()]
 
 
 class Run:
@@ -126,6 +150,7 @@ class Run:
         self.store = ClipStore(self.run_dir / "store")
         self.started = time.time()
         self.metrics: List[Any] = []
+        self.set_metrics: List[Tuple[Any, Any, int]] = []   # (plug-in, built metric, step count scored)
         self.plans: List[MethodPlan] = []
         self.prompt_set = None
         self.device, self.dtype = "cpu", "float32"
@@ -144,11 +169,13 @@ class Run:
         self.device, self.dtype = resolve_device_dtype(cfg.runner.device, cfg.runner.dtype)
         self.device = shard_mod.rank_device(self.device, self.shard)
         p = cfg.protocol
-        problems = vbench_protocol_problems(cfg)
+        problems = metric_settings_problems(cfg)
         if problems:
             raise ValueError(" ".join(problems))
+        # VBench's standard prompt set holds the prompts of the dimensions the metrics score
+        dimensions = [d for options in enabled_metrics(cfg).values() for d in options.get("dimensions") or []]
         self.prompt_set = load_prompt_set(p.prompt_set, p.prompt_file, cfg.cache_dir,
-                                          vbench_dimensions=list(cfg.vbench.dimensions)).subset(
+                                          vbench_dimensions=dimensions or None).subset(
             list(p.classes) if p.classes else None, p.num_classes)
         long = overlong_captions(self.prompt_set, cfg.cache_dir)
         if long:
@@ -158,6 +185,7 @@ class Run:
                         CLIP_MAX_TOKENS, worst[0], worst[1])
         self.plans = make_plans(cfg, self.prompt_set, self.dtype)
         self.metrics = build_metrics(cfg, self.device)
+        self.set_metrics = build_set_metrics(cfg, self.device)
         for metric in self.metrics:
             try:
                 metric.prepare(cfg.cache_dir)
@@ -260,53 +288,25 @@ class Run:
         scored: Dict[str, Any] = {"rows": rows, "timing": timing}
         if self.cfg.ablation.variants:
             scored["ablation"] = checkpoints.ablation_section(self.cfg.ablation.variants, self.cfg.methods, rows)
-        if self.cfg.vbench.enabled:
-            scored["vbench"] = self.vbench()
+        if not timing_only:
+            for plugin, metric, nfe in self.set_metrics:
+                scored[plugin.section] = self.score_set(metric, nfe, self.run_dir / plugin.section)
         return scored
 
-    def vbench(self) -> Dict[str, Any]:
-        """Export each method's clips at the VBench NFE as lossless mp4 with VBench's
-        file naming, run the vbench package on them, and aggregate."""
-        cfg, p = self.cfg.vbench, self.cfg.protocol
-        nfe = vbench_nfe(self.cfg)
-        # a subset of the standard suite (fewer prompts or videos) is scored and marked partial
-        complete = not (p.classes or p.num_classes) and p.videos_per_prompt >= vb.STANDARD_VIDEOS_PER_PROMPT
+    def score_set(self, metric: Any, nfe: int, work_dir: Path) -> Dict[str, Any]:
+        """A set metric on each method's stored frames at step count ``nfe``, one method at
+        a time (one method's frames in memory)."""
         out: Dict[str, Any] = {}
         for plan in self.plans:
             clips = [c for c in plan.clips if c.nfe == nfe]
             records = self.store.read_many([c.key for c in clips], with_frames=True)
             items = [(c.prompt, c.video_index, records[c.key].frames) for c in clips
                      if c.key in records and records[c.key].frames is not None]
-            if not items:
-                log.warning("VBench: no stored frames for %s at NFE %d; skipped", plan.name, nfe)
-                continue
-            folder = self.run_dir / "vbench" / plan.name / "videos"
-            names = vb.export_for_vbench(items, folder, mode=cfg.mode)
-            result = vb.evaluate(folder, plan.name, list(cfg.dimensions), mode=cfg.mode,
-                                 out_dir=self.run_dir / "vbench" / plan.name / "scores", device=self.device,
-                                 prompts=names if cfg.mode == "custom_input" else None, cache_dir=cfg.cache_dir,
-                                 require_complete=complete)
-            if result.get("failed"):
-                # a dimension that raised is no skip: the numbers would not mean what they say
-                raise MetricSetupError(
-                    f"VBench failed for method '{plan.name}' (NFE {nfe}): "
-                    + "; ".join(f"{d}: {why}" for d, why in sorted(result["failed"].items()))
-                    + f". Nothing was scored; the clips are kept in {self.store.root}. Fix the cause (or drop the "
-                      f"dimension from vbench.dimensions) and rerun with stages=[score,report] in this run directory.")
-            entry: Dict[str, Any] = {"nfe": nfe, "scores": {k: float(v) for k, v in result["scores"].items()},
-                                     "skipped": dict(result["skipped"]),
-                                     "n_videos": len(items), "total": None, "quality": None, "semantic": None,
-                                     "partial": True, "mode": cfg.mode,
-                                     "missing_videos": dict(result.get("missing_videos", {})),
-                                     "non_standard": dict(result.get("non_standard", {}))}
-            if entry["scores"]:
-                agg = vb.aggregate(entry["scores"], allow_missing=cfg.allow_missing)
-                for k in ("total", "quality", "semantic"):
-                    entry[k] = None if agg[k] is None else 100.0 * float(agg[k])
-                entry["partial"] = bool(agg["partial"])
-            for dim, reason in entry["skipped"].items():
-                log.info("VBench %s: %s skipped: %s", plan.name, dim, reason)
-            out[plan.name] = entry
+            try:
+                out.update(metric.score_videos({plan.name: items}, nfe, work_dir))
+            except MetricFailed as err:
+                raise MetricSetupError(f"{err} Nothing was scored; the clips are kept in {self.store.root}: rerun "
+                                       f"with stages=[score,report] in this run directory once it is fixed.") from err
         return out
 
     def samples(self) -> Dict[tuple, np.ndarray]:
@@ -328,11 +328,8 @@ class Run:
                            "version": str(proto.get("version", "1")) if isinstance(proto, dict)
                            else str(desc.get("version", "1")),
                            "id": m.feature_key}
-        if self.cfg.vbench.enabled:
-            out["vbench"] = {"name": "vbench", "version": importlib.metadata.version("vbench"),
-                             "id": f"vbench-{self.cfg.vbench.mode}",
-                             "dimensions": list(self.cfg.vbench.dimensions), "nfe": vbench_nfe(self.cfg),
-                             "export": "lossless H.264 (crf 0), 8 fps"}
+        for _, metric, _ in self.set_metrics:
+            out[metric.name] = dict(metric.describe())
         return out
 
     def parity(self) -> Dict[str, Any]:
@@ -349,9 +346,8 @@ class Run:
                 choices[plan.name]["final_sigmas_type"] = resolve_sampler(sp.sampler)["final_sigmas_type"]
         out: Dict[str, Any] = {"version": GENERATION_CODE_VERSION, "reference": "G-U-N/AnimateLCM",
                                "methods": choices}
-        for m in self.metrics:
-            if m.name == "fvd":
-                out["fvd_bn_eps"] = getattr(getattr(m, "protocol", None), "bn_eps", None)
+        for metric in [*self.metrics, *(m for _, m, _ in self.set_metrics)]:
+            out.update(metric.parity())   # the metrics' own parity choices, e.g. FVD's BatchNorm epsilon
         return out
 
     def results(self, scored: Dict[str, Any]) -> Results:

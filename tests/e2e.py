@@ -28,7 +28,7 @@ from tests.conftest import REPO
 # VBench are off, and the random I3D is calibrated on fewer clips to keep CI short.
 SMALL = ["~methods.dpmpp", "~methods.animatelcm_r", "protocol.num_classes=1", "protocol.videos_per_prompt=3",
          "protocol.nfe=[1,2]", "protocol.num_frames=9", "runner.batch_size=1", "runner.progress=false",
-         "report.bootstrap=20", "vbench.enabled=false", "metrics.clipsim.enabled=false",
+         "report.bootstrap=20", "metrics.vbench.enabled=false", "metrics.clipsim.enabled=false",
          "++metrics.fvd.options.num_frames=9", "++metrics.fvd.options.calibration_clips_per_video=1",
          "++metrics.fvd.options.clips_per_video=2"]
 N_CLIPS = 12

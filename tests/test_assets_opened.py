@@ -57,7 +57,7 @@ def test_preflight_checks_exactly_the_files_a_tiny_run_reads(tmp_path, monkeypat
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = compose(["experiment=smoke", "protocol.num_classes=1", "protocol.videos_per_prompt=2", "protocol.nfe=[1]",
                    "runner.progress=false", "~methods.dpmpp", "~methods.animatelcm", "~methods.animatelcm_r",
-                   "vbench.enabled=false", f"cache_dir={tmp_path / 'lcm'}", "report.bootstrap=0",
+                   "metrics.vbench.enabled=false", f"cache_dir={tmp_path / 'lcm'}", "report.bootstrap=0",
                    "+metrics.fvd.options.clips_per_video=1"])   # a light reference: one clip per sample video
     report = preflight(cfg, tmp_path / "run")
     assert report.ok, [p.line() for p in report.problems]

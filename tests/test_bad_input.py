@@ -19,7 +19,7 @@ from tests.conftest import REPO, compose
 # one method, two clips, no metrics: each case fails (or finishes) in seconds
 BASE = ["~methods.dpmpp", "~methods.animatelcm_r", "~methods.ddim", "protocol.num_classes=1",
         "protocol.videos_per_prompt=2", "protocol.nfe=[1]", "protocol.num_frames=9", "metrics.fvd.enabled=false",
-        "metrics.clipsim.enabled=false", "vbench.enabled=false", "runner.progress=false", "report.bootstrap=0"]
+        "metrics.clipsim.enabled=false", "metrics.vbench.enabled=false", "runner.progress=false", "report.bootstrap=0"]
 
 
 @pytest.fixture(autouse=True)

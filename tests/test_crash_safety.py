@@ -150,7 +150,7 @@ def test_nonfinite_clips_are_recorded_and_left_out_of_scoring(tmp_path, cache_di
 
     cfg = compose(["~methods.dpmpp", "~methods.animatelcm_r", "~methods.ddim", "protocol.num_classes=1",
                    "protocol.videos_per_prompt=4", "protocol.nfe=[1]", "metrics.fvd.enabled=false",
-                   "metrics.clipsim.enabled=false", "vbench.enabled=false", "report.bootstrap=0"])
+                   "metrics.clipsim.enabled=false", "metrics.vbench.enabled=false", "report.bootstrap=0"])
     run = Run(cfg, tmp_path)
     run.preflight()
     run.metrics = [FakeMetric()]
@@ -393,7 +393,7 @@ def test_the_run_uses_the_writer_only_on_the_fast_path(tmp_path, cache_dir, monk
 
     cfg = compose(["~methods.dpmpp", "~methods.animatelcm_r", "~methods.ddim", "protocol.num_classes=1",
                    "protocol.videos_per_prompt=2", "protocol.nfe=[1]", "metrics.fvd.enabled=false",
-                   "metrics.clipsim.enabled=false", "vbench.enabled=false", f"runner.fast.enabled={enabled}",
+                   "metrics.clipsim.enabled=false", "metrics.vbench.enabled=false", f"runner.fast.enabled={enabled}",
                    "runner.fast.writer_threads=1", "runner.fast.max_pending=3"])
     seen = {}
 

@@ -39,7 +39,7 @@ def test_vbench_experiment_generates_for_vbench_prompts_and_scores_them(tmp_path
     run = subprocess.run([sys.executable, "run_bench.py", "experiment=vbench", "weights=tiny", "runner.device=cpu",
                           "runner.dtype=float32", "runner.batch_size=2", "runner.progress=false",
                           "protocol.num_classes=2", "protocol.videos_per_prompt=2", "protocol.num_frames=8",
-                          "protocol.height=64", "protocol.width=64", "vbench.dimensions=[temporal_flickering]",
+                          "protocol.height=64", "protocol.width=64", "metrics.vbench.options.dimensions=[temporal_flickering]",
                           f"hydra.run.dir={tmp_path}"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]

@@ -141,7 +141,8 @@ def test_item4_report_stage_rerenders_a_finished_run(finished, cache_dir):
 
 # ------------------------------------------------------------------ 5. VBench under torchrun, failures fail
 
-VB = ["vbench.enabled=true", "vbench.dimensions=[temporal_flickering]", "vbench.nfe=2"]
+VB = ["metrics.vbench.enabled=true", "metrics.vbench.options.dimensions=[temporal_flickering]",
+      "metrics.vbench.options.nfe=2"]
 
 
 @pytest.mark.slow
@@ -165,7 +166,7 @@ def test_item5_a_vbench_dimension_that_raises_fails_the_score_stage(tmp_path, ca
         return {"scores": {}, "skipped": {}, "failed": {"temporal_flickering": "VBench raised KeyError: 'x'"}}
 
     monkeypatch.setattr(vb, "evaluate", broken)
-    cfg = compose([*BASE, *VB[:2], "vbench.nfe=1"])
+    cfg = compose([*BASE, *VB[:2], "metrics.vbench.options.nfe=1"])
     with pytest.raises(SystemExit) as info:
         run_with_clear_errors(cfg, tmp_path / "run")
     assert info.value.code == 2

@@ -130,7 +130,7 @@ def test_smoke_run_in_strict_offline_mode_opens_no_socket(no_offline_env, monkey
     # FVD needs two clips per (method, NFE) and VBench one of the protocol's NFEs: both off here
     cfg = compose(["experiment=smoke", "protocol.num_classes=1", "protocol.videos_per_prompt=1", "protocol.nfe=[1]",
                    "runner.progress=false", "metrics.fvd.enabled=false", "~methods.dpmpp", "~methods.animatelcm",
-                   "vbench.enabled=false", f"cache_dir={tmp_path / 'lcm'}"])
+                   "metrics.vbench.enabled=false", f"cache_dir={tmp_path / 'lcm'}"])
     report = check(cfg, tmp_path / "run", echo=False)
     assert report.offline and report.plan.clips == 2
     results = run(cfg, tmp_path / "run")

@@ -15,7 +15,7 @@ from tests.conftest import compose
 
 def test_the_description_follows_the_overrides(tmp_path):
     cfg = compose(["~methods.dpmpp", "~methods.ddim", "protocol.num_classes=5", "protocol.nfe=[1,4]",
-                   "vbench.enabled=false"])
+                   "metrics.vbench.enabled=false"])
     text = run_description(cfg)
     assert text == ("smoke (as run): tiny weights; 2 methods (animatelcm, animatelcm_r); 5 classes x 2 videos x "
                     "NFE 1/4 = 40 clips of 16x64x64; metrics fvd, clipsim.")

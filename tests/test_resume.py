@@ -15,7 +15,7 @@ from tests.conftest import REPO
 
 SMALL = ["~methods.dpmpp", "~methods.animatelcm_r", "protocol.num_classes=1", "protocol.videos_per_prompt=3",
          "protocol.nfe=[1,2]", "runner.batch_size=1", "runner.progress=false",
-         "report.bootstrap=20", "vbench.nfe=2"]
+         "report.bootstrap=20", "metrics.vbench.options.nfe=2"]
 
 
 def _run(run_dir: Path, env, extra=()):

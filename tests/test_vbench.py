@@ -83,17 +83,125 @@ def test_vbench_prompt_set_keeps_the_prompts_the_dimensions_read():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["vbench.enabled=true", "vbench.mode=vbench_standard"], "use experiment=vbench"),
+    (["metrics.vbench.options.mode=vbench_standard"], "use experiment=vbench"),
     (["experiment=vbench", "protocol.videos_per_prompt=6"], "reads 5 videos per prompt"),
     (["experiment=vbench", "+metric@metrics.fvd=fvd"], "FVD compares with real UCF-101 clips"),
 ])
 def test_settings_that_make_vbench_meaningless_are_refused(overrides, message):
-    from bench.config import vbench_protocol_problems
+    from bench.pipeline import metric_settings_problems
     from tests.conftest import compose
 
-    problems = vbench_protocol_problems(compose(overrides))
+    problems = metric_settings_problems(compose(overrides))
     assert len(problems) == 1 and message in problems[0]
-    assert vbench_protocol_problems(compose(["experiment=vbench"])) == []
+    assert metric_settings_problems(compose(["experiment=vbench"])) == []
+
+
+@pytest.mark.parametrize("override, new", [
+    ("vbench.enabled=true", "metrics.vbench.enabled"),
+    ("vbench.dimensions=[temporal_flickering]", "metrics.vbench.options.dimensions=[temporal_flickering]"),
+    ("+vbench.nfe=2", "metrics.vbench.options.nfe=2"),
+    ("vbench.mode=custom_input", "metrics.vbench.options.mode=custom_input"),
+])
+def test_the_former_vbench_settings_name_their_new_key(override, new):
+    from bench.config import CONFIG_DIR
+    from bench.overrides import check_overrides
+
+    problem = check_overrides(["experiment=smoke", override], str(CONFIG_DIR))
+    assert problem is not None and len(problem.splitlines()) == 1
+    assert problem.startswith(f"{override.lstrip('+').split('=')[0]} moved to metrics.vbench") and new in problem
+    assert "'+metric@metrics.vbench=vbench'" in problem
+
+
+def test_an_experiment_file_with_a_vbench_section_names_the_new_layout(tmp_path):
+    """A config written for the former top-level section stops before Hydra, on one line."""
+    import sys
+
+    from bench.config import CONFIG_DIR
+    from bench.overrides import check_overrides
+    from tests.conftest import REPO
+
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\nexperiment: mine\nvbench:\n  enabled: true\n  dimensions: [temporal_flickering]\n")
+    args = ["experiment=mine", f"hydra.searchpath=[file://{tmp_path}]"]
+    problem = check_overrides(args, str(CONFIG_DIR))
+    assert problem == (f"{tmp_path / 'experiment' / 'mine.yaml'} has a top-level 'vbench:' section, which moved to "
+                       f"metrics.vbench: list '- /metric@metrics.vbench: vbench' in its defaults and its dimensions "
+                       f"under metrics.vbench.options (metrics: vbench: options: ...).")
+    run = subprocess.run([sys.executable, "run_bench.py", *args, f"run_dir={tmp_path / 'run'}"], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and run.stderr.strip() == f"lcmbench: error: {problem}"
+    assert not (tmp_path / "run").exists()
+    assert check_overrides(["experiment=smoke"], str(CONFIG_DIR)) is None
+
+
+def test_vbench_is_configured_as_a_metric():
+    from tests.conftest import compose
+
+    cfg = compose([])
+    assert "vbench" not in cfg and cfg.metrics.vbench.enabled
+    assert dict(cfg.metrics.vbench.options) == {"dimensions": ["temporal_flickering"], "nfe": 4,
+                                                "mode": "custom_input", "allow_missing": True, "cache_dir": None}
+    assert "vbench" not in compose(["experiment=table1"]).metrics
+    vbench = compose(["experiment=vbench"]).metrics.vbench.options
+    assert vbench.mode == "vbench_standard" and len(vbench.dimensions) == 16
+
+
+# --------------------------------------------------------------------------- the set metric
+
+def _fake_evaluate(calls, failed=None):
+    def evaluate(folder, name, dimensions, **kwargs):
+        calls.append({"folder": folder, "name": name, "dimensions": list(dimensions), **kwargs})
+        return {"scores": {"temporal_flickering": 0.9}, "skipped": {"subject_consistency": "no weights"},
+                "failed": dict(failed or {}), "missing_videos": {}, "non_standard": {"temporal_flickering": "x"}}
+    return evaluate
+
+
+def test_set_metric_exports_evaluates_and_aggregates_each_method(tmp_path):
+    from metrics.vbench_metric import VBenchSetMetric
+
+    calls = []
+    metric = VBenchSetMetric(_fake_evaluate(calls), ["temporal_flickering", "subject_consistency"],
+                             mode="custom_input", device="cpu", cache_dir=str(tmp_path / "cache"))
+    clip = _static_clip()
+    out = metric.score_videos({"a": [("a still object", 0, clip), ("a still object", 1, clip)], "b": []}, 4,
+                              tmp_path / "vbench")
+    assert list(out) == ["a"]   # no stored frames for b: skipped
+    exported = sorted(p.name for p in (tmp_path / "vbench" / "a" / "videos").iterdir())
+    assert exported == ["a still object-0.mp4", "a still object-1.mp4"]
+    (call,) = calls
+    assert call["name"] == "a" and call["out_dir"] == tmp_path / "vbench" / "a" / "scores"
+    assert call["mode"] == "custom_input" and call["device"] == "cpu" and call["cache_dir"] == str(tmp_path / "cache")
+    assert set(call["prompts"]) == set(exported) and call["require_complete"] is False
+    entry = out["a"]
+    expected = vb.aggregate({"temporal_flickering": 0.9}, allow_missing=True)
+    assert entry["nfe"] == 4 and entry["n_videos"] == 2 and entry["mode"] == "custom_input"
+    assert entry["quality"] == pytest.approx(100 * expected["quality"]) and entry["partial"] is True
+    assert entry["total"] is None and entry["semantic"] is None   # no semantic dimension ran
+    assert entry["skipped"] == {"subject_consistency": "no weights"} and entry["scores"] == {"temporal_flickering": 0.9}
+    assert metric.describe() == {"name": "vbench", "version": "0.1.5", "id": "vbench-custom_input",
+                                 "dimensions": ["temporal_flickering", "subject_consistency"], "nfe": 4,
+                                 "export": "lossless H.264 (crf 0), 8 fps"}
+
+
+def test_set_metric_refuses_to_score_when_a_dimension_raised(tmp_path):
+    from metrics.base import MetricFailed
+    from metrics.vbench_metric import VBenchSetMetric
+
+    metric = VBenchSetMetric(_fake_evaluate([], failed={"motion_smoothness": "VBench's motion_smoothness raised"}),
+                             ["temporal_flickering", "motion_smoothness"])
+    with pytest.raises(MetricFailed, match="VBench failed for method 'a' \\(NFE 2\\): motion_smoothness: .*raised.*"
+                                           "metrics.vbench.options.dimensions"):
+        metric.score_videos({"a": [("p", 0, _static_clip())]}, 2, tmp_path)
+
+
+def test_build_checks_the_dimensions():
+    import metrics
+
+    built = metrics.build("vbench", dimensions=["temporal_flickering"], nfe=2, device="cpu")
+    assert built.name == "vbench" and built.dimensions == ["temporal_flickering"] and built.nfe == 2
+    with pytest.raises(ValueError, match="temporal_flicker'.*did you mean 'temporal_flickering'"):
+        metrics.build("vbench", dimensions=["temporal_flicker"])
 
 
 def test_aggregate_all_at_max_is_one():
