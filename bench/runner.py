@@ -189,8 +189,8 @@ def require_complete(plans: Sequence[MethodPlan], store: ClipStore, feature_keys
 
 def features_missing(store: ClipStore, missing: Sequence[str], made: Sequence[str], total: int,
                      feature_keys: Sequence[str]) -> str:
-    """The message when stored clips lack this run's metric features (another FVD
-    detector or protocol than the one that made them): what is missing and how to add it."""
+    """The message when stored clips lack this run's metric features (another detector
+    or protocol than the one that made them): what is missing and how to add it."""
     record = store.read(made[0], with_frames=False)
     lacking = [k for k in feature_keys if record is None or k not in record.features]
     framed = sum(store.has_frames(k) for k in made)
@@ -204,7 +204,7 @@ def features_missing(store: ClipStore, missing: Sequence[str], made: Sequence[st
     also = f"; {absent} more clips are not in the store at all" if absent else ""
     return (f"the store {store.root} holds {len(made)} of the {total} clips without this run's features "
             f"{', '.join(lacking)} (e.g. {made[0]}){also}, so nothing was scored: the clips were scored with "
-            f"another metric setup (another FVD detector or protocol). Extract the features with "
+            f"another metric setup (another detector or protocol). Extract the features with "
             f"stages=[generate,score,report] in this run directory: {how}.")
 
 
