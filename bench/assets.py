@@ -1,7 +1,7 @@
 """The one place that checks the files a run reads: the Hub repos and local paths the
-methods' weights come from (declared in ``models/files.py``) and the metrics' Hub
-weights (CLIPSIM's, declared in ``metrics/clipsim.py``). Preflight checks these needs,
-prefetch fetches them; both read the same list."""
+methods' weights come from (declared in ``models/files.py``) and the metrics' Hub files
+(declared by each metric plug-in's ``files()``). Preflight checks these needs, prefetch
+fetches them; both read the same list."""
 from __future__ import annotations
 
 import hashlib
@@ -9,14 +9,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from huggingface_hub import try_to_load_from_cache
 
 from bench import checkpoints
 from bench.config import get, plain
 from bench.preflight_report import AssetCheck, Problem
-from metrics.clipsim import hub_location
+from metrics.plugin import FileNeed
 from models.files import local_files, method_files
 from models.registry import resolve_spec
 from models.schedulers import resolve_sampler
@@ -139,15 +139,19 @@ def weight_needs(cfg: Any) -> Needs:
     return needs
 
 
-def metric_hub_needs(cfg: Any, needs: Needs) -> None:
-    """Add the Hub weights of enabled metrics (CLIPSIM) to ``needs``."""
-    metrics_cfg = get(cfg, "metrics", {}) or {}
-    if "clipsim" in metrics_cfg and get(metrics_cfg["clipsim"], "enabled", True):
-        options = dict(plain(get(metrics_cfg["clipsim"], "options", {})) or {})
-        if options.get("weights", "pretrained") == "pretrained" and options.get("path") is None:
-            repo, files = hub_location(options.get("model", "ViT-H-14"),
-                                       options.get("pretrained", "laion2b_s32b_b79k"))
-            needs.ref(repo, [tuple(files)], "metrics.clipsim", None, ("open_clip_config.json",))
+def metric_hub_needs(needs: Needs, files: Mapping[str, Sequence[FileNeed]]) -> Dict[Tuple[str, Optional[str]], FileNeed]:
+    """Add the Hub files among the metrics' declared ``files`` ({metric: its files}) to
+    ``needs``, used by ``metrics.<name>``. Returns the declaration behind each Hub key it
+    added (its setting names the fix)."""
+    added: Dict[Tuple[str, Optional[str]], FileNeed] = {}
+    for name, declared in files.items():
+        for need in declared:
+            if need.hub is None:
+                continue
+            repo, groups, revision, small = need.hub
+            needs.ref(repo, [tuple(g) for g in groups], f"metrics.{name}", revision, small)
+            added.setdefault((repo, revision), need)
+    return added
 
 
 def _prefetch_fix(cfg: Any) -> str:

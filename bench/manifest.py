@@ -8,22 +8,37 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import torch.hub
-
+import metrics as metric_registry
 from common.files import sha256_file, write_atomic
-from metrics.vbench_assets import vbench_cache_dir
 from models.weights import hub_cache_dir
 
 MANIFEST_FORMAT = "lcmbench-prefetch-manifest-1"
+# the harness's own cache roots -> the environment variable that moves each (the metrics
+# declare theirs: Metric.cache_roots)
+_ROOT_ENV: Dict[str, Optional[str]] = {"hf_hub": None, "lcmbench": "LCMBENCH_CACHE"}
+
+
+def metric_cache_roots() -> Dict[str, Tuple[str, Optional[str]]]:
+    """Every registered metric's cache roots: name -> (path here, environment variable)."""
+    out: Dict[str, Tuple[str, Optional[str]]] = {}
+    for plugin in metric_registry.plugins():
+        for name, root in plugin.cache_roots().items():
+            out.setdefault(name, root)
+    return out
+
+
+def root_names() -> List[str]:
+    """The names a manifest's cache roots may have (for --root NAME=PATH)."""
+    return list(_ROOT_ENV) + [n for n in metric_cache_roots() if n not in _ROOT_ENV]
 
 
 def _roots(cfg: Any = None) -> Dict[str, str]:
-    roots = {"hf_hub": hub_cache_dir(), "vbench": str(vbench_cache_dir())}
+    roots = {"hf_hub": hub_cache_dir()}
+    roots.update({name: path for name, (path, _) in metric_cache_roots().items()})
     if cfg is not None:
         roots["lcmbench"] = os.path.expanduser(str(cfg.cache_dir))
     elif os.environ.get("LCMBENCH_CACHE"):
         roots["lcmbench"] = os.path.expanduser(os.environ["LCMBENCH_CACHE"])
-    roots["torch_hub"] = torch.hub.get_dir()
     return roots
 
 
@@ -62,9 +77,6 @@ def write_manifest(path: str | os.PathLike, experiment: str, roots: Dict[str, st
     return write_atomic(path, json.dumps(data, indent=2))
 
 
-_ROOT_ENV = {"hf_hub": None, "lcmbench": "LCMBENCH_CACHE", "vbench": "VBENCH_CACHE_DIR"}
-
-
 def _resolve_root(name: str, recorded: Dict[str, str], overrides: Dict[str, str]) -> Optional[str]:
     """Where a cache root is on this machine: --root, then the environment, then the
     path recorded on the prefetch machine."""
@@ -72,7 +84,7 @@ def _resolve_root(name: str, recorded: Dict[str, str], overrides: Dict[str, str]
         return os.path.expanduser(overrides[name])
     if name == "hf_hub" and any(os.environ.get(k) for k in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME")):
         return hub_cache_dir()
-    env = _ROOT_ENV.get(name)
+    env = _ROOT_ENV[name] if name in _ROOT_ENV else metric_cache_roots().get(name, (None, None))[1]
     if env and os.environ.get(env):
         return os.path.expanduser(os.environ[env])
     return recorded.get(name)

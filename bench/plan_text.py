@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from bench.estimates import unet_tflop
+import metrics as metric_registry
+from bench.estimates import metric_tflop, unet_tflop
 from bench.preflight_report import PreflightReport
+from metrics.vbench_protocol import STANDARD_PROMPT_SET
 
 
 def _human(n: Optional[float]) -> str:
@@ -39,6 +41,14 @@ def _flop(tflop: float, unit_of: Optional[float] = None) -> str:
     return f"{tflop:.3g} TFLOP"
 
 
+def _display(metric: str) -> str:
+    """A metric's display name (its registry name when no plug-in has it, e.g. a report read back)."""
+    try:
+        return metric_registry.plugin(metric).display_name
+    except ValueError:
+        return metric
+
+
 def format_plan(report: PreflightReport) -> str:
     plan = report.plan
     lines = [f"lcmbench preflight: experiment={report.experiment}"
@@ -68,10 +78,8 @@ def format_plan(report: PreflightReport) -> str:
         per_eval = unet_tflop(plan.num_frames, plan.height, plan.width)
         total = t["total"]
         parts = [f"UNet {_flop(t['unet'], total)} ({per_eval:.4g} TFLOP/eval)", f"VAE decode {_flop(t['vae'], total)}"]
-        if "clip" in t:
-            parts.append(f"CLIP ViT-H/14 {_flop(t['clip'], total)}")
-        if "i3d" in t:
-            parts.append(f"I3D {_flop(t['i3d'], total)}")
+        for name, tflop in metric_tflop(t).items():
+            parts.append(f"{_display(name)} {_flop(tflop, total)}")
         lines.append(f"  compute      {_flop(t['total'])}: " + ", ".join(parts))
         if plan.weights == "tiny":
             # FLOPs and time above are for the full-size SD1.5 + motion-module architecture
@@ -96,8 +104,8 @@ def format_plan(report: PreflightReport) -> str:
                 parts.append(f"{d['clips_with_frames']:,} with frames x {_human(d['bytes_per_clip_with_frames'])}")
             if d["videos"]:
                 parts.append(f"mp4s {_human(d['videos'])}")
-            if d.get("vbench_videos"):
-                parts.append(f"VBench lossless mp4s {_human(d['vbench_videos'])}")
+            for name, size in (d.get("exports_by_metric") or {}).items():
+                parts.append(f"{_display(name)} exports {_human(size)}")
             parts.append(f"results {_human(d['results'])}")
             lines.append(f"  disk         {_human(plan.disk_bytes)} = " + " + ".join(parts))
             lines.append(f"               free on {plan.disk_path}: {_human(plan.disk_free)}"
@@ -106,7 +114,7 @@ def format_plan(report: PreflightReport) -> str:
             lines.append("  disk         nothing generated")
     if report.prompt_set:
         ps = report.prompt_set
-        unit = "prompts" if ps["name"] == "vbench_standard" else "classes"
+        unit = "prompts" if ps["name"] == STANDARD_PROMPT_SET else "classes"
         lines.append(f"  prompts      {ps['name']} ({ps['classes']} {unit}), sha256 {ps['sha256']}")
     lines.append(f"  offline      {'yes: no network attempt is made' if report.offline else 'no'}")
     lines.append("")

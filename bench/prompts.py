@@ -22,6 +22,7 @@ from bench.download import DownloadError, download_url
 from common.files import sha256_file
 from common.paths import not_a
 from metrics.vbench_export import full_info_path, standard_prompts
+from metrics.vbench_protocol import STANDARD_PROMPT_SET
 from models.tiny import clip_tokenizer
 from models.weights import hub_offline
 
@@ -154,10 +155,10 @@ def vbench_prompt_set(dimensions: Optional[List[str]] = None) -> PromptSet:
     else:
         picked = list(zip(ids, entries))
     digest = sha256_file(full_info_path())
-    return PromptSet("vbench_standard", [i for i, _ in picked], [e["prompt"] for _, e in picked], digest)
+    return PromptSet(STANDARD_PROMPT_SET, [i for i, _ in picked], [e["prompt"] for _, e in picked], digest)
 
 
-PROMPT_SETS = ("classnames", "official", "file", "vbench_standard")
+PROMPT_SETS = ("classnames", "official", "file", STANDARD_PROMPT_SET)
 
 
 def load_prompt_set(name: str, path: Optional[str] = None, cache_dir: Optional[str] = None,
@@ -166,7 +167,7 @@ def load_prompt_set(name: str, path: Optional[str] = None, cache_dir: Optional[s
     same format, not pinned) or `vbench_standard` (VBench's prompts for the given dimensions)."""
     if name == "classnames":
         return classname_captions()
-    if name == "vbench_standard":
+    if name == STANDARD_PROMPT_SET:
         return vbench_prompt_set(list(vbench_dimensions) if vbench_dimensions else None)
     if name == "official":
         return official_captions(path, cache_dir)

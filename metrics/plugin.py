@@ -64,6 +64,8 @@ class FileNeed:
     #     (repo, file groups (one of each group), revision, small files) for huggingface_hub
     required: bool = True                 # False: missing is a note (the metric skips that part)
     user_file: bool = False               # the user's own file: recorded, never replaced
+    checked_by_metric: bool = False       # preflight leaves it to the metric's extra_checks (a file found in one
+    #                                       of several places, or whose content is checked)
 
 
 @dataclass
@@ -72,7 +74,8 @@ class Cost:
     tflop_per_clip: float = 0.0           # device FLOPs (multiply-adds count 2) per generated clip
     features: Dict[str, Tuple[Tuple[int, ...], str]] = field(default_factory=dict)   # stored per clip: key -> (shape, dtype)
     export_bytes_per_clip: int = 0        # files written beside the store per scored clip (set metrics)
-    resample_s: float = 0.0               # one bootstrap resample of a 2,424-clip cell on 2 cores (0: negligible)
+    resample_s: float = 0.0               # one bootstrap resample of one (method, NFE) cell of this run on 2 cores
+    #                                       (0: negligible)
 
 
 class Metric(MetricFacts):
@@ -111,13 +114,22 @@ class Metric(MetricFacts):
 
     # ------------------------------------------------------------ what the harness checks and fetches
     @classmethod
+    def cache_roots(cls) -> Dict[str, Tuple[str, Optional[str]]]:
+        """The cache folders the metric's files live in, for the prefetch manifest: root name
+        -> (its path here, the environment variable that moves it or None). A manifest
+        records files relative to these roots, so the caches may move between machines."""
+        return {}
+
+    @classmethod
     def settings_problems(cls, options: Mapping[str, Any], run: RunFacts) -> List[str]:
         """Configuration mistakes found before anything is built (one sentence each, with the fix)."""
         return []
 
     @classmethod
     def files(cls, options: Mapping[str, Any], run: RunFacts) -> List[FileNeed]:
-        """The files the metric reads with these options (for preflight and prefetch)."""
+        """The files the metric reads with these options (for preflight and prefetch).
+        Raises ValueError when an option value cannot say which files (preflight reports it
+        as a problem, prefetch as a manual step)."""
         return []
 
     @classmethod
@@ -127,17 +139,26 @@ class Metric(MetricFacts):
         out = Checked()
         try:
             cls.parse(options)
+            parsed = True
         except ValueError as err:
+            parsed = False
             out.problems.append(Problem("metric", f"metrics.{cls.name}.options: {err}",
                                         f"Fix metrics.{cls.name}.options."))
-        for need in cls.files(options, run):
-            if need.path is None:   # Hub files: preflight checks the Hub cache with the weights
+        try:
+            needs = cls.files(options, run)
+        except ValueError as err:
+            if parsed:   # else it is the parse error again, reported above
+                out.problems.append(Problem("metric", f"metrics.{cls.name}: {err}", f"Fix metrics.{cls.name}.options."))
+            needs = []
+        for need in needs:
+            if need.path is None or need.checked_by_metric:   # Hub files: preflight checks the Hub cache
                 continue
             out.extend(check_file(need, run.verify_hashes))
         return out.extend(cls.extra_checks(options, run))
 
     @classmethod
     def extra_checks(cls, options: Mapping[str, Any], run: RunFacts) -> Checked:
+        """Preflight checks beyond the declared files (what only the metric knows)."""
         return Checked()
 
     @classmethod

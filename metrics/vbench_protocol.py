@@ -68,6 +68,7 @@ AGGREGATE_DEFINITION = (
 CUSTOM_INPUT_UNSUPPORTED = frozenset({
     "object_class", "multiple_objects", "scene", "appearance_style", "color", "spatial_relationship"})
 MODES = ("vbench_standard", "custom_input")
+STANDARD_PROMPT_SET = "vbench_standard"   # protocol.prompt_set of VBench's own prompt suite
 VIDEO_SUFFIXES = (".mp4", ".gif", ".jpg", ".png")
 STANDARD_VIDEOS_PER_PROMPT = 5
 MAX_FILENAME_BYTES = 255
