@@ -1,11 +1,12 @@
 """A regression baseline: a finished run's ``results.json`` and the per-clip features of
 every cell, committed together so a later run can be compared with it clip by clip.
 
-    <name>.json            the baseline run's results.json (CLIPSIM's per-clip values are in
-                           its rows: ``extra.per_clip``)
-    <name>.features.npz    for every clip of every cell: its I3D features under each FVD
-                           feature key (float32, 400 values a clip) and the inputs it was made
-                           from (noise seed, prompt, negative prompt)
+    <name>.json            the baseline run's results.json (per-clip metrics such as CLIPSIM
+                           keep their per-clip values in its rows: ``extra.per_clip``)
+    <name>.features.npz    for every clip of every cell: its stored features under the feature
+                           key of each set statistic (rows without per-clip values, e.g. FVD's
+                           I3D features, float32) and the inputs it was made from (noise seed,
+                           prompt, negative prompt)
 
 :func:`write_baseline` makes both from a run folder (``bench.regression --make-baseline``);
 :class:`Baseline` reads them and answers the same questions a run folder does
@@ -22,6 +23,7 @@ import numpy as np
 
 from common.files import write_atomic
 from results.model import Results
+from results.registry import is_set_statistic
 from results.schema import load, save
 
 from .store import ClipStore
@@ -40,8 +42,9 @@ def features_path(json_path: Path) -> Path:
     return json_path.with_name(json_path.stem + ".features.npz")
 
 
-def fvd_feature_keys(results: Results) -> List[str]:
-    return sorted({r.protocol for r in results.rows if r.metric == "fvd"})
+def set_statistic_feature_keys(results: Results) -> List[str]:
+    """The feature keys of the rows only the stored features can pair (set statistics)."""
+    return sorted({r.protocol for r in results.rows if is_set_statistic(r)})
 
 
 def cell_prefixes(results: Results) -> List[str]:
@@ -53,8 +56,9 @@ def clip_inputs(meta: Mapping[str, object]) -> Dict[str, object]:
 
 
 def write_baseline(run_dir: Path, out_json: Path) -> Tuple[Path, Path]:
-    """Copy ``run_dir``'s results.json to ``out_json`` and the I3D features and inputs of
-    every clip its rows were scored on to ``<stem>.features.npz``. Returns both paths."""
+    """Copy ``run_dir``'s results.json to ``out_json`` and the set statistics' features and
+    the inputs of every clip its rows were scored on to ``<stem>.features.npz``. Returns
+    both paths."""
     run_dir, out_json = Path(run_dir), Path(out_json)
     if not (run_dir / "results.json").is_file() or not (run_dir / "store").is_dir():
         raise BaselineError(f"{run_dir} is not a finished run folder (it needs results.json and store/): give "
@@ -64,7 +68,7 @@ def write_baseline(run_dir: Path, out_json: Path) -> Tuple[Path, Path]:
     prefixes = tuple(cell_prefixes(results))
     keys = sorted(k for k in store.keys() if k.startswith(prefixes))
     records = store.read_many(keys)
-    feature_keys = fvd_feature_keys(results)
+    feature_keys = set_statistic_feature_keys(results)
     arrays: Dict[str, np.ndarray] = {}
     for i, fk in enumerate(feature_keys):
         have = [k for k in keys if k in records and fk in records[k].features and records[k].meta.get("finite", True)]

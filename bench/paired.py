@@ -8,18 +8,19 @@ same prompt and initial noise in both. Every bootstrap resample draws the same c
 for both runs, so the clip-to-clip spread they share cancels: a change far inside the
 two separate intervals can still be clearly non-zero here.
 
-- FVD: from each run's stored I3D features against the real-video statistics the
-  results record (``extra.reference_file``), with the protocol's covariance.
-- Metrics with per-clip values in results.json (CLIPSIM): from those values.
+- Set statistics (rows of per-clip metrics without per-clip values, e.g. FVD): from each
+  run's stored features, as the Fréchet distance to the real-video statistics the results
+  record (``extra.reference_file``), with the metric protocol's covariance.
+- Metrics with per-clip values in results.json (e.g. CLIPSIM): from those values.
 
 The baseline may also be a committed baseline (``bench.baseline``: results.json plus the
 per-clip features). A reading is "better" or "worse" only when the interval excludes 0 and
-the difference is larger than the metric's equivalence margin (its tolerance fact: 2% of
-the baseline's FVD, 0.25 CLIPSIM points), so float noise between a sharded and a single
-run of the same clips reads "no clear change".
+the difference is larger than the metric's equivalence margin (its tolerance fact, e.g.
+2% of the baseline's FVD, 0.25 CLIPSIM points), so float noise between a sharded and a
+single run of the same clips reads "no clear change".
 
 Refuses runs that ``results.compare`` would refuse (``results.schema.comparable``: other
-protocols, weights modes, prompt sets, FVD references), naming every difference. Exit 0
+protocols, weights modes, prompt sets, real-video references), naming every difference. Exit 0
 when the table was printed, 2 when the runs cannot be paired.
 """
 from __future__ import annotations
@@ -32,11 +33,14 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
+from metrics import display as metric_display
+from metrics import family as metric_family
 from metrics.frechet import FrechetToReference, frechet_distance
 from metrics.feature_stats import FeatureStats
 from results.compare import PairedLine, format_paired
 from results.compare import paired as paired_per_clip
 from results.model import Results
+from results.registry import is_set_statistic
 from results.schema import SchemaError, comparable, load
 from results.stats import paired_difference
 from results.tolerances import equivalence_margin
@@ -75,7 +79,8 @@ def open_run(run_dir: Path) -> RunFiles:
         raise CannotPair(f"{run_dir} has no results.json: give the run directory of a finished run "
                          f"(hydra.run.dir of that run).")
     if not (run_dir / "store").is_dir():
-        raise CannotPair(f"{run_dir} has no store/ folder: the clip features are needed for a paired FVD.")
+        raise CannotPair(f"{run_dir} has no store/ folder: the clip features are needed to pair set statistics "
+                         f"such as FVD.")
     store = ClipStore(run_dir / "store")
     return RunFiles(run_dir, load(run_dir / "results.json"), store, store.keys())
 
@@ -91,8 +96,9 @@ def open_source(path: Path) -> Source:
     return open_run(path)
 
 
-def fvd_statistic(reference_file: str, unbiased: bool) -> Callable[[np.ndarray], float]:
-    """FVD of a feature set [N, D] against the stored real-video statistics."""
+def reference_statistic(reference_file: str, unbiased: bool) -> Callable[[np.ndarray], float]:
+    """The Fréchet distance of a feature set [N, D] to the stored real-video statistics (FVD's
+    statistic, and that of any set statistic recorded against a reference file)."""
     if not reference_file or not Path(reference_file).is_file():
         raise CannotPair(f"the real-video statistics file {reference_file!r} recorded in the results is not on this "
                          f"machine; run both comparisons where the runs were scored (the file lives in the "
@@ -104,37 +110,46 @@ def fvd_statistic(reference_file: str, unbiased: bool) -> Callable[[np.ndarray],
     return lambda x: frechet_distance(x.mean(axis=0), np.cov(x, rowvar=False, bias=True), mu_ref, sigma_ref)
 
 
-def paired_fvd(base: Source, cur: Source, n_boot: int, seed: int,
-               alpha: float) -> Tuple[List[PairedLine], List[str]]:
+def _unbiased(results: Results, metric: str) -> bool:
+    spec = (results.provenance.protocols.get(metric_family(metric)) or {}).get("protocol_spec") or {}
+    return spec.get("covariance", "unbiased") != "biased"
+
+
+def paired_set_statistics(base: Source, cur: Source, n_boot: int, seed: int,
+                          alpha: float) -> Tuple[List[PairedLine], List[str]]:
+    """Paired differences of every set-statistic row both runs have, from the stored features."""
     base_rows = {r.key: r for r in base.results.rows}
-    spec = (cur.results.provenance.protocols.get("fvd") or {}).get("protocol_spec") or {}
-    unbiased = spec.get("covariance", "unbiased") != "biased"
-    statistics: Dict[str, Callable[[np.ndarray], float]] = {}   # per reference file: loaded once
+    statistics: Dict[Tuple[str, bool], Callable[[np.ndarray], float]] = {}   # per reference file: loaded once
     lines: List[PairedLine] = []
     notes: List[str] = []
     for row in cur.results.rows:
         other = base_rows.get(row.key)
-        if row.metric != "fvd" or other is None:
+        if other is None or not is_set_statistic(row):
             continue
+        cell = f"{row.method} NFE {row.nfe} {metric_display(row.metric)}"
         if other.protocol != row.protocol:
-            notes.append(f"{row.method} NFE {row.nfe} FVD: feature keys differ ({other.protocol} vs {row.protocol})")
+            notes.append(f"{cell}: feature keys differ ({other.protocol} vs {row.protocol})")
             continue
         ref_file = row.extra.get("reference_file")
-        if ref_file not in statistics:
-            statistics[ref_file] = fvd_statistic(ref_file, unbiased)
-        statistic = statistics[ref_file]
+        if not ref_file:
+            notes.append(f"{cell}: not paired (the row records no reference statistics file)")
+            continue
+        unbiased = _unbiased(cur.results, row.metric)
+        if (ref_file, unbiased) not in statistics:
+            statistics[(ref_file, unbiased)] = reference_statistic(ref_file, unbiased)
+        statistic = statistics[(ref_file, unbiased)]
         a = cur.features(row.method, row.nfe, row.protocol)
         b = base.features(row.method, row.nfe, row.protocol)
         try:
             d = paired_difference(a, b, statistic, n_boot=n_boot, seed=seed, alpha=alpha,
                                   interval="bias_corrected")
         except ValueError as err:
-            notes.append(f"{row.method} NFE {row.nfe} FVD: not paired ({err})")
+            notes.append(f"{cell}: not paired ({err})")
             continue
-        # the margin is relative to the baseline's FVD on the shared clips, against the same reference
-        base_fvd = float(statistic(np.stack([b[k] for k in sorted(set(a) & set(b))])))
-        lines.append(PairedLine(row.method, row.nfe, "fvd", d.difference, d.lo, d.hi, d.n, len(b), len(a),
-                                cur.results.display_name(row.method), equivalence_margin("fvd", base_fvd)))
+        # the margin is relative to the baseline's value on the shared clips, against the same reference
+        base_value = float(statistic(np.stack([b[k] for k in sorted(set(a) & set(b))])))
+        lines.append(PairedLine(row.method, row.nfe, row.metric, d.difference, d.lo, d.hi, d.n, len(b), len(a),
+                                cur.results.display_name(row.method), equivalence_margin(row.metric, base_value)))
     return lines, notes
 
 
@@ -172,9 +187,9 @@ def compare_runs(baseline_dir: Path, current_dir: Path, n_boot: int = 1000, seed
     base, cur = open_source(baseline_dir), open_run(current_dir)
     refuse_incomparable(base, cur)
     check_same_inputs(base, cur)
-    fvd_lines, fvd_notes = paired_fvd(base, cur, n_boot, seed, alpha)
+    set_lines, set_notes = paired_set_statistics(base, cur, n_boot, seed, alpha)
     clip_lines, clip_notes = paired_per_clip(base.results, cur.results, n_boot=n_boot, seed=seed, alpha=alpha)
-    return fvd_lines + clip_lines, fvd_notes + clip_notes
+    return set_lines + clip_lines, set_notes + clip_notes
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -192,9 +207,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"lcmbench: error: {err}", file=sys.stderr)
         return 2
     print(f"Paired differences, current - baseline, on the clips both runs made ({args.n_boot} paired "
-          f"bootstrap resamples, seed {args.seed}; FVD: bias-corrected interval)")
+          f"bootstrap resamples, seed {args.seed}; set statistics: bias-corrected interval)")
     print(f"  baseline: {args.baseline}\n  current:  {args.current}\n")
-    print(format_paired(lines, args.alpha) if lines else "  nothing to pair: no FVD rows or per-clip values in both runs")
+    print(format_paired(lines, args.alpha) if lines else "  nothing to pair: no set-statistic rows or per-clip "
+                                                           "values in both runs")
     for n in notes:
         print(f"note: {n}")
     return 0

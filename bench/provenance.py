@@ -1,14 +1,17 @@
-"""Where a result came from: code version, packages, device."""
+"""Where a result came from: code version, packages, device. The packages recorded are the
+harness's own and those each metric plug-in declares (its ``packages``)."""
 from __future__ import annotations
 
 import importlib.metadata
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
+
+import metrics
 
 PACKAGES = ("torch", "torchvision", "diffusers", "transformers", "open_clip_torch", "hydra-core", "numpy",
-            "scipy", "pandas", "decord", "vbench", "safetensors", "huggingface_hub")
+            "scipy", "pandas", "decord", "safetensors", "huggingface_hub")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,9 +27,16 @@ def git_state(root: Path = REPO_ROOT) -> Dict[str, Optional[Any]]:
     return {"git_commit": commit, "git_dirty": dirty}
 
 
+def package_names() -> List[str]:
+    """The harness's packages, then each metric plug-in's declared ``packages`` (optional on a
+    plug-in: a metric that needs no distribution of its own declares none)."""
+    extra = [name for p in metrics.plugins() for name in getattr(p, "packages", ())]
+    return list(dict.fromkeys(list(PACKAGES) + extra))
+
+
 def package_versions() -> Dict[str, Optional[str]]:
     out = {}
-    for name in PACKAGES:
+    for name in package_names():
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

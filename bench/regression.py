@@ -12,14 +12,15 @@ Steps, each stopping the check with what to do:
 3. ``--manifest``: the prefetched files are verified offline (``bench.prefetch --verify``);
 4. preflight: every weight and metric asset the run reads, each missing one named;
 5. the experiment runs into ``--run-dir`` (Hydra overrides given here reach it);
-6. the verdict, paired on the clips both runs made (``bench.paired``): FVD recomputed from
-   the baseline's and the run's I3D features against the run's reference statistics,
-   CLIPSIM per clip, paired bootstrap intervals, and each metric's equivalence margin (its
-   tolerance fact), so float noise on the same clips passes and is never "worse". A cell
-   whose clips were made from other captions or seeds than the baseline's is a change too,
-   and so is a cell whose clips themselves moved: the median relative change of a clip's I3D
-   features beyond ``--clip-tolerance`` (1e-3), which sees changes far below what FVD over a
-   few clips can resolve. That comparison needs the baseline's float rounding (device, dtype,
+6. the verdict, paired on the clips both runs made (``bench.paired``): set statistics (e.g.
+   FVD) recomputed from the baseline's and the run's stored features against the run's
+   reference statistics, per-clip metrics (e.g. CLIPSIM) per clip, paired bootstrap
+   intervals, and each metric's equivalence margin (its tolerance fact), so float noise on
+   the same clips passes and is never "worse". A cell whose clips were made from other
+   captions or seeds than the baseline's is a change too, and so is a cell whose clips
+   themselves moved: the median relative change of a clip's stored features (those of its
+   set statistics, e.g. I3D's) beyond ``--clip-tolerance`` (1e-3), which sees changes far
+   below what a set statistic over a few clips can resolve. That comparison needs the baseline's float rounding (device, dtype,
    CPU threads, batch size change the last bits of every clip); where these differ only the
    margins decide, and the summary says so.
    The markdown summary and the JSON verdict go into the run folder (and ``--summary``,
@@ -48,13 +49,14 @@ from common.files import write_atomic
 from results.comparability import setting_differences
 from results.compare import PairedLine, format_paired
 from results.compare import paired as paired_per_clip
+from results.registry import is_set_statistic
 from results.schema import SchemaError
 
 from .baseline import Baseline, BaselineError, write_baseline
 from .config import CONFIG_DIR, compose, plain
 from .errors import fail
 from .overrides import check_overrides
-from .paired import CannotPair, input_differences, open_run, paired_fvd, refuse_incomparable
+from .paired import CannotPair, input_differences, open_run, paired_set_statistics, refuse_incomparable
 from .preflight import format_plan, preflight
 from .prefetch import main as prefetch_main
 
@@ -81,7 +83,7 @@ def _args(argv: Optional[Sequence[str]]):
     ap.add_argument("--no-run", action="store_true", help="compute the verdict for the finished run in --run-dir")
     ap.add_argument("--n-boot", type=int, default=1000, help="paired bootstrap resamples")
     ap.add_argument("--clip-tolerance", type=float, default=1e-3,
-                    help="how far (relative) a clip's I3D features may move before its cell counts as changed")
+                    help="how far (relative) a clip's stored features may move before its cell counts as changed")
     ap.add_argument("--alpha", type=float, default=0.05)
     args, overrides = ap.parse_known_args(argv)
     bad = [o for o in overrides if o.startswith("-")]
@@ -133,17 +135,19 @@ def run_experiment(overrides: List[str], run_dir: Path) -> int:
 
 def clip_changes(base: Baseline, cur) -> Dict[tuple, tuple]:
     """(method, NFE) -> (median over the shared clips of |f_run - f_baseline| / |f_baseline|
-    of each clip's I3D features, clips): how far the same clips moved. The same seeds and
-    inputs make the same clips, so this sees a change long before a set-level metric does."""
-    out = {}
+    of each clip's stored features, clips), the largest over the cell's set statistics (e.g.
+    FVD's I3D features): how far the same clips moved. The same seeds and inputs make the
+    same clips, so this sees a change long before a set-level metric does."""
+    out: Dict[tuple, tuple] = {}
     for row in cur.results.rows:
-        if row.metric != "fvd":
+        if not is_set_statistic(row):
             continue
         a, b = cur.features(row.method, row.nfe, row.protocol), base.features(row.method, row.nfe, row.protocol)
         shared = sorted(set(a) & set(b))
         if shared:
             rel = [float(np.linalg.norm(a[k] - b[k]) / max(np.linalg.norm(b[k]), 1e-12)) for k in shared]
-            out[(row.method, row.nfe)] = (float(np.median(rel)), len(shared))
+            moved = (float(np.median(rel)), len(shared))
+            out[(row.method, row.nfe)] = max(out.get((row.method, row.nfe), moved), moved)
     return out
 
 
@@ -164,9 +168,9 @@ def verdict_lines(base: Baseline, run_dir: Path, n_boot: int, alpha: float, allo
     """The paired lines and every failure, each naming its method and NFE."""
     cur = open_run(run_dir)
     refuse_incomparable(base, cur)
-    fvd, notes = paired_fvd(base, cur, n_boot, 0, alpha)
+    set_lines, notes = paired_set_statistics(base, cur, n_boot, 0, alpha)
     clip, clip_notes = paired_per_clip(base.results, cur.results, n_boot=n_boot, seed=0, alpha=alpha)
-    lines: List[PairedLine] = fvd + clip
+    lines: List[PairedLine] = set_lines + clip
     failures: List[Dict[str, Any]] = []
     for ln in lines:
         reading = ln.reading()
@@ -190,7 +194,7 @@ def verdict_lines(base: Baseline, run_dir: Path, n_boot: int, alpha: float, allo
     for (method, nfe), (median, n) in sorted(moved.items()):
         if median > clip_tolerance and not other:
             failures.append({"method": method, "nfe": nfe, "metric": "clips", "kind": "clips changed",
-                             "why": f"the I3D features of its {n} clips moved by {median:.2e} of their norm (median; "
+                             "why": f"the stored features of its {n} clips moved by {median:.2e} of their norm (median; "
                                     f"float noise on the same clips stays below --clip-tolerance {clip_tolerance:g})"})
     have = {(r.method, r.nfe, r.metric) for r in cur.results.rows}
     for r in base.results.rows:
@@ -216,7 +220,7 @@ def render(outcome: Dict[str, Any], baseline: Path, run_dir: Path, verdict: str,
     moved = ", ".join(f"{_label(res, c['method'])} {c['nfe']} steps {c['median_relative_change']:.1e}"
                       for c in outcome["clips_moved"])
     body = ["", "```", format_paired(outcome["lines"]), "```", "",
-            f"I3D features moved (median relative change per clip): {moved or 'no FVD cells'}."]
+            f"Stored features moved (median relative change per clip): {moved or 'no set-statistic cells'}."]
     body += [f"> note: {n}" for n in outcome["notes"]]
     return "\n".join(head + body) + "\n"
 

@@ -4,10 +4,12 @@ where its run folder is at hand (``store/`` beside it), what the stored features
 - every point lies inside its own interval;
 - each row's ``n`` is the clips the provenance lists (classes x videos per prompt, less the
   non-finite and missing clips the row records);
-- every (method, NFE) the protocol names has a row for each metric the run scored;
-- with the store: FVD recomputed from the stored I3D features against the recorded
-  real-video statistics, and CLIPSIM from the stored per-frame scores (the mean of the
-  per-clip means), each within the metric's tolerance.
+- every (method, NFE) the protocol names has a row for each per-clip metric the run scored
+  (the registry's clip-kind metrics);
+- with the store, each within its metric's tolerance fact: a set statistic (a row without
+  per-clip values, e.g. FVD) recomputed from the stored features as the Fréchet distance to
+  the real-video statistics the row records, and a mean over clips (e.g. CLIPSIM) from the
+  stored per-clip scores (the mean of each clip's stored values, then over clips).
 """
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ import numpy as np
 
 from common import clipfile
 from metrics import facts as metric_facts
+from metrics import family as metric_family
 from metrics.feature_stats import FeatureStats
 from metrics.frechet import FrechetToReference, frechet_distance
 
 from .model import Results, Row
+from .registry import clip_row_metrics, is_set_statistic
 
-SCORED = ("fvd", "clipsim")   # the clip metrics a run scores from its store (VBench rows count videos)
 _SLACK = 1e-9                  # float rounding of a point at its interval's end
 
 
@@ -31,7 +34,8 @@ def check(res: Results, results_path: Path) -> Tuple[List[str], List[str]]:
     """(problems, notes): what the file gets wrong; what could not be checked here."""
     problems: List[str] = []
     notes: List[str] = []
-    rows = [r for r in res.rows if r.metric in SCORED]
+    scored_here = set(clip_row_metrics())   # scored from the store's features (set metrics count videos)
+    rows = [r for r in res.rows if r.metric in scored_here]
     for r in res.rows:
         if r.ci_low is not None and r.ci_high is not None:
             slack = _SLACK * max(1.0, abs(r.value))
@@ -93,10 +97,14 @@ def _within(metric: str, value: float, recomputed: float) -> Optional[str]:
     return f"the file says {value:g}, the stored features give {recomputed:g} (tolerance {allowed:g})"
 
 
+def _unbiased(res: Results, metric: str) -> bool:
+    """Whether the metric's protocol computes the covariance unbiased (the default)."""
+    spec = (res.provenance.protocols.get(metric_family(metric)) or {}).get("protocol_spec") or {}
+    return spec.get("covariance", "unbiased") != "biased"
+
+
 def _recompute(res: Results, rows: List[Row], store: Path, problems: List[str], notes: List[str]) -> None:
-    spec = (res.provenance.protocols.get("fvd") or {}).get("protocol_spec") or {}
-    unbiased = spec.get("covariance", "unbiased") != "biased"
-    references: Dict[str, Any] = {}
+    references: Dict[Any, Any] = {}
     for r in rows:
         feats = _stored(store, r.method, r.nfe, r.protocol)
         if len(feats) != r.n:
@@ -104,26 +112,27 @@ def _recompute(res: Results, rows: List[Row], store: Path, problems: List[str], 
                             f"the file says n={r.n}.")
             continue
         x = np.stack([feats[k] for k in sorted(feats)])
-        if r.metric == "clipsim":
-            per_clip = x.reshape(len(x), -1).mean(axis=1)   # CLIPSIM: mean over frames, then over clips
+        if not is_set_statistic(r):
+            per_clip = x.reshape(len(x), -1).mean(axis=1)   # a clip's stored values, averaged; then over clips
             recorded = r.extra.get("per_clip") or {}
-            wrong = [k for k, v in zip(sorted(feats), per_clip) if k in recorded and _within("clipsim", recorded[k], v)]
+            wrong = [k for k, v in zip(sorted(feats), per_clip) if k in recorded and _within(r.metric, recorded[k], v)]
             if wrong:
                 problems.append(f"{_cell(r)}: {len(wrong)} per-clip values differ from the stored features "
                                 f"(e.g. {wrong[0]}).")
-            why = _within("clipsim", r.value, float(per_clip.mean()))
+            why = _within(r.metric, r.value, float(per_clip.mean()))
         else:
             ref_file = r.extra.get("reference_file")
             if not ref_file or not Path(ref_file).is_file():
                 notes.append(f"{_cell(r)}: not recomputed: the real-video statistics {ref_file!r} are not on this "
                              f"machine.")
                 continue
-            if ref_file not in references:
+            unbiased = _unbiased(res, r.metric)
+            if (ref_file, unbiased) not in references:
                 ref = FeatureStats.load(ref_file)
-                references[ref_file] = (ref.mean(), ref.cov(unbiased=unbiased))
-            mu, sigma = references[ref_file]
-            fvd = FrechetToReference(mu, sigma)(x) if unbiased else \
+                references[(ref_file, unbiased)] = (ref.mean(), ref.cov(unbiased=unbiased))
+            mu, sigma = references[(ref_file, unbiased)]
+            distance = FrechetToReference(mu, sigma)(x) if unbiased else \
                 frechet_distance(x.mean(axis=0), np.cov(x, rowvar=False, bias=True), mu, sigma)
-            why = _within("fvd", r.value, float(fvd))
+            why = _within(r.metric, r.value, float(distance))
         if why:
             problems.append(f"{_cell(r)}: {why}.")

@@ -2,7 +2,8 @@
 
 :func:`protocol_differences` lists, one sentence each, every protocol setting two results
 files disagree on (frame geometry, frame count, seed, prompt set or its file, classes,
-videos per prompt, NFE set, the FVD reference). ``results.schema.comparable`` adds them
+videos per prompt, NFE set, the real-video reference a metric such as FVD was computed
+against). ``results.schema.comparable`` adds them
 to its reasons, so ``results.compare``, ``bench.paired``, ``bench.regression`` and the
 leaderboard refuse the same pairs with the same words.
 
@@ -15,6 +16,8 @@ file is another protocol.
 from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional
+
+from metrics import plugin as metric_plugin
 
 from .model import Results
 
@@ -31,8 +34,9 @@ def _protocol(res: Results) -> Dict[str, Any]:
     return dict((res.provenance.config or {}).get("protocol") or {})
 
 
-def _fvd_reference(res: Results) -> Optional[Dict[str, Any]]:
-    ref = (res.provenance.protocols.get("fvd") or {}).get("reference")
+def _reference(res: Results, family: str) -> Optional[Dict[str, Any]]:
+    """The prepared reference statistics a metric family's protocol entry records, if any."""
+    ref = (res.provenance.protocols.get(family) or {}).get("reference")
     return dict(ref) if isinstance(ref, Mapping) and ref.get("prepared") else None
 
 
@@ -42,15 +46,19 @@ def describe_reference(ref: Mapping[str, Any]) -> str:
 
 
 def _reference_differences(ra: Results, rb: Results) -> List[str]:
-    a, b = _fvd_reference(ra), _fvd_reference(rb)
-    if a is None or b is None:
-        return []
-    same = (a.get("cache_key") == b.get("cache_key") if a.get("cache_key") and b.get("cache_key")
-            else (a.get("listing_sha256"), a.get("sampling")) == (b.get("listing_sha256"), b.get("sampling")))
-    if same:
-        return []
-    return [f"FVD reference statistics differ: {describe_reference(a)} vs {describe_reference(b)} (FVD against "
-            f"other real clips is another number; use the same metrics.fvd.options.reference_stats file)"]
+    out: List[str] = []
+    for family in sorted(set(ra.provenance.protocols) & set(rb.provenance.protocols)):
+        a, b = _reference(ra, family), _reference(rb, family)
+        if a is None or b is None:
+            continue
+        same = (a.get("cache_key") == b.get("cache_key") if a.get("cache_key") and b.get("cache_key")
+                else (a.get("listing_sha256"), a.get("sampling")) == (b.get("listing_sha256"), b.get("sampling")))
+        if not same:
+            name = metric_plugin(family).display_name
+            out.append(f"{name} reference statistics differ: {describe_reference(a)} vs {describe_reference(b)} "
+                       f"({name} against other real clips is another number; use the same reference file in "
+                       f"metrics.{family}.options)")
+    return out
 
 
 def setting_differences(pa: Mapping[str, Any], pb: Mapping[str, Any]) -> List[str]:

@@ -55,6 +55,7 @@ from metrics import display as metric_display
 from metrics import facts as metric_facts
 
 from .model import Results
+from .registry import rank
 from .schema import SchemaError, as_results, comparable, load
 from .stats import paired_difference
 from .tolerances import (TIMING_METRICS, Tolerance, ToleranceError, equivalence_margin, load_tolerance_file,
@@ -141,9 +142,12 @@ def compare(baseline: Union[Results, Mapping[str, Any]], current: Union[Results,
     gate_b, gate_c = timing_gate(base), timing_gate(cur)
     order = {m: i for i, m in enumerate(base.method_order() + [m for m in cur.method_order()
                                                               if m not in base.method_order()])}
-    metric_rank = {"fvd": 0, "clipsim": 1, "vbench_total": 2, "vbench_quality": 3, "vbench_semantic": 4,
-                   "denoise_ms": 90, "peak_mem_mb": 91}
-    keys = sorted(set(qb) | set(qc), key=lambda k: (metric_rank.get(k[2], 50), k[2], order.get(k[0], 99), k[1]))
+    timing_rank = {m: i for i, m in enumerate(TIMING_METRICS)}   # timings after every metric
+
+    def metric_rank(metric: str) -> Tuple[int, int]:
+        return (1, timing_rank[metric]) if metric in TIMING_METRICS else (0, rank(metric))
+
+    keys = sorted(set(qb) | set(qc), key=lambda k: (metric_rank(k[2]), k[2], order.get(k[0], 99), k[1]))
     lines = []
     for k in keys:
         method, nfe, metric = k

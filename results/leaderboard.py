@@ -1,8 +1,9 @@
 """The leaderboard: every generator of a run at every step count on one protocol.
 
-One row per (generator, NFE): UNet evaluations, measured denoising time, FVD and CLIPSIM
-with their intervals, the paired difference against the run's reference method (same
-prompts and seeds) with a plain reading, and whether the point lies on the
+One row per (generator, NFE): UNet evaluations, measured denoising time, every per-clip
+metric of the run (the registry's clip-kind metrics in its order: FVD, CLIPSIM and any
+plug-in's) with its interval, the paired difference against the run's reference method
+(same prompts and seeds) with a plain reading, and whether the point lies on the
 quality-versus-time Pareto front. Names, order and colours come from the run's
 ``methods`` (the registry and the experiment config): nothing here names a model.
 """
@@ -14,11 +15,16 @@ from metrics import display as metric_display
 from metrics import facts as metric_facts
 
 from .model import Results, unet_evals
+from .registry import arrow, clip_row_metrics
 from .schema import as_results
 from .table_render import DASH, Cell, Table, fmt_ms, paired_cell, render
 from .tables import _value_cell
 
-METRICS = ("fvd", "clipsim")
+
+
+def leaderboard_metrics(res: Results) -> List[str]:
+    """The run's per-clip metrics, in the registry's order: one column group each."""
+    return clip_row_metrics(r.metric for r in res.rows)
 
 
 def has_leaderboard(res: Results) -> bool:
@@ -53,7 +59,7 @@ def _time_ms(res: Results, method: str, nfe: int) -> Optional[float]:
 def fronts(res: Results) -> Dict[str, List[Tuple[str, int]]]:
     """The Pareto front of each metric over the run's (method, NFE) points with a time."""
     out = {}
-    for metric in METRICS:
+    for metric in leaderboard_metrics(res):
         pts = [((r.method, r.nfe), _time_ms(res, r.method, r.nfe), r.value) for r in res.rows if r.metric == metric]
         pts = [p for p in pts if p[1] is not None]
         out[metric] = pareto_front(pts, metric_facts(metric).higher_is_better)
@@ -67,26 +73,27 @@ def build_leaderboard_table(results: Union[Results, Mapping[str, Any]]) -> Table
         raise ValueError("the results have no paired differences: run with report.leaderboard_reference=METHOD "
                          "(experiment=leaderboard sets it)")
     front = fronts(res)
-    nfes = sorted({r.nfe for r in res.rows if r.metric in METRICS})
+    shown = leaderboard_metrics(res)
+    nfes = sorted({r.nfe for r in res.rows if r.metric in shown})
     ref_name = res.display_name(ref)
     cols = ["Generator", "Steps", "UNet evals", "Denoise ms"] + [
-        f"{metric_display(m)} {'↑' if metric_facts(m).higher_is_better else '↓'}" for m in METRICS] + [
-        f"Δ{metric_display(m)} vs {ref_name}" for m in METRICS] + ["Pareto"]
+        f"{metric_display(m)} {arrow(m)}" for m in shown] + [
+        f"Δ{metric_display(m)} vs {ref_name}" for m in shown] + ["Pareto"]
     rows: List[List[Cell]] = []
     for m in res.method_order():
         info = res.methods.get(m)
         for k in nfes:
-            cells_by = {met: res.row(m, k, met) for met in METRICS}
+            cells_by = {met: res.row(m, k, met) for met in shown}
             if not any(cells_by.values()):
                 continue
             guidance = info.guidance_scale if info is not None else 1.0
             ms = _time_ms(res, m, k)
-            on_front = [metric_display(met) for met in METRICS if (m, k) in front[met]]
+            on_front = [metric_display(met) for met in shown if (m, k) in front[met]]
             rows.append([Cell(res.display_name(m)), Cell(str(k)), Cell(str(unet_evals(k, guidance))),
                          Cell(fmt_ms(ms) if ms is not None else DASH, sort_value=ms)]
-                        + [_value_cell(cells_by[met], metric_facts(met).decimals, "pm") for met in METRICS]
+                        + [_value_cell(cells_by[met], metric_facts(met).decimals, "pm") for met in shown]
                         + [Cell("reference") if m == ref else paired_cell(cells_by[met], metric_facts(met).decimals)
-                           for met in METRICS]
+                           for met in shown]
                         + [Cell(", ".join(on_front) if on_front else "")])
     clock = sorted({f"{t.device} {t.dtype}, {t.clock or 'wall'}" for t in res.timing})
     notes = [f"One row per generator and step count, all on this run's protocol: the same prompts and the same "
@@ -106,4 +113,5 @@ def leaderboard_table(results: Union[Results, Mapping[str, Any]], fmt: str = "md
     return render(build_leaderboard_table(results), fmt)
 
 
-__all__ = ["build_leaderboard_table", "leaderboard_table", "pareto_front", "fronts", "has_leaderboard"]
+__all__ = ["build_leaderboard_table", "leaderboard_table", "leaderboard_metrics", "pareto_front", "fronts",
+           "has_leaderboard"]

@@ -16,9 +16,14 @@ from typing import Any, Dict, List, Literal, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from common.names import did_you_mean
+from metrics import available as available_metrics
 from metrics import family as metric_family
 from metrics import is_known as is_known_metric
-from metrics.vbench_protocol import ALL_DIMENSIONS
+from metrics import row_metrics
+from metrics.vbench_protocol import ALL_DIMENSIONS, MODES as VBENCH_MODES
+
+from .registry import row_metric_summary, section_plugins
 
 SCHEMA_VERSION = "1.0"
 WEIGHTS_MODES = ("tiny", "random", "pretrained")
@@ -27,7 +32,6 @@ DEFAULT_LABELS = {
     "random": "RANDOM FULL-SIZE WEIGHTS - timing only; quality metrics are meaningless",
     "pretrained": "",
 }
-PROTOCOL_FAMILIES = ("fvd", "clipsim", "vbench")
 _ID = re.compile(r"^[a-z0-9_]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -124,9 +128,9 @@ class Provenance(_Strict):
     seeds: Dict[str, int] = Field(description="base_seed and bootstrap_seed required, others allowed")
     packages: Dict[str, Optional[str]] = Field(description="distribution -> version, null when not installed")
     device: DeviceInfo
-    protocols: Dict[str, Free] = Field(description="metric family (fvd, clipsim, vbench) -> at least name and "
-                                                   "version (str or int), optionally id / feature_key (the "
-                                                   "identifier rows carry)")
+    protocols: Dict[str, Free] = Field(description="metric family (a registered metric's name, e.g. fvd) -> at "
+                                                   "least name and version (str or int), optionally id / "
+                                                   "feature_key (the identifier rows carry)")
     prompt_set: Free = Field(description="name (str) and sha256 (64 hex or null); further keys allowed")
     generation: Optional[Free] = None
     parity: Optional[Free] = Field(None, description="version and the parity choices of the pipeline; absent "
@@ -145,10 +149,12 @@ class Provenance(_Strict):
     @classmethod
     def _protocols(cls, protocols: Dict[str, Free]) -> Dict[str, Free]:
         problems = []
+        families = available_metrics()
         for fam, p in protocols.items():
             at = fam
-            if fam not in PROTOCOL_FAMILIES:
-                problems.append((at, "protocol families are 'fvd', 'clipsim' and 'vbench'"))
+            if fam not in families:
+                problems.append((at, f"not a registered metric.{did_you_mean(fam, families)} Protocol families "
+                                     f"are the registered metrics: {', '.join(families)}."))
             if "name" not in p:
                 problems.append((at, "missing required field 'name'"))
             elif not isinstance(p["name"], str) or not p["name"]:
@@ -200,11 +206,13 @@ class MethodInfo(_Strict):
 
 
 class Row(_Strict):
-    """One (method, nfe, metric) measurement. FVD as is (lower is better); CLIPSIM x100
-    as in the paper; ``vbench_*`` in percent."""
+    """One (method, nfe, metric) measurement, in the units and direction its metric's facts
+    declare (``metrics.facts(metric)``: e.g. FVD as is, lower is better; CLIPSIM x100 as in
+    the paper; VBench rows in percent)."""
     method: str = Field(min_length=1, description="a key of methods")
     nfe: int = Field(ge=1, description="denoising steps")
-    metric: str = Field(description="fvd, clipsim, vbench_<dimension>, vbench_total / quality / semantic")
+    metric: str = Field(description="a row metric of a registered metric plug-in (metrics.row_metrics(); the "
+                                    "built-ins: FVD, CLIPSIM, VBench total / quality / semantic and dimensions)")
     value: float
     n: int = Field(ge=1, description="clips scored")
     protocol: str = Field(min_length=1, description="the id of provenance.protocols[<family>]")
@@ -217,8 +225,8 @@ class Row(_Strict):
     @classmethod
     def _known_metric(cls, metric: str) -> str:
         if not is_known_metric(metric):
-            raise ValueError(f"unknown metric {metric!r}; use one of fvd, clipsim, vbench_total, vbench_quality, "
-                             f"vbench_semantic or vbench_<dimension>")
+            raise ValueError(f"unknown metric {metric!r}.{did_you_mean(metric, row_metrics())} Use a row metric of "
+                             f"a registered metric plug-in: {row_metric_summary()}.")
         return metric
 
     @model_validator(mode="after")
@@ -280,7 +288,7 @@ class VBenchEntry(_Strict):
     skipped: Dict[str, str] = Field(description="dimension -> reason")
     nfe: Optional[int] = Field(None, ge=1)
     n_videos: Optional[int] = Field(None, ge=1)
-    mode: Optional[Literal["vbench_standard", "custom_input"]] = None
+    mode: Optional[Literal[VBENCH_MODES]] = None
     missing_videos: Dict[str, int] = Field(default_factory=dict, description="dimension -> standard videos not "
                                                                             "made; non-empty: a prompt subset")
     non_standard: Dict[str, str] = Field(default_factory=dict, description="dimension -> how it departs from "
@@ -456,8 +464,10 @@ def cross_reference_problems(res: Results) -> List[str]:
             problems.append(f"timing[{i}]: duplicate of timing[{seen_t[(t.method, t.nfe)]}] (method={t.method!r}, "
                             f"nfe={t.nfe!r})")
         seen_t.setdefault((t.method, t.nfe), i)
-    if res.vbench and "vbench" not in protocols:
-        problems.append("provenance.protocols: has no 'vbench' entry but the file has VBench results")
+    for section, plugin in section_plugins().items():
+        if getattr(res, section, None) and plugin.name not in protocols:
+            problems.append(f"provenance.protocols: has no {plugin.name!r} entry but the file has "
+                            f"{plugin.display_name} results (section {section!r})")
     for mid in res.vbench:
         if mid not in res.methods:
             problems.append(f"vbench.{mid}: {mid!r} is not a key of 'methods'")

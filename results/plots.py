@@ -1,7 +1,7 @@
 """Figures from a results file (matplotlib, Agg canvas; each saved as PNG and PDF).
 
-- :func:`plot_metric_vs_nfe`: FVD or CLIPSIM against the number of steps, one
-  line per method with its bootstrap interval as a band.
+- :func:`plot_metric_vs_nfe`: a row metric (FVD, CLIPSIM ...) against the number
+  of steps, one line per method with its bootstrap interval as a band.
 - :func:`plot_quality_vs_time`: the speed/quality trade-off, metric against
   denoising time (log axis), one marker per (method, NFE), annotated.
 - :func:`contact_sheet`: sample frames, rows = methods, columns = NFE, each
@@ -31,6 +31,7 @@ from metrics import facts as metric_facts
 from . import paper
 from .leaderboard import pareto_front
 from .model import Results
+from .registry import clip_row_metrics, direction
 from .schema import as_results
 
 # Colours come from each method's spec (the registry or the experiment's model config);
@@ -86,8 +87,7 @@ def _finish(fig: Figure, res: Optional[Results], layout: bool = True) -> Figure:
 
 
 def _axis_label(metric: str) -> str:
-    unit = " (x100)" if metric == "clipsim" else (" (%)" if metric.startswith("vbench_") else "")
-    return f"{metric_display(metric)}{unit}, {'higher' if metric_facts(metric).higher_is_better else 'lower'} is better"
+    return f"{metric_display(metric)}{metric_facts(metric).unit}, {direction(metric)}"
 
 
 def _style_axes(ax) -> None:
@@ -97,7 +97,7 @@ def _style_axes(ax) -> None:
         ax.spines[side].set_visible(False)
 
 
-def plot_metric_vs_nfe(results: ResultsLike, metric: str = "fvd", with_paper: bool = False,
+def plot_metric_vs_nfe(results: ResultsLike, metric: str, with_paper: bool = False,
                        methods: Optional[Sequence[str]] = None) -> Figure:
     """``metric`` against denoising steps per method, with bootstrap-interval bands."""
     res = as_results(results)
@@ -142,7 +142,7 @@ def plot_metric_vs_nfe(results: ResultsLike, metric: str = "fvd", with_paper: bo
     return _finish(fig, res)
 
 
-def plot_quality_vs_time(results: ResultsLike, metric: str = "fvd") -> Figure:
+def plot_quality_vs_time(results: ResultsLike, metric: str) -> Figure:
     """Speed/quality trade-off: ``metric`` against median denoising time (log x), per (method, NFE)."""
     res = as_results(results)
     pts = []
@@ -279,7 +279,7 @@ def contact_sheet(samples: Mapping[Tuple[str, int], Any], frames: Union[str, Seq
     return _finish(fig, res, layout=False)
 
 
-def plot_ablation(results: ResultsLike, metric: str = "fvd", nfe: Optional[int] = None,
+def plot_ablation(results: ResultsLike, metric: str, nfe: Optional[int] = None,
                   with_paper: bool = False) -> Figure:
     """``metric`` against training step for each distillation strategy, with interval bands."""
     res = as_results(results)
@@ -338,13 +338,13 @@ def figures(results: ResultsLike, samples: Optional[Mapping[Tuple[str, int], Any
     """Every figure the results support, by file stem."""
     res = as_results(results)
     out: Dict[str, Figure] = {}
-    for metric in ("fvd", "clipsim"):
+    for metric in clip_row_metrics(r.metric for r in res.rows):   # every per-clip metric of the run
         if any(r.metric == metric for r in res.rows):
             out[f"{metric}_vs_nfe"] = plot_metric_vs_nfe(res, metric, with_paper=with_paper)
             if any(res.timing_for(r.method, r.nfe) for r in res.rows if r.metric == metric):
                 out[f"{metric}_vs_time"] = plot_quality_vs_time(res, metric)
     if res.ablation:
-        for metric in ("fvd", "clipsim"):
+        for metric in clip_row_metrics(r.metric for a in res.ablation for r in a.rows):
             if any(r.metric == metric for a in res.ablation if a.train_step is not None for r in a.rows):
                 out[f"ablation_{metric}_vs_step"] = plot_ablation(res, metric, with_paper=with_paper)
     if samples:

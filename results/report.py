@@ -6,6 +6,7 @@ under ``run_dir``::
     results.json          the validated results (schema in results/SCHEMA.md)
     results.csv           one row per (method, nfe, metric)
     tables/table1.{md,tex}            always
+    tables/table1_extended.{md,tex}   always: every per-clip metric of the run
     tables/table2.{md,tex}            when VBench results exist
     tables/time_table.{md,tex}        when timing results exist
     tables/ablation.{md,tex}          when an ablation section exists
@@ -13,7 +14,7 @@ under ``run_dir``::
     report.html           the page below
 
 :func:`write_report` writes only ``report.html``: the weights-mode banner,
-Table 1, Table 2, the time and ablation tables, every figure (base64 PNG),
+Table 1, the extended Table 1 and every reported metric's facts, Table 2, the time and ablation tables, every figure (base64 PNG),
 a few sample videos per (method, NFE) cell (animated WebP, GIF or MP4 as
 data URIs, within a size budget) and the provenance (git, config, packages,
 device, protocols, seeds). No external resources: it opens offline.
@@ -33,7 +34,11 @@ import numpy as np
 from common.files import write_atomic
 
 from . import paper
+from metrics import display as metric_display
+from metrics import is_known as is_known_metric
+
 from .leaderboard import build_leaderboard_table, has_leaderboard
+from .metric_tables import build_metrics_table, build_table1_extended
 from .model import SCHEMA_VERSION, Results, protocol_id
 from .plots import figures, save_figure
 from .schema import as_results, save, validate
@@ -225,6 +230,9 @@ def _section_tables(res: Results, with_paper: bool) -> Tuple[List[Tuple[str, str
                      + to_html(build_table1(paper.as_results()), "table-1-paper") + "</details>")
     parts.append("</section>")
     nav.append(("table1", "Table 1"))
+    parts.append('<section id="metrics"><h2>All metrics</h2>' + to_html(build_table1_extended(res), "table-1-extended")
+                 + to_html(build_metrics_table(res), "metric-facts") + "</section>")
+    nav.append(("metrics", "Metrics"))
     if res.vbench:
         parts.append('<section id="table2"><h2>Table 2 · VBench</h2>' + to_html(build_table2(res, with_paper=True),
                                                                              "table-2") + "</section>")
@@ -249,17 +257,22 @@ def _section_tables(res: Results, with_paper: bool) -> Tuple[List[Tuple[str, str
     return nav, "\n".join(parts)
 
 
-_CAPTIONS = {
-    "fvd_vs_nfe": "FVD against denoising steps; bands are bootstrap intervals.",
-    "clipsim_vs_nfe": "CLIPSIM against denoising steps; bands are bootstrap intervals.",
-    "fvd_vs_time": "Speed/quality trade-off: FVD against denoising time per video (labels: steps; ringed: "
-                   "the Pareto front).",
-    "clipsim_vs_time": "Speed/quality trade-off: CLIPSIM against denoising time per video (labels: steps; "
-                       "ringed: the Pareto front).",
-    "ablation_fvd_vs_step": "Ablation: FVD against training step, decoupled vs joint distillation.",
-    "ablation_clipsim_vs_step": "Ablation: CLIPSIM against training step, decoupled vs joint distillation.",
-    "contact_sheet": "Sample frames (first / middle / last) per method and step count, same prompt and seed.",
-}
+# figure stem "<prefix><metric><suffix>" -> caption, {} the metric's display name
+_CAPTIONS = (("", "_vs_nfe", "{} against denoising steps; bands are bootstrap intervals."),
+             ("", "_vs_time", "Speed/quality trade-off: {} against denoising time per video (labels: steps; "
+                              "ringed: the Pareto front)."),
+             ("ablation_", "_vs_step", "Ablation: {} against training step, decoupled vs joint distillation."))
+CONTACT_SHEET_CAPTION = "Sample frames (first / middle / last) per method and step count, same prompt and seed."
+
+
+def _caption(stem: str) -> str:
+    if stem == "contact_sheet":
+        return CONTACT_SHEET_CAPTION
+    for prefix, suffix, text in _CAPTIONS:
+        metric = stem[len(prefix):-len(suffix)] if stem.startswith(prefix) and stem.endswith(suffix) else ""
+        if is_known_metric(metric):
+            return text.format(metric_display(metric))
+    return stem
 
 
 def _section_plots(figs: Mapping[str, Any]) -> str:
@@ -269,7 +282,7 @@ def _section_plots(figs: Mapping[str, Any]) -> str:
     for stem, fig in figs.items():
         wide = ' class="wide"' if stem == "contact_sheet" else ""
         items.append(f'<figure{wide}><img alt="{_e(stem)}" src="data:image/png;base64,{_fig_png_b64(fig)}">'
-                     f"<figcaption>{_e(_CAPTIONS.get(stem, stem))}</figcaption></figure>")
+                     f"<figcaption>{_e(_caption(stem))}</figcaption></figure>")
     return '<section id="plots"><h2>Figures</h2><div class="plots">' + "".join(items) + "</div></section>"
 
 
@@ -414,7 +427,8 @@ def write_all(results: Union[Results, Mapping[str, Any]], run_dir: PathLike,
               with_paper: Optional[bool] = None) -> List[Path]:
     """Write every artefact of a run under ``run_dir``; returns the paths written.
 
-    results.json, results.csv, tables/*.md|tex (Table 1 always; Table 2, the
+    results.json, results.csv, tables/*.md|tex (Table 1 and its extension to every
+    per-clip metric always; Table 2, the
     time table and the ablation table when their data exist), plots/*.png|pdf
     and report.html. Validates the results first: nothing is written for an
     invalid results dict. Every file is written whole or not at all (a temporary
@@ -429,7 +443,8 @@ def write_all(results: Union[Results, Mapping[str, Any]], run_dir: PathLike,
     if isinstance(results, Results):
         validate(res.to_dict())   # a dict was validated by as_results: nothing is written for invalid results
     paths: List[Path] = []
-    tables: List[Tuple[str, Table]] = [("table1", build_table1(res, with_paper=with_paper))]
+    tables: List[Tuple[str, Table]] = [("table1", build_table1(res, with_paper=with_paper)),
+                                       ("table1_extended", build_table1_extended(res))]
     if res.vbench:
         tables.append(("table2", build_table2(res, with_paper=True)))
     if res.timing:

@@ -19,9 +19,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Un
 from pydantic import BaseModel, ValidationError
 
 from common.files import write_atomic
+from metrics import display as metric_display
 from metrics import family as metric_family
 from results.model import SCHEMA_VERSION, CrossReferenceError, Results, protocol_id
 from results.comparability import protocol_differences
+from results.registry import is_set_statistic, section_plugins
 
 PathLike = Union[str, "os.PathLike[str]"]
 EXAMPLE = Path(__file__).resolve().parent / "data" / "example_results.json"   # a valid file, tested
@@ -219,9 +221,9 @@ def comparable(a: Union[Results, Mapping[str, Any]], b: Union[Results, Mapping[s
     Different schema versions, weights modes, metric protocols (name or
     version, for every metric family both files use), run protocols (frame
     geometry and count, seed, prompt set or its file, classes, videos per
-    prompt, NFE set, FVD reference: ``results.comparability``), FVD sample
-    sizes (FVD is biased by N) or sets of scored VBench dimensions all make
-    numbers incomparable.
+    prompt, NFE set, a metric's real-video reference: ``results.comparability``),
+    sample sizes of set statistics such as FVD (biased by N) or sets of scored
+    VBench dimensions all make numbers incomparable.
     """
     ra, rb = as_results(a), as_results(b)
     reasons: List[str] = []
@@ -237,8 +239,7 @@ def comparable(a: Union[Results, Mapping[str, Any]], b: Union[Results, Mapping[s
     if ra.weights_mode != rb.weights_mode:
         reasons.append(f"weights modes differ: {ra.weights_mode!r} vs {rb.weights_mode!r} "
                        f"(numbers from different weights measure different models)")
-    fams_a = {metric_family(r.metric) for r in ra.rows} | ({"vbench"} if ra.vbench else set())
-    fams_b = {metric_family(r.metric) for r in rb.rows} | ({"vbench"} if rb.vbench else set())
+    fams_a, fams_b = _families(ra), _families(rb)
     for fam in sorted(fams_a & fams_b):
         pa, pb = ra.provenance.protocols.get(fam), rb.provenance.protocols.get(fam)
         if pa is None or pb is None:
@@ -246,18 +247,24 @@ def comparable(a: Union[Results, Mapping[str, Any]], b: Union[Results, Mapping[s
         if (pa["name"], str(pa["version"]), protocol_id(pa)) != (pb["name"], str(pb["version"]), protocol_id(pb)):
             reasons.append(f"{fam} protocols differ: {pa['name']} v{pa['version']} ({protocol_id(pa)}) vs "
                            f"{pb['name']} v{pb['version']} ({protocol_id(pb)})")
-    reasons += protocol_differences(ra, rb)   # geometry, frames, seed, prompts, classes, NFE, FVD reference
+    reasons += protocol_differences(ra, rb)   # geometry, frames, seed, prompts, classes, NFE, references
     for mid in sorted(set(ra.vbench) & set(rb.vbench)):
         da, db = set(ra.vbench[mid].scores), set(rb.vbench[mid].scores)
         if da != db:
             reasons.append(f"VBench for {mid} scored different dimensions ({len(da)} vs {len(db)}; "
                            f"only in one: {', '.join(sorted(da ^ db))}), so its totals differ in meaning")
     for r in ra.rows:
-        if r.metric != "fvd":
-            continue
         o = rb.row(r.method, r.nfe, r.metric)
-        if o is not None and o.n != r.n:
-            reasons.append(f"FVD of {r.method} at {r.nfe} steps uses {r.n} clips vs {o.n} "
-                           f"(FVD is biased by sample size; compare only at equal N)")
+        if o is not None and o.n != r.n and (is_set_statistic(r) or is_set_statistic(o)):
+            name = metric_display(r.metric)
+            reasons.append(f"{name} of {r.method} at {r.nfe} steps uses {r.n} clips vs {o.n} "
+                           f"({name} is a statistic of the whole set, biased by sample size; compare only at "
+                           f"equal N)")
     return reasons
+
+
+def _families(res: Results) -> set:
+    """The metric families a file has numbers of: its rows' and its filled results sections'."""
+    sections = {p.name for section, p in section_plugins().items() if getattr(res, section, None)}
+    return {metric_family(r.metric) for r in res.rows} | sections
 

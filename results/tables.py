@@ -36,6 +36,7 @@ from metrics.vbench_protocol import ALL_DIMENSIONS as VBENCH_DIMENSIONS
 
 from . import paper
 from .model import Results, Row
+from .registry import rank
 from .schema import SchemaError, as_results, load
 from .table_render import DASH, FORMATS, Cell, Table, fmt_ms, fmt_num, paired_cell, render
 
@@ -379,8 +380,7 @@ def build_ablation_table(results: Union[Results, Mapping[str, Any]], with_paper:
     res = as_results(results)
     if not res.ablation:
         raise ValueError("the results have no ablation section")
-    keys = sorted({(r.metric, r.nfe) for a in res.ablation for r in a.rows},
-                  key=lambda k: (["fvd", "clipsim"].index(k[0]) if k[0] in ("fvd", "clipsim") else 9, k[0], k[1]))
+    keys = sorted({(r.metric, r.nfe) for a in res.ablation for r in a.rows}, key=lambda k: (rank(k[0]), k[0], k[1]))
     strategies = [s for s in ("decoupled", "joint") if any(a.distillation == s for a in res.ablation)]
     paired = len(strategies) == 2
     per_key = strategies + (["Δ joint − decoupled"] if paired else [])
@@ -416,7 +416,7 @@ def build_ablation_table(results: Union[Results, Mapping[str, Any]], with_paper:
     if paired:
         notes.append("Δ: joint − decoupled at the same training step on the clips both made (same prompt and "
                      "seed), with a paired bootstrap interval and its reading in the metric's direction.")
-    ci = _ci_note(res.model_copy(update={"rows": all_rows, "timing": [], "vbench": {}}), ci_style)
+    ci = _ci_note(res.model_copy(update={"rows": all_rows}), ci_style)   # the note reads rows and bootstrap
     if ci:
         notes.append(ci)
     if with_paper and strategies:

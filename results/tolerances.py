@@ -6,12 +6,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
+from metrics import available as available_metrics
 from metrics import facts as metric_facts
+from metrics import family as metric_family
 from metrics import is_known as is_known_metric
+from metrics import plugin as metric_plugin
 
 TIMING_METRICS = {"denoise_ms": "denoising ms", "peak_mem_mb": "peak memory MB"}
 
@@ -64,12 +67,19 @@ def parse_tolerance(text: Union[str, float, int]) -> Tolerance:
     return Tolerance(kind, val)
 
 
+def _family_keys() -> List[str]:
+    """Metric names that stand for every row of their family (one with several rows)."""
+    return [name for name in available_metrics() if tuple(metric_plugin(name).row_metrics()) != (name,)]
+
+
 def _check_key(key: str) -> str:
     key = key.strip()
-    if key in ("default", "vbench") or key in TIMING_METRICS or is_known_metric(key):
+    if key == "default" or key in _family_keys() or key in TIMING_METRICS or is_known_metric(key):
         return key
-    raise ToleranceError(f"unknown tolerance key {key!r}; use a metric name (fvd, clipsim, vbench_total, "
-                         f"vbench_<dimension>, denoise_ms, peak_mem_mb), 'vbench' or 'default'")
+    families = ", ".join(repr(f) for f in _family_keys())
+    raise ToleranceError(f"unknown tolerance key {key!r}; use a row metric name (e.g. "
+                         f"{', '.join(available_metrics()[:2])}), {', '.join(TIMING_METRICS)}, a metric family for "
+                         f"all its rows ({families or 'none'}) or 'default'")
 
 
 def parse_tolerance_args(items: Sequence[str]) -> Dict[str, Tolerance]:
@@ -105,7 +115,8 @@ def _floor(metric: str) -> Tolerance:
 
 
 def _resolve(metric: str, tolerances: Mapping[str, Tolerance]) -> Optional[Tolerance]:
-    for key in (metric, "vbench" if metric.startswith("vbench_") else None, "default"):
+    family = None if metric in TIMING_METRICS else metric_family(metric)
+    for key in (metric, family if family != metric else None, "default"):
         if key and key in tolerances:
             return tolerances[key]
     return None

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Mapping, Union
 
 from common.files import write_atomic
 from metrics import facts as metric_facts
+from metrics.vbench_plugin import VBench
 from metrics.vbench_protocol import SUMMARIES
 from results.model import Results, protocol_id
 from results.schema import as_results
@@ -27,7 +28,7 @@ def flat_rows(res: Results) -> List[Dict[str, Any]]:
                     "ci_half_width": r.ci_half_width, "n": r.n, "protocol": r.protocol,
                     "higher_is_better": metric_facts(r.metric).higher_is_better, "source": "rows"})
     # VBench summaries live in their own section; expose them as rows too (percent).
-    vproto = res.provenance.protocols.get("vbench")
+    vproto = res.provenance.protocols.get(VBench.name)
     for mid, e in res.vbench.items():
         if e.nfe is None:
             continue
@@ -39,7 +40,7 @@ def flat_rows(res: Results) -> List[Dict[str, Any]]:
             out.append({"method": mid, "display_name": res.display_name(mid), "nfe": e.nfe, "metric": metric,
                         "value": float(v), "ci_low": None, "ci_high": None, "ci_half_width": None,
                         "n": e.n_videos, "protocol": protocol_id(vproto) if vproto else None,
-                        "higher_is_better": True, "source": "vbench"})
+                        "higher_is_better": metric_facts(metric).higher_is_better, "source": VBench.section})
     for o in out:
         o["weights_mode"] = res.weights_mode
         o["experiment"] = res.run.experiment

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from bench.paired import CannotPair, compare_runs, fvd_statistic
+from bench.paired import CannotPair, compare_runs, reference_statistic
 from bench.store import ClipStore
 from tests.conftest import REPO
 
@@ -25,7 +25,7 @@ def test_the_paired_statistic_reproduces_the_recorded_fvd(e2e_reference):
     for (method, nfe), row in _fvd_rows(run_dir).items():
         feats = np.stack([store.read(k).features[row["protocol"]] for k in store.keys()
                           if k.startswith(f"{method}/nfe{nfe}/")])
-        stat = fvd_statistic(row["extra"]["reference_file"], unbiased=True)
+        stat = reference_statistic(row["extra"]["reference_file"], unbiased=True)
         # two exact float64 routes to the same distance (eigh + SVD vs the resample-friendly form)
         assert stat(feats) == pytest.approx(row["value"], rel=1e-7)
 

@@ -35,7 +35,8 @@ def test_write_all_writes_every_artefact(written, tiny):
     out, paths, _ = written
     names = {p.relative_to(out).as_posix() for p in paths}
     expected = {"results.json", "results.csv", "report.html"}
-    expected |= {f"tables/{t}.{f}" for t in ("table1", "table2", "time_table", "ablation") for f in ("md", "tex")}
+    expected |= {f"tables/{t}.{f}" for t in ("table1", "table1_extended", "table2", "time_table", "ablation")
+                 for f in ("md", "tex")}
     expected |= {f"plots/{p}.{f}" for p in ("fvd_vs_nfe", "clipsim_vs_nfe", "fvd_vs_time", "clipsim_vs_time",
                                              "ablation_fvd_vs_step", "ablation_clipsim_vs_step", "contact_sheet")
                  for f in ("png", "pdf")}
