@@ -34,7 +34,7 @@ from metrics.feature_distance import (FeatureDistanceMetric, check_frames, read_
                                       weights_identity)
 from metrics.feature_distance_plugin import weights_path
 from metrics.feature_stats import FeatureStats
-from metrics.frechet import frechet_distance
+from metrics.frechet import FrechetToReference, frechet_distance
 from metrics.options import parse_options
 
 log = logging.getLogger("lcmbench.cd_fvd")
@@ -98,6 +98,39 @@ def cd_fvd_from_stats(fake: FeatureStats, real: FeatureStats) -> float:
     return frechet_distance(fake.mean(), fake.cov(unbiased=False), real.mean(), real.cov(unbiased=False))
 
 
+class BiasedFrechetToReference:
+    """:func:`cd_fvd_from_stats` against fixed real statistics, vectorised over bootstrap
+    resamples (count rows) by :class:`metrics.frechet.FrechetToReference`: with biased
+    covariances c S (c = (n-1)/n for n drawn clips) and a reference R_b,
+    FD_b = c FD_u(R_b / c) + (1 - c) ||mu - mu_ref||^2, FD_u the unbiased statistic."""
+
+    def __init__(self, real: FeatureStats):
+        self.mu_ref = real.mean()
+        self.sigma_ref = real.cov(unbiased=False)
+        self._by_count: Dict[float, FrechetToReference] = {}
+
+    def _unbiased(self, n: float) -> FrechetToReference:
+        if n not in self._by_count:
+            self._by_count[n] = FrechetToReference(self.mu_ref, self.sigma_ref * (n / (n - 1.0)))
+        return self._by_count[n]
+
+    def __call__(self, x: np.ndarray) -> float:
+        x = np.asarray(x, dtype=np.float64)
+        return float(self.weighted(x, np.ones((1, x.shape[0])))[0])
+
+    def weighted(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        w = np.atleast_2d(np.asarray(w, dtype=np.float64))
+        tot = w.sum(axis=1)
+        out = np.empty(w.shape[0])
+        for n in np.unique(tot):   # one count for every bootstrap resample
+            rows = tot == n
+            c = (n - 1.0) / n
+            mean_term = np.sum(((w[rows] @ x) / n - self.mu_ref) ** 2, axis=1)
+            out[rows] = c * self._unbiased(float(n)).weighted(x, w[rows]) + (1.0 - c) * mean_term
+        return out
+
+
 class CDFVDMetric(CDFVDFacts, FeatureDistanceMetric):
     """cd-FVD per clip: ``extract`` keeps each clip's VideoMAE-v2 features, ``score``
     compares a cell's features with the real clips' statistics."""
@@ -111,6 +144,10 @@ class CDFVDMetric(CDFVDFacts, FeatureDistanceMetric):
 
     def distance(self, fake: FeatureStats, real: FeatureStats) -> float:
         return cd_fvd_from_stats(fake, real)
+
+    def bootstrap_statistic(self) -> Optional[BiasedFrechetToReference]:
+        """The score as a statistic of the features, vectorised over bootstrap resamples."""
+        return None if self.reference is None else BiasedFrechetToReference(self.reference)
 
     def protocol_spec(self) -> Dict[str, Any]:
         return {"tag": self.protocol, "package": "cd-fvd 0.1.1",

@@ -76,6 +76,7 @@ class FeatureDistancePlugin(Metric):
     vit: ClassVar[Optional[ViTShape]] = None
     feature_dim: ClassVar[int] = 0
     min_clips: ClassVar[int] = 0                      # fewer clips per cell than this: a note
+    resample_s: ClassVar[float] = 0.0                 # one bootstrap resample of a cell (0: negligible)
 
     # ------------------------------------------------------------ options
     @classmethod
@@ -144,7 +145,10 @@ class FeatureDistancePlugin(Metric):
 
     @classmethod
     def cost(cls, options: Mapping[str, Any], run: RunFacts) -> Cost:
-        o = cls.parse(cls.resolve_options(options, run))
+        try:
+            o = cls.parse(cls.resolve_options(options, run))
+        except ValueError:   # check() reports the bad options themselves
+            return Cost()
         tflop = vit_tflop(cls.vit, o.num_frames) if cls.vit else 0.0
-        return Cost(tflop_per_clip=tflop,
-                    features={f"{cls.name}/{cls.protocol}": ((cls.feature_dim,), "float32")})
+        return Cost(tflop_per_clip=tflop, features={f"{cls.name}/{cls.protocol}": ((cls.feature_dim,), "float32")},
+                    resample_s=cls.resample_s)

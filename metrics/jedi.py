@@ -73,6 +73,30 @@ def jedi_from_stats(fake: FeatureStats, real: FeatureStats) -> float:
     return float(100.0 * np.sum(diff * diff) / fake.dim ** 2)
 
 
+class JEDiToReference:
+    """:func:`jedi_from_stats` against fixed real statistics as a statistic of the features,
+    vectorised over bootstrap resamples (count rows w): with K = (X X^T)^2 and
+    q_i = x_i^T M_r x_i, ||M_w||_F^2 = w^T K w / n^2 and <M_w, M_r> = w.q / n."""
+
+    def __init__(self, real: FeatureStats):
+        self.second_moment = real.sum_outer / real.count
+        self.dim = real.dim
+        self._ref_sq = float(np.sum(self.second_moment ** 2))
+
+    def __call__(self, x: np.ndarray) -> float:
+        x = np.asarray(x, dtype=np.float64)
+        return float(self.weighted(x, np.ones((1, x.shape[0])))[0])
+
+    def weighted(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        w = np.atleast_2d(np.asarray(w, dtype=np.float64))
+        tot = w.sum(axis=1)
+        kernel = (x @ x.T) ** 2
+        q = np.einsum("nd,de,ne->n", x, self.second_moment, x)
+        own = np.sum((w @ kernel) * w, axis=1) / tot ** 2
+        return 100.0 * (own - 2.0 * (w @ q) / tot + self._ref_sq) / self.dim ** 2
+
+
 def random_network(seed: int, cfg: VJEPAConfig = VIT_HUGE_16) -> VJEPAFeatures:
     with torch.random.fork_rng(devices=[]):   # the constructor's own init draws too
         model = VJEPAFeatures(cfg)
@@ -103,6 +127,10 @@ class JEDiMetric(JEDiFacts, FeatureDistanceMetric):
 
     def distance(self, fake: FeatureStats, real: FeatureStats) -> float:
         return jedi_from_stats(fake, real)
+
+    def bootstrap_statistic(self) -> Optional[JEDiToReference]:
+        """The score as a statistic of the features, vectorised over bootstrap resamples."""
+        return None if self.reference is None else JEDiToReference(self.reference)
 
     def protocol_spec(self) -> Dict[str, Any]:
         return {"tag": self.protocol, "package": "videojedi 1.1.0 (vjepa 0.1.2)",
