@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 from omegaconf import open_dict
 
+import metrics
 from bench import assets, estimates
 from bench import preflight as pfl
 from bench.config import compose
+from bench.metric_settings import enabled_metrics, run_facts
+from metrics.fvd_plugin import FVD_RESAMPLE_S
 from tests.conftest import OFFICIAL_CAPTIONS, official_captions_or_skip
 from tests.netcache import put_hub_file, refuse_network
 
@@ -52,7 +55,9 @@ def nothing_built(monkeypatch):
 def fill_table1_cache(cfg, hub: Path) -> None:
     """Every file preflight asks for, as small stand-ins."""
     needs = assets.weight_needs(cfg)
-    assets.metric_hub_needs(cfg, needs)
+    run = run_facts(cfg)
+    assets.metric_hub_needs(needs, {name: metrics.plugin(name).files(options, run)
+                                    for name, options in enabled_metrics(cfg).items()})
     for need in needs.hub.values():
         for group in need.groups:
             put_hub_file(hub, need.repo, group[0], f"{need.repo}/{group[0]}".encode() * 8)
@@ -169,22 +174,24 @@ def test_config_mistakes_are_listed_with_the_rest(env, nothing_built):
 def test_vbench_dimensions_without_weights(env, nothing_built):
     """Dimensions whose model files are missing: a problem when partial VBench scores are
     not allowed, a note when they are; the VBench clips' frames and exports count as disk."""
-    base = ["experiment=smoke", "vbench.enabled=true", "vbench.nfe=4",
-            "vbench.dimensions=[temporal_flickering,subject_consistency]"]
-    strict = pfl.preflight(compose(base + ["vbench.allow_missing=false"]), env / "run")
+    base = ["experiment=smoke", "metrics.vbench.enabled=true", "metrics.vbench.options.nfe=4",
+            "metrics.vbench.options.dimensions=[temporal_flickering,subject_consistency]"]
+    strict = pfl.preflight(compose(base + ["metrics.vbench.options.allow_missing=false"]), env / "run")
     vb = [p for p in strict.problems if "VBench" in p.what]
     assert [p.what.split(" cannot")[0] for p in vb] == ["VBench dimension subject_consistency"]
-    assert "dino_vitbase16_pretrain.pth" in vb[0].what and "vbench.allow_missing=true" in vb[0].fix
+    assert "dino_vitbase16_pretrain.pth" in vb[0].what and "metrics.vbench.options.allow_missing=true" in vb[0].fix
     assert any(a.name == "VBench subject_consistency" and a.status == "missing" for a in strict.assets)
 
-    lenient = pfl.preflight(compose(base + ["vbench.allow_missing=true"]), env / "run")
+    lenient = pfl.preflight(compose(base + ["metrics.vbench.options.allow_missing=true"]), env / "run")
     assert lenient.ok and any("subject_consistency will be skipped" in n for n in lenient.notes)
     d = lenient.plan.disk_detail
     assert d["clips_with_frames"] == 4 * 3 * 2 + 3 * 4     # every NFE-4 clip + one sample per other cell
-    assert d["vbench_videos"] > 0
+    lossless = -(-16 * 64 * 64 * 25 // 80 // d["block"]) * d["block"]   # 2.5 bits per pixel, whole blocks
+    assert d["exports_by_metric"] == {"vbench": 4 * 3 * 2 * lossless} == {"vbench": d["exports"]}
+    assert "VBench exports" in pfl.format_plan(lenient)
 
-    (wrong,) = pfl.preflight(compose(base[:-2] + ["vbench.nfe=3"]), env / "run").problems
-    assert "vbench.nfe=3 is not one of protocol.nfe" in wrong.what
+    (wrong,) = pfl.preflight(compose(base[:2] + ["metrics.vbench.options.nfe=3"]), env / "run").problems
+    assert wrong.area == "config" and "metrics.vbench.options.nfe=3 is not one of protocol.nfe" in wrong.what
 
 
 def test_smoke_experiment_is_ready_and_cli_exit_codes(env, capsys):
@@ -210,10 +217,11 @@ def test_table1_plan_numbers(env):
     t = plan.tflop
     assert t["unet"] == pytest.approx(90 * 2424 * 17.75)      # 3.87 EFLOP
     assert t["vae"] == pytest.approx(38_784 * 16 * 2.5)       # 1.55 EFLOP
-    assert t["clip"] == pytest.approx(38_784 * 16 * 0.335)    # 0.21 EFLOP
+    assert t["clipsim"] == pytest.approx(38_784 * 16 * 0.335)    # 0.21 EFLOP
+    assert t["fvd"] == pytest.approx(38_784 * 0.0556)
     assert t["total"] == pytest.approx(5.634e6, rel=1e-3)     # 5.63 EFLOP (docs/preflight.md)
     stages = plan.time_stages
-    device_s = stages["generation (UNet + VAE)"] + stages["features (I3D + CLIP)"]
+    device_s = stages["generation (UNet + VAE)"] + stages["features (FVD + CLIPSIM)"]
     assert device_s == pytest.approx(t["total"] / (989.4 * 0.5))
     assert "989 TFLOP/s dense float16 peak" in plan.time_basis and "50% utilisation" in plan.time_basis
     # the harness's own work adds to the device's: 4 pretrained builds, host work of 38,784
@@ -223,7 +231,7 @@ def test_table1_plan_numbers(env):
     assert stages["model loading"] == 4 * estimates.MODEL_LOAD_S["pretrained"]
     assert stages["host work"] == pytest.approx(38_784 * (estimates.HOST_MS_PER_CLIP["device"]
                                                           + estimates.STORE_WRITE_MS_PER_CLIP) / 1000)
-    assert stages["statistics"] == pytest.approx(16 * 1000 * estimates.FVD_RESAMPLE_S)
+    assert stages["statistics"] == pytest.approx(16 * 1000 * FVD_RESAMPLE_S)
     d = plan.disk_detail
     assert d["clip_files"] == 38_784 and d["clips_with_frames"] == 16   # one sample clip per (method, NFE)
     assert d["bytes_per_clip_with_frames"] >= 16 * 512 * 512 * 3
