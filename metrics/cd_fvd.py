@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from cdfvd.third_party.VideoMAEv2.videomaev2_finetune import vit_giant_patch14_224
 
 from metrics.cd_fvd_plugin import CDFVD, CDFVDFacts, CDFVDOptions
-from metrics.feature_distance import (FeatureDistanceMetric, check_frames, read_checkpoint, torch_device,
-                                      weights_identity)
+from metrics.feature_distance import (FeatureDistanceMetric, check_frames, load_state, read_checkpoint,
+                                      torch_device, weights_identity)
 from metrics.feature_distance_plugin import weights_path
 from metrics.feature_stats import FeatureStats
 from metrics.frechet import FrechetToReference, frechet_distance
@@ -83,11 +83,7 @@ def load_network(path: str, sha256: Optional[str] = None, allow_unsafe_pickle: b
             break
     with torch.random.fork_rng(devices=[]):   # the init is overwritten; keep the caller's RNG where it was
         network = videomae_network(num_frames)
-    missing, unexpected = network.load_state_dict(ckpt, strict=False)
-    if missing or unexpected:
-        raise RuntimeError(f"{path} is not the VideoMAE-v2 ViT-g checkpoint: {len(missing)} missing keys "
-                           f"({', '.join(missing[:3])} ...), {len(unexpected)} unexpected ({', '.join(unexpected[:3])} "
-                           f"...). Download {WEIGHTS.file_name} from {WEIGHTS.url}.")
+    load_state(network, ckpt, path, "VideoMAE-v2 ViT-g/14")
     return network.eval()
 
 

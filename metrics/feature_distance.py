@@ -67,6 +67,23 @@ def read_checkpoint(path: str, what: str, sha256: Optional[str], allow_unsafe_pi
             from err
 
 
+def load_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str, network: str,
+               optional: Sequence[str] = ()) -> None:
+    """Load ``state`` into ``module``: every parameter present with its shape (keys in
+    ``optional`` may be absent: the module keeps its own, as the authors' non-strict
+    loaders do; keys the module lacks are ignored), else one error naming what is wrong."""
+    if not isinstance(state, Mapping):
+        raise RuntimeError(f"{source} holds no state dict of the {network} network.")
+    own = module.state_dict()
+    missing = [k for k in own if k not in state and k not in optional]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or wrong:
+        raise RuntimeError(f"{source} is not a checkpoint of the {network} network: {len(missing)} missing keys "
+                           f"{missing[:3]}, {len(wrong)} of another shape {wrong[:3]}.")
+    module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+
+
 def weights_identity(path: str, sha256: Optional[str]) -> str:
     """What names a weights file in feature keys: its pinned digest, else its name and size
     (hashing a multi-GB file at every build would cost more than the run's first clip)."""

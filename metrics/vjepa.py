@@ -15,12 +15,14 @@ packages' modules on the same weights.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from metrics.feature_distance import load_state
 
 
 @dataclass(frozen=True)
@@ -266,23 +268,10 @@ def pooler_state(checkpoint: Dict) -> Dict[str, torch.Tensor]:
     return {k[len("pooler."):]: v for k, v in state.items() if k.startswith("pooler.")}
 
 
-def load_state(module: nn.Module, state: Dict[str, torch.Tensor], source: str,
-               optional: Tuple[str, ...] = ()) -> None:
-    """Strict load that names what is wrong; keys in ``optional`` may be absent (then the
-    module keeps its own, as the authors' non-strict loader does)."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state and k not in optional]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-             if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or wrong:
-        raise RuntimeError(f"{source} does not fit the V-JEPA ViT-H/16 network: missing {missing[:4]}, "
-                           f"mismatched shapes {wrong[:4]}.")
-    module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
-
-
 def load_pretrained(model: VJEPAFeatures, encoder_checkpoint: Dict, probe_checkpoint: Dict,
                     encoder_source: str = "encoder checkpoint",
-                    probe_source: Optional[str] = "probe checkpoint") -> VJEPAFeatures:
-    load_state(model.encoder, encoder_state(encoder_checkpoint), encoder_source, optional=("pos_embed",))
-    load_state(model.pooler, pooler_state(probe_checkpoint), probe_source or "probe checkpoint")
+                    probe_source: str = "probe checkpoint") -> VJEPAFeatures:
+    load_state(model.encoder, encoder_state(encoder_checkpoint), encoder_source, "V-JEPA encoder",
+               optional=("pos_embed",))
+    load_state(model.pooler, pooler_state(probe_checkpoint), probe_source, "V-JEPA probe pooler")
     return model.eval()
