@@ -20,9 +20,9 @@ Steps, each stopping the check with what to do:
    captions or seeds than the baseline's is a change too, and so is a cell whose clips
    themselves moved: the median relative change of a clip's stored features (those of its
    set statistics, e.g. I3D's) beyond ``--clip-tolerance`` (1e-3), which sees changes far
-   below what a set statistic over a few clips can resolve. That comparison needs the baseline's float rounding (device, dtype,
-   CPU threads, batch size change the last bits of every clip); where these differ only the
-   margins decide, and the summary says so.
+   below what a set statistic over a few clips can resolve. That comparison needs the
+   baseline's float rounding (device, dtype, CPU threads, batch size change the last bits
+   of every clip); where these differ only the margins decide, and the summary says so.
    The markdown summary and the JSON verdict go into the run folder (and ``--summary``,
    e.g. ``$GITHUB_STEP_SUMMARY``).
 
@@ -194,8 +194,9 @@ def verdict_lines(base: Baseline, run_dir: Path, n_boot: int, alpha: float, allo
     for (method, nfe), (median, n) in sorted(moved.items()):
         if median > clip_tolerance and not other:
             failures.append({"method": method, "nfe": nfe, "metric": "clips", "kind": "clips changed",
-                             "why": f"the stored features of its {n} clips moved by {median:.2e} of their norm (median; "
-                                    f"float noise on the same clips stays below --clip-tolerance {clip_tolerance:g})"})
+                             "why": f"the stored features of its {n} clips moved by {median:.2e} of their norm "
+                                    f"(median; float noise on the same clips stays below --clip-tolerance "
+                                    f"{clip_tolerance:g})"})
     have = {(r.method, r.nfe, r.metric) for r in cur.results.rows}
     for r in base.results.rows:
         if (r.method, r.nfe, r.metric) not in have:

@@ -40,7 +40,8 @@ def build_table1_extended(results: Union[Results, Mapping[str, Any]], ci_style: 
     protocols = {metric_facts(m).name: res.provenance.protocols.get(metric_facts(m).name) for m in shown}
     notes = [f"{DASH}: not measured. Every per-clip metric this run scored, in the metric registry's order "
              f"(↑ higher is better, ↓ lower is better); units as each metric declares them."]
-    listed = ", ".join(f"{metric_facts(m).display_name}: {p['name']} v{p['version']}" for m, p in protocols.items() if p)
+    listed = ", ".join(f"{metric_facts(m).display_name}: {p['name']} v{p['version']}"
+                       for m, p in protocols.items() if p)
     if listed:
         notes.append(f"Protocols: {listed}.")
     ci = _ci_note(res, ci_style)
@@ -57,7 +58,8 @@ def table1_extended(results: Union[Results, Mapping[str, Any]], fmt: str = "md",
 
 def reported_metrics(res: Results) -> List[str]:
     """Every row metric the run reports (rows and results sections), in the registry's order."""
-    return in_registry_order({r["metric"] for r in flat_rows(res)} | {r.metric for a in res.ablation or [] for r in a.rows})
+    in_ablation = {r.metric for a in res.ablation or [] for r in a.rows}
+    return in_registry_order({r["metric"] for r in flat_rows(res)} | in_ablation)
 
 
 def build_metrics_table(results: Union[Results, Mapping[str, Any]]) -> Table:

@@ -14,10 +14,10 @@ under ``run_dir``::
     report.html           the page below
 
 :func:`write_report` writes only ``report.html``: the weights-mode banner,
-Table 1, the extended Table 1 and every reported metric's facts, Table 2, the time and ablation tables, every figure (base64 PNG),
-a few sample videos per (method, NFE) cell (animated WebP, GIF or MP4 as
-data URIs, within a size budget) and the provenance (git, config, packages,
-device, protocols, seeds). No external resources: it opens offline.
+Table 1, the extended Table 1 and every reported metric's facts, Table 2,
+the time and ablation tables, every figure (base64 PNG), a few sample videos
+per (method, NFE) cell (animated WebP, GIF or MP4 as data URIs, within a size
+budget) and the provenance (git, config, packages, device, protocols, seeds). No external resources: it opens offline.
 """
 from __future__ import annotations
 
@@ -37,10 +37,11 @@ from . import paper
 from metrics import display as metric_display
 from metrics import is_known as is_known_metric
 
-from .leaderboard import build_leaderboard_table, has_leaderboard
+from .leaderboard import build_leaderboard_table, has_leaderboard, leaderboard_metrics
 from .metric_tables import build_metrics_table, build_table1_extended
 from .model import SCHEMA_VERSION, Results, protocol_id
 from .plots import figures, save_figure
+from .registry import clip_row_metrics
 from .schema import as_results, save, validate
 from .table_render import Table, render, to_html
 from .tables import build_ablation_table, build_table1, build_table2, build_time_table
@@ -244,17 +245,25 @@ def _section_tables(res: Results, with_paper: bool) -> Tuple[List[Tuple[str, str
     if res.ablation:
         parts.append('<section id="ablation"><h2>Ablation · decoupled vs joint distillation</h2>'
                      + to_html(build_ablation_table(res, with_paper=True), "ablation-table")
-                     + '<p class="note">FVD and CLIPSIM against training step, one curve per strategy with its '
-                       'interval band: see the figures <a href="#plots">ablation_fvd_vs_step and '
-                       'ablation_clipsim_vs_step</a>.</p></section>')
+                     + '<p class="note">Each metric against training step, one curve per strategy with its '
+                       'interval band: see the figures <a href="#plots">'
+                       + _e(_stems(clip_row_metrics(r.metric for a in res.ablation for r in a.rows),
+                                   "ablation_{}_vs_step"))
+                       + '</a>.</p></section>')
         nav.append(("ablation", "Ablation"))
     if has_leaderboard(res):
         parts.append('<section id="leaderboard"><h2>Leaderboard · few-step generators</h2>'
                      + to_html(build_leaderboard_table(res), "leaderboard-table")
                      + '<p class="note">Quality against time, with the Pareto front: see the figures '
-                       '<a href="#plots">fvd_vs_time and clipsim_vs_time</a>.</p></section>')
+                       '<a href="#plots">' + _e(_stems(leaderboard_metrics(res), "{}_vs_time")) + '</a>.</p></section>')
         nav.append(("leaderboard", "Leaderboard"))
     return nav, "\n".join(parts)
+
+
+def _stems(metric_names: Sequence[str], pattern: str) -> str:
+    """The figure stems of some metrics, as a phrase ("a, b and c")."""
+    stems = [pattern.format(m) for m in metric_names]
+    return " and ".join([", ".join(stems[:-1]), stems[-1]] if len(stems) > 1 else stems)
 
 
 # figure stem "<prefix><metric><suffix>" -> caption, {} the metric's display name
