@@ -21,14 +21,15 @@ runs used the same device; otherwise they are skipped with a note).
 
 Tolerances: ``metric=5%`` (relative to the baseline value), ``metric=0.5``
 (absolute, in the metric's units), or ``metric=ci`` (from the baseline's
-bootstrap interval). Keys are metric names (``fvd``, ``clipsim``,
-``vbench_total``, ``denoise_ms``, ``peak_mem_mb`` ...), ``vbench`` for every
-VBench metric, or ``default``. A YAML/JSON file maps the same keys to the same
-values; ``--tolerance`` overrides it. Without a tolerance a metric uses
-max(floor, half-width of the baseline's bootstrap interval): the interval is
-the scale on which the estimate is uncertain, and the floor (``FLOORS``)
-keeps runs without intervals, or with very narrow ones, from failing on
-noise-level changes.
+bootstrap interval). Keys are row metric names (``fvd``, ``clipsim``,
+``vbench_total``, ``denoise_ms``, ``peak_mem_mb`` ...: any registered metric's
+rows), a metric family with several rows for all of them (``vbench``), or
+``default``. A YAML/JSON file maps the same keys to the same values;
+``--tolerance`` overrides it. Without a tolerance a metric uses max(floor,
+half-width of the baseline's bootstrap interval): the interval is the scale on
+which the estimate is uncertain, and the floor (the metric's ``tolerance``
+fact; ``TIMING_FLOORS`` for the timings) keeps runs without intervals, or
+with very narrow ones, from failing on noise-level changes.
 
 ``--paired`` adds a second table for every metric with per-clip values in both
 runs (CLIPSIM): current - baseline on the clips both runs made (same prompt and
