@@ -74,8 +74,8 @@ def random_network(seed: int, num_frames: int = 16) -> torch.nn.Module:
 
 def load_network(path: str, sha256: Optional[str] = None, allow_unsafe_pickle: bool = False,
                  num_frames: int = 16) -> torch.nn.Module:
-    """The pretrained network: the checkpoint's ``model`` (or ``module``) entry loaded
-    strictly, as the package's loader does."""
+    """The pretrained network from the checkpoint's ``model`` (or ``module``) entry, as the
+    package's loader picks it; every parameter must be there with its shape."""
     ckpt = read_checkpoint(path, f"cd-FVD weights {WEIGHTS.file_name}", sha256, allow_unsafe_pickle, WEIGHTS.url)
     for key in ("model", "module"):
         if isinstance(ckpt, dict) and key in ckpt:

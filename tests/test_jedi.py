@@ -5,7 +5,7 @@ run both implementations at a reduced width (same architecture code, 2 blocks); 
 ViT-H/16 runs in the slow test.
 
 Both packages are the reference here, not dependencies of the project (videojedi pins
-torch 2.4); the Makefile installs them with --no-deps. Without them these tests skip."""
+torch 2.4); the Makefile installs them with --no-deps. Without them the parity tests skip."""
 from __future__ import annotations
 
 import types
@@ -16,25 +16,28 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("videojedi", reason="the JEDi parity reference: pip install --no-deps videojedi==1.1.0")
-pytest.importorskip("vjepa", reason="the JEDi parity reference: pip install --no-deps vjepa==0.1.2")
+try:   # the parity reference, installed with --no-deps (Makefile); without it these tests skip
+    import vjepa.datasets.utils.video.transforms as video_transforms
+    from videojedi.JEDi import JEDiMetric as PackageJEDi
+    from videojedi.V_JEPA import VJEPA
+    from videojedi.V_JEPA_utils import ClipAggregation
+    from vjepa.models.attentive_pooler import AttentiveClassifier
+    from vjepa.models.utils.pos_embs import get_3d_sincos_pos_embed
+    from vjepa.models.vision_transformer import VisionTransformer, vit_huge
+    MISSING_REFERENCE = ""
+except ImportError as err:
+    MISSING_REFERENCE = str(err)
 
-import vjepa.datasets.utils.video.transforms as video_transforms  # noqa: E402
-from videojedi.JEDi import JEDiMetric as PackageJEDi  # noqa: E402
-from videojedi.V_JEPA import VJEPA  # noqa: E402
-from videojedi.V_JEPA_utils import ClipAggregation  # noqa: E402
-from vjepa.models.attentive_pooler import AttentiveClassifier  # noqa: E402
-from vjepa.models.utils.pos_embs import get_3d_sincos_pos_embed  # noqa: E402
-from vjepa.models.vision_transformer import VisionTransformer, vit_huge  # noqa: E402
-
-from metrics import jedi  # noqa: E402
-from metrics.feature_stats import FeatureStats  # noqa: E402
-from metrics.jedi import JEDiMetric, JEDiToReference, jedi_from_stats  # noqa: E402
-from metrics.jedi_plugin import JEDi  # noqa: E402
-from metrics.plugin import RunFacts  # noqa: E402
-from metrics.vjepa import VJEPAConfig, VJEPAFeatures, load_pretrained, sincos_3d  # noqa: E402
+from metrics import jedi
+from metrics.feature_stats import FeatureStats
+from metrics.jedi import JEDiMetric, JEDiToReference, jedi_from_stats
+from metrics.jedi_plugin import JEDi
+from metrics.plugin import RunFacts
+from metrics.vjepa import VJEPAConfig, VJEPAFeatures, load_pretrained, sincos_3d
 
 SMALL = VJEPAConfig(embed_dim=48, depth=2, num_heads=4)
+parity = pytest.mark.skipif(bool(MISSING_REFERENCE), reason=f"the JEDi parity reference is not installed "
+                            f"({MISSING_REFERENCE}): pip install --no-deps vjepa==0.1.2 videojedi==1.1.0")
 
 
 def package_model(encoder: torch.nn.Module, classifier: torch.nn.Module) -> VJEPA:
@@ -91,6 +94,7 @@ def metric_on(network, num_frames=16):
                       num_frames=num_frames, batch_size=3)
 
 
+@parity
 @pytest.mark.parametrize("uniform_power", [True, False])
 @pytest.mark.parametrize("dim,grid,depth", [(1280, 14, 8), (48, 14, 8), (96, 7, 4)])
 def test_position_table_is_vjepas(dim, grid, depth, uniform_power):
@@ -99,6 +103,7 @@ def test_position_table_is_vjepas(dim, grid, depth, uniform_power):
                                rtol=0, atol=1e-12)
 
 
+@parity
 @pytest.mark.parametrize("num_frames", [16, 8])
 def test_features_match_the_package_on_the_same_weights(one_thread, num_frames):
     reference, ours = small_pair()   # 8 frames: both interpolate the position table
@@ -110,6 +115,7 @@ def test_features_match_the_package_on_the_same_weights(one_thread, num_frames):
     assert np.abs(mine).max() > 1e-2
 
 
+@parity
 def test_other_sizes_go_through_the_real_clip_reader(one_thread):
     """Generated clips of another size are brought to 224 as the real clips are."""
     from metrics.video_io import resize_short_side_center_crop
@@ -122,6 +128,7 @@ def test_other_sizes_go_through_the_real_clip_reader(one_thread):
                                rtol=0, atol=1e-5)
 
 
+@parity
 def test_distance_is_the_packages_mmd():
     rng = np.random.default_rng(0)
     real, fake = rng.normal(size=(120, 40)), rng.normal(size=(90, 40)) * 1.2 + 0.15
@@ -132,6 +139,7 @@ def test_distance_is_the_packages_mmd():
     assert ours == pytest.approx(theirs, rel=1e-6) and ours > 0.1
 
 
+@parity
 def test_score_matches_the_package_end_to_end(one_thread):
     """Same clips, same weights: the package's features and MMD against our extract + score.
     (The package would take the MMD of its float32 features in float32; they are given to it
@@ -160,6 +168,7 @@ def test_bootstrap_statistic_is_the_score_on_each_resample():
     np.testing.assert_allclose(statistic.weighted(x, counts), loop, rtol=1e-9)
 
 
+@parity
 def test_loading_names_what_does_not_fit(tmp_path, monkeypatch):
     reference, ours = small_pair(4)
     encoder_ckpt, probe_ckpt = checkpoints(reference.encoder.model, reference.classifier.module)
@@ -217,6 +226,7 @@ def test_plugin_facts_and_cost():
 
 
 @pytest.mark.slow
+@parity
 def test_full_size_random_vith_matches_the_package():
     """The real ViT-H/16 (630 M parameters) and probe pooler as vjepa builds them for the
     vith16_ssv2_16x2x3 config, one clip through both implementations on the same weights."""
