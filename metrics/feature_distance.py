@@ -202,7 +202,8 @@ class FeatureDistanceMetric(ClipMetric):
 
     def describe(self) -> Dict[str, Any]:
         info = {k: v for k, v in self.reference_info.items() if k != "clips"}
-        return {"name": self.name, "feature_key": self.feature_key, "protocol": self.protocol,
+        return {"name": self.name, "version": self.protocol.rsplit("-v", 1)[-1], "feature_key": self.feature_key,
+                "protocol": self.protocol,
                 "protocol_spec": self.protocol_spec(), "weights": self.weights_label,
                 # not in the AnimateLCM paper; comparable to its authors' published numbers with
                 # pretrained weights and a real dataset as reference

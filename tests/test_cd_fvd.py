@@ -109,6 +109,9 @@ def test_score_matches_the_package_end_to_end(one_thread):
     assert out["value"] == pytest.approx(theirs, rel=1e-6)
     assert (out["n"], out["n_real"], out["protocol"]) == (36, 40, "cdfvd-videomae-v1")
     assert out["feature_key"] == "cd_fvd/cdfvd-videomae-v1/test/16f"
+    described = metric.describe()
+    assert (described["name"], described["version"], described["comparable_to_paper"]) == ("cd_fvd", "1", False)
+    assert described["reference"]["prepared"] and described["protocol_spec"]["covariance"] == "biased (N)"
 
 
 def test_bootstrap_statistic_is_the_score_on_each_resample():

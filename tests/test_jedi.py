@@ -155,6 +155,7 @@ def test_score_matches_the_package_end_to_end(one_thread):
         out = metric.score(metric.extract(fake, None), None)
     assert out["value"] == pytest.approx(package.compute_metric(), rel=1e-6)
     assert (out["n"], out["n_real"], out["protocol"]) == (10, 12, "jedi-vjepa-v1")
+    assert metric.describe()["protocol_spec"]["min_clips"] == 328
 
 
 def test_bootstrap_statistic_is_the_score_on_each_resample():
