@@ -21,6 +21,7 @@ try:   # the parity reference, installed with --no-deps (Makefile); without it t
     from videojedi.JEDi import JEDiMetric as PackageJEDi
     from videojedi.V_JEPA import VJEPA
     from videojedi.V_JEPA_utils import ClipAggregation
+    from videojedi.mmd_polynomial import mmd_poly   # noqa: F401 - what compute_metric runs (scikit-learn)
     from vjepa.models.attentive_pooler import AttentiveClassifier
     from vjepa.models.utils.pos_embs import get_3d_sincos_pos_embed
     from vjepa.models.vision_transformer import VisionTransformer, vit_huge
