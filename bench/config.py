@@ -307,7 +307,13 @@ def register() -> None:
 
 
 def compose(overrides: Sequence[str]):
-    """The experiment config exactly as run_bench.py composes it (Hydra compose API)."""
+    """The experiment config exactly as run_bench.py composes it (Hydra compose API). A
+    former metric section's setting (``vbench.nfe=2``) raises ValueError naming its new key."""
+    for arg in overrides:
+        key, _, value = str(arg).partition("=")
+        problem = moved_setting(key.lstrip("+~"), value or "...")
+        if problem:
+            raise ValueError(problem)
     register()
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()

@@ -112,6 +112,15 @@ def test_the_former_vbench_settings_name_their_new_key(override, new):
     assert "'+metric@metrics.vbench=vbench'" in problem
 
 
+def test_the_tools_compose_refuses_a_former_vbench_setting():
+    """bench.config.compose (the tools' and benchmarks' way in) names the new key too."""
+    from bench.config import compose
+
+    with pytest.raises(ValueError, match="^vbench.nfe moved to metrics.vbench.options.nfe; .*options.nfe=2 "):
+        compose(["++vbench.nfe=2"])
+    assert compose(["metrics.vbench.options.nfe=2"]).metrics.vbench.options.nfe == 2
+
+
 def test_an_experiment_file_with_a_vbench_section_names_the_new_layout(tmp_path):
     """A config written for the former top-level section stops before Hydra, on one line."""
     import sys
