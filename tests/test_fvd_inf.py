@@ -3,6 +3,8 @@ cells, the bootstrap statistic, the plug-in, and on real footage with the real I
 response to degradations, and FVD that moves with N where FVD-inf does not."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -76,6 +78,7 @@ def test_score_records_the_fit_and_small_cells_are_skipped():
     sub = x[subset(60, 30, 0)]
     assert res["fvd_at_sizes"][2] == pytest.approx(frechet_distance(sub.mean(0), np.cov(sub.T), mu, sigma), rel=1e-6)
     assert m.score(x, None) == res   # seeded
+    assert json.loads(json.dumps(res)) == res   # a results row's extra: plain JSON
     for n in (9, 11):   # fewer than min_n; too few for 3 sizes
         skipped = m.score(x[:n], None)
         assert set(skipped) == {"skip", "n"} and "min_n=10" in skipped["skip"] and skipped["n"] == n

@@ -8,6 +8,7 @@ tests/test_fvd_inf.py; their features are cached in the test session's cache fol
 from __future__ import annotations
 
 import itertools
+import json
 import os
 
 import numpy as np
@@ -165,6 +166,7 @@ def test_kvd_scores_against_the_reference_clips_features(tmp_path):
     sub.prepare(str(tmp_path))
     scored = sub.score(feats, None)
     assert scored["subsets"] == 4 and scored["subset_size"] == 5 and scored["subset_seed"] == 1
+    assert json.loads(json.dumps(scored)) == scored and json.loads(json.dumps(res)) == res   # a row's extra
     assert sub.bootstrap_statistic() is None and m.bootstrap_statistic() is not None and m.per_clip(feats) is None
     with pytest.raises(ValueError, match=r"\[N, 400\]"):
         m.score(feats[:, :10], None)
