@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     cfg = compose([f"weights={args.weights}", f"protocol.num_classes={args.classes}",
                    f"protocol.videos_per_prompt={args.videos}", f"protocol.nfe=[{args.nfe}]",
                    f"protocol.num_frames={args.frames}", f"protocol.height={args.height}",
-                   f"protocol.width={args.width}", "vbench.enabled=false"])
+                   f"protocol.width={args.width}", "metrics.vbench.enabled=false"])
     plans = [p for p in make_plans(cfg, classname_captions().subset(num_classes=args.classes), dtype)
              if p.name == args.method]
     metrics = build_metrics(cfg, device)

@@ -43,6 +43,13 @@ class VBench(VBenchScore, Metric):
         return cls.metrics()
 
     @classmethod
+    def resolve_options(cls, options: Mapping[str, Any], run: RunFacts) -> Dict[str, Any]:
+        """A run of the whole standard suite (no prompt subset, 5 videos per prompt) refuses
+        missing videos instead of scoring a subset; a subset is scored and marked partial."""
+        complete = not run.subset and run.videos_per_prompt >= STANDARD_VIDEOS_PER_PROMPT
+        return {**options, "require_complete": complete}
+
+    @classmethod
     def _option(cls, name: str) -> str:
         return f"metrics.{cls.name}.options.{name}"
 
