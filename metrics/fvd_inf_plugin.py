@@ -51,10 +51,10 @@ class FVDInf(FVDInfScore, OnFVDFeatures):
             out.append(f"metrics.fvd_inf.options.min_n={min_n}: FVD needs at least 2 clips per subset.")
         if isinstance(points, int) and points < 3:
             out.append(f"metrics.fvd_inf.options.points={points}: a line with a residual needs 3 sizes or more.")
-        elif isinstance(min_n, int) and isinstance(points, int) and 0 < run.clips_per_cell < min_n + points - 1:
-            out.append(f"FVD-inf fits FVD at {points} subset sizes from min_n={min_n} up to the {run.clips_per_cell} "
-                       f"clips of a cell, which has too few clips for that: raise protocol.videos_per_prompt or the "
-                       f"number of classes, lower metrics.fvd_inf.options.min_n, or disable metrics.fvd_inf.")
+        elif isinstance(min_n, int) and 0 < run.clips_per_cell < min_n + 2:   # no cell would be scored
+            out.append(f"FVD-inf fits FVD at 3 or more subset sizes from min_n={min_n} up to the clips of a cell, "
+                       f"and a cell has {run.clips_per_cell}, too few clips for that: raise protocol.videos_per_prompt "
+                       f"or the number of classes, lower metrics.fvd_inf.options.min_n, or disable metrics.fvd_inf.")
         return out
 
     @classmethod
