@@ -69,9 +69,12 @@ def compute_tflop(costs: Sequence[MethodCost], f: int, h: int, w: int, metric_co
     frame_scale = (h * w) / (512 * 512)
     out = {"unet": sum(c.unet_evals for c in costs) * unet_tflop(f, h, w),
            "vae": clips * f * VAE_TFLOP_PER_FRAME * frame_scale}
+    counted: set = set()
     for name, cost in metric_costs.items():
-        if cost.tflop_per_clip > 0:
+        # metrics on the same stored features (KVD, FVD-inf on FVD's I3D logits) extract them once
+        if cost.tflop_per_clip > 0 and not (cost.features and set(cost.features) <= counted):
             out[name] = clips * cost.tflop_per_clip
+        counted |= set(cost.features)
     out["total"] = sum(out.values())
     return out
 

@@ -248,6 +248,9 @@ class Run:
                         continue
                     prompts = [r.meta["prompt"] for r in good]
                     result = metric.score(feats, prompts)
+                    if "skip" in result:   # the metric cannot score this cell (e.g. FVD-inf below min_n): no row
+                        log.warning("%s NFE %d: %s not scored: %s", plan.name, nfe, metric.name, result["skip"])
+                        continue
                     row = {"method": plan.name, "nfe": nfe, "metric": metric.name, "value": float(result["value"]),
                            "n": int(result.get("n", len(good))), "protocol": metric.feature_key,
                            "ci_low": None, "ci_high": None,

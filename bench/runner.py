@@ -233,6 +233,7 @@ def generate_all(plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequenc
     summary = GenerationSummary(shard=shard.describe())
     start = time.perf_counter()
     summary.temporaries_removed = store.remove_temporaries()
+    metrics = list({m.feature_key: m for m in metrics}.values())   # metrics sharing a feature key extract once
     feature_keys = [m.feature_key for m in metrics]
     work: Dict[str, List[ClipSpec]] = {}
     refeature: Dict[str, List[tuple]] = {}

@@ -25,6 +25,8 @@ ENTRY_POINT_GROUP = "lcmbench.metrics"
 # name -> plug-in class, as "module:attribute"; the order is the tables' column order
 BUILTIN: Dict[str, str] = {
     "fvd": "metrics.fvd_plugin:FVD",
+    "kvd": "metrics.kvd_plugin:KVD",
+    "fvd_inf": "metrics.fvd_inf_plugin:FVDInf",
     "clipsim": "metrics.clipsim_plugin:CLIPSim",
     "vbench": "metrics.vbench_plugin:VBench",
     "cd_fvd": "metrics.cd_fvd_plugin:CDFVD",

@@ -76,7 +76,9 @@ class ClipMetric(MetricFacts, abc.ABC):
     def score(self, features: np.ndarray, prompts: Sequence[str]) -> Dict[str, Any]:
         """Score one set of clips from their stacked features [N, ...].
 
-        Returns at least ``{"value": float, "n": int}``; more keys are kept.
+        Returns at least ``{"value": float, "n": int}``; more keys are kept. Or
+        ``{"skip": reason}`` when this set cannot be scored (e.g. too few clips): no row
+        is written and the reason is logged.
         """
 
     def per_clip(self, features: np.ndarray) -> "np.ndarray | None":

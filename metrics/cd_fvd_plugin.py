@@ -45,6 +45,7 @@ class CDFVD(CDFVDFacts, FeatureDistancePlugin):
     covariances (divided by N) as the package computes them. Lower is better."""
 
     builder = "metrics.cd_fvd:build"
+    packages = ("cd-fvd",)
     options_schema = CDFVDOptions
     protocol = "cdfvd-videomae-v1"
     sample_size = 2048              # the package's default n_fake

@@ -22,6 +22,7 @@ class CLIPSim(Metric):
     tolerance = ("abs", 0.25)   # CLIPSIM points (x100 scale)
     unit = " (x100)"
     kind = "clip"
+    packages = ("open_clip_torch",)
     builder = "metrics.clipsim:build"
     options_schema = CLIPSimOptions
 

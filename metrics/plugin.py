@@ -88,6 +88,7 @@ class Metric(MetricFacts):
     options_schema: ClassVar[Optional[type]] = None
     builder: ClassVar[str] = ""
     section: ClassVar[Optional[str]] = None   # set metrics: the results section they fill
+    packages: ClassVar[Tuple[str, ...]] = ()   # distributions whose versions go into provenance.packages
     config_dir: ClassVar[Optional[str]] = None   # installed plug-ins: the folder holding metric/<name>.yaml
 
     # ------------------------------------------------------------ names

@@ -33,6 +33,7 @@ class VBenchOptions:
 
 class VBench(VBenchScore, Metric):
     kind = "set"
+    packages = ("vbench",)
     section = "vbench"
     builder = "metrics.vbench:build"
     options_schema = VBenchOptions

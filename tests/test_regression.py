@@ -12,9 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from bench import checks
-from bench.preflight_report import PreflightReport
-from metrics import reference_file
+from metrics import fvd_checks, reference_file
 from metrics.feature_stats import FeatureStats
 from tests import e2e
 from tests.conftest import REPO, OFFICIAL_CAPTIONS
@@ -100,13 +98,11 @@ def test_a_reference_file_is_named_pinned_and_refused_when_it_does_not_fit(tmp_p
 
 def test_preflight_names_a_reference_file_for_another_protocol(tmp_path):
     (path, _), _ = _reference(tmp_path)
-    report = PreflightReport("regression", "", str(tmp_path), True, None)
-    checks.check_reference_file({"reference_stats": path}, 16, "animatelcm-v2", report)
-    assert report.ok and report.assets[-1].status == "ok"
-    checks.check_reference_file({"reference_stats": path}, 8, "animatelcm-v2", report)
-    assert "was made for fvd/animatelcm-v2/i3d-x/16f" in report.problems[-1].what
-    bad = PreflightReport("regression", "", str(tmp_path), True, None)
-    checks.check_reference_file({"reference_stats": str(tmp_path / "x.npz")}, 16, "animatelcm-v2", bad)
+    ok = fvd_checks.check_reference_file({"reference_stats": path}, 16, "animatelcm-v2")
+    assert ok.problems == [] and ok.assets[-1].status == "ok"
+    other = fvd_checks.check_reference_file({"reference_stats": path}, 8, "animatelcm-v2")
+    assert "was made for fvd/animatelcm-v2/i3d-x/16f" in other.problems[-1].what
+    bad = fvd_checks.check_reference_file({"reference_stats": str(tmp_path / "x.npz")}, 16, "animatelcm-v2")
     assert "no such file" in bad.problems[0].what and bad.assets[-1].status == "missing"
 
 
