@@ -17,6 +17,7 @@ from omegaconf.errors import ValidationError
 
 from common.names import did_you_mean
 from metrics import available as available_metrics
+from metrics import config_dirs as metric_config_dirs
 from models.registry import MODELS
 from models.schedulers import SAMPLER_DEFAULTS
 
@@ -195,7 +196,8 @@ def check_overrides(argv, config_dir: str) -> Optional[str]:
             overrides += _PARSER.parse_overrides([arg])
         except OverrideParseException as err:
             return _grammar_problem(arg, err)
-    roots = [Path(config_dir)] + _search_path(overrides)
+    # metric plug-ins add their own config folders (as hydra_plugins/lcmbench_metrics does for Hydra)
+    roots = [Path(config_dir)] + _search_path(overrides) + [Path(d) for d in metric_config_dirs()]
     problem = _moved_in_experiment(overrides, roots)
     if problem:
         return problem

@@ -147,14 +147,20 @@ def reference_stats(source: str, extract_fn: Callable[[np.ndarray], np.ndarray],
                               f"fvdref_{label}_{_slug(feature_key)}_{key[:16]}.npz")
     if os.path.isfile(cache_file):
         stats = FeatureStats.load(cache_file)
-        if stats.meta.get("cache_key") == key:
+        with np.load(cache_file, allow_pickle=False) as z:
+            has_features = "features" in z.files
+        if stats.meta.get("cache_key") == key and not has_features:
+            # an older cache: the statistics only. Kernel distances (KVD) need the per-clip features
+            log.info("FVD reference cache %s has no per-clip features (older format); recomputing", cache_file)
+        elif stats.meta.get("cache_key") == key:
             # the same listing (relative paths and sizes) may sit elsewhere for the cache's writer:
             # record the videos this run lists
             info = dict(stats.meta.get("info", {}), source=_source_label(label, base), root=base,
                         cache_file=cache_file, loaded_from_cache=True)
             log.info("FVD reference statistics loaded from %s (%d clips)", cache_file, stats.count)
             return stats, info
-        log.warning("FVD reference cache %s has a different key; recomputing", cache_file)
+        else:
+            log.warning("FVD reference cache %s has a different key; recomputing", cache_file)
 
     stats: Optional[FeatureStats] = None
     kept: List[np.ndarray] = []   # per-clip features, saved beside the statistics
