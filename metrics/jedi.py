@@ -14,6 +14,9 @@
   x x^T (:func:`jedi_from_stats`), so it is computed from the same float64 sufficient
   statistics as FVD's (count, sum of outer products) and the real clips' statistics are
   cached like FVD's.
+- Weights "tiny": the same encoder and pooler at
+  :attr:`metrics.jedi_plugin.JEDi.tiny_vit` (2 blocks of 64, 64-d features), seeded, with
+  the same preprocessing; for fast plumbing checks, its numbers mean nothing.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import torch
 
 from metrics.feature_distance import (FeatureDistanceMetric, check_frames, read_checkpoint, torch_device,
                                       weights_identity)
-from metrics.feature_distance_plugin import weights_path
+from metrics.feature_distance_plugin import FILELESS_MODES, ViTShape, weights_path
 from metrics.feature_stats import FeatureStats
 from metrics.jedi_plugin import JEDi, JEDiFacts, JEDiOptions
 from metrics.options import parse_options
@@ -97,6 +100,13 @@ class JEDiToReference:
         return 100.0 * (own - 2.0 * (w @ q) / tot + self._ref_sq) / self.dim ** 2
 
 
+def vjepa_config(shape: ViTShape) -> VJEPAConfig:
+    """V-JEPA's configuration at another size (ViT-H/16's positions, eps and frame count)."""
+    return VJEPAConfig(embed_dim=shape.embed_dim, depth=shape.depth, num_heads=shape.num_heads,
+                       mlp_ratio=shape.mlp_hidden / shape.embed_dim, patch_size=shape.patch_size,
+                       tubelet_size=shape.tubelet_size, image_size=shape.image_size)
+
+
 def random_network(seed: int, cfg: VJEPAConfig = VIT_HUGE_16) -> VJEPAFeatures:
     with torch.random.fork_rng(devices=[]):   # the constructor's own init draws too
         model = VJEPAFeatures(cfg)
@@ -133,9 +143,14 @@ class JEDiMetric(JEDiFacts, FeatureDistanceMetric):
         return None if self.reference is None else JEDiToReference(self.reference)
 
     def protocol_spec(self) -> Dict[str, Any]:
-        return {"tag": self.protocol, "package": "videojedi 1.1.0 (vjepa 0.1.2)",
-                "network": "V-JEPA ViT-H/16 (vith16.pth.tar) + SSv2 attentive probe pooler (ssv2-probe.pth.tar), "
-                           "1280-d",
+        if self.weights == "tiny":
+            cfg = self.network.cfg
+            network = (f"tiny V-JEPA ViT/{cfg.patch_size} ({cfg.depth} blocks of {cfg.embed_dim}, {cfg.num_heads} "
+                       f"heads) + attentive pooler, seeded init, no pre-training; {cfg.embed_dim}-d")
+        else:
+            network = ("V-JEPA ViT-H/16 (vith16.pth.tar) + SSv2 attentive probe pooler (ssv2-probe.pth.tar), "
+                       "1280-d")
+        return {"tag": self.protocol, "package": "videojedi 1.1.0 (vjepa 0.1.2)", "network": network,
                 "preprocess": "short side 224 + centre crop (real-clip reader), /255, ImageNet mean/std",
                 "kernel": "polynomial, degree 2, gamma 1/d, coef0 0; biased MMD x 100",
                 "min_clips": self.min_clips}
@@ -145,7 +160,9 @@ def build(**options: Any) -> JEDiMetric:
     """Build JEDi (registry entry ``metrics.build("jedi", ...)``); options as
     :class:`metrics.jedi_plugin.JEDiOptions`. weights "pretrained" reads
     ``vith16.pth.tar`` and ``ssv2-probe.pth.tar`` from ``path`` / ``probe_path`` or the
-    cache folder; "random" is the real architecture at a seeded init (plumbing only)."""
+    cache folder; "random" is the real architecture at a seeded init, "tiny" the same
+    network code at 2 blocks of 64 (its own protocol tag; built in a second): both for
+    plumbing only, their numbers mean nothing."""
     o = parse_options(JEDiOptions, options, JEDi.name)
     torch_device(o.device)   # before reading several GB
     num_frames = int(o.num_frames or VIT_HUGE_16.num_frames)
@@ -158,14 +175,18 @@ def build(**options: Any) -> JEDiMetric:
                                allow_unsafe_pickle=o.allow_unsafe_pickle)
         weights_id = f"{weights_identity(encoder, o.sha256)}+{weights_identity(probe, o.probe_sha256)}"
         label = f"pretrained V-JEPA ViT-H/16 + SSv2 probe ({encoder}, {probe})"
-    elif o.weights == "random":
+    elif o.weights in FILELESS_MODES:
         if o.path or o.sha256 or o.probe_path or o.probe_sha256:
-            raise ValueError("jedi: weights 'random' reads no file; drop the paths/pins or use weights: pretrained.")
-        network = random_network(o.seed)
-        weights_id = f"random-seed{o.seed}"
-        label = f"random-init V-JEPA ViT-H/16 (seed {o.seed}): numbers are meaningless"
+            raise ValueError(f"jedi: weights '{o.weights}' reads no file; drop the paths/pins or use "
+                             f"weights: pretrained.")
+        shape = JEDi.shape(o.weights) if o.weights == "tiny" else None
+        network = random_network(o.seed, vjepa_config(shape) if shape else VIT_HUGE_16)
+        weights_id = f"{o.weights}-seed{o.seed}"
+        size = f"ViT/16 {shape.label}" if shape else "ViT-H/16"
+        label = f"{'tiny ' if shape else ''}random-init V-JEPA {size} (seed {o.seed}): numbers are meaningless"
     else:
-        raise ValueError(f"jedi: weights must be 'pretrained' or 'random', got '{o.weights}'.")
+        raise ValueError(f"jedi: weights must be 'pretrained', 'random' or 'tiny', got '{o.weights}'.")
     return JEDiMetric(network, weights=o.weights, weights_id=weights_id, weights_label=label, device=o.device,
                       num_frames=num_frames, batch_size=o.batch_size, reference=o.reference, seed=o.seed,
-                      real_stride=o.real_stride, real_clips=o.real_clips, clips_per_video=o.clips_per_video)
+                      real_stride=o.real_stride, real_clips=o.real_clips, clips_per_video=o.clips_per_video,
+                      protocol=JEDi.protocol_tag(o.weights))

