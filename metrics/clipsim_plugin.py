@@ -24,6 +24,8 @@ class CLIPSim(Metric):
     kind = "clip"
     packages = ("open_clip_torch",)
     builder = "metrics.clipsim:build"
+    contract_options = {"weights": "tiny"}
+    contract_variant = {"weights": "tiny", "seed": 1}
     options_schema = CLIPSimOptions
 
     @classmethod

@@ -4,7 +4,8 @@
 FVD of N clips is biased upward, by about c / N: numbers from cells of different sizes do
 not compare. FVD-inf computes FVD on random subsets of the cell's clips at ``points``
 sizes evenly spaced from ``min_n`` to N (the subset of size n is the first n of
-``numpy.random.default_rng([subset_seed, n]).permutation(N)``), fits the least-squares
+``numpy.random.default_rng([subset_seed, n]).permutation(N)`` of the clips in canonical
+order: their feature rows sorted, so the order they come in does not matter), fits the least-squares
 line FVD = FVD_inf + slope / n and reports its intercept. The sizes, seeds, the FVDs, the
 slope, the residuals and the intercept's standard error go with the value. The reference
 (real) set stays whole; its own finite size is not extrapolated away.
@@ -55,6 +56,13 @@ def line_fit(sizes: Sequence[int], values: np.ndarray) -> Dict[str, Any]:
             "residual_rms": np.sqrt(rss / m), "intercept_se": se}
 
 
+def canonical_order(x: np.ndarray) -> np.ndarray:
+    """The clips' feature rows sorted (lexicographically): subsets are drawn in this order,
+    so FVD-inf depends on the set of clips, not on the order they are listed in."""
+    x = np.asarray(x)
+    return np.lexsort(x.T[::-1])
+
+
 class FVDInfinityStatistic:
     """FVD-inf against fixed reference statistics, for bootstrap resampling: ``weighted``
     turns each row of resampling counts into its clips' positions, takes the same
@@ -72,6 +80,8 @@ class FVDInfinityStatistic:
 
     def weighted(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         w = np.atleast_2d(np.asarray(w))
+        order = canonical_order(x)   # as score() sees the clips
+        x, w = np.asarray(x)[order], w[:, order]
         n_clips = w.shape[1]
         if not np.array_equal(w, np.round(w)) or len(set(w.sum(axis=1).astype(int))) != 1:
             raise ValueError("FVD-inf resamples must be whole counts, the same total in every row.")
@@ -105,7 +115,7 @@ class FVDInfMetric(FVDInfScore, ClipMetric):
         return {**self.fvd.describe(), "name": self.name,
                 "fvd_inf": {"fit": "least squares FVD = FVD_inf + slope / n (Chong and Forsyth 2020)",
                             "min_n": self.min_n, "points": self.points, "subset_seed": self.subset_seed,
-                            "subsets": "default_rng([subset_seed, n]).permutation(N)[:n]"}}
+                            "subsets": "default_rng([subset_seed, n]).permutation(N)[:n] of the feature rows sorted"}}
 
     def prepare(self, cache_dir: str) -> None:
         self.fvd.prepare(cache_dir)
@@ -132,6 +142,9 @@ class FVDInfMetric(FVDInfScore, ClipMetric):
         if x.ndim != 2 or x.shape[1] != self.fvd.reference.dim:
             raise ValueError(f"FVD-inf features must be [N, {self.fvd.reference.dim}], got {x.shape}; were they "
                              f"extracted with feature key {self.feature_key}?")
+        # subsets are drawn from the clips in one canonical order (rows sorted), so the value
+        # depends on the set of clips, not on the order they are listed in
+        x = x[canonical_order(x)]
         n = x.shape[0]
         sizes = subset_sizes(self.min_n, n, self.points)
         if len(sizes) < 3:

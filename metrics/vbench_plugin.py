@@ -34,6 +34,8 @@ class VBenchOptions:
 class VBench(VBenchScore, Metric):
     kind = "set"
     packages = ("vbench",)
+    contract_options = {"dimensions": ["temporal_flickering"]}   # needs no model file
+    contract_variant = None
     section = "vbench"
     builder = "metrics.vbench:build"
     options_schema = VBenchOptions

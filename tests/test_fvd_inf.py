@@ -11,7 +11,7 @@ import pytest
 import metrics
 from metrics.feature_stats import FeatureStats
 from metrics.frechet import frechet_distance
-from metrics.fvd_inf import FVDInfMetric, line_fit, subset, subset_sizes
+from metrics.fvd_inf import FVDInfMetric, canonical_order, line_fit, subset, subset_sizes
 from metrics.fvd_inf import build as build_fvd_inf
 from metrics.fvd_plugin import FVD
 from metrics.kvd import KernelDistanceToReference
@@ -75,7 +75,7 @@ def test_score_records_the_fit_and_small_cells_are_skipped():
     assert res["residual_rms"] == pytest.approx(np.sqrt(np.mean(np.square(res["residuals"]))))
     assert res["intercept_se"] > 0 and res["n"] == 60 and res["min_n"] == 10 and res["points"] == 6
     # the FVD at n is FVD on that subset of the clips
-    sub = x[subset(60, 30, 0)]
+    sub = x[canonical_order(x)][subset(60, 30, 0)]   # subsets of the clips in canonical order
     assert res["fvd_at_sizes"][2] == pytest.approx(frechet_distance(sub.mean(0), np.cov(sub.T), mu, sigma), rel=1e-6)
     assert m.score(x, None) == res   # seeded
     assert json.loads(json.dumps(res)) == res   # a results row's extra: plain JSON
@@ -93,8 +93,10 @@ def test_bootstrap_statistic_is_the_score_of_the_resampled_clips():
     idx = bootstrap_indices(40, 4, seed=1)
     counts = np.stack([np.bincount(row, minlength=40) for row in idx]).astype(float)
     # a resample given as counts holds its clips in clip order
-    np.testing.assert_allclose(stat.weighted(x, counts), [m.score(x[np.sort(row)], None)["value"] for row in idx],
+    np.testing.assert_allclose(stat.weighted(x, counts), [m.score(x[row], None)["value"] for row in idx],
                                rtol=1e-6)
+    shuffled = np.random.default_rng(5).permutation(40)   # the clips' order does not matter
+    assert stat(x[shuffled]) == pytest.approx(stat(x), rel=1e-12)
     lo_hi = bootstrap_ci(x, stat, 100, seed=0, interval="bias_corrected")
     assert lo_hi.lo < lo_hi.hi
     with pytest.raises(ValueError, match="whole counts"):

