@@ -89,12 +89,12 @@ class Metric(MetricFacts):
     builder: ClassVar[str] = ""
     section: ClassVar[Optional[str]] = None   # set metrics: the results section they fill
     packages: ClassVar[Tuple[str, ...]] = ()   # distributions whose versions go into provenance.packages
-    config_dir: ClassVar[Optional[str]] = None
+    config_dir: ClassVar[Optional[str]] = None   # installed plug-ins: the folder holding metric/<name>.yaml
     # options that build the metric offline in seconds (tiny or random weights), and options
     # differing in one setting that changes its feature key: the registry-wide contract test
     # (tests/test_metric_contract.py) builds every metric with them
     contract_options: ClassVar[Optional[Dict[str, Any]]] = None
-    contract_variant: ClassVar[Optional[Dict[str, Any]]] = None   # installed plug-ins: the folder holding metric/<name>.yaml
+    contract_variant: ClassVar[Optional[Dict[str, Any]]] = None
 
     # ------------------------------------------------------------ names
     @classmethod
