@@ -51,7 +51,7 @@ def add_paired(rows: List[Dict[str, Any]], plans: Sequence[MethodPlan], store: C
     for row in rows:
         metric = metrics_by.get(row["metric"])
         reference = references.get(row["method"])
-        if reference is None or metric is None:
+        if reference is None or metric is None or not metric.bootstraps:
             continue
         a = _by_sample(plans_by[row["method"]], row["nfe"], store, metric)
         b = _by_sample(plans_by[reference], row["nfe"], store, metric)

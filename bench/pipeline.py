@@ -256,7 +256,7 @@ class Run:
                            "ci_low": None, "ci_high": None,
                            "extra": {k: v for k, v in result.items() if k not in ("value", "n", "per_clip")}}
                     row["extra"].update({"missing": missing, "excluded_nonfinite": excluded})
-                    if rep.bootstrap > 0 and len(good) > 1:
+                    if rep.bootstrap > 0 and len(good) > 1 and metric.bootstraps:
                         def stat(f, p=prompts, m=metric):
                             with warnings.catch_warnings():   # the point estimate already reported them
                                 warnings.simplefilter("ignore")

@@ -50,6 +50,9 @@ class ClipMetric(MetricFacts, abc.ABC):
     """
 
     feature_key: str = ""
+    # False: no bootstrap interval (its statistic costs too much per resample); the row then
+    # carries the metric's own measure of uncertainty in its extra fields
+    bootstraps: bool = True
 
     def describe(self) -> Dict[str, Any]:
         """Provenance written into the results: protocol, version, weights, mode."""

@@ -104,12 +104,15 @@ class FVDInfinityStatistic:
 class FVDInfMetric(FVDInfScore, ClipMetric):
     """FVD-inf as a per-clip feature metric on FVD's I3D features (same feature key)."""
 
-    def __init__(self, fvd_metric: "fvd.FVDMetric", min_n: int, points: int, subset_seed: int = 0):
+    def __init__(self, fvd_metric: "fvd.FVDMetric", min_n: int, points: int, subset_seed: int = 0,
+                 bootstrap: bool = False):
         if int(min_n) < 2 or int(points) < 3:
             raise ValueError(f"FVD-inf: min_n must be >= 2 and points >= 3, got {min_n} and {points}.")
         self.fvd = fvd_metric
         self.feature_key = fvd_metric.feature_key
         self.min_n, self.points, self.subset_seed = int(min_n), int(points), int(subset_seed)
+        # a resample refits the line (points FVDs): off by default, the fit's intercept_se is recorded
+        self.bootstraps = bool(bootstrap)
 
     def describe(self) -> Dict[str, Any]:
         return {**self.fvd.describe(), "name": self.name,
@@ -170,4 +173,4 @@ def build(**options: Any) -> FVDInfMetric:
     ``min_n``, ``points`` and ``subset_seed``."""
     fvd_options, own = FVDInf.split(options)
     o = parse_options(FVDInf.options_schema, own, FVDInf.name)
-    return FVDInfMetric(fvd.build(**fvd_options), o.min_n, o.points, o.subset_seed)
+    return FVDInfMetric(fvd.build(**fvd_options), o.min_n, o.points, o.subset_seed, bootstrap=o.bootstrap)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, List, Mapping
 
+from common.checks import Checked
 from metrics.base import MetricFacts
 from metrics.kvd_plugin import OnFVDFeatures
 from metrics.options import options_schema
@@ -36,6 +37,8 @@ class FVDInfOptions:
     """``metrics.fvd_inf.options`` besides FVD's (see :func:`metrics.fvd_inf.build`)."""
     min_n: int = DEFAULT_MIN_N    # smallest subset; a cell with fewer clips is not scored (logged)
     points: int = DEFAULT_POINTS  # subset sizes, evenly spaced from min_n to the cell's clips
+    bootstrap: bool = False       # a bootstrap interval costs `points` FVDs per resample; the fit's
+    #                               standard error (intercept_se) is recorded either way
     subset_seed: int = 0          # subsets of size n are default_rng([subset_seed, n]).permutation(N)[:n]
 
 
@@ -54,14 +57,24 @@ class FVDInf(FVDInfScore, OnFVDFeatures):
             out.append(f"metrics.fvd_inf.options.min_n={min_n}: FVD needs at least 2 clips per subset.")
         if isinstance(points, int) and points < 3:
             out.append(f"metrics.fvd_inf.options.points={points}: a line with a residual needs 3 sizes or more.")
-        elif isinstance(min_n, int) and 0 < run.clips_per_cell < min_n + 2:   # no cell would be scored
-            out.append(f"FVD-inf fits FVD at 3 or more subset sizes from min_n={min_n} up to the clips of a cell, "
-                       f"and a cell has {run.clips_per_cell}, too few clips for that: raise protocol.videos_per_prompt "
-                       f"or the number of classes, lower metrics.fvd_inf.options.min_n, or disable metrics.fvd_inf.")
+        return out
+
+    @classmethod
+    def extra_checks(cls, options: Mapping[str, Any], run: RunFacts) -> Checked:
+        """Cells too small for the fit are no error: FVD-inf is shown only where a cell has
+        enough clips (the others get no row, and the run log says why)."""
+        out = super().extra_checks(options, run)
+        min_n = options.get("min_n", DEFAULT_MIN_N)
+        if isinstance(min_n, int) and 0 < run.clips_per_cell < min_n + 2:
+            out.notes.append(f"FVD-inf fits FVD at 3 or more subset sizes from min_n={min_n} up to a cell's clips; "
+                             f"a cell here has {run.clips_per_cell}, so FVD-inf is not scored (no rows). Raise "
+                             f"protocol.videos_per_prompt or the number of classes, or lower "
+                             f"metrics.fvd_inf.options.min_n, to get it.")
         return out
 
     @classmethod
     def cost(cls, options: Mapping[str, Any], run: RunFacts) -> Cost:
         cost = super().cost(options, run)
-        cost.resample_s *= int(options.get("points", DEFAULT_POINTS))   # one FVD resample per subset size
+        # one FVD resample per subset size, and none when the interval is off
+        cost.resample_s *= int(options.get("points", DEFAULT_POINTS)) if options.get("bootstrap", False) else 0
         return cost

@@ -105,7 +105,7 @@ def test_unknown_sampler_kind(tmp_path, capsys):
 
 def test_unknown_metric_name(tmp_path, capsys):
     fails(tmp_path, capsys, ["+metric@metrics.fvdd=fvd_random"],
-          r"Unknown metric 'fvdd'.*Did you mean 'fvd'\?.*fvd, clipsim")
+          r"Unknown metric 'fvdd'.*Did you mean 'fvd'\?.*fvd, kvd")
 
 
 def test_unknown_stage(tmp_path, capsys):

@@ -196,7 +196,7 @@ def test_vbench_cost_frames_settings_and_cache_roots(tmp_path, monkeypatch):
 
 def test_enabled_metrics_and_run_facts_from_a_config():
     cfg = compose(["experiment=table1", "protocol.num_classes=3", "+preflight.urls.fvd_detector=http://h/x.pt"])
-    assert list(enabled_metrics(cfg)) == ["fvd", "clipsim"]
+    assert list(enabled_metrics(cfg)) == ["fvd", "kvd", "fvd_inf", "clipsim"]
     run = run_facts(cfg, clips_per_cell=72)
     assert (run.experiment, run.weights, run.nfes, run.clips_per_cell, run.subset) == \
         ("table1", "pretrained", (1, 2, 4, 8), 72, True)

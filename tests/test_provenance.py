@@ -18,7 +18,7 @@ def test_the_description_follows_the_overrides(tmp_path):
                    "metrics.vbench.enabled=false"])
     text = run_description(cfg)
     assert text == ("smoke (as run): tiny weights; 2 methods (animatelcm, animatelcm_r); 5 classes x 2 videos x "
-                    "NFE 1/4 = 40 clips of 16x64x64; metrics fvd, clipsim.")
+                    "NFE 1/4 = 40 clips of 16x64x64; metrics fvd, kvd, fvd_inf, clipsim.")
     assert "all four methods" in cfg.description          # the experiment file's text, kept in the config
     assert run_description(cfg, n_prompts=1).startswith("smoke (as run): tiny weights; 2 methods "
                                                          "(animatelcm, animatelcm_r); 1 class x 2 videos")
