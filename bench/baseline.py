@@ -27,12 +27,13 @@ from results.registry import is_set_statistic
 from results.schema import load, save
 
 from .store import ClipStore
+from common.errors import LcmbenchError
 
 FORMAT = "lcmbench-baseline-features-1"
 INPUT_KEYS = ("seed", "prompt", "negative_prompt")   # what makes two clips with one key the same clip
 
 
-class BaselineError(ValueError):
+class BaselineError(LcmbenchError, ValueError):
     """A baseline that cannot be read or made (says which file and what to do)."""
 
 

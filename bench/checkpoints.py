@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from omegaconf import open_dict
 
 from bench.config import AblationVariant, get, plain
+from common.errors import InputError
 
 STRATEGIES = ("decoupled", "joint")
 STEP_DIR = re.compile(r"^(?:checkpoint|step)?[-_]?(\d+)$")
@@ -183,11 +184,11 @@ def ablation_section(variants: Mapping[str, Any], methods: Mapping[str, Any],
     the same protocol and seeds."""
     unknown = [name for name in variants if name not in methods]
     if unknown:
-        raise ValueError(f"ablation.variants lists {unknown}, which are not methods of this experiment.")
+        raise InputError(f"ablation.variants lists {unknown}, which are not methods of this experiment.")
     out = []
     for name, variant in variants.items():
         if variant.distillation not in STRATEGIES:
-            raise ValueError(f"ablation.variants.{name}.distillation must be decoupled or joint, "
+            raise InputError(f"ablation.variants.{name}.distillation must be decoupled or joint, "
                              f"got '{variant.distillation}'.")
         out.append({"variant": name, "train_step": variant.train_step, "distillation": variant.distillation,
                     "rows": [r for r in rows if r["method"] == name]})

@@ -16,29 +16,25 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
+from common.errors import LcmbenchError
 from common.files import MAX_NAME_BYTES
 from common.names import env_flag_problem
 from common.paths import long_component, what_is
-from models.weights import UnsafeWeights, WeightsNotFound
 
-from .errors import fail
-from .lock import RunDirLocked
-from .offline import FLAG_ENV, NetworkBlocked
-from .runner import GenerationOutOfMemory, StoreIncomplete, StoreMismatch
+from .errors import fail, report_bug
+from .offline import FLAG_ENV
 
 
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def user_error_types() -> tuple:
-    """Exceptions that mean the input is wrong, not the code. ValueError covers bad
-    config values, prompt files, preflight problems and results that fail the schema;
-    FileNotFoundError covers missing weights, files and dataset roots."""
+    """Exceptions that mean the input is wrong, not the code: every :class:`LcmbenchError`
+    (bad settings, files, stores, preflight problems ...), and running out of GPU memory.
+    Anything else is a bug: it keeps its traceback (:func:`report_bug`)."""
     import torch  # heavy: only once a run has failed
 
-    return (NetworkBlocked, WeightsNotFound, UnsafeWeights, StoreMismatch, StoreIncomplete, GenerationOutOfMemory,
-            RunDirLocked,
-            FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, torch.cuda.OutOfMemoryError)
+    return (LcmbenchError, torch.cuda.OutOfMemoryError)
 
 
 def explain_os_error(err: OSError, run_dir: Path) -> Optional[str]:
@@ -71,12 +67,12 @@ def run_with_clear_errors(cfg: DictConfig, run_dir: Path) -> None:
               f"command again to resume.", file=sys.stderr)
         sys.exit(130)
     except OSError as err:
-        message = explain_os_error(err, run_dir)
-        if message is None:
-            if isinstance(err, user_errors):   # FileNotFoundError and friends
-                fail(str(err))
-            raise
-        fail(message)
+        message = explain_os_error(err, run_dir)   # a full disk, a read-only folder: the machine, not the code
+        if message is not None:
+            fail(message)
+        if not isinstance(err, user_errors):
+            report_bug(err)
+        fail(str(err))
     except user_errors as err:   # noqa: B030 (a tuple computed at run time)
         text = str(err) or type(err).__name__
         problems = getattr(getattr(err, "report", None), "problems", None)
@@ -86,6 +82,8 @@ def run_with_clear_errors(cfg: DictConfig, run_dir: Path) -> None:
             text = (f"out of GPU memory outside generation ({text.splitlines()[0]}). Use a smaller metric "
                     f"batch size, runner.dtype=float16, or a larger GPU.")
         fail(text)
+    except Exception as err:   # anything else is a bug: keep its traceback
+        report_bug(err)
 
 
 def preflight_problems(problems) -> str:

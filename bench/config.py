@@ -18,6 +18,7 @@ from models.fast import FastPath
 from models.registry import MODELS, resolve_spec
 from models.schedulers import resolve_sampler, step_limit
 from models.specs import LORA_CONVENTIONS, MOTION_NORMS, QUANTIZE, ModelSpec, SamplerSpec
+from common.errors import InputError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 STAGES = ("preflight", "timing", "generate", "score", "report")
@@ -313,7 +314,7 @@ def compose(overrides: Sequence[str]):
         key, _, value = str(arg).partition("=")
         problem = moved_setting(key.lstrip("+~"), value or "...")
         if problem:
-            raise ValueError(problem)
+            raise InputError(problem)
     register()
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()

@@ -18,11 +18,12 @@ from typing import Callable, Dict, Optional, Tuple
 
 from bench.offline import is_loopback
 from common.files import sha256_file
+from common.errors import LcmbenchError
 
 USER_AGENT = "lcmbench-prefetch/1"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(LcmbenchError, RuntimeError):
     """A download failed; the message says why and what to do."""
 
 

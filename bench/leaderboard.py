@@ -18,6 +18,7 @@ from results.tolerances import equivalence_margin
 
 from .runner import MethodPlan
 from .store import ClipStore
+from common.errors import InputError
 
 
 def _by_sample(plan: MethodPlan, nfe: int, store: ClipStore, metric: Any) -> Dict[tuple, Any]:
@@ -43,7 +44,7 @@ def add_paired(rows: List[Dict[str, Any]], plans: Sequence[MethodPlan], store: C
     plans_by = {p.name: p for p in plans}
     if isinstance(reference, str):
         if reference not in plans_by:
-            raise ValueError(f"report.leaderboard_reference={reference!r} is not a method of this experiment "
+            raise InputError(f"report.leaderboard_reference={reference!r} is not a method of this experiment "
                              f"({', '.join(plans_by)}).")
         reference = {name: reference for name in plans_by if name != reference}
     metrics_by = {m.name: m for m in metrics}

@@ -18,9 +18,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+from common.errors import LcmbenchError
 
 
-class RunDirLocked(RuntimeError):
+class RunDirLocked(LcmbenchError, RuntimeError):
     """Another process is running in this run directory (same share of the clips)."""
 
 

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import metrics as metric_registry
 from common.files import sha256_file, write_atomic
 from models.weights import hub_cache_dir
+from common.errors import InputError
 
 MANIFEST_FORMAT = "lcmbench-prefetch-manifest-1"
 # the harness's own cache roots -> the environment variable that moves each (the metrics
@@ -95,9 +96,9 @@ def read_manifest(path: str | os.PathLike) -> Dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read manifest {path} ({type(err).__name__}: {err})") from None
+        raise InputError(f"cannot read manifest {path} ({type(err).__name__}: {err})") from None
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{path} is not a {MANIFEST_FORMAT} file")
+        raise InputError(f"{path} is not a {MANIFEST_FORMAT} file")
     return data
 
 

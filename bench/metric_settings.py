@@ -9,6 +9,7 @@ import metrics as metric_registry
 from bench.config import get, plain
 from common.names import did_you_mean
 from metrics.plugin import RunFacts
+from common.errors import InputError
 
 DEFAULT_CACHE_DIR = "~/.cache/lcmbench"
 
@@ -51,7 +52,7 @@ def enabled_metrics(cfg: Any, unknown: Optional[List[Tuple[str, str]]] = None) -
             what = f"Unknown metric '{name}' in metrics.{did_you_mean(name, known)}"
             fix = f"Use one of: {', '.join(known)}."
             if unknown is None:
-                raise ValueError(f"{what} {fix}")
+                raise InputError(f"{what} {fix}")
             unknown.append((what, fix))
             continue
         out[str(name)] = dict(plain(get(node, "options", {})) or {})

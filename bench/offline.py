@@ -32,6 +32,7 @@ from typing import Any, Dict, Iterator, List, Optional
 from huggingface_hub import constants as hf_constants
 
 from common.names import env_flag
+from common.errors import LcmbenchError
 
 log = logging.getLogger("lcmbench")
 
@@ -48,7 +49,7 @@ FLAG_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "LC
 _FLAG_OWNERS = ("huggingface_hub", "diffusers", "transformers", "peft", "accelerate", "open_clip", "timm", "datasets")
 
 
-class NetworkBlocked(ConnectionError):
+class NetworkBlocked(LcmbenchError, ConnectionError):
     """A network connection was attempted while strict offline mode is on."""
 
 

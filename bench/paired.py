@@ -47,9 +47,10 @@ from results.tolerances import equivalence_margin
 
 from .baseline import INPUT_KEYS, Baseline, BaselineError, clip_inputs
 from .store import ClipStore
+from common.errors import LcmbenchError
 
 
-class CannotPair(ValueError):
+class CannotPair(LcmbenchError, ValueError):
     """The two runs cannot be compared clip by clip."""
 
 

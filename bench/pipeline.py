@@ -47,6 +47,7 @@ from .rundir import check_same_experiment, published, save_preflight
 from .runner import (GENERATION_CODE_VERSION, GenerationSettings, MethodPlan, MetricSetupError, check_resumable,
                      generate_all, generation_timing, method_fingerprint, require_complete, store_summary)
 from .store import ClipStore, publish_dir, remove_abandoned_staging, staging_dir
+from common.errors import InputError
 
 log = logging.getLogger("lcmbench")
 
@@ -65,7 +66,7 @@ def _spec_from_cfg(node: DictConfig) -> ModelSpec:
         known = [f.name for f in fields(schema)]
         for key in given:
             if key not in known:
-                raise ValueError(f"Unknown {schema.__name__} setting '{key}' for method '{data.get('name')}'."
+                raise InputError(f"Unknown {schema.__name__} setting '{key}' for method '{data.get('name')}'."
                                  f"{did_you_mean(key, known)}")
     return resolve_spec(ModelSpec(**data, sampler=SamplerSpec(**sampler)))
 
@@ -73,7 +74,7 @@ def _spec_from_cfg(node: DictConfig) -> ModelSpec:
 def make_plans(cfg: DictConfig, prompt_set, dtype: str = "float32") -> List[MethodPlan]:
     p = cfg.protocol
     if not cfg.methods:
-        raise ValueError("The experiment lists no methods. Add some, e.g. "
+        raise InputError("The experiment lists no methods. Add some, e.g. "
                          "'+model@methods.animatelcm=animatelcm'.")
     # the resolved dtype changes pixels too: a resume in another dtype must not mix clips
     geometry = {"weights": cfg.weights, "seed": cfg.seed, "num_frames": p.num_frames, "height": p.height,
@@ -121,7 +122,7 @@ def frames_nfes(cfg: DictConfig) -> Dict[str, int]:
         if nfe is None:
             continue
         if nfe not in nfes:
-            raise ValueError(f"metrics.{name} scores the clips of {nfe} steps, which is not one of protocol.nfe="
+            raise InputError(f"metrics.{name} scores the clips of {nfe} steps, which is not one of protocol.nfe="
                              f"{nfes}: set its options to one of them, or leave its step count unset (the largest).")
         out[name] = int(nfe)
     return out
@@ -162,16 +163,16 @@ class Run:
         cfg = self.cfg
         bad = [s for s in cfg.stages if s not in STAGES]
         if bad:
-            raise ValueError(f"Unknown stage(s) {bad}: stages are {', '.join(STAGES)}.")
+            raise InputError(f"Unknown stage(s) {bad}: stages are {', '.join(STAGES)}.")
         if cfg.weights not in models.WEIGHT_MODES:
-            raise ValueError(f"weights={cfg.weights} is not a weight mode: use {', '.join(models.WEIGHT_MODES)}.")
+            raise InputError(f"weights={cfg.weights} is not a weight mode: use {', '.join(models.WEIGHT_MODES)}.")
 
         self.device, self.dtype = resolve_device_dtype(cfg.runner.device, cfg.runner.dtype)
         self.device = shard_mod.rank_device(self.device, self.shard)
         p = cfg.protocol
         problems = metric_settings_problems(cfg)
         if problems:
-            raise ValueError(" ".join(problems))
+            raise InputError(" ".join(problems))
         # VBench's standard prompt set holds the prompts of the dimensions the metrics score
         dimensions = [d for options in enabled_metrics(cfg).values() for d in options.get("dimensions") or []]
         self.prompt_set = load_prompt_set(p.prompt_set, p.prompt_file, cfg.cache_dir,
@@ -413,12 +414,12 @@ def run(cfg: DictConfig, run_dir: Path) -> Optional[Dict[str, Any]]:
     checkpoints.expand(cfg)     # your checkpoints (ablation.dir / ablation.runs) as methods; preflight names gaps
     problems = settings_problems(cfg)
     if problems:
-        raise ValueError(" ".join(problems))
+        raise InputError(" ".join(problems))
     if cfg.runner.get("threads"):   # pinned before any model is built
         torch.set_num_threads(int(cfg.runner.threads))
     shard = shard_mod.detect(cfg.shard.index, cfg.shard.count, cfg.shard.use_env)
     if shard.config_count > 1 and not cfg.run_dir:
-        raise ValueError(f"shard.count={shard.config_count} needs run_dir=PATH, the same for every shard job and "
+        raise InputError(f"shard.count={shard.config_count} needs run_dir=PATH, the same for every shard job and "
                          f"the score job: each job of a sweep otherwise writes its own store.")
     group = shard_mod.open_group(shard, cfg.runner.device, cfg.runner.dtype, cfg.shard.timeout_min)
     try:
@@ -439,7 +440,7 @@ def _run_stages(cfg: DictConfig, run_dir: Path, shard: shard_mod.Shard, group: s
         return None
     render_only = "report" in cfg.stages and "score" not in cfg.stages
     if render_only and not (run_dir / "results.json").is_file():
-        raise ValueError(f"stages={list(cfg.stages)} renders the tables of a scored run, but {run_dir} has no "
+        raise InputError(f"stages={list(cfg.stages)} renders the tables of a scored run, but {run_dir} has no "
                          f"results.json. Run the score stage first (stages=[score,report]), or the whole run "
                          f"(no stages=), in that run directory.")
     run = Run(cfg, run_dir, shard)

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
 from common.checks import AssetCheck, Problem  # noqa: F401  (re-exported: preflight's report items)
+from common.errors import LcmbenchError
 
 
 @dataclass
@@ -71,7 +72,7 @@ class PreflightReport:
         return asdict(self) | {"ok": self.ok}
 
 
-class PreflightError(ValueError):
+class PreflightError(LcmbenchError, ValueError):
     """Preflight found problems; the message lists every one with what to do."""
 
     def __init__(self, report: PreflightReport, listed: bool = False):

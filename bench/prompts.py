@@ -25,6 +25,7 @@ from metrics.vbench_export import full_info_path, standard_prompts
 from metrics.vbench_protocol import STANDARD_PROMPT_SET
 from models.tiny import clip_tokenizer
 from models.weights import hub_offline
+from common.errors import InputError, MissingInput
 
 UCF101_CLASSES: List[str] = ["ApplyEyeMakeup", "ApplyLipstick", "Archery", "BabyCrawling", "BalanceBeam", "BandMarching", "BaseballPitch", "Basketball", "BasketballDunk", "BenchPress", "Biking", "Billiards", "BlowDryHair", "BlowingCandles", "BodyWeightSquats", "Bowling", "BoxingPunchingBag", "BoxingSpeedBag", "BreastStroke", "BrushingTeeth", "CleanAndJerk", "CliffDiving", "CricketBowling", "CricketShot", "CuttingInKitchen", "Diving", "Drumming", "Fencing", "FieldHockeyPenalty", "FloorGymnastics", "FrisbeeCatch", "FrontCrawl", "GolfSwing", "Haircut", "HammerThrow", "Hammering", "HandstandPushups", "HandstandWalking", "HeadMassage", "HighJump", "HorseRace", "HorseRiding", "HulaHoop", "IceDancing", "JavelinThrow", "JugglingBalls", "JumpingJack", "JumpRope", "Kayaking", "Knitting", "LongJump", "Lunges", "MilitaryParade", "Mixing", "MoppingFloor", "Nunchucks", "ParallelBars", "PizzaTossing", "PlayingCello", "PlayingDaf", "PlayingDhol", "PlayingFlute", "PlayingGuitar", "PlayingPiano", "PlayingSitar", "PlayingTabla", "PlayingViolin", "PoleVault", "PommelHorse", "PullUps", "Punch", "PushUps", "Rafting", "RockClimbingIndoor", "RopeClimbing", "Rowing", "SalsaSpin", "ShavingBeard", "Shotput", "SkateBoarding", "Skiing", "Skijet", "SkyDiving", "SoccerJuggling", "SoccerPenalty", "StillRings", "SumoWrestling", "Surfing", "Swing", "TableTennisShot", "TaiChi", "TennisSwing", "ThrowDiscus", "TrampolineJumping", "Typing", "UnevenBars", "VolleyballSpiking", "WalkingWithDog", "WallPushups", "WritingOnBoard", "YoYo"]
 
@@ -50,11 +51,11 @@ class PromptSet:
             if unknown:
                 kind = "UCF-101 class(es)" if self.classes[:1] == UCF101_CLASSES[:1] else \
                     f"class(es) of prompt set '{self.name}'"
-                raise ValueError(f"Unknown {kind} {unknown}. Names look like {self.classes[:3]}.")
+                raise InputError(f"Unknown {kind} {unknown}. Names look like {self.classes[:3]}.")
             picked = list(classes)
         if num_classes is not None:
             if not 1 <= num_classes <= len(picked):
-                raise ValueError(f"num_classes={num_classes} must be between 1 and {len(picked)}.")
+                raise InputError(f"num_classes={num_classes} must be between 1 and {len(picked)}.")
             picked = picked[:num_classes]
         index = {c: i for i, c in enumerate(self.classes)}
         return PromptSet(self.name, picked, [self.captions[index[c]] for c in picked], self.sha256)
@@ -73,13 +74,13 @@ def classname_captions() -> PromptSet:
 def read_caption_text(data: bytes, source: str) -> str:
     """The caption file's text; a byte-order mark or bytes that are not UTF-8 are named."""
     if data.startswith(b"\xef\xbb\xbf"):
-        raise ValueError(f"{source} starts with a UTF-8 byte-order mark (BOM), which would become part of the first "
+        raise InputError(f"{source} starts with a UTF-8 byte-order mark (BOM), which would become part of the first "
                          f"class name. Save it as UTF-8 without BOM (e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' FILE).")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data[:err.start].count(b"\n") + 1
-        raise ValueError(f"{source} is not UTF-8: byte 0x{data[err.start]:02x} on line {line} (a latin-1 or "
+        raise InputError(f"{source} is not UTF-8: byte 0x{data[err.start]:02x} on line {line} (a latin-1 or "
                          f"Windows-1252 file?). Re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8 FILE > NEW.") from None
 
 
@@ -93,10 +94,10 @@ def parse_caption_file(text: str, source: str = "caption file") -> PromptSet:
             continue
         name, sep, caption = line.partition(":")
         if not sep or not caption.strip() or " " in name.strip():
-            raise ValueError(f"{source} line {lineno}: expected 'ClassName: caption.', got '{line[:80]}'.")
+            raise InputError(f"{source} line {lineno}: expected 'ClassName: caption.', got '{line[:80]}'.")
         name = name.strip()
         if name in first_line:
-            raise ValueError(f"{source} line {lineno}: class '{name}' appears again (first on line "
+            raise InputError(f"{source} line {lineno}: class '{name}' appears again (first on line "
                              f"{first_line[name]}). Keep one caption per class.")
         first_line[name] = lineno
         classes.append(name)
@@ -104,7 +105,7 @@ def parse_caption_file(text: str, source: str = "caption file") -> PromptSet:
     if sorted(classes) != sorted(UCF101_CLASSES):
         missing = sorted(set(UCF101_CLASSES) - set(classes))
         extra = sorted(set(classes) - set(UCF101_CLASSES))
-        raise ValueError(f"{source} has {len(classes)} classes, expected the 101 UCF-101 classes "
+        raise InputError(f"{source} has {len(classes)} classes, expected the 101 UCF-101 classes "
                          f"(missing: {missing[:5]}, unknown: {extra[:5]}). Is it the UCF-101 caption file?")
     digest = hashlib.sha256(text.encode()).hexdigest()
     order = {c: i for i, c in enumerate(classes)}
@@ -118,23 +119,23 @@ def official_captions(path: Optional[str] = None, cache_dir: Optional[str] = Non
     if path:
         file = Path(path).expanduser()
         if not file.is_file():
-            raise FileNotFoundError(f"prompt file {not_a(file, 'file')}. Fix protocol.prompt_file.")
+            raise MissingInput(f"prompt file {not_a(file, 'file')}. Fix protocol.prompt_file.")
     else:
         file = Path(cache_dir or Path.home() / ".cache" / "lcmbench").expanduser() / "UCF101_prompts.yaml"
         if not file.is_file():
             offline = offline if offline is not None else hub_offline()
             if offline:
-                raise FileNotFoundError(
+                raise MissingInput(
                     f"The official UCF-101 caption file is not cached at {file} and offline mode is on. "
                     f"Download {OFFICIAL_CAPTIONS_URL} and pass protocol.prompt_file=PATH.")
             try:
                 download_url(OFFICIAL_CAPTIONS_URL, file, OFFICIAL_CAPTIONS_SHA256)
             except DownloadError as err:   # the caller's "missing file" path: one line, what to do
-                raise FileNotFoundError(f"{err} Or download it by hand and pass protocol.prompt_file=PATH.") from None
+                raise MissingInput(f"{err} Or download it by hand and pass protocol.prompt_file=PATH.") from None
     data = file.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != OFFICIAL_CAPTIONS_SHA256:
-        raise ValueError(f"{file} has sha256 {digest}, but the official caption file (commit "
+        raise InputError(f"{file} has sha256 {digest}, but the official caption file (commit "
                          f"{OFFICIAL_CAPTIONS_COMMIT[:10]}) has {OFFICIAL_CAPTIONS_SHA256}. Use the official "
                          f"file, or prompt_set=file to run with your own captions.")
     return parse_caption_file(read_caption_text(data, str(file)), str(file))
@@ -149,7 +150,7 @@ def vbench_prompt_set(dimensions: Optional[List[str]] = None) -> PromptSet:
         known = sorted({d for e in entries for d in e["dimensions"]})
         unknown = [d for d in dimensions if d not in known]
         if unknown:
-            raise ValueError(f"Unknown VBench dimension(s) {unknown} for the standard prompt suite; "
+            raise InputError(f"Unknown VBench dimension(s) {unknown} for the standard prompt suite; "
                              f"dimensions are {', '.join(known)}.")
         picked = [(i, e) for i, e in zip(ids, entries) if set(e["dimensions"]) & set(dimensions)]
     else:
@@ -173,13 +174,13 @@ def load_prompt_set(name: str, path: Optional[str] = None, cache_dir: Optional[s
         return official_captions(path, cache_dir)
     if name == "file":
         if not path:
-            raise ValueError("prompt_set=file needs protocol.prompt_file=PATH.")
+            raise InputError("prompt_set=file needs protocol.prompt_file=PATH.")
         file = Path(path).expanduser()
         if not file.is_file():
-            raise FileNotFoundError(f"prompt file {not_a(file, 'file')}. Fix protocol.prompt_file.")
+            raise MissingInput(f"prompt file {not_a(file, 'file')}. Fix protocol.prompt_file.")
         ps = parse_caption_file(read_caption_text(file.read_bytes(), str(file)), str(file))
         return PromptSet("file:" + file.name, ps.classes, ps.captions, ps.sha256)
-    raise ValueError(f"Unknown prompt set '{name}': use {', '.join(PROMPT_SETS)}.")
+    raise InputError(f"Unknown prompt set '{name}': use {', '.join(PROMPT_SETS)}.")
 
 
 CLIP_MAX_TOKENS = 77   # SD1.5's text encoder and CLIPSIM's tokenizer both cut captions here

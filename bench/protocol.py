@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Iterable, List, Sequence
 
 from .prompts import PromptSet
+from common.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,11 @@ def clip_seed(base_seed: int, class_name: str, video_index: int) -> int:
 def expand(methods: Sequence[str], nfes: Iterable[int], prompts: PromptSet, videos_per_prompt: int,
            base_seed: int, samples_per_cell: int = 1, keep_all_frames: bool = False) -> List[ClipSpec]:
     if videos_per_prompt < 1:
-        raise ValueError(f"videos_per_prompt must be >= 1, got {videos_per_prompt}.")
+        raise InputError(f"videos_per_prompt must be >= 1, got {videos_per_prompt}.")
     nfes = list(nfes)
     bad = [n for n in nfes if int(n) < 1]
     if bad or not nfes:
-        raise ValueError(f"protocol.nfe must be a non-empty list of positive step counts, got {nfes}.")
+        raise InputError(f"protocol.nfe must be a non-empty list of positive step counts, got {nfes}.")
     specs = []
     for method in methods:
         for nfe in nfes:

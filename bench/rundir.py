@@ -14,6 +14,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from common.files import write_atomic
+from common.errors import InputError
 
 
 # what makes a run folder's results what they are: another value here is another experiment
@@ -44,7 +45,7 @@ def check_same_experiment(cfg: DictConfig, run_dir: Path) -> None:
     diffs = _differences({k: before.get(k) for k in IDENTITY}, {k: now.get(k) for k in IDENTITY}, "")
     if diffs:
         more = f"; and {len(diffs) - 3} more" if len(diffs) > 3 else ""
-        raise ValueError(f"{run_dir} holds a run of experiment '{before.get('experiment')}' made with other settings "
+        raise InputError(f"{run_dir} holds a run of experiment '{before.get('experiment')}' made with other settings "
                          f"({'; '.join(diffs[:3])}{more}), and a run folder belongs to one experiment configuration: "
                          f"nothing was written. Run this one in a new folder: leave hydra.run.dir out (a new "
                          f"runs/{now.get('experiment')}/<time>) or give hydra.run.dir=NEW_FOLDER.")

@@ -25,23 +25,24 @@ from models.specs import ModelSpec, step_specific
 from .protocol import ClipSpec
 from .shard import Shard
 from .store import ClipStore
+from common.errors import InputError, LcmbenchError
 
 log = logging.getLogger("lcmbench")
 
 
-class StoreMismatch(RuntimeError):
+class StoreMismatch(LcmbenchError, RuntimeError):
     """The store holds clips made with other settings than the current run's."""
 
 
-class StoreIncomplete(RuntimeError):
+class StoreIncomplete(LcmbenchError, RuntimeError):
     """Scoring was asked for while clips are still missing from the store."""
 
 
-class GenerationOutOfMemory(RuntimeError):
+class GenerationOutOfMemory(LcmbenchError, RuntimeError):
     """A batch of one clip does not fit in GPU memory."""
 
 
-class MetricSetupError(ValueError):
+class MetricSetupError(LcmbenchError, ValueError):
     """A metric could not load or compute its reference data (a data problem the user fixes)."""
 
 
@@ -412,7 +413,7 @@ class BackgroundWorker:
 
     def __init__(self, threads: int = 1, max_pending: int = 2):
         if threads < 0 or max_pending < 1:
-            raise ValueError(f"BackgroundWorker needs threads >= 0 and max_pending >= 1 (got {threads}, {max_pending}).")
+            raise InputError(f"BackgroundWorker needs threads >= 0 and max_pending >= 1 (got {threads}, {max_pending}).")
         self.threads = threads
         self.max_pending = max_pending
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lcmbench-writer") if threads else None

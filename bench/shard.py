@@ -29,6 +29,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Mapping, Optional
+from common.errors import InputError
 
 
 log = logging.getLogger("lcmbench")
@@ -47,7 +48,7 @@ def shard_of(key: str, count: int) -> int:
     """The shard that makes clip ``key`` out of ``count``: stable across processes,
     machines and Python versions (no ``hash()``, which is salted per process)."""
     if count < 1:
-        raise ValueError(f"shard count must be >= 1, got {count}.")
+        raise InputError(f"shard count must be >= 1, got {count}.")
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % count
 
 
@@ -96,7 +97,7 @@ def _int(env: Mapping[str, str], name: str) -> Optional[int]:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} is not an integer.") from None
+        raise InputError(f"environment variable {name}={value!r} is not an integer.") from None
 
 
 def detect(index: Optional[int] = None, count: Optional[int] = None, use_env: bool = True,
@@ -105,14 +106,14 @@ def detect(index: Optional[int] = None, count: Optional[int] = None, use_env: bo
     ``use_env``, from torchrun or srun variables."""
     env = os.environ if env is None else env
     if count is None and index is not None:
-        raise ValueError(f"shard.index={index} was given without shard.count: set both, e.g. "
+        raise InputError(f"shard.index={index} was given without shard.count: set both, e.g. "
                          f"shard.count=8 'shard.index=range(8)'.")
     config_count = 1 if count is None else int(count)
     config_index = 0 if index is None else int(index)
     if config_count < 1:
-        raise ValueError(f"shard.count must be >= 1, got {config_count}.")
+        raise InputError(f"shard.count must be >= 1, got {config_count}.")
     if not 0 <= config_index < config_count:
-        raise ValueError(f"shard.index={config_index} is outside 0..{config_count - 1} (shard.count={config_count}).")
+        raise InputError(f"shard.index={config_index} is outside 0..{config_count - 1} (shard.count={config_count}).")
 
     rank, world, local_rank, source, group = 0, 1, 0, "single", False
     if use_env:
@@ -128,7 +129,7 @@ def detect(index: Optional[int] = None, count: Optional[int] = None, use_env: bo
             source = "slurm"
             group = world > 1 and bool(env.get("MASTER_ADDR")) and bool(env.get("MASTER_PORT"))
         if world < 1 or not 0 <= rank < world:
-            raise ValueError(f"{source}: rank {rank} is outside 0..{world - 1}; check the launcher's environment.")
+            raise InputError(f"{source}: rank {rank} is outside 0..{world - 1}; check the launcher's environment.")
     sources = [s for s, on in (("config", config_count > 1), (source, world > 1)) if on]
     return Shard(index=config_index * world + rank, count=config_count * world, local_rank=local_rank,
                  source="+".join(sources) or "single", group=group, config_count=config_count,

@@ -42,6 +42,7 @@ from .config import CONFIG_DIR, compose, settings_problems
 from .errors import fail
 from .overrides import check_overrides
 from .figures import environment, format_table, write_figures
+from common.errors import InputError
 
 log = logging.getLogger("lcmbench")
 
@@ -163,10 +164,10 @@ def time_methods(settings: TimingSettings, build: Optional[Callable[..., Any]] =
     ``build(name, **kwargs)`` defaults to build_model (models.build; random weights initialised on the GPU)."""
     say = progress or log.info
     if settings.repeats < 1 or settings.warmup < 0 or settings.batch_size < 1:
-        raise ValueError(f"timing needs repeats >= 1, warmup >= 0 and batch_size >= 1 "
+        raise InputError(f"timing needs repeats >= 1, warmup >= 0 and batch_size >= 1 "
                          f"(got {settings.repeats}, {settings.warmup}, {settings.batch_size}).")
     if not settings.methods:
-        raise ValueError("timing got no methods to time.")
+        raise InputError("timing got no methods to time.")
     if settings.teacher is not None and settings.teacher not in settings.methods:
         say(f"timing: teacher '{settings.teacher}' is not among the methods {list(settings.methods)}; "
             f"its {list(settings.teacher_nfe)}-step settings are skipped")
@@ -367,13 +368,13 @@ def parse_fast(enabled: bool, pairs: Sequence[str]) -> Dict[str, Any]:
     out: Dict[str, Any] = {"enabled": enabled}
     for pair in pairs:
         if "=" not in pair:
-            raise ValueError(f"--fast-opt expects KEY=VALUE, got '{pair}'.")
+            raise InputError(f"--fast-opt expects KEY=VALUE, got '{pair}'.")
         k, v = pair.split("=", 1)
         if k not in types:
-            raise ValueError(f"Unknown fast path option '{k}'. Options: {', '.join(types)}.")
+            raise InputError(f"Unknown fast path option '{k}'. Options: {', '.join(types)}.")
         if types[k] is bool:
             if v.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                raise ValueError(f"--fast-opt {k}={v}: use true or false.")
+                raise InputError(f"--fast-opt {k}={v}: use true or false.")
             out[k] = v.lower() in ("1", "true", "yes")
         else:
             out[k] = types[k](v)

@@ -10,6 +10,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Union
+from common.errors import MissingInput
 
 PathLike = Union[str, "os.PathLike[str]"]
 MAX_NAME_BYTES = 255   # a file name's limit on Linux and macOS file systems
@@ -71,7 +72,7 @@ def installed_file(package: str, relative: str, install: str) -> Path:
     """:func:`package_file`, or one FileNotFoundError saying what to install (``install``)."""
     path = package_file(package, relative)
     if path is None:
-        raise FileNotFoundError(f"the '{package}' package is not installed: {install}.")
+        raise MissingInput(f"the '{package}' package is not installed: {install}.")
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the {package} install is incomplete; {install}.")
+        raise MissingInput(f"{path} is missing: the {package} install is incomplete; {install}.")
     return path

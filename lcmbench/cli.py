@@ -15,11 +15,12 @@ import sys
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
+from common.errors import LcmbenchError
 from common.names import did_you_mean
 
 # The project's one-line error format; bench/errors.py imports nothing of the project, so
 # the command stays light.
-from bench.errors import fail
+from bench.errors import fail, report_bug
 
 
 @dataclass(frozen=True)
@@ -114,5 +115,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if command is None:
         fail(f"unknown command {name!r}.{did_you_mean(name, BY_NAME)} Commands: {', '.join(BY_NAME)} "
              f"('lcmbench --help' says what each does).")
-    code = dispatch(command, rest)
+    try:
+        code = dispatch(command, rest)
+    except LcmbenchError as err:   # an input the user can fix: one line
+        fail(str(err) or type(err).__name__)
+    except Exception as err:   # anything else is a bug: its traceback and a line asking to report it
+        report_bug(err)
     return int(code or 0)

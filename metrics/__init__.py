@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Type
 
 from common.names import did_you_mean
 from metrics.plugin import Metric
+from common.errors import InputError, LcmbenchError
 
 ENTRY_POINT_GROUP = "lcmbench.metrics"
 
@@ -34,7 +35,7 @@ BUILTIN: Dict[str, str] = {
 }
 
 
-class PluginError(ValueError):
+class PluginError(LcmbenchError, ValueError):
     """A metric plug-in that cannot be loaded or breaks the contract."""
 
 
@@ -66,7 +67,7 @@ def plugin(name: str) -> Type[Metric]:
     """The plug-in class of metric ``name``."""
     targets = _targets()
     if name not in targets:
-        raise ValueError(f"Unknown metric '{name}'.{did_you_mean(name, targets)} Available: {', '.join(available())}.")
+        raise InputError(f"Unknown metric '{name}'.{did_you_mean(name, targets)} Available: {', '.join(available())}.")
     try:
         cls = _load(targets[name])
     except (ImportError, AttributeError) as err:
@@ -116,7 +117,7 @@ def family(metric: str) -> str:
     owner = _row_owner().get(metric)
     if owner is None:
         rows = row_metrics()
-        raise ValueError(f"unknown metric {metric!r}.{did_you_mean(metric, rows)} Row metrics: "
+        raise InputError(f"unknown metric {metric!r}.{did_you_mean(metric, rows)} Row metrics: "
                          f"{', '.join(rows[:6])} ...")
     return owner
 

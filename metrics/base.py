@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
+from common.errors import LcmbenchError
 
 
-class MetricFailed(RuntimeError):
+class MetricFailed(LcmbenchError, RuntimeError):
     """A metric could not score what it was given, for a reason the user fixes (a corrupt
     model file, a package clash): the message says what failed and what to change."""
 

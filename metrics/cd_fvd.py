@@ -40,6 +40,7 @@ from metrics.feature_distance_plugin import FILELESS_MODES, ViTShape, weights_pa
 from metrics.feature_stats import FeatureStats
 from metrics.frechet import FrechetToReference, frechet_distance
 from metrics.options import parse_options
+from common.errors import InputError
 
 log = logging.getLogger("lcmbench.cd_fvd")
 
@@ -101,7 +102,7 @@ def load_network(path: str, sha256: Optional[str] = None, allow_unsafe_pickle: b
 def cd_fvd_from_stats(fake: FeatureStats, real: FeatureStats) -> float:
     """The package's distance: Fréchet distance with covariances divided by N."""
     if fake.dim != real.dim:
-        raise ValueError(f"feature dimensions differ: generated {fake.dim} vs real {real.dim}.")
+        raise InputError(f"feature dimensions differ: generated {fake.dim} vs real {real.dim}.")
     return frechet_distance(fake.mean(), fake.cov(unbiased=False), real.mean(), real.cov(unbiased=False))
 
 
@@ -181,7 +182,7 @@ def build(**options: Any) -> CDFVDMetric:
     torch_device(o.device)   # before reading several GB
     num_frames = int(o.num_frames or 16)
     if num_frames < 2 or num_frames % 2:
-        raise ValueError(f"cd_fvd needs clips of an even number of frames (tubelet 2), got {num_frames}.")
+        raise InputError(f"cd_fvd needs clips of an even number of frames (tubelet 2), got {num_frames}.")
     if o.weights == "pretrained":
         path = weights_path(o.path, o.cache_dir, WEIGHTS.file_name)
         network = load_network(path, o.sha256, o.allow_unsafe_pickle, num_frames)
@@ -189,7 +190,7 @@ def build(**options: Any) -> CDFVDMetric:
         label = f"pretrained VideoMAE-v2 ViT-g SSv2 ({path})"
     elif o.weights in FILELESS_MODES:
         if o.path or o.sha256:
-            raise ValueError(f"cd_fvd: weights '{o.weights}' reads no file; drop path/sha256 or use "
+            raise InputError(f"cd_fvd: weights '{o.weights}' reads no file; drop path/sha256 or use "
                              f"weights: pretrained.")
         shape = CDFVD.shape(o.weights) if o.weights == "tiny" else None
         network = random_network(o.seed, num_frames, shape)
@@ -197,7 +198,7 @@ def build(**options: Any) -> CDFVDMetric:
         size = f"ViT {shape.label}" if shape else "ViT-g"
         label = f"{'tiny ' if shape else ''}random-init VideoMAE-v2 {size} (seed {o.seed}): numbers are meaningless"
     else:
-        raise ValueError(f"cd_fvd: weights must be 'pretrained', 'random' or 'tiny', got '{o.weights}'.")
+        raise InputError(f"cd_fvd: weights must be 'pretrained', 'random' or 'tiny', got '{o.weights}'.")
     return CDFVDMetric(network, weights=o.weights, weights_id=weights_id, weights_label=label, device=o.device,
                        num_frames=num_frames, batch_size=o.batch_size, reference=o.reference, seed=o.seed,
                        real_stride=o.real_stride, real_clips=o.real_clips, clips_per_video=o.clips_per_video,

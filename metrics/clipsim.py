@@ -43,6 +43,7 @@ from common.files import sha256_file
 from common.names import did_you_mean
 from metrics.options import options_schema, parse_options
 from models.weights import hub_cache_dir, hub_offline
+from common.errors import InputError, LcmbenchError
 
 if TYPE_CHECKING:  # torch is imported lazily so that listing metrics stays light
     import torch
@@ -73,7 +74,7 @@ _DTYPES = ("auto", "fp32", "fp16", "bf16")
 _WEIGHT_MODES = ("pretrained", "tiny")
 
 
-class CLIPWeightsNotFound(FileNotFoundError):
+class CLIPWeightsNotFound(LcmbenchError, FileNotFoundError):
     """The CLIP weights are neither at the given path nor in the Hugging Face cache."""
 
 
@@ -90,11 +91,11 @@ def hub_location(model: str, pretrained: str) -> tuple:
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(model)
-        raise ValueError(f"open_clip has no pretrained tag '{pretrained}' for model '{model}'. "
+        raise InputError(f"open_clip has no pretrained tag '{pretrained}' for model '{model}'. "
                          f"Known tags: {', '.join(tags) or 'none'}. Or pass path= to a weights file.")
     hub = cfg.get("hf_hub", "")
     if not hub:
-        raise ValueError(f"open_clip tag '{model}/{pretrained}' is not hosted on the Hugging Face Hub "
+        raise InputError(f"open_clip tag '{model}/{pretrained}' is not hosted on the Hugging Face Hub "
                          f"(url: {cfg.get('url') or 'none'}); download the file yourself and pass path=.")
     repo_id, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
     if filename:
@@ -325,7 +326,7 @@ class CLIPSimMetric(ClipMetric):
     def score(self, features: np.ndarray, prompts: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         feats = _check_features(features)
         if prompts is not None and len(prompts) != feats.shape[0]:
-            raise ValueError(f"CLIPSIM score: {feats.shape[0]} feature rows but {len(prompts)} prompts; "
+            raise InputError(f"CLIPSIM score: {feats.shape[0]} feature rows but {len(prompts)} prompts; "
                              f"pass one prompt per stored clip (or prompts=None).")
         per_clip = feats.mean(axis=1)
         return {
@@ -343,13 +344,13 @@ def _check_frames(frames: Any) -> np.ndarray:
         raise TypeError(f"CLIPSIM extract: frames must be a numpy uint8 array [B, F, H, W, 3], "
                         f"got {type(frames).__name__}; convert with np.asarray(...).")
     if frames.dtype != np.uint8:
-        raise ValueError(f"CLIPSIM extract: frames must be uint8 in [0, 255], got dtype {frames.dtype}; "
+        raise InputError(f"CLIPSIM extract: frames must be uint8 in [0, 255], got dtype {frames.dtype}; "
                          f"convert float frames in [0, 1] with (x * 255).round().astype(np.uint8).")
     if frames.ndim != 5 or frames.shape[-1] != 3:
-        raise ValueError(f"CLIPSIM extract: frames must have shape [B, F, H, W, 3] (channels last, RGB), "
+        raise InputError(f"CLIPSIM extract: frames must have shape [B, F, H, W, 3] (channels last, RGB), "
                          f"got {tuple(frames.shape)}.")
     if min(frames.shape[:4]) == 0:
-        raise ValueError(f"CLIPSIM extract: empty frames array {tuple(frames.shape)}.")
+        raise InputError(f"CLIPSIM extract: empty frames array {tuple(frames.shape)}.")
     return frames
 
 
@@ -359,7 +360,7 @@ def _check_prompts(prompts: Any, batch: int) -> List[str]:
                         "wrap it in a list.")
     prompts = list(prompts)
     if len(prompts) != batch:
-        raise ValueError(f"CLIPSIM extract: {batch} clips but {len(prompts)} prompts; pass one caption per clip.")
+        raise InputError(f"CLIPSIM extract: {batch} clips but {len(prompts)} prompts; pass one caption per clip.")
     for p in prompts:
         if not isinstance(p, str):
             raise TypeError(f"CLIPSIM extract: every prompt must be a str, got {type(p).__name__}.")
@@ -369,10 +370,10 @@ def _check_prompts(prompts: Any, batch: int) -> List[str]:
 def _check_features(features: Any) -> np.ndarray:
     feats = np.asarray(features, dtype=np.float64)
     if feats.ndim != 2 or feats.shape[0] == 0 or feats.shape[1] == 0:
-        raise ValueError(f"CLIPSIM: features must be per-frame scores [N clips, F frames] as returned by "
+        raise InputError(f"CLIPSIM: features must be per-frame scores [N clips, F frames] as returned by "
                          f"extract(), got shape {feats.shape}.")
     if not np.all(np.isfinite(feats)):
-        raise ValueError("CLIPSIM: features contain NaN or inf; the stored features are corrupt, re-extract them.")
+        raise InputError("CLIPSIM: features contain NaN or inf; the stored features are corrupt, re-extract them.")
     return feats
 
 
@@ -407,30 +408,30 @@ def build(**kwargs: Any) -> CLIPSimMetric:
     import torch  # heavy: as above
 
     if weights not in _WEIGHT_MODES:
-        raise ValueError(f"clipsim: weights must be one of {', '.join(_WEIGHT_MODES)}, got '{weights}'.")
+        raise InputError(f"clipsim: weights must be one of {', '.join(_WEIGHT_MODES)}, got '{weights}'.")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"clipsim: batch_size must be a positive int, got {batch_size!r}.")
+        raise InputError(f"clipsim: batch_size must be a positive int, got {batch_size!r}.")
     if dtype not in _DTYPES:
-        raise ValueError(f"clipsim: dtype must be one of {', '.join(_DTYPES)}, got '{dtype}'.")
+        raise InputError(f"clipsim: dtype must be one of {', '.join(_DTYPES)}, got '{dtype}'.")
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
-        raise ValueError(f"clipsim: device '{device}' is not a torch device; use 'cpu', 'cuda' or 'cuda:N'.") from None
+        raise InputError(f"clipsim: device '{device}' is not a torch device; use 'cpu', 'cuda' or 'cuda:N'.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("clipsim: device='cuda' was asked for but torch sees no CUDA GPU; use device='cpu'.")
+        raise InputError("clipsim: device='cuda' was asked for but torch sees no CUDA GPU; use device='cpu'.")
     if dtype == "auto":
         dtype = "fp16" if dev.type == "cuda" else "fp32"
     if dtype != "fp32" and dev.type != "cuda":
-        raise ValueError(f"clipsim: dtype='{dtype}' autocast is only used on CUDA; on {dev.type} use "
+        raise InputError(f"clipsim: dtype='{dtype}' autocast is only used on CUDA; on {dev.type} use "
                          f"dtype='fp32' (or 'auto').")
 
     common = dict(device=device, batch_size=batch_size, dtype=dtype)
     if weights == "tiny":
         if path is not None:
-            raise ValueError("clipsim: weights='tiny' builds a random model and takes no path=; "
+            raise InputError("clipsim: weights='tiny' builds a random model and takes no path=; "
                              "use weights='pretrained' with path= to load a file.")
         if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValueError(f"clipsim: seed must be an int, got {seed!r}.")
+            raise InputError(f"clipsim: seed must be an int, got {seed!r}.")
         # heavy: as above
         import open_clip
 
@@ -442,7 +443,7 @@ def build(**kwargs: Any) -> CLIPSimMetric:
     import open_clip
 
     if model not in open_clip.list_models():
-        raise ValueError(f"clipsim: open_clip has no model '{model}'.{did_you_mean(model, open_clip.list_models())}")
+        raise InputError(f"clipsim: open_clip has no model '{model}'.{did_you_mean(model, open_clip.list_models())}")
     file = resolve_weights_file(model, pretrained, path)
     digest = sha256_file(file)
     # Build the architecture without weights, then load the resolved file: open_clip's
@@ -451,12 +452,12 @@ def build(**kwargs: Any) -> CLIPSimMetric:
     try:
         open_clip.load_checkpoint(clip_model, str(file))
     except Exception as err:
-        raise ValueError(f"clipsim: weights file '{file}' does not fit open_clip model '{model}' "
+        raise InputError(f"clipsim: weights file '{file}' does not fit open_clip model '{model}' "
                          f"({type(err).__name__}: {err}); check model= and the file.") from None
     pcfg = open_clip.get_pretrained_cfg(model, pretrained) if pretrained else {}
     pcfg = pcfg or {}
     if pcfg.get("resize_mode", "shortest") != "shortest" or pcfg.get("interpolation", "bicubic") != "bicubic":
-        raise ValueError(f"clipsim: pretrained '{pretrained}' uses resize_mode={pcfg.get('resize_mode')} "
+        raise InputError(f"clipsim: pretrained '{pretrained}' uses resize_mode={pcfg.get('resize_mode')} "
                          f"interpolation={pcfg.get('interpolation')}; only shortest-side bicubic is implemented.")
     mean = pcfg.get("mean") or open_clip.OPENAI_DATASET_MEAN
     std = pcfg.get("std") or open_clip.OPENAI_DATASET_STD

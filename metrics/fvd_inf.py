@@ -26,6 +26,7 @@ from metrics.feature_stats import FeatureStats
 from metrics.frechet import FrechetToReference
 from metrics.fvd_inf_plugin import FVDInf, FVDInfScore
 from metrics.options import parse_options
+from common.errors import InputError
 
 
 def subset_sizes(min_n: int, n: int, points: int) -> List[int]:
@@ -84,11 +85,11 @@ class FVDInfinityStatistic:
         x, w = np.asarray(x)[order], w[:, order]
         n_clips = w.shape[1]
         if not np.array_equal(w, np.round(w)) or len(set(w.sum(axis=1).astype(int))) != 1:
-            raise ValueError("FVD-inf resamples must be whole counts, the same total in every row.")
+            raise InputError("FVD-inf resamples must be whole counts, the same total in every row.")
         total = int(w[0].sum())
         sizes = subset_sizes(self.min_n, total, self.points)
         if len(sizes) < 3:
-            raise ValueError(f"FVD-inf needs 3 subset sizes from min_n={self.min_n} to {total} clips.")
+            raise InputError(f"FVD-inf needs 3 subset sizes from min_n={self.min_n} to {total} clips.")
         # position p of resample b holds clip positions[b, p]
         positions = np.stack([np.repeat(np.arange(n_clips), row.astype(int)) for row in w])
         rows = np.arange(w.shape[0])[:, None]
@@ -107,7 +108,7 @@ class FVDInfMetric(FVDInfScore, ClipMetric):
     def __init__(self, fvd_metric: "fvd.FVDMetric", min_n: int, points: int, subset_seed: int = 0,
                  bootstrap: bool = False):
         if int(min_n) < 2 or int(points) < 3:
-            raise ValueError(f"FVD-inf: min_n must be >= 2 and points >= 3, got {min_n} and {points}.")
+            raise InputError(f"FVD-inf: min_n must be >= 2 and points >= 3, got {min_n} and {points}.")
         self.fvd = fvd_metric
         self.feature_key = fvd_metric.feature_key
         self.min_n, self.points, self.subset_seed = int(min_n), int(points), int(subset_seed)
@@ -143,7 +144,7 @@ class FVDInfMetric(FVDInfScore, ClipMetric):
             raise RuntimeError("FVDInfMetric.score needs reference statistics: call prepare(cache_dir) first.")
         x = np.asarray(features, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.fvd.reference.dim:
-            raise ValueError(f"FVD-inf features must be [N, {self.fvd.reference.dim}], got {x.shape}; were they "
+            raise InputError(f"FVD-inf features must be [N, {self.fvd.reference.dim}], got {x.shape}; were they "
                              f"extracted with feature key {self.feature_key}?")
         # subsets are drawn from the clips in one canonical order (rows sorted), so the value
         # depends on the set of clips, not on the order they are listed in

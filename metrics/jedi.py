@@ -34,6 +34,7 @@ from metrics.jedi_plugin import JEDi, JEDiFacts, JEDiOptions
 from metrics.options import parse_options
 from metrics.video_io import resize_short_side_center_crop
 from metrics.vjepa import VIT_HUGE_16, VJEPAConfig, VJEPAFeatures, init_random, load_pretrained
+from common.errors import InputError
 
 log = logging.getLogger("lcmbench.jedi")
 
@@ -69,9 +70,9 @@ def jedi_from_stats(fake: FeatureStats, real: FeatureStats) -> float:
     """100 * MMD^2 with k(x, y) = (x.y / d)^2, biased estimate: 100 ||M_f - M_r||_F^2 / d^2,
     M the mean outer product of each set's features."""
     if fake.dim != real.dim:
-        raise ValueError(f"feature dimensions differ: generated {fake.dim} vs real {real.dim}.")
+        raise InputError(f"feature dimensions differ: generated {fake.dim} vs real {real.dim}.")
     if fake.count < 1 or real.count < 1:
-        raise ValueError("JEDi needs at least one clip on each side.")
+        raise InputError("JEDi needs at least one clip on each side.")
     diff = fake.sum_outer / fake.count - real.sum_outer / real.count
     return float(100.0 * np.sum(diff * diff) / fake.dim ** 2)
 
@@ -167,7 +168,7 @@ def build(**options: Any) -> JEDiMetric:
     torch_device(o.device)   # before reading several GB
     num_frames = int(o.num_frames or VIT_HUGE_16.num_frames)
     if num_frames < 2 or num_frames % 2:
-        raise ValueError(f"jedi needs clips of an even number of frames (tubelet 2), got {num_frames}.")
+        raise InputError(f"jedi needs clips of an even number of frames (tubelet 2), got {num_frames}.")
     if o.weights == "pretrained":
         encoder = weights_path(o.path, o.cache_dir, ENCODER_FILE.file_name)
         probe = weights_path(o.probe_path, o.cache_dir, PROBE_FILE.file_name)
@@ -177,7 +178,7 @@ def build(**options: Any) -> JEDiMetric:
         label = f"pretrained V-JEPA ViT-H/16 + SSv2 probe ({encoder}, {probe})"
     elif o.weights in FILELESS_MODES:
         if o.path or o.sha256 or o.probe_path or o.probe_sha256:
-            raise ValueError(f"jedi: weights '{o.weights}' reads no file; drop the paths/pins or use "
+            raise InputError(f"jedi: weights '{o.weights}' reads no file; drop the paths/pins or use "
                              f"weights: pretrained.")
         shape = JEDi.shape(o.weights) if o.weights == "tiny" else None
         network = random_network(o.seed, vjepa_config(shape) if shape else VIT_HUGE_16)
@@ -185,7 +186,7 @@ def build(**options: Any) -> JEDiMetric:
         size = f"ViT/16 {shape.label}" if shape else "ViT-H/16"
         label = f"{'tiny ' if shape else ''}random-init V-JEPA {size} (seed {o.seed}): numbers are meaningless"
     else:
-        raise ValueError(f"jedi: weights must be 'pretrained', 'random' or 'tiny', got '{o.weights}'.")
+        raise InputError(f"jedi: weights must be 'pretrained', 'random' or 'tiny', got '{o.weights}'.")
     return JEDiMetric(network, weights=o.weights, weights_id=weights_id, weights_label=label, device=o.device,
                       num_frames=num_frames, batch_size=o.batch_size, reference=o.reference, seed=o.seed,
                       real_stride=o.real_stride, real_clips=o.real_clips, clips_per_video=o.clips_per_video,

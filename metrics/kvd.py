@@ -29,6 +29,7 @@ from metrics import fvd
 from metrics.base import ClipMetric
 from metrics.kvd_plugin import KVD, KVDScore
 from metrics.options import parse_options
+from common.errors import InputError
 
 KERNEL = "polynomial: (x.y / d + 1)^3 (scikit-learn defaults: degree 3, gamma 1/d, coef0 1)"
 _CHUNK = 256   # resamples per kernel product in the vectorised bootstrap
@@ -42,9 +43,9 @@ def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _check_sets(x: np.ndarray, y: np.ndarray) -> None:
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"KVD needs two feature sets [N, D] of one dimension, got {x.shape} and {y.shape}.")
+        raise InputError(f"KVD needs two feature sets [N, D] of one dimension, got {x.shape} and {y.shape}.")
     if min(x.shape[0], y.shape[0]) < 2:
-        raise ValueError(f"KVD needs at least 2 clips in each set (the within-set means leave out the "
+        raise InputError(f"KVD needs at least 2 clips in each set (the within-set means leave out the "
                          f"diagonal), got {x.shape[0]} and {y.shape[0]}.")
 
 
@@ -70,9 +71,9 @@ class KernelDistanceToReference:
     def __init__(self, reference: np.ndarray):
         self.reference = np.asarray(reference, dtype=np.float64)
         if self.reference.ndim != 2 or self.reference.shape[0] < 2:
-            raise ValueError(f"reference features must be [N >= 2, D], got {self.reference.shape}.")
+            raise InputError(f"reference features must be [N >= 2, D], got {self.reference.shape}.")
         if not np.isfinite(self.reference).all():
-            raise ValueError("reference features contain NaN or inf.")
+            raise InputError("reference features contain NaN or inf.")
         n = self.reference.shape[0]
         with threadpool_limits(1, user_api="blas"):   # small GEMMs: one BLAS thread beats a busy pool
             k_yy = polynomial_kernel(self.reference, self.reference)
@@ -88,10 +89,10 @@ class KernelDistanceToReference:
         _check_sets(x, self.reference)
         w = np.atleast_2d(np.asarray(w, dtype=np.float64))
         if w.shape[1] != x.shape[0]:
-            raise ValueError(f"resampling counts must be [B, {x.shape[0]}], got {w.shape}.")
+            raise InputError(f"resampling counts must be [B, {x.shape[0]}], got {w.shape}.")
         tot = w.sum(axis=1)
         if (tot < 2).any():
-            raise ValueError("every resample needs at least 2 clips.")
+            raise InputError("every resample needs at least 2 clips.")
         with threadpool_limits(1, user_api="blas"):
             k_xx = polynomial_kernel(x, x)
             cross_rows = polynomial_kernel(x, self.reference).sum(axis=1)   # [N]: sum over the reference
@@ -112,7 +113,7 @@ def subset_mmd2(x: np.ndarray, y: np.ndarray, subsets: int, subset_size: int, se
     # subsets of the rows in sorted order: the value depends on the sets, not their order
     x, y = x[np.lexsort(x.T[::-1])], y[np.lexsort(y.T[::-1])]
     if int(subsets) < 1 or int(subset_size) < 2:
-        raise ValueError(f"subsets must be >= 1 and subset_size >= 2, got {subsets} and {subset_size}.")
+        raise InputError(f"subsets must be >= 1 and subset_size >= 2, got {subsets} and {subset_size}.")
     m = min(int(subset_size), x.shape[0], y.shape[0])
     rng = np.random.default_rng(int(seed))
     values = []
@@ -131,7 +132,7 @@ class KVDMetric(KVDScore, ClipMetric):
     def __init__(self, fvd_metric: "fvd.FVDMetric", subsets: int = 0, subset_size: int = 1000,
                  subset_seed: int = 0):
         if int(subsets) < 0 or int(subset_size) < 2:
-            raise ValueError(f"KVD: subsets must be >= 0 and subset_size >= 2, got {subsets} and {subset_size}.")
+            raise InputError(f"KVD: subsets must be >= 0 and subset_size >= 2, got {subsets} and {subset_size}.")
         self.fvd = fvd_metric
         self.feature_key = fvd_metric.feature_key
         self.subsets = int(subsets)
@@ -163,7 +164,7 @@ class KVDMetric(KVDScore, ClipMetric):
         x = np.asarray(features, dtype=np.float64)
         ref = self._statistic.reference
         if x.ndim != 2 or x.shape[1] != ref.shape[1]:
-            raise ValueError(f"KVD features must be [N, {ref.shape[1]}], got {x.shape}; were they extracted with "
+            raise InputError(f"KVD features must be [N, {ref.shape[1]}], got {x.shape}; were they extracted with "
                              f"feature key {self.feature_key}?")
         out: Dict[str, Any] = {"n": int(x.shape[0]), "n_real": int(ref.shape[0]), "kernel": KERNEL}
         if self.subsets:

@@ -18,6 +18,7 @@ from metrics.base import MetricFacts
 from metrics.fvd_plugin import FVD
 from metrics.options import option_names, options_schema, parse_options
 from metrics.plugin import Cost, FileNeed, Metric, RunFacts
+from common.errors import InputError
 
 
 class OnFVDFeatures(Metric):
@@ -44,7 +45,7 @@ class OnFVDFeatures(Metric):
         unknown = [f"'{k}'" + (f" (did you mean '{closest(k, names)}'?)" if closest(k, names) else "")
                    for k in fvd_options if k not in option_names(FVDOptions)]
         if unknown:
-            raise ValueError(f"{cls.name}: unknown option(s) {', '.join(unknown)}. Accepted: {', '.join(names)}.")
+            raise InputError(f"{cls.name}: unknown option(s) {', '.join(unknown)}. Accepted: {', '.join(names)}.")
         parse_options(FVDOptions, fvd_options, cls.name)
         return parse_options(cls.options_schema, own, cls.name)
 

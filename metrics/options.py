@@ -11,6 +11,7 @@ from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from common.names import closest
+from common.errors import InputError
 
 T = TypeVar("T")
 
@@ -41,10 +42,10 @@ def parse_options(schema: Type[T], options: Mapping[str, Any], metric: str) -> T
     (with a suggestion) or every value of the wrong type."""
     unknown = unknown_options(schema, options)
     if unknown:
-        raise ValueError(f"{metric}: unknown option(s) {', '.join(unknown)}. "
+        raise InputError(f"{metric}: unknown option(s) {', '.join(unknown)}. "
                          f"Accepted: {', '.join(option_names(schema))}.")
     try:
         return schema(**options)
     except ValidationError as err:
         bad = "; ".join(f"{'.'.join(map(str, e['loc']))}={e['input']!r}: {e['msg'].lower()}" for e in err.errors())
-        raise ValueError(f"{metric}: option {bad}.") from None
+        raise InputError(f"{metric}: option {bad}.") from None

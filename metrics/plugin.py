@@ -27,6 +27,7 @@ from common.checks import AssetCheck, Checked, Problem
 from common.files import sha256_file
 from metrics.base import MetricFacts
 from metrics.options import parse_options
+from common.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class Metric(MetricFacts):
         """``options`` checked against ``options_schema`` (one ValueError naming every bad key)."""
         if cls.options_schema is None:
             if options:
-                raise ValueError(f"{cls.name}: takes no options, got {', '.join(map(str, options))}.")
+                raise InputError(f"{cls.name}: takes no options, got {', '.join(map(str, options))}.")
             return None
         return parse_options(cls.options_schema, options, cls.name)
 

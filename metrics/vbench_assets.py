@@ -14,6 +14,7 @@ from huggingface_hub import try_to_load_from_cache
 from common.names import closest
 from metrics.vbench_protocol import ALL_DIMENSIONS
 from models.weights import hub_cache_dir
+from common.errors import InputError, LcmbenchError
 
 _CLIP_B32 = ("https://openaipublic.azureedge.net/clip/models/"
              "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt")
@@ -100,7 +101,7 @@ PIP_NAMES = {
 }
 
 
-class DownloadBlocked(RuntimeError):
+class DownloadBlocked(LcmbenchError, RuntimeError):
     """VBench tried to fetch something although the harness forbids downloads."""
 
 
@@ -171,11 +172,11 @@ def _check_dimensions(dimensions: Any) -> List[str]:
         dimensions = [dimensions]
     dims = list(dict.fromkeys(dimensions))
     if not dims:
-        raise ValueError("VBench: no dimensions given; choose from " + ", ".join(ALL_DIMENSIONS) + ".")
+        raise InputError("VBench: no dimensions given; choose from " + ", ".join(ALL_DIMENSIONS) + ".")
     for d in dims:
         if d not in ALL_DIMENSIONS:
             close = closest(str(d), ALL_DIMENSIONS)
-            raise ValueError(f"VBench: unknown dimension '{d}'" + (f" (did you mean '{close}'?)" if close else "")
+            raise InputError(f"VBench: unknown dimension '{d}'" + (f" (did you mean '{close}'?)" if close else "")
                              + ". Known: " + ", ".join(ALL_DIMENSIONS) + ".")
     return dims
 

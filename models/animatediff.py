@@ -35,6 +35,7 @@ from .specs import QUANTIZE, ModelSpec
 from .successors import load_motion_file, merge_peft_lora
 from .weights import (UnsafeWeights, WeightsNotFound, check_sha256, fuse_residual, load_with_clear_error, looks_local,
                       resolve_file, scale_motion_residual)
+from common.errors import InputError
 
 log = logging.getLogger("lcmbench.models")
 
@@ -87,7 +88,7 @@ class VideoModel:
         Text encoding, denoising and VAE decoding are timed separately (last_timing) so
         denoising time can be reported without the VAE, as the paper does."""
         if len(prompts) != len(seeds):
-            raise ValueError(f"generate() got {len(prompts)} prompts but {len(seeds)} seeds.")
+            raise InputError(f"generate() got {len(prompts)} prompts but {len(seeds)} seeds.")
         pipe = self.pipeline
         # CPU generators keep the initial noise identical across devices and batch sizes.
         generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
@@ -126,7 +127,7 @@ def to_uint8(frames, quantize: str = "truncate") -> np.ndarray:
     quantize "truncate": floor(x * 255), as the authors' save_videos_grid
     (``(x * 255).numpy().astype(np.uint8)``); "round": round half to even."""
     if quantize not in QUANTIZE:
-        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}.")
+        raise InputError(f"quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}.")
     arr = np.nan_to_num(np.asarray(frames, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
     scaled = arr * np.float32(255.0)
     scaled = np.floor(scaled) if quantize == "truncate" else np.round(scaled)
@@ -186,7 +187,7 @@ def _personalized_pretrained(spec: ModelSpec, base_components: Dict[str, Any], d
     if ref.endswith((".safetensors", ".ckpt")):
         path = resolve_file(ref, None, "model.personalized") if looks_local(ref) else None
         if path is None:
-            raise ValueError(f"model.personalized='{ref}': a single-file checkpoint must be a local path.")
+            raise InputError(f"model.personalized='{ref}': a single-file checkpoint must be a local path.")
         if path.suffix != ".safetensors" and not allow_unsafe_pickle:
             raise UnsafeWeights(f"{path}: a pickle .ckpt can run code when loaded. Convert it to .safetensors, or if "
                                 f"you trust its source run with runner.allow_unsafe_pickle=true.")
@@ -261,7 +262,7 @@ def _tiny_checkpoint(path: str, tiny_adapter) -> tuple:
     got = {k: adapter.config.get(k) for k in want}
     if {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in got.items()} != \
             {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in want.items()}:
-        raise ValueError(f"{path} is not a motion module of the tiny architecture ({got}; tiny: {want}): "
+        raise InputError(f"{path} is not a motion module of the tiny architecture ({got}; tiny: {want}): "
                          f"weights=tiny reads checkpoints saved from models.tiny's components. Evaluate "
                          f"full-size checkpoints with weights=pretrained.")
     files = sorted(Path(os.path.expanduser(path)).glob("diffusion_pytorch_model*"))
@@ -282,11 +283,11 @@ def build_model(name: str, weights: str = "tiny", device: str = "auto", dtype: s
 
     _quiet_libraries()
     if weights not in WEIGHT_MODES:
-        raise ValueError(f"Unknown weight mode '{weights}': use one of {', '.join(WEIGHT_MODES)}.")
+        raise InputError(f"Unknown weight mode '{weights}': use one of {', '.join(WEIGHT_MODES)}.")
     spec_fields = set(ModelSpec.__dataclass_fields__)
     unknown = set(overrides) - spec_fields
     if unknown:
-        raise ValueError(f"Unknown model setting(s) {sorted(unknown)} for '{name}'. Model settings: "
+        raise InputError(f"Unknown model setting(s) {sorted(unknown)} for '{name}'. Model settings: "
                          f"{', '.join(sorted(spec_fields - {'name'}))}; build options: {', '.join(_BUILD_OPTIONS)}.")
     spec = spec_with_overrides(name, overrides)
     resolve_sampler(spec.sampler)  # fail early on a bad sampler setting
@@ -367,7 +368,7 @@ def share_weights_as(model, name: str, **overrides: Any):
     the same architecture and speed does not depend on weight values: it saves a
     build (and a compile) per method when timing."""
     if model.weights != "random":
-        raise ValueError(f"share_weights_as() is for random weights only (this model has '{model.weights}' "
+        raise InputError(f"share_weights_as() is for random weights only (this model has '{model.weights}' "
                          f"weights, which differ between methods): build '{name}' with models.build().")
     spec = spec_with_overrides(name, overrides)
     parts = dict(model.pipeline.components)

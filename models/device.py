@@ -10,6 +10,7 @@ import platform
 from typing import Any, Dict, Optional, Tuple
 
 import torch
+from common.errors import InputError
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -34,15 +35,15 @@ def resolve_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device} was asked for but no CUDA GPU is visible. Use device=cpu or auto.")
+        raise InputError(f"device={device} was asked for but no CUDA GPU is visible. Use device=cpu or auto.")
     if device not in ("cpu",) and not device.startswith("cuda"):
-        raise ValueError(f"Unsupported device '{device}': use auto, cpu, cuda or cuda:N.")
+        raise InputError(f"Unsupported device '{device}': use auto, cpu, cuda or cuda:N.")
     if dtype == "auto":
         dtype = "float16" if device.startswith("cuda") else "float32"
     if dtype not in DTYPES:
-        raise ValueError(f"Unsupported dtype '{dtype}': use auto, float32, float16 or bfloat16.")
+        raise InputError(f"Unsupported dtype '{dtype}': use auto, float32, float16 or bfloat16.")
     if device == "cpu" and dtype != "float32":
-        raise ValueError(f"dtype={dtype} on the CPU is not supported (half-precision convolutions are missing "
+        raise InputError(f"dtype={dtype} on the CPU is not supported (half-precision convolutions are missing "
                          f"or very slow there). Use dtype=float32 on the CPU, or run on a GPU.")
     return device, dtype
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from typing import Any, Dict, List, Mapping
+from common.errors import InputError
 
 ATTENTION_CHOICES = ("sdpa", "eager", "default")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -49,17 +50,17 @@ def fast_options(fast: Any) -> FastPath:
     known = {f.name for f in fields(FastPath)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"Unknown fast path option(s) {unknown}. Options: {', '.join(sorted(known))}.")
+        raise InputError(f"Unknown fast path option(s) {unknown}. Options: {', '.join(sorted(known))}.")
     opts = FastPath(**data)
     if opts.attention not in ATTENTION_CHOICES:
-        raise ValueError(f"fast.attention='{opts.attention}': use one of {', '.join(ATTENTION_CHOICES)}.")
+        raise InputError(f"fast.attention='{opts.attention}': use one of {', '.join(ATTENTION_CHOICES)}.")
     if opts.compile_mode not in COMPILE_MODES:
-        raise ValueError(f"fast.compile_mode='{opts.compile_mode}': use one of {', '.join(COMPILE_MODES)}.")
+        raise InputError(f"fast.compile_mode='{opts.compile_mode}': use one of {', '.join(COMPILE_MODES)}.")
     if opts.fuse_qkv and opts.attention == "eager":
-        raise ValueError("fast.fuse_qkv uses diffusers' fused SDPA processor: it cannot be combined with "
+        raise InputError("fast.fuse_qkv uses diffusers' fused SDPA processor: it cannot be combined with "
                          "fast.attention=eager. Use attention=sdpa (or default) with fuse_qkv.")
     if opts.writer_threads < 0 or opts.max_pending < 1:
-        raise ValueError(f"fast.writer_threads must be >= 0 and fast.max_pending >= 1 "
+        raise InputError(f"fast.writer_threads must be >= 0 and fast.max_pending >= 1 "
                          f"(got {opts.writer_threads}, {opts.max_pending}).")
     return opts
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from .specs import LORA_CONVENTIONS
 from .weights import load_state_dict
+from common.errors import InputError
 
 log = logging.getLogger("lcmbench.models")
 
@@ -28,7 +29,7 @@ AUTHORS_FACTOR = 1.0 / 8.0   # lcm_utils.convert_lcm_lora: 1/8 * alpha * up @ do
 
 def check_convention(convention: str) -> str:
     if convention not in LORA_CONVENTIONS:
-        raise ValueError(f"lora_convention must be one of {', '.join(LORA_CONVENTIONS)}, got {convention!r}: "
+        raise InputError(f"lora_convention must be one of {', '.join(LORA_CONVENTIONS)}, got {convention!r}: "
                          f"'authors' fuses (1/8) * lora_scale * up @ down as AnimateLCM's code does, "
                          f"'diffusers' uses diffusers' loader (alpha / rank from the file), 'peft' merges a PEFT "
                          f"adapter folder into the whole motion UNet (MCM).")
@@ -78,10 +79,10 @@ def lora_pairs(state: Dict[str, torch.Tensor], unet: nn.Module) -> List[Tuple[st
             pairs.append((name, module, state[key], state[f"{stem}.lora_B.weight"],
                           None if alpha is None else float(alpha)))
     if unknown:
-        raise ValueError(f"{len(unknown)} LoRA key(s) match no UNet layer (e.g. {unknown[0]!r}); the file is not an "
+        raise InputError(f"{len(unknown)} LoRA key(s) match no UNet layer (e.g. {unknown[0]!r}); the file is not an "
                          f"SD1.5 spatial LoRA in kohya (lora_unet_...) or diffusers (unet....lora_A) format.")
     if not pairs:
-        raise ValueError("the LoRA file holds no lora_down/lora_up (or lora_A/lora_B) pairs.")
+        raise InputError("the LoRA file holds no lora_down/lora_up (or lora_A/lora_B) pairs.")
     return pairs
 
 

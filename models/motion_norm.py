@@ -16,6 +16,7 @@ from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from torch import nn
 
 from .specs import MOTION_NORMS
+from common.errors import InputError
 
 
 class PerFrameGroupNorm(nn.GroupNorm):
@@ -33,7 +34,7 @@ class PerFrameGroupNorm(nn.GroupNorm):
 
 def check_motion_norm(mode: str) -> str:
     if mode not in MOTION_NORMS:
-        raise ValueError(f"motion_norm must be one of {', '.join(MOTION_NORMS)}, got {mode!r}: 'per_frame' is the "
+        raise InputError(f"motion_norm must be one of {', '.join(MOTION_NORMS)}, got {mode!r}: 'per_frame' is the "
                          f"authors' motion module, 'joint' plain diffusers.")
     return mode
 

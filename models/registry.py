@@ -10,6 +10,7 @@ from typing import Dict
 from common.names import did_you_mean
 
 from .specs import ModelSpec, SamplerSpec
+from common.errors import InputError
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # maintained copy of runwayml/stable-diffusion-v1-5
 ANIMATELCM_REPO = "wangfuyun/AnimateLCM"
@@ -90,7 +91,7 @@ def available() -> list:
 
 def entry(name: str) -> Entry:
     if name not in MODELS:
-        raise ValueError(f"Unknown model '{name}'.{did_you_mean(name, MODELS)} Available: {', '.join(MODELS)}.")
+        raise InputError(f"Unknown model '{name}'.{did_you_mean(name, MODELS)} Available: {', '.join(MODELS)}.")
     return MODELS[name]
 
 

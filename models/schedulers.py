@@ -9,6 +9,7 @@ from dataclasses import asdict, fields
 from typing import Any, Dict, Tuple
 
 from .specs import SamplerSpec
+from common.errors import InputError
 
 _SD_BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="linear")
 
@@ -41,20 +42,20 @@ def resolve_sampler(spec: SamplerSpec) -> Dict[str, Any]:
     """Fill the spec's unset fields from the official defaults; refuse fields the
     scheduler does not have."""
     if spec.kind not in SAMPLER_DEFAULTS:
-        raise ValueError(f"Unknown sampler kind '{spec.kind}'. Use one of: {', '.join(SAMPLER_DEFAULTS)}.")
+        raise InputError(f"Unknown sampler kind '{spec.kind}'. Use one of: {', '.join(SAMPLER_DEFAULTS)}.")
     resolved = dict(SAMPLER_DEFAULTS[spec.kind])
     for f in fields(spec):
         value = getattr(spec, f.name)
         if f.name == "kind" or value is None:
             continue
         if f.name not in _ALLOWED[spec.kind]:
-            raise ValueError(f"Sampler '{spec.kind}' has no setting '{f.name}'. "
+            raise InputError(f"Sampler '{spec.kind}' has no setting '{f.name}'. "
                              f"Settable: {', '.join(sorted(_ALLOWED[spec.kind]))}.")
         resolved[f.name] = value
     if resolved.get("final_sigmas_type", "zero") not in ("zero", "sigma_min"):
-        raise ValueError(f"final_sigmas_type must be sigma_min or zero, got '{resolved['final_sigmas_type']}'.")
+        raise InputError(f"final_sigmas_type must be sigma_min or zero, got '{resolved['final_sigmas_type']}'.")
     if resolved["timestep_spacing"] not in ("leading", "trailing", "linspace"):
-        raise ValueError(f"timestep_spacing must be leading, trailing or linspace, got "
+        raise InputError(f"timestep_spacing must be leading, trailing or linspace, got "
                          f"'{resolved['timestep_spacing']}'.")
     return {"kind": spec.kind, **resolved}
 

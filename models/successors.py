@@ -24,11 +24,12 @@ from common.files import atomic_path
 
 from .specs import ModelSpec, step_specific
 from .weights import check_sha256, load_state_dict, load_with_clear_error, looks_local, resolve_file
+from common.errors import InputError
 
 
 def motion_file_name(spec: ModelSpec, nfe: Optional[int]) -> str:
     if step_specific(spec) and nfe is None:
-        raise ValueError(f"model '{spec.name}' has one motion module per step count ({spec.motion_adapter_file}): "
+        raise InputError(f"model '{spec.name}' has one motion module per step count ({spec.motion_adapter_file}): "
                          f"build it for a step count (models.build(..., nfe=K)).")
     return spec.motion_adapter_file.format(nfe=nfe) if step_specific(spec) else spec.motion_adapter_file
 
@@ -60,7 +61,7 @@ def load_motion_file(adapter, spec: ModelSpec, weights: str, nfe: Optional[int],
                             spec.revision)
     missing, unexpected = adapter.load_state_dict(load_state_dict(path, allow_unsafe_pickle), strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path} does not match a MotionAdapter ({len(missing)} missing keys, e.g. "
+        raise InputError(f"{path} does not match a MotionAdapter ({len(missing)} missing keys, e.g. "
                          f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]}). Check "
                          f"model.motion_adapter_file.")
     seeded = weights == "tiny" and not looks_local(spec.motion_adapter)

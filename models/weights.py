@@ -15,13 +15,14 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from common.files import sha256_file
 from common.names import env_flag
+from common.errors import InputError, LcmbenchError
 
 
-class WeightsNotFound(FileNotFoundError):
+class WeightsNotFound(LcmbenchError, FileNotFoundError):
     """A model weight is neither a local path nor in the Hugging Face cache."""
 
 
-class UnsafeWeights(ValueError):
+class UnsafeWeights(LcmbenchError, ValueError):
     """A pickle checkpoint was refused."""
 
 
@@ -48,7 +49,7 @@ def check_sha256(path: str | os.PathLike, expected: Optional[str]) -> str:
     recorded in the results either way)."""
     actual = sha256_file(path)
     if expected and actual != expected:
-        raise ValueError(f"Checksum mismatch for {path}: sha256 {actual}, expected {expected}. "
+        raise InputError(f"Checksum mismatch for {path}: sha256 {actual}, expected {expected}. "
                          f"The file is corrupt or a different version: delete it and fetch it again.")
     return actual
 
@@ -105,7 +106,7 @@ def resolve_file(ref: str, filename: Optional[str], field: str, revision: Option
         return local
     if local.is_dir():
         if not filename:
-            raise ValueError(f"{field}: '{ref}' is a folder; also give the file name inside it.")
+            raise InputError(f"{field}: '{ref}' is a folder; also give the file name inside it.")
         path = local / filename
         if not path.is_file():
             raise WeightsNotFound(f"{field}: file '{path}' does not exist.")
@@ -113,7 +114,7 @@ def resolve_file(ref: str, filename: Optional[str], field: str, revision: Option
     if looks_local(ref):
         raise WeightsNotFound(f"{field}: local path '{ref}' does not exist. Fix the path or use a Hub id.")
     if not filename:
-        raise ValueError(f"{field}: '{ref}' looks like a Hub repo id; also give the file name inside it.")
+        raise InputError(f"{field}: '{ref}' looks like a Hub repo id; also give the file name inside it.")
     return Path(load_with_clear_error(
         lambda: hf_hub_download(ref, filename, revision=revision, local_files_only=hub_offline()),
         ref, field, filename))
@@ -140,7 +141,7 @@ def load_state_dict(path: str | os.PathLike, allow_unsafe_pickle: bool = False) 
                     f"Convert it to .safetensors, or if you trust its source run with runner.allow_unsafe_pickle=true (models.build(..., allow_unsafe_pickle=True) in Python).") from None
             state = torch.load(str(path), map_location="cpu", weights_only=False)
         return state.get("state_dict", state) if isinstance(state, dict) else state
-    raise ValueError(f"Unsupported weight file type '{path.suffix}' for {path}: use .safetensors "
+    raise InputError(f"Unsupported weight file type '{path.suffix}' for {path}: use .safetensors "
                      f"(or .ckpt/.pt/.bin pickle checkpoints, loaded as tensors only).")
 
 
@@ -154,7 +155,7 @@ def fuse_residual(base, personalized, alpha: float) -> int:
     pers_state = personalized.state_dict()
     missing = set(base_state) ^ set(pers_state)
     if missing:
-        raise ValueError(f"Personalized weights do not match the base architecture ({len(missing)} differing "
+        raise InputError(f"Personalized weights do not match the base architecture ({len(missing)} differing "
                          f"keys, e.g. {sorted(missing)[:3]}). Use an SD1.5-family checkpoint.")
     changed = 0
     with torch.no_grad():
@@ -183,5 +184,5 @@ def scale_motion_residual(unet, gamma: float) -> int:
                     module.bias.mul_(gamma)
                 count += 1
     if count == 0:
-        raise ValueError("motion_scale was set but the UNet has no motion modules to scale.")
+        raise InputError("motion_scale was set but the UNet has no motion modules to scale.")
     return count

@@ -62,6 +62,7 @@ from .stats import paired_difference
 from .tolerances import (TIMING_METRICS, Tolerance, ToleranceError, equivalence_margin, load_tolerance_file,
                          parse_tolerance_args, tolerance_for)
 from .views import flat_rows
+from common.errors import InputError
 
 EXIT_OK, EXIT_REGRESSION, EXIT_INCOMPARABLE = 0, 1, 2
 
@@ -133,7 +134,7 @@ def compare(baseline: Union[Results, Mapping[str, Any]], current: Union[Results,
     base, cur = as_results(baseline), as_results(current)
     reasons = comparable(base, cur)
     if reasons:
-        raise ValueError("results are not comparable:\n" + "\n".join(f"  - {r}" for r in reasons))
+        raise InputError("results are not comparable:\n" + "\n".join(f"  - {r}" for r in reasons))
     tolerances = dict(tolerances or {})
     notes = []
     with_timing, why = _same_device(base, cur)

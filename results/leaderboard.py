@@ -19,6 +19,7 @@ from .registry import arrow, clip_row_metrics
 from .schema import as_results
 from .table_render import DASH, Cell, Table, fmt_ms, paired_cell, render
 from .tables import _value_cell
+from common.errors import InputError
 
 
 
@@ -70,7 +71,7 @@ def build_leaderboard_table(results: Union[Results, Mapping[str, Any]]) -> Table
     res = as_results(results)
     ref = reference_method(res)
     if ref is None:
-        raise ValueError("the results have no paired differences: run with report.leaderboard_reference=METHOD "
+        raise InputError("the results have no paired differences: run with report.leaderboard_reference=METHOD "
                          "(experiment=leaderboard sets it)")
     front = fronts(res)
     shown = leaderboard_metrics(res)

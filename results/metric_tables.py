@@ -19,6 +19,7 @@ from .schema import as_results
 from .table_render import DASH, Cell, Table, render
 from .tables import CI_STYLES, _ci_note, _value_cell
 from .views import flat_rows
+from common.errors import InputError
 
 
 def _label(res: Results) -> str:
@@ -28,7 +29,7 @@ def _label(res: Results) -> str:
 def build_table1_extended(results: Union[Results, Mapping[str, Any]], ci_style: str = "pm") -> Table:
     """Every per-clip metric of the run per (method, NFE), values with their intervals."""
     if ci_style not in CI_STYLES:
-        raise ValueError(f"ci_style must be one of {CI_STYLES}, got {ci_style!r}")
+        raise InputError(f"ci_style must be one of {CI_STYLES}, got {ci_style!r}")
     res = as_results(results)
     shown = clip_row_metrics(r.metric for r in res.rows)
     columns = ["Method", "Steps"] + [f"{metric_display(m)} {arrow(m)}" for m in shown]

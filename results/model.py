@@ -24,6 +24,7 @@ from metrics import row_metrics
 from metrics.vbench_protocol import ALL_DIMENSIONS, MODES as VBENCH_MODES
 
 from .registry import row_metric_summary, section_plugins
+from common.errors import InputError, LcmbenchError
 
 SCHEMA_VERSION = "1.0"
 WEIGHTS_MODES = ("tiny", "random", "pretrained")
@@ -38,7 +39,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 Free = Dict[str, Any]   # a free-form object: any keys
 
 
-class CrossReferenceError(ValueError):
+class CrossReferenceError(LcmbenchError, ValueError):
     """Problems a validator found, each as (location relative to the validated object,
     message); results.schema prefixes the object's own location."""
 
@@ -56,7 +57,7 @@ def _iso(value: str) -> str:
     try:
         datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"not an ISO 8601 timestamp: {value!r} (e.g. '2024-05-01T12:00:00+00:00')") from None
+        raise InputError(f"not an ISO 8601 timestamp: {value!r} (e.g. '2024-05-01T12:00:00+00:00')") from None
     return value
 
 
@@ -225,16 +226,16 @@ class Row(_Strict):
     @classmethod
     def _known_metric(cls, metric: str) -> str:
         if not is_known_metric(metric):
-            raise ValueError(f"unknown metric {metric!r}.{did_you_mean(metric, row_metrics())} Use a row metric of "
+            raise InputError(f"unknown metric {metric!r}.{did_you_mean(metric, row_metrics())} Use a row metric of "
                              f"a registered metric plug-in: {row_metric_summary()}.")
         return metric
 
     @model_validator(mode="after")
     def _interval(self) -> "Row":
         if (self.ci_low is None) != (self.ci_high is None):
-            raise ValueError("ci_low and ci_high must both be numbers or both be null")
+            raise InputError("ci_low and ci_high must both be numbers or both be null")
         if self.ci_low is not None and self.ci_low > self.ci_high:
-            raise ValueError(f"ci_low ({self.ci_low}) is greater than ci_high ({self.ci_high})")
+            raise InputError(f"ci_low ({self.ci_low}) is greater than ci_high ({self.ci_high})")
         return self
 
     @property
@@ -336,7 +337,7 @@ class BootstrapInfo(_Strict):
     @classmethod
     def _below_one(cls, alpha: float) -> float:
         if alpha >= 1:
-            raise ValueError("must be below 1")
+            raise InputError("must be below 1")
         return alpha
 
 
@@ -370,7 +371,7 @@ class Results(_Strict):
     @classmethod
     def _version(cls, v: str) -> str:
         if v != SCHEMA_VERSION:
-            raise ValueError(f"this code reads schema {SCHEMA_VERSION!r}, the file is {v!r}; regenerate it "
+            raise InputError(f"this code reads schema {SCHEMA_VERSION!r}, the file is {v!r}; regenerate it "
                              f"or use a matching lcmbench version")
         return v
 

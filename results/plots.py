@@ -33,6 +33,7 @@ from .leaderboard import pareto_front
 from .model import Results
 from .registry import clip_row_metrics, direction
 from .schema import as_results
+from common.errors import InputError
 
 # Colours come from each method's spec (the registry or the experiment's model config);
 # methods without one take the palette in presentation order, markers likewise.
@@ -103,7 +104,7 @@ def plot_metric_vs_nfe(results: ResultsLike, metric: str, with_paper: bool = Fal
     res = as_results(results)
     rows = [r for r in res.rows if r.metric == metric]
     if not rows:
-        raise ValueError(f"no {metric!r} rows in the results; have: {', '.join(res.metrics()) or 'none'}")
+        raise InputError(f"no {metric!r} rows in the results; have: {', '.join(res.metrics()) or 'none'}")
     fig = _figure(5.6, 3.9)
     ax = fig.add_subplot(1, 1, 1)
     order = [m for m in (methods or res.method_order()) if any(r.method == m for r in rows)]
@@ -153,7 +154,7 @@ def plot_quality_vs_time(results: ResultsLike, metric: str) -> Figure:
         if t is not None:
             pts.append((r, t))
     if not pts:
-        raise ValueError(f"no (method, NFE) has both a {metric!r} row and a timing entry; "
+        raise InputError(f"no (method, NFE) has both a {metric!r} row and a timing entry; "
                          f"run the timing stage for the evaluated settings")
     fig = _figure(5.6, 3.9)
     ax = fig.add_subplot(1, 1, 1)
@@ -200,7 +201,7 @@ def plot_quality_vs_time(results: ResultsLike, metric: str) -> Figure:
 def _check_clip(key: Any, clip: Any) -> np.ndarray:
     a = np.asarray(clip)
     if a.dtype != np.uint8 or a.ndim != 4 or a.shape[-1] != 3 or a.shape[0] < 1:
-        raise ValueError(f"sample {key!r}: expected uint8 frames [F, H, W, 3], got {a.dtype} {a.shape}")
+        raise InputError(f"sample {key!r}: expected uint8 frames [F, H, W, 3], got {a.dtype} {a.shape}")
     return a
 
 
@@ -212,7 +213,7 @@ def _pick_frames(n: int, frames: Union[str, Sequence[int]]) -> List[int]:
     idx = [int(i) for i in frames]
     bad = [i for i in idx if not -n <= i < n]
     if bad:
-        raise ValueError(f"frame indices {bad} out of range for clips of {n} frames")
+        raise InputError(f"frame indices {bad} out of range for clips of {n} frames")
     return [i % n for i in idx]
 
 
@@ -225,12 +226,12 @@ def contact_sheet(samples: Mapping[Tuple[str, int], Any], frames: Union[str, Seq
     Each cell shows the chosen frames side by side (default first, middle, last).
     """
     if not samples:
-        raise ValueError("no samples to draw: pass {(method, nfe): uint8 frames [F, H, W, 3]}")
+        raise InputError("no samples to draw: pass {(method, nfe): uint8 frames [F, H, W, 3]}")
     res = as_results(results) if results is not None else None
     clips = {}
     for key, clip in samples.items():
         if not (isinstance(key, tuple) and len(key) == 2):
-            raise ValueError(f"sample keys must be (method, nfe) tuples, got {key!r}")
+            raise InputError(f"sample keys must be (method, nfe) tuples, got {key!r}")
         clips[key] = _check_clip(key, clip)
     present = {m for m, _ in clips}
     run_order = results_order(results) if results is not None else []
@@ -284,11 +285,11 @@ def plot_ablation(results: ResultsLike, metric: str, nfe: Optional[int] = None,
     """``metric`` against training step for each distillation strategy, with interval bands."""
     res = as_results(results)
     if not res.ablation:
-        raise ValueError("the results have no ablation section")
+        raise InputError("the results have no ablation section")
     pts: Dict[str, List[Tuple[int, Any]]] = {}
     nfes = sorted({r.nfe for a in res.ablation for r in a.rows if r.metric == metric})
     if not nfes:
-        raise ValueError(f"no {metric!r} rows in the ablation section")
+        raise InputError(f"no {metric!r} rows in the ablation section")
     nfe = nfe if nfe is not None else (4 if 4 in nfes else nfes[0])
     for a in res.ablation:
         if a.train_step is None:
@@ -297,7 +298,7 @@ def plot_ablation(results: ResultsLike, metric: str, nfe: Optional[int] = None,
             if r.metric == metric and r.nfe == nfe:
                 pts.setdefault(a.distillation, []).append((a.train_step, r))
     if not pts:
-        raise ValueError(f"no ablation variant has a training step and a {metric!r} row at {nfe} steps")
+        raise InputError(f"no ablation variant has a training step and a {metric!r} row at {nfe} steps")
     fig = _figure(5.6, 3.9)
     ax = fig.add_subplot(1, 1, 1)
     for dist in sorted(pts):

@@ -46,6 +46,7 @@ from .schema import as_results, save, validate
 from .table_render import Table, render, to_html
 from .tables import build_ablation_table, build_table1, build_table2, build_time_table
 from .views import write_csv
+from common.errors import InputError, MissingInput
 
 PathLike = Union[str, Path]
 SampleValue = Union[np.ndarray, str, Path, Sequence[Any]]
@@ -127,7 +128,7 @@ def _fig_png_b64(fig, dpi: int = 110) -> str:
 def _check_clip(key: Any, clip: Any) -> np.ndarray:
     a = np.asarray(clip)
     if a.dtype != np.uint8 or a.ndim != 4 or a.shape[-1] != 3 or a.shape[0] < 1:
-        raise ValueError(f"sample {key!r}: expected uint8 frames [F, H, W, 3], got {a.dtype} {a.shape}")
+        raise InputError(f"sample {key!r}: expected uint8 frames [F, H, W, 3], got {a.dtype} {a.shape}")
     return a
 
 
@@ -178,7 +179,7 @@ def _media_items(samples: Mapping[Tuple[str, int], SampleValue], per_cell: int, 
     used = 0
     for key in samples:
         if not (isinstance(key, tuple) and len(key) == 2):
-            raise ValueError(f"sample keys must be (method, nfe) tuples, got {key!r}")
+            raise InputError(f"sample keys must be (method, nfe) tuples, got {key!r}")
     for key in sorted(samples, key=lambda k: (str(k[0]), int(k[1]))):
         items = []
         for item in _as_list(samples[key])[:per_cell]:
@@ -186,10 +187,10 @@ def _media_items(samples: Mapping[Tuple[str, int], SampleValue], per_cell: int, 
                 p = Path(item)
                 mime = _MIME.get(p.suffix.lower())
                 if mime is None:
-                    raise ValueError(f"sample {key!r}: cannot embed {p.name}; use .mp4, .webm, .webp, .gif or .png, "
+                    raise InputError(f"sample {key!r}: cannot embed {p.name}; use .mp4, .webm, .webp, .gif or .png, "
                                      f"or pass uint8 frames")
                 if not p.is_file():
-                    raise FileNotFoundError(f"sample {key!r}: file not found: {p}")
+                    raise MissingInput(f"sample {key!r}: file not found: {p}")
                 if p.stat().st_size > MAX_VIDEO_BYTES:
                     notes.append(f"{p.name} ({p.stat().st_size / 2**20:.1f} MB) left out: over the "
                                  f"{MAX_VIDEO_BYTES / 2**20:.0f} MB per-file limit")

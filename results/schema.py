@@ -24,6 +24,7 @@ from metrics import family as metric_family
 from results.model import SCHEMA_VERSION, CrossReferenceError, Results, protocol_id
 from results.comparability import protocol_differences
 from results.registry import is_set_statistic, section_plugins
+from common.errors import LcmbenchError, MissingInput
 
 PathLike = Union[str, "os.PathLike[str]"]
 EXAMPLE = Path(__file__).resolve().parent / "data" / "example_results.json"   # a valid file, tested
@@ -33,7 +34,7 @@ _EXTRA_HINT = {"Row": "; put additional information under 'extra'", "TimingRow":
                "under 'extra'", "MethodInfo": "; put additional information under 'extra'"}
 
 
-class SchemaError(ValueError):
+class SchemaError(LcmbenchError, ValueError):
     """A results file or dict that does not follow the schema.
 
     ``problems`` lists every problem found, each prefixed with its location
@@ -140,7 +141,7 @@ def load(path: PathLike) -> Results:
     """Read and validate a results.json. Errors name the file and every problem."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"results file not found: {p}")
+        raise MissingInput(f"results file not found: {p}")
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:

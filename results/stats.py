@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any, Callable, Hashable, List, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
+from common.errors import InputError
 
 ArrayLike = Union[np.ndarray, Sequence[float], Sequence[Sequence[float]]]
 Statistic = Union[str, Callable[[np.ndarray], float]]
@@ -64,13 +65,13 @@ class Mean:
     def __call__(self, x: np.ndarray) -> float:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 1:
-            raise ValueError(f"Mean expects one value per clip (shape [N]), got shape {x.shape}")
+            raise InputError(f"Mean expects one value per clip (shape [N]), got shape {x.shape}")
         return float(x.mean())
 
     def weighted(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 1:
-            raise ValueError(f"Mean expects one value per clip (shape [N]), got shape {x.shape}")
+            raise InputError(f"Mean expects one value per clip (shape [N]), got shape {x.shape}")
         return (w @ x) / w.sum(axis=1)
 
 
@@ -83,11 +84,11 @@ class Mean:
 def _resolve(statistic: Optional[Statistic], x: np.ndarray) -> Callable[[np.ndarray], float]:
     if statistic is None or statistic == "mean":
         if x.ndim != 1:
-            raise ValueError(f"the default statistic is the mean of one value per clip, but the input has shape "
+            raise InputError(f"the default statistic is the mean of one value per clip, but the input has shape "
                              f"{x.shape}; pass a statistic for features, e.g. FrechetToReference(mu_ref, sigma_ref)")
         return Mean()
     if isinstance(statistic, str):
-        raise ValueError(f"unknown statistic {statistic!r}; use 'mean' or a callable")
+        raise InputError(f"unknown statistic {statistic!r}; use 'mean' or a callable")
     if not callable(statistic):
         raise TypeError(f"statistic must be callable, got {type(statistic).__name__}")
     return statistic
@@ -96,22 +97,22 @@ def _resolve(statistic: Optional[Statistic], x: np.ndarray) -> Callable[[np.ndar
 def _as_rows(values: ArrayLike, what: str = "values_or_features") -> np.ndarray:
     x = np.asarray(values, dtype=np.float64)
     if x.ndim == 0:
-        raise ValueError(f"{what} must hold one entry per clip (shape [N] or [N, D]), got a scalar")
+        raise InputError(f"{what} must hold one entry per clip (shape [N] or [N, D]), got a scalar")
     if x.shape[0] < 2:
-        raise ValueError(f"{what}: a bootstrap needs at least 2 clips, got {x.shape[0]}")
+        raise InputError(f"{what}: a bootstrap needs at least 2 clips, got {x.shape[0]}")
     if not np.all(np.isfinite(x)):
         bad = int(np.sum(~np.isfinite(x.reshape(x.shape[0], -1)).any(axis=1)))
-        raise ValueError(f"{what}: {bad} clip(s) have NaN or inf values")
+        raise InputError(f"{what}: {bad} clip(s) have NaN or inf values")
     return x
 
 
 def _check_args(n_boot: int, alpha: float, interval: str) -> None:
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
-        raise ValueError(f"n_boot must be a non-negative integer, got {n_boot!r}")
+        raise InputError(f"n_boot must be a non-negative integer, got {n_boot!r}")
     if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be between 0 and 1 (0.05 gives a 95% interval), got {alpha!r}")
+        raise InputError(f"alpha must be between 0 and 1 (0.05 gives a 95% interval), got {alpha!r}")
     if interval not in INTERVALS:
-        raise ValueError(f"interval must be one of {INTERVALS}, got {interval!r}")
+        raise InputError(f"interval must be one of {INTERVALS}, got {interval!r}")
 
 
 def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
@@ -159,7 +160,7 @@ def bootstrap_ci(values_or_features: ArrayLike, statistic: Optional[Statistic] =
         return Interval(point, None, None)
     boots = _evaluate(stat, x, bootstrap_indices(x.shape[0], n_boot, seed))
     if not np.all(np.isfinite(boots)):
-        raise ValueError("the statistic returned NaN or inf on some resamples")
+        raise InputError("the statistic returned NaN or inf on some resamples")
     lo, hi = _interval(point, boots, alpha, interval)
     return Interval(point, lo, hi)
 
@@ -189,14 +190,14 @@ def paired_difference(a_by_key: Mapping[Hashable, Any], b_by_key: Mapping[Hashab
     if not common:
         ex_a = ", ".join(repr(k) for k in list(a_by_key)[:3])
         ex_b = ", ".join(repr(k) for k in list(b_by_key)[:3])
-        raise ValueError(f"the two runs share no clip keys (a has {len(a_by_key)}: {ex_a or 'none'}...; "
+        raise InputError(f"the two runs share no clip keys (a has {len(a_by_key)}: {ex_a or 'none'}...; "
                          f"b has {len(b_by_key)}: {ex_b or 'none'}...); a paired comparison needs the same "
                          f"(prompt, seed) clips in both runs")
     keys = _sort_keys(common)
     xa = _as_rows([a_by_key[k] for k in keys], "a_by_key (common clips)")
     xb = _as_rows([b_by_key[k] for k in keys], "b_by_key (common clips)")
     if xa.shape != xb.shape:
-        raise ValueError(f"per-clip entries differ in shape between the runs: {xa.shape[1:]} vs {xb.shape[1:]}")
+        raise InputError(f"per-clip entries differ in shape between the runs: {xa.shape[1:]} vs {xb.shape[1:]}")
     stat = _resolve(statistic, xa)
     point = float(stat(xa)) - float(stat(xb))
     if n_boot == 0:
@@ -205,6 +206,6 @@ def paired_difference(a_by_key: Mapping[Hashable, Any], b_by_key: Mapping[Hashab
     counts = _counts(idx, len(keys)) if hasattr(stat, "weighted") else None   # the same draws for both runs
     diffs = _evaluate(stat, xa, idx, counts) - _evaluate(stat, xb, idx, counts)
     if not np.all(np.isfinite(diffs)):
-        raise ValueError("the statistic returned NaN or inf on some resamples")
+        raise InputError("the statistic returned NaN or inf on some resamples")
     lo, hi = _interval(point, diffs, alpha, interval)
     return PairedInterval(point, lo, hi, len(keys))

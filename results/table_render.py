@@ -7,6 +7,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
+from common.errors import InputError
 
 DASH = "–"
 
@@ -202,7 +203,7 @@ def render(t: Table, fmt: str = "md") -> str:
         return to_latex(t)
     if fmt == "html":
         return to_html(t)
-    raise ValueError(f"unknown table format {fmt!r}; use one of {', '.join(FORMATS)}")
+    raise InputError(f"unknown table format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
 def fmt_num(v: Optional[float], decimals: int = 2) -> str:

@@ -39,6 +39,7 @@ from .model import Results, Row
 from .registry import rank
 from .schema import SchemaError, as_results, load
 from .table_render import DASH, FORMATS, Cell, Table, fmt_ms, fmt_num, paired_cell, render
+from common.errors import InputError, MissingInput
 
 CI_STYLES = ("pm", "interval")
 PUBLISHED_VBENCH_CSV = Path(__file__).parent / "data" / "vbench_published.csv"
@@ -118,7 +119,7 @@ def build_table1(results: Union[Results, Mapping[str, Any]], with_paper: bool = 
                  ci_style: str = "pm") -> Table:
     """Table 1 as a :class:`Table` (see :func:`table1`)."""
     if ci_style not in CI_STYLES:
-        raise ValueError(f"ci_style must be one of {CI_STYLES}, got {ci_style!r}")
+        raise InputError(f"ci_style must be one of {CI_STYLES}, got {ci_style!r}")
     res = as_results(results)
     metrics = ["fvd", "clipsim"]
     nfes = sorted(set(paper.NFES) | {r.nfe for r in res.rows if r.metric in metrics})
@@ -173,25 +174,25 @@ def load_published_vbench(path: Union[str, Path, None] = None) -> List[Dict[str,
     """Published VBench scores: rows with model, fast (bool), total, quality, semantic, source."""
     p = Path(path) if path is not None else PUBLISHED_VBENCH_CSV
     if not p.is_file():
-        raise FileNotFoundError(f"published VBench scores not found: {p}")
+        raise MissingInput(f"published VBench scores not found: {p}")
     need = ["model", "fast", "total", "quality", "semantic", "source"]
     out = []
     with p.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = [c for c in need if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{p}: missing column(s) {', '.join(missing)}; expected {', '.join(need)}")
+            raise InputError(f"{p}: missing column(s) {', '.join(missing)}; expected {', '.join(need)}")
         for i, r in enumerate(reader, start=2):
             try:
                 vals = {k: float(r[k]) for k in ("total", "quality", "semantic")}
             except (TypeError, ValueError):
-                raise ValueError(f"{p}:{i}: total/quality/semantic must be numbers, got "
+                raise InputError(f"{p}:{i}: total/quality/semantic must be numbers, got "
                                  f"{r['total']!r}, {r['quality']!r}, {r['semantic']!r}") from None
             for k, v in vals.items():
                 if not 0 <= v <= 100:
-                    raise ValueError(f"{p}:{i}: {k} = {v} is not a percentage")
+                    raise InputError(f"{p}:{i}: {k} = {v} is not a percentage")
             if r["fast"].strip() not in ("0", "1"):
-                raise ValueError(f"{p}:{i}: fast must be 0 or 1, got {r['fast']!r}")
+                raise InputError(f"{p}:{i}: fast must be 0 or 1, got {r['fast']!r}")
             out.append({"model": r["model"].strip(), "fast": r["fast"].strip() == "1", **vals,
                         "source": r["source"].strip()})
     return out
@@ -294,7 +295,7 @@ def build_time_table(results: Union[Results, Mapping[str, Any]], with_paper: boo
     """Inference-time table as a :class:`Table` (see :func:`time_table`)."""
     res = as_results(results)
     if not res.timing:
-        raise ValueError("the results have no timing entries; run the timing stage to get an inference-time table")
+        raise InputError("the results have no timing entries; run the timing stage to get an inference-time table")
     ref = _reference_timing(res)
     order = {m: i for i, m in enumerate(res.method_order())}
     timings = sorted(res.timing, key=lambda t: (-t.unet_evals, order.get(t.method, 99), t.nfe))
@@ -379,7 +380,7 @@ def build_ablation_table(results: Union[Results, Mapping[str, Any]], with_paper:
     says they are published, not measured here."""
     res = as_results(results)
     if not res.ablation:
-        raise ValueError("the results have no ablation section")
+        raise InputError("the results have no ablation section")
     keys = sorted({(r.metric, r.nfe) for a in res.ablation for r in a.rows}, key=lambda k: (rank(k[0]), k[0], k[1]))
     strategies = [s for s in ("decoupled", "joint") if any(a.distillation == s for a in res.ablation)]
     paired = len(strategies) == 2

@@ -15,6 +15,7 @@ from metrics import facts as metric_facts
 from metrics import family as metric_family
 from metrics import is_known as is_known_metric
 from metrics import plugin as metric_plugin
+from common.errors import LcmbenchError
 
 TIMING_METRICS = {"denoise_ms": "denoising ms", "peak_mem_mb": "peak memory MB"}
 
@@ -27,7 +28,7 @@ TIMING_FLOORS: Dict[str, Tuple[str, float]] = {
 }
 
 
-class ToleranceError(ValueError):
+class ToleranceError(LcmbenchError, ValueError):
     """A tolerance specification that cannot be parsed."""
 
 
