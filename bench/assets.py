@@ -154,7 +154,7 @@ def metric_hub_needs(needs: Needs, files: Mapping[str, Sequence[FileNeed]]) -> D
     return added
 
 
-def _prefetch_fix(cfg: Any) -> str:
+def prefetch_fix(cfg: Any) -> str:
     return (f"On a machine with network run `python -m bench.prefetch experiment={get(cfg, 'experiment', '...')}`"
             f" and copy its Hugging Face cache here (HF_HOME / HF_HUB_CACHE)")
 
@@ -192,7 +192,7 @@ def check_hub(need: HubNeed, cache: str, verify: bool, cfg: Any) -> Tuple[AssetC
                 detail = f"not cached ({n} file{'s' if n != 1 else ''} needed: {', '.join(missing)})"
                 what += f" (needed: {', '.join(missing)})"
         problems.append(Problem("weights", f"'{label}' ({users}) {what}.",
-                                _prefetch_fix(cfg) + f", or point {_fields_hint(need.users)} at a local copy."))
+                                prefetch_fix(cfg) + f", or point {_fields_hint(need.users)} at a local copy."))
     if verify:
         for path in found:
             bad = check_hub_blob(path)

@@ -26,7 +26,7 @@ from results.model import Results
 from results.registry import is_set_statistic
 from results.schema import load, save
 
-from .store import ClipStore
+from bench.store import ClipStore
 from common.errors import LcmbenchError
 
 FORMAT = "lcmbench-baseline-features-1"

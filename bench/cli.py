@@ -21,8 +21,8 @@ from common.files import MAX_NAME_BYTES
 from common.names import env_flag_problem
 from common.paths import long_component, what_is
 
-from .errors import fail, report_bug
-from .offline import FLAG_ENV
+from bench.errors import fail, report_bug
+from bench.offline import FLAG_ENV
 
 
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -53,7 +53,7 @@ def explain_os_error(err: OSError, run_dir: Path) -> Optional[str]:
 
 def run_with_clear_errors(cfg: DictConfig, run_dir: Path) -> None:
     # heavy: torch and diffusers load only once a run starts; the command line's checks stay instant
-    from .pipeline import run
+    from bench.pipeline import run
 
     run_dir = Path(cfg.get("run_dir") or run_dir)
     if os.environ.get("LCMBENCH_DEBUG", "") not in ("", "0"):

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from metrics.vbench_protocol import STANDARD_PROMPT_SET
 
-from .config import get
+from bench.config import get
 
 
 def run_description(cfg: Any, n_prompts: Optional[int] = None) -> str:

@@ -39,7 +39,7 @@ HOST_MS_PER_CLIP = {"device": 3.0, "plain": 500.0}   # 16x512x512 frames to uint
 STORE_WRITE_MS_PER_CLIP = 5.0                         # one clip file with a batch's grouped flush
 
 
-def _existing_parent(path: Path) -> Path:
+def existing_parent(path: Path) -> Path:
     path = Path(os.path.abspath(os.path.expanduser(str(path))))
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -268,7 +268,7 @@ def estimate_disk(cfg: Any, clips: int, cells: int, longest_prompt: str, metric_
     methods = cells // max(len(p.nfe), 1)
     scored_clips = methods * (clips // max(cells, 1))   # the clips of one step count, every method
     kept_clips = frame_nfes * scored_clips
-    where = _existing_parent(run_dir)
+    where = existing_parent(run_dir)
     try:
         block = os.statvfs(where).f_frsize or 4096
     except (AttributeError, OSError):

@@ -24,10 +24,10 @@ from typing import Optional, Sequence
 from metrics.fvd_plugin import FVD
 from models.device import resolve_device_dtype
 
-from .config import CONFIG_DIR, compose
-from .errors import fail
-from .metric_settings import enabled_metrics, run_facts
-from .overrides import check_overrides
+from bench.config import CONFIG_DIR, compose
+from bench.errors import fail
+from bench.metric_settings import enabled_metrics, run_facts
+from bench.overrides import check_overrides
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -16,8 +16,8 @@ from results.compare import PairedLine
 from results.stats import paired_difference
 from results.tolerances import equivalence_margin
 
-from .runner import MethodPlan
-from .store import ClipStore
+from bench.runner import MethodPlan
+from bench.store import ClipStore
 from common.errors import InputError
 
 

@@ -33,7 +33,7 @@ def root_names() -> List[str]:
     return list(_ROOT_ENV) + [n for n in metric_cache_roots() if n not in _ROOT_ENV]
 
 
-def _roots(cfg: Any = None) -> Dict[str, str]:
+def manifest_roots(cfg: Any = None) -> Dict[str, str]:
     roots = {"hf_hub": hub_cache_dir()}
     roots.update({name: path for name, (path, _) in metric_cache_roots().items()})
     if cfg is not None:

@@ -21,7 +21,7 @@ from metrics import config_dirs as metric_config_dirs
 from models.registry import MODELS
 from models.schedulers import SAMPLER_DEFAULTS
 
-from .config import BenchConfig, moved_sections, moved_setting
+from bench.config import BenchConfig, moved_sections, moved_setting
 
 _PARSER = OverridesParser.create()
 

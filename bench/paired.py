@@ -45,8 +45,8 @@ from results.schema import SchemaError, comparable, load
 from results.stats import paired_difference
 from results.tolerances import equivalence_margin
 
-from .baseline import INPUT_KEYS, Baseline, BaselineError, clip_inputs
-from .store import ClipStore
+from bench.baseline import INPUT_KEYS, Baseline, BaselineError, clip_inputs
+from bench.store import ClipStore
 from common.errors import LcmbenchError
 
 

@@ -31,22 +31,22 @@ from results.model import SCHEMA_VERSION, BootstrapInfo, MethodInfo, Provenance,
 from results.schema import load, save, validate
 from results.stats import bootstrap_ci
 
-from . import checkpoints
-from . import protocol as protocol_mod
-from . import shard as shard_mod
-from .config import STAGES, settings_problems
-from .description import run_description
-from .leaderboard import add_paired
-from .lock import run_lock, scope_of
-from .metric_settings import enabled_metrics, run_facts
-from .offline import enforce_if_requested, runtime_provenance
-from .preflight import check as preflight_check
-from .prompts import CLIP_MAX_TOKENS, load_prompt_set, overlong_captions
-from .provenance import git_state, package_versions
-from .rundir import check_same_experiment, published, save_preflight
-from .runner import (GENERATION_CODE_VERSION, GenerationSettings, MethodPlan, MetricSetupError, check_resumable,
+from bench import checkpoints
+from bench import protocol as protocol_mod
+from bench import shard as shard_mod
+from bench.config import STAGES, settings_problems
+from bench.description import run_description
+from bench.leaderboard import add_paired
+from bench.lock import run_lock, scope_of
+from bench.metric_settings import enabled_metrics, run_facts
+from bench.offline import enforce_if_requested, runtime_provenance
+from bench.preflight import check as preflight_check
+from bench.prompts import CLIP_MAX_TOKENS, load_prompt_set, overlong_captions
+from bench.provenance import git_state, package_versions
+from bench.rundir import check_same_experiment, published, save_preflight
+from bench.runner import (GENERATION_CODE_VERSION, GenerationSettings, MethodPlan, MetricSetupError, check_resumable,
                      generate_all, generation_timing, method_fingerprint, require_complete, store_summary)
-from .store import ClipStore, publish_dir, remove_abandoned_staging, staging_dir
+from bench.store import ClipStore, publish_dir, remove_abandoned_staging, staging_dir
 from common.errors import InputError
 
 log = logging.getLogger("lcmbench")
@@ -199,7 +199,7 @@ class Run:
 
     def timing(self) -> None:
         """The timing protocol (bench/timing.py): warm-up, repeats, CUDA events on a GPU."""
-        from .timing import run_timing  # heavy: diffusers and transformers, only when the timing stage runs
+        from bench.timing import run_timing  # heavy: diffusers and transformers, only when the timing stage runs
 
         self.timing_rows = run_timing(self.cfg, device=self.device, dtype=self.dtype, progress=log.info)
 

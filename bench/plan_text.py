@@ -9,7 +9,7 @@ from bench.preflight_report import PreflightReport
 from metrics.vbench_protocol import STANDARD_PROMPT_SET
 
 
-def _human(n: Optional[float]) -> str:
+def format_bytes(n: Optional[float]) -> str:
     if n is None:
         return "?"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
@@ -19,7 +19,7 @@ def _human(n: Optional[float]) -> str:
     return f"{n:.1f} PiB"
 
 
-def _duration(seconds: Optional[float]) -> str:
+def format_duration(seconds: Optional[float]) -> str:
     if seconds is None:
         return "unknown"
     if seconds < 120:
@@ -90,25 +90,25 @@ def format_plan(report: PreflightReport) -> str:
                          f"{plan.detected}")
         else:
             lines.append(f"  device       {plan.device_name} ({plan.device}, {plan.dtype})")
-        lines.append(f"  time         ~{_duration(plan.time_s)} ({plan.time_basis})")
+        lines.append(f"  time         ~{format_duration(plan.time_s)} ({plan.time_basis})")
         if plan.time_stages:
-            lines.append("               " + ", ".join(f"{stage} {_duration(s)}" for stage, s in plan.time_stages.items()))
+            lines.append("               " + ", ".join(f"{stage} {format_duration(s)}" for stage, s in plan.time_stages.items()))
         if plan.processes > 1 and plan.time_s is not None:   # the clips are split evenly by key
             lines.append(f"               over {plan.processes} processes sharing the clips: "
-                         f"~{_duration(plan.time_s / plan.processes)} each")
+                         f"~{format_duration(plan.time_s / plan.processes)} each")
         d = plan.disk_detail
         if plan.generates:
-            parts = [f"{d['clip_files'] - d['clips_with_frames']:,} clip files x {_human(d['bytes_per_clip'])} "
+            parts = [f"{d['clip_files'] - d['clips_with_frames']:,} clip files x {format_bytes(d['bytes_per_clip'])} "
                      f"(features only)"]
             if d["clips_with_frames"]:
-                parts.append(f"{d['clips_with_frames']:,} with frames x {_human(d['bytes_per_clip_with_frames'])}")
+                parts.append(f"{d['clips_with_frames']:,} with frames x {format_bytes(d['bytes_per_clip_with_frames'])}")
             if d["videos"]:
-                parts.append(f"mp4s {_human(d['videos'])}")
+                parts.append(f"mp4s {format_bytes(d['videos'])}")
             for name, size in (d.get("exports_by_metric") or {}).items():
-                parts.append(f"{_display(name)} exports {_human(size)}")
-            parts.append(f"results {_human(d['results'])}")
-            lines.append(f"  disk         {_human(plan.disk_bytes)} = " + " + ".join(parts))
-            lines.append(f"               free on {plan.disk_path}: {_human(plan.disk_free)}"
+                parts.append(f"{_display(name)} exports {format_bytes(size)}")
+            parts.append(f"results {format_bytes(d['results'])}")
+            lines.append(f"  disk         {format_bytes(plan.disk_bytes)} = " + " + ".join(parts))
+            lines.append(f"               free on {plan.disk_path}: {format_bytes(plan.disk_free)}"
                          + (f"; {plan.already_stored:,} clips already in the store" if plan.already_stored else ""))
         else:
             lines.append("  disk         nothing generated")
@@ -122,7 +122,7 @@ def format_plan(report: PreflightReport) -> str:
     if not report.assets:
         lines.append("  none needed")
     for a in report.assets:
-        size = f", {_human(a.size)}" if a.size else ""
+        size = f", {format_bytes(a.size)}" if a.size else ""
         sha = f", sha256 {a.sha256[:16]}..." if a.sha256 else ""
         detail = f" - {a.detail}" if a.detail else ""
         where = f" at {a.location}" if a.location else ""

@@ -37,7 +37,7 @@ from bench.assets import check_hub_blob, metric_hub_needs, weight_needs
 from bench.config import compose, get
 from bench.download import ChecksumMismatch, DownloadError, download_url
 from bench.errors import fail
-from bench.manifest import _roots, file_entry, read_manifest, root_names, verify_manifest, write_manifest
+from bench.manifest import manifest_roots, file_entry, read_manifest, root_names, verify_manifest, write_manifest
 from bench.metric_settings import enabled_metrics, run_facts
 from bench.offline import requested
 from bench.prompts import OFFICIAL_CAPTIONS_SHA256, OFFICIAL_CAPTIONS_URL
@@ -72,7 +72,7 @@ class FetchPlan:
 def fetch_plan(cfg: Any) -> FetchPlan:
     """Everything the experiment needs from outside, from the same rules preflight uses."""
     plan = FetchPlan()
-    roots = _roots(cfg)
+    roots = manifest_roots(cfg)
     needs = weight_needs(cfg)
     plan.manual += [p.line() for p in needs.problems]
     for need in needs.local:
@@ -202,7 +202,7 @@ def prefetch(cfg: Any, manifest: Optional[str] = None, dry_run: bool = False, re
     if requested(cfg) and not dry_run:
         return None, ["prefetch downloads, but offline mode is on (HF_HUB_OFFLINE / preflight.offline). Run it "
                       "without offline mode on a machine with network."], []
-    roots = _roots(cfg)
+    roots = manifest_roots(cfg)
     plan = fetch_plan(cfg)
     say(f"prefetch: experiment={cfg.experiment}: {len(plan.hub)} Hub repos, {len(plan.urls)} URLs, "
         f"{len(plan.files)} local files, {len(plan.manual)} manual steps")

@@ -25,15 +25,15 @@ from typing import Any, List, Optional, Sequence, Tuple
 import metrics as metric_registry
 from bench import checkpoints
 from bench import shard as shard_mod
-from bench.assets import _prefetch_fix, check_hub, check_local, metric_hub_needs, weight_needs
+from bench.assets import prefetch_fix, check_hub, check_local, metric_hub_needs, weight_needs
 from bench.checks import check_prompts
 from bench.config import HUGE_PLAN_GPU, HUGE_PLAN_S, STAGES, compose, get
 from bench.description import run_description
-from bench.estimates import (_existing_parent, compute_tflop, detect_device, estimate_disk, estimate_time,
+from bench.estimates import (existing_parent, compute_tflop, detect_device, estimate_disk, estimate_time,
                              harness_seconds, method_costs)
 from bench.metric_settings import enabled_metrics, run_facts
 from bench.offline import FLAG_ENV, requested as offline_requested
-from bench.plan_text import _duration, _human, format_plan
+from bench.plan_text import format_duration, format_bytes, format_plan
 from bench.prefetch import verify_manifest
 from bench.preflight_report import AssetCheck, Plan, PreflightError, PreflightReport, Problem
 from common.names import env_flag_problem
@@ -115,7 +115,7 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
             asset.area = "metric"
             for prob in problems:
                 prob.area = "metric"
-                prob.fix = _prefetch_fix(cfg) + f", or set {declared_by.setting}=PATH."
+                prob.fix = prefetch_fix(cfg) + f", or set {declared_by.setting}=PATH."
         report.assets.append(asset)
         report.problems += problems
     for need in needs.local:
@@ -153,7 +153,7 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
 
     # -- cache dir must take the tokenizer files, LoRA and reference statistics
     cache_dir = Path(os.path.expanduser(str(cfg.cache_dir)))
-    parent = _existing_parent(cache_dir)
+    parent = existing_parent(cache_dir)
     if not parent.is_dir():   # /dev/null/x: os.access passes, the first write fails with Errno 20
         report.problems.append(Problem("disk", f"cache_dir {cache_dir} cannot be created: {parent} is "
                                                f"{what_is(parent)}, not a directory.",
@@ -163,7 +163,7 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
         report.problems.append(Problem("disk", f"cache_dir {cache_dir} cannot be created or written ({parent} is "
                                                f"read-only).", "Set cache_dir=PATH (or LCMBENCH_CACHE) to a writable "
                                                                "folder."))
-    run_parent = _existing_parent(run_dir)
+    run_parent = existing_parent(run_dir)
     if not os.access(run_parent, os.W_OK):
         report.problems.append(Problem("disk", f"run directory {run_dir} cannot be created ({run_parent} is "
                                                f"read-only).", "Choose another hydra.run.dir."))
@@ -191,7 +191,7 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
         huge_on = f"one {HUGE_PLAN_GPU}"
     if huge_s is not None and huge_s > HUGE_PLAN_S and not get(pre, "allow_huge", False):
         report.problems.append(Problem(
-            "config", f"The plan is {clips:,} clips, estimated at ~{_duration(huge_s)} on {huge_on}: more than "
+            "config", f"The plan is {clips:,} clips, estimated at ~{format_duration(huge_s)} on {huge_on}: more than "
                       f"a year of device time, which is more often a typo (protocol.videos_per_prompt, num_classes, "
                       f"nfe) "
                       f"than a plan.", "Check those settings; to run it as it is, set preflight.allow_huge=true."))
@@ -199,12 +199,12 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
     longest = max(prompts.captions, key=len) if prompts.captions else ""
     disk = estimate_disk(cfg, clips, len(costs) * len(nfes), longest, metric_costs, run_dir, len(frame_nfes)) \
         if generates else \
-        {"total": 0, "free": None, "filesystem": str(_existing_parent(run_dir)), "already_stored": 0}
+        {"total": 0, "free": None, "filesystem": str(existing_parent(run_dir)), "already_stored": 0}
     margin = float(get(pre, "disk_margin", 0.1))
     if generates and disk["free"] is not None and disk["free"] < disk["total"] * (1 + margin):
         report.problems.append(Problem(
-            "disk", f"The run writes about {_human(disk['total'])} under {run_dir} but {disk['filesystem']} has "
-                    f"{_human(disk['free'])} free (asked: {margin:.0%} margin).",
+            "disk", f"The run writes about {format_bytes(disk['total'])} under {run_dir} but {disk['filesystem']} has "
+                    f"{format_bytes(disk['free'])} free (asked: {margin:.0%} margin).",
             "Free space, point hydra.run.dir at a bigger disk, or turn off runner.save_frames / runner.save_videos."))
     if device == "cpu" and weights == "pretrained" and generates and clips > 100 and not time_on:
         report.notes.append(f"{clips:,} full-size clips on the CPU: see the time estimate; a GPU is expected "

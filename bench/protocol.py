@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Iterable, List, Sequence
 
-from .prompts import PromptSet
+from bench.prompts import PromptSet
 from common.errors import InputError
 
 

@@ -52,13 +52,13 @@ from results.compare import paired as paired_per_clip
 from results.registry import is_set_statistic
 from results.schema import SchemaError
 
-from .baseline import Baseline, BaselineError, write_baseline
-from .config import CONFIG_DIR, compose, plain
-from .errors import fail
-from .overrides import check_overrides
-from .paired import CannotPair, input_differences, open_run, paired_set_statistics, refuse_incomparable
-from .preflight import format_plan, preflight
-from .prefetch import main as prefetch_main
+from bench.baseline import Baseline, BaselineError, write_baseline
+from bench.config import CONFIG_DIR, compose, plain
+from bench.errors import fail
+from bench.overrides import check_overrides
+from bench.paired import CannotPair, input_differences, open_run, paired_set_statistics, refuse_incomparable
+from bench.preflight import format_plan, preflight
+from bench.prefetch import main as prefetch_main
 
 REPO = Path(__file__).resolve().parent.parent
 EXIT_PASS, EXIT_REGRESSION, EXIT_INCOMPARABLE, EXIT_RUN_FAILED = 0, 1, 2, 3

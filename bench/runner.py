@@ -22,9 +22,9 @@ from metrics.video_io import write_mp4
 from models.schedulers import resolve_sampler
 from models.specs import ModelSpec, step_specific
 
-from .protocol import ClipSpec
-from .shard import Shard
-from .store import ClipStore
+from bench.protocol import ClipSpec
+from bench.shard import Shard
+from bench.store import ClipStore
 from common.errors import InputError, LcmbenchError
 
 log = logging.getLogger("lcmbench")

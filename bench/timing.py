@@ -38,10 +38,10 @@ from models.fast import FastPath, fast_options
 from models.registry import resolve_spec
 from models.specs import ModelSpec, SamplerSpec, step_specific
 
-from .config import CONFIG_DIR, compose, settings_problems
-from .errors import fail
-from .overrides import check_overrides
-from .figures import environment, format_table, write_figures
+from bench.config import CONFIG_DIR, compose, settings_problems
+from bench.errors import fail
+from bench.overrides import check_overrides
+from bench.figures import environment, format_table, write_figures
 from common.errors import InputError
 
 log = logging.getLogger("lcmbench")

