@@ -48,7 +48,7 @@ from common.errors import InputError, LcmbenchError
 if TYPE_CHECKING:  # torch is imported lazily so that listing metrics stays light
     import torch
 
-from metrics.base import ClipMetric
+from metrics.base import ClipMetric, MetricFacts
 
 log = logging.getLogger(__name__)
 
@@ -176,14 +176,19 @@ def build_tiny_clip(seed: int = 0):
 
 # --------------------------------------------------------------------------- metric
 
-class CLIPSimMetric(ClipMetric):
-    """Per-frame caption similarity; see the module docstring for the definition."""
+class CLIPSimScore(MetricFacts):
+    """CLIPSIM's facts, read by the plug-in (metrics/clipsim_plugin.py) and the metric alike."""
 
     name = "clipsim"
     display_name = "CLIPSIM"
     higher_is_better = True
     decimals = 2
     tolerance = ("abs", 0.25)   # CLIPSIM points (x100 scale)
+    unit = " (x100)"
+
+
+class CLIPSimMetric(CLIPSimScore, ClipMetric):
+    """Per-frame caption similarity; see the module docstring for the definition."""
 
     def __init__(self, model_obj, tokenizer, *, device: str = "cpu", weights: str = "pretrained",
                  model: str = DEFAULT_MODEL, pretrained: Optional[str] = DEFAULT_PRETRAINED,

@@ -6,7 +6,7 @@ import os
 from typing import Any, List, Mapping
 
 from common.checks import Checked, Problem
-from metrics.clipsim import DEFAULT_MODEL, DEFAULT_PRETRAINED, CLIPSimOptions, hub_location
+from metrics.clipsim import DEFAULT_MODEL, DEFAULT_PRETRAINED, CLIPSimOptions, CLIPSimScore, hub_location
 from metrics.plugin import Cost, FileNeed, Metric, RunFacts
 
 # docs/speed.md "FLOPs per unit of work" (multiply-adds count 2 FLOPs)
@@ -14,13 +14,7 @@ CLIP_H14_TFLOP_PER_FRAME = 0.335   # CLIP ViT-H/14 image tower, one 224x224 fram
 WEIGHT_MODES = ("pretrained", "tiny")
 
 
-class CLIPSim(Metric):
-    name = "clipsim"
-    display_name = "CLIPSIM"
-    higher_is_better = True
-    decimals = 2
-    tolerance = ("abs", 0.25)   # CLIPSIM points (x100 scale)
-    unit = " (x100)"
+class CLIPSim(CLIPSimScore, Metric):
     kind = "clip"
     packages = ("open_clip_torch",)
     builder = "metrics.clipsim:build"
