@@ -53,7 +53,7 @@ COMMANDS: Tuple[Command, ...] = (
             ("--verify",)),
     Command("compare", "verdicts of BASELINE.json against CURRENT.json",
             "results.compare:main"),
-    Command("paired", "paired FVD and CLIPSIM of two runs, clip by clip",
+    Command("paired", "paired differences of two runs, metric by metric on shared clips",
             "bench.paired:main"),
     Command("timing", "denoising time per clip, VAE excluded", "bench.timing:main"),
     Command("schema", "the results file's JSON Schema (--markdown)", "results.__main__:main",
