@@ -35,6 +35,9 @@ class MetricFacts:
     decimals: int = 2
     tolerance: Tuple[str, float] = ("abs", 0.0)
     unit: str = ""              # shown after the display name on plot axes, e.g. " (x100)"
+    # the value is the Fréchet distance of the cell's stored features to the recorded reference
+    # statistics, so `python -m results --check` can recompute it without the metric (FVD)
+    frechet_to_reference: bool = False
 
     @classmethod
     def display_for(cls, metric: str) -> str:

@@ -117,6 +117,7 @@ class FVDScore(MetricFacts):
     higher_is_better = False
     decimals = 2
     tolerance = ("rel", 0.02)   # 2% of the baseline FVD
+    frechet_to_reference = True
 
 
 @options_schema

