@@ -21,13 +21,13 @@ from typing import Dict, Iterable, List, Mapping, Tuple
 
 import numpy as np
 
+from common.errors import LcmbenchError
 from common.files import write_atomic
 from results.model import Results
 from results.registry import is_set_statistic
 from results.schema import load, save
 
 from bench.store import ClipStore
-from common.errors import LcmbenchError
 
 FORMAT = "lcmbench-baseline-features-1"
 INPUT_KEYS = ("seed", "prompt", "negative_prompt")   # what makes two clips with one key the same clip

@@ -14,11 +14,11 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 import metrics as metric_registry
+from common.errors import InputError
 from models.fast import FastPath
 from models.registry import MODELS, resolve_spec
 from models.schedulers import resolve_sampler, step_limit
 from models.specs import LORA_CONVENTIONS, MOTION_NORMS, QUANTIZE, ModelSpec, SamplerSpec
-from common.errors import InputError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 STAGES = ("preflight", "timing", "generate", "score", "report")

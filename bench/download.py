@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
 from bench.offline import is_loopback
-from common.files import sha256_file
 from common.errors import LcmbenchError
+from common.files import sha256_file
 
 USER_AGENT = "lcmbench-prefetch/1"
 

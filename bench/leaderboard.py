@@ -12,13 +12,13 @@ from typing import Any, Dict, List, Mapping, Sequence, Union
 
 import numpy as np
 
+from common.errors import InputError
 from results.compare import PairedLine
 from results.stats import paired_difference
 from results.tolerances import equivalence_margin
 
 from bench.runner import MethodPlan
 from bench.store import ClipStore
-from common.errors import InputError
 
 
 def _by_sample(plan: MethodPlan, nfe: int, store: ClipStore, metric: Any) -> Dict[tuple, Any]:

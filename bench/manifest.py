@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import metrics as metric_registry
+from common.errors import InputError
 from common.files import sha256_file, write_atomic
 from models.weights import hub_cache_dir
-from common.errors import InputError
 
 MANIFEST_FORMAT = "lcmbench-prefetch-manifest-1"
 # the harness's own cache roots -> the environment variable that moves each (the metrics

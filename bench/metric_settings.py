@@ -7,9 +7,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import metrics as metric_registry
 from bench.config import get, plain
+from common.errors import InputError
 from common.names import did_you_mean
 from metrics.plugin import RunFacts
-from common.errors import InputError
 
 DEFAULT_CACHE_DIR = "~/.cache/lcmbench"
 

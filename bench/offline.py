@@ -31,8 +31,8 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from huggingface_hub import constants as hf_constants
 
-from common.names import env_flag
 from common.errors import LcmbenchError
+from common.names import env_flag
 
 log = logging.getLogger("lcmbench")
 

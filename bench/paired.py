@@ -33,6 +33,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
+from common.errors import LcmbenchError
 from metrics import display as metric_display
 from metrics import family as metric_family
 from metrics.frechet import FrechetToReference, frechet_distance
@@ -47,7 +48,6 @@ from results.tolerances import equivalence_margin
 
 from bench.baseline import INPUT_KEYS, Baseline, BaselineError, clip_inputs
 from bench.store import ClipStore
-from common.errors import LcmbenchError
 
 
 class CannotPair(LcmbenchError, ValueError):

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import metrics as metric_registry
 import models
+from common.errors import InputError
 from common.names import did_you_mean
 from metrics.base import MetricFailed
 from models.device import device_info, resolve_device_dtype
@@ -47,7 +48,6 @@ from bench.rundir import check_same_experiment, published, save_preflight
 from bench.runner import (GENERATION_CODE_VERSION, GenerationSettings, MethodPlan, MetricSetupError, check_resumable,
                      generate_all, generation_timing, method_fingerprint, require_complete, store_summary)
 from bench.store import ClipStore, publish_dir, remove_abandoned_staging, staging_dir
-from common.errors import InputError
 
 log = logging.getLogger("lcmbench")
 

@@ -139,9 +139,10 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
         checked = plugins[name].check(options, run)
         # metrics on another's files (KVD, FVD-inf on FVD's detector and reference) find the
         # same asset and the same problem: each is reported once
-        report.assets += [a for a in checked.assets if (a.name, a.location) not in
-                          {(b.name, b.location) for b in report.assets}]
-        report.problems += [p for p in checked.problems if p.what not in {q.what for q in report.problems}]
+        seen_assets = {(a.name, a.location) for a in report.assets}
+        seen_problems = {p.what for p in report.problems}
+        report.assets += [a for a in checked.assets if (a.name, a.location) not in seen_assets]
+        report.problems += [p for p in checked.problems if p.what not in seen_problems]
         report.notes += [n for n in checked.notes if n not in report.notes]
     metric_costs = {name: plugins[name].cost(options, run) for name, options in metrics_on.items()}
     frame_nfes = {plugins[name].frames_nfe(options, run) for name, options in metrics_on.items()} - {None}

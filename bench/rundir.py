@@ -13,8 +13,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from common.files import write_atomic
 from common.errors import InputError
+from common.files import write_atomic
 
 
 # what makes a run folder's results what they are: another value here is another experiment

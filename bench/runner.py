@@ -18,6 +18,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from common.errors import InputError, LcmbenchError
 from metrics.video_io import write_mp4
 from models.schedulers import resolve_sampler
 from models.specs import ModelSpec, step_specific
@@ -25,7 +26,6 @@ from models.specs import ModelSpec, step_specific
 from bench.protocol import ClipSpec
 from bench.shard import Shard
 from bench.store import ClipStore
-from common.errors import InputError, LcmbenchError
 
 log = logging.getLogger("lcmbench")
 

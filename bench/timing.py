@@ -32,6 +32,7 @@ from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
 import models
+from common.errors import InputError
 from models.animatediff import share_weights_as
 from models.device import device_name, device_peak_tflops, resolve_device_dtype
 from models.fast import FastPath, fast_options
@@ -42,7 +43,6 @@ from bench.config import CONFIG_DIR, compose, settings_problems
 from bench.errors import fail
 from bench.overrides import check_overrides
 from bench.figures import environment, format_table, write_figures
-from common.errors import InputError
 
 log = logging.getLogger("lcmbench")
 

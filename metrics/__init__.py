@@ -17,9 +17,9 @@ import importlib
 import importlib.metadata
 from typing import Any, Dict, List, Type
 
+from common.errors import InputError, LcmbenchError
 from common.names import did_you_mean
 from metrics.plugin import Metric
-from common.errors import InputError, LcmbenchError
 
 ENTRY_POINT_GROUP = "lcmbench.metrics"
 

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from cdfvd.third_party.VideoMAEv2.videomaev2_finetune import VisionTransformer, vit_giant_patch14_224
 
+from common.errors import InputError
 from metrics.cd_fvd_plugin import CDFVD, CDFVDFacts, CDFVDOptions
 from metrics.feature_distance import (FeatureDistanceMetric, check_frames, load_state, read_checkpoint,
                                       torch_device, weights_identity)
@@ -40,7 +41,6 @@ from metrics.feature_distance_plugin import FILELESS_MODES, ViTShape, weights_pa
 from metrics.feature_stats import FeatureStats
 from metrics.frechet import FrechetToReference, frechet_distance
 from metrics.options import parse_options
-from common.errors import InputError
 
 log = logging.getLogger("lcmbench.cd_fvd")
 

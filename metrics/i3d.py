@@ -26,9 +26,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.errors import InputError, MissingInput
 from common.files import sha256_file
 from metrics.detector_files import PUBLISHED_AT, STATE_DICT_FILE, TORCHSCRIPT_FILE
-from common.errors import InputError, MissingInput
 
 NUM_CLASSES = 400
 # TF / Sonnet's BatchNorm epsilon, which the weights were trained with. It is not in

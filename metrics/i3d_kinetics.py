@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
-from common.errors import InputError, LcmbenchError, MissingInput
 
 try:  # numpy >= 2 keeps it in numpy._core; files pickled under numpy 1 name numpy.core
     from numpy._core.multiarray import _reconstruct
 except ImportError:  # numpy < 2
     from numpy.core.multiarray import _reconstruct
 
+from common.errors import InputError, LcmbenchError, MissingInput
 from common.files import package_file, sha256_file, write_atomic
 from metrics.i3d import MIXED_BLOCKS
 

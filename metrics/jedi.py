@@ -26,6 +26,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
+from common.errors import InputError
 from metrics.feature_distance import (FeatureDistanceMetric, check_frames, read_checkpoint, torch_device,
                                       weights_identity)
 from metrics.feature_distance_plugin import FILELESS_MODES, ViTShape, weights_path
@@ -34,7 +35,6 @@ from metrics.jedi_plugin import JEDi, JEDiFacts, JEDiOptions
 from metrics.options import parse_options
 from metrics.video_io import resize_short_side_center_crop
 from metrics.vjepa import VIT_HUGE_16, VJEPAConfig, VJEPAFeatures, init_random, load_pretrained
-from common.errors import InputError
 
 log = logging.getLogger("lcmbench.jedi")
 

@@ -25,11 +25,11 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from common.errors import InputError
 from metrics import fvd
 from metrics.base import ClipMetric
 from metrics.kvd_plugin import KVD, KVDScore
 from metrics.options import parse_options
-from common.errors import InputError
 
 KERNEL = "polynomial: (x.y / d + 1)^3 (scikit-learn defaults: degree 3, gamma 1/d, coef0 1)"
 _CHUNK = 256   # resamples per kernel product in the vectorised bootstrap

@@ -13,13 +13,13 @@ import dataclasses
 from typing import Any, Dict, List, Mapping, Tuple
 
 from common.checks import Checked, Problem
+from common.errors import InputError
 from common.names import closest
 from metrics.base import MetricFacts
 from metrics.fvd_plugin import FVD
 from metrics.fvd_protocols import FVDOptions
 from metrics.options import option_names, options_schema, parse_options
 from metrics.plugin import Cost, FileNeed, Metric, RunFacts
-from common.errors import InputError
 
 
 class OnFVDFeatures(Metric):

@@ -10,8 +10,8 @@ from typing import Any, List, Mapping, Type, TypeVar
 from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from common.names import closest
 from common.errors import InputError
+from common.names import closest
 
 T = TypeVar("T")
 

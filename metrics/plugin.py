@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from common.checks import AssetCheck, Checked, Problem
+from common.errors import InputError
 from common.files import sha256_file
 from metrics.base import MetricFacts
 from metrics.options import parse_options
-from common.errors import InputError
 
 
 @dataclass(frozen=True)

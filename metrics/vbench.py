@@ -45,6 +45,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from huggingface_hub import constants as hf_constants
 
+from common.errors import InputError, MissingInput
 from metrics.vbench_assets import (CACHE_FILES, HF_FILES, TORCH_HUB_FILES, DownloadBlocked, _check_dimensions,
                                    available_dimensions, vbench_cache_dir)
 from metrics.vbench_export import (_prompt_subset_info, _prompts_by_dimension, export_for_vbench, full_info_path,
@@ -53,7 +54,6 @@ from metrics.vbench_metric import VBenchSetMetric
 from metrics.vbench_protocol import (ALL_DIMENSIONS, CUSTOM_INPUT_UNSUPPORTED, MODES, NORMALIZE, QUALITY_DIMENSIONS,
                                      SEMANTIC_DIMENSIONS, STANDARD_VIDEOS_PER_PROMPT, SUMMARIES, VIDEO_SUFFIXES,
                                      VBenchScore, aggregate)
-from common.errors import InputError, MissingInput
 
 __all__ = [  # the public face of VBench in lcmbench: its protocol, files and export with the evaluation
     "ALL_DIMENSIONS", "CACHE_FILES", "CUSTOM_INPUT_UNSUPPORTED", "DownloadBlocked", "HF_FILES", "MODES", "NORMALIZE",

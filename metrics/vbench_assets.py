@@ -11,10 +11,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from huggingface_hub import try_to_load_from_cache
 
+from common.errors import InputError, LcmbenchError
 from common.names import closest
 from metrics.vbench_protocol import ALL_DIMENSIONS
 from models.weights import hub_cache_dir
-from common.errors import InputError, LcmbenchError
 
 _CLIP_B32 = ("https://openaipublic.azureedge.net/clip/models/"
              "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt")

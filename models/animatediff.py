@@ -22,6 +22,7 @@ from diffusers.utils import logging as diffusers_logging
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from common.errors import InputError
 from common.files import atomic_path
 
 from . import tiny as tiny_parts
@@ -35,7 +36,6 @@ from .specs import QUANTIZE, ModelSpec
 from .successors import load_motion_file, merge_peft_lora
 from .weights import (UnsafeWeights, WeightsNotFound, check_sha256, fuse_residual, load_with_clear_error, looks_local,
                       resolve_file, scale_motion_residual)
-from common.errors import InputError
 
 log = logging.getLogger("lcmbench.models")
 

@@ -18,9 +18,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from common.errors import InputError
 from .specs import LORA_CONVENTIONS
 from .weights import load_state_dict
-from common.errors import InputError
 
 log = logging.getLogger("lcmbench.models")
 

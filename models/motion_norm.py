@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from torch import nn
 
-from .specs import MOTION_NORMS
 from common.errors import InputError
+from .specs import MOTION_NORMS
 
 
 class PerFrameGroupNorm(nn.GroupNorm):

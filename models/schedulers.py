@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from typing import Any, Dict, Tuple
 
-from .specs import SamplerSpec
 from common.errors import InputError
+from .specs import SamplerSpec
 
 _SD_BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="linear")
 

@@ -13,9 +13,9 @@ from typing import Any, Callable, Dict, Optional
 from huggingface_hub import hf_hub_download
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from common.errors import InputError, LcmbenchError
 from common.files import sha256_file
 from common.names import env_flag
-from common.errors import InputError, LcmbenchError
 
 
 class WeightsNotFound(LcmbenchError, FileNotFoundError):

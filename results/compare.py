@@ -52,6 +52,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from common.errors import InputError
 from metrics import display as metric_display
 from metrics import facts as metric_facts
 
@@ -62,7 +63,6 @@ from .stats import paired_difference
 from .tolerances import (TIMING_METRICS, Tolerance, ToleranceError, equivalence_margin, load_tolerance_file,
                          parse_tolerance_args, tolerance_for)
 from .views import flat_rows
-from common.errors import InputError
 
 EXIT_OK, EXIT_REGRESSION, EXIT_INCOMPARABLE = 0, 1, 2
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from common.errors import InputError
 from metrics import display as metric_display
 from metrics import facts as metric_facts
 
@@ -19,7 +20,6 @@ from .registry import arrow, clip_row_metrics
 from .schema import as_results
 from .table_render import DASH, Cell, Table, fmt_ms, paired_cell, render
 from .tables import _value_cell
-from common.errors import InputError
 
 
 

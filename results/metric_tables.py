@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, List, Mapping, Union
 
+from common.errors import InputError
 from metrics import display as metric_display
 from metrics import facts as metric_facts
 
@@ -19,7 +20,6 @@ from .schema import as_results
 from .table_render import DASH, Cell, Table, render
 from .tables import CI_STYLES, _ci_note, _value_cell
 from .views import flat_rows
-from common.errors import InputError
 
 
 def _label(res: Results) -> str:

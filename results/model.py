@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Literal, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from common.errors import InputError, LcmbenchError
 from common.names import did_you_mean
 from metrics import available as available_metrics
 from metrics import family as metric_family
@@ -24,7 +25,6 @@ from metrics import row_metrics
 from metrics.vbench_protocol import ALL_DIMENSIONS, MODES as VBENCH_MODES
 
 from .registry import row_metric_summary, section_plugins
-from common.errors import InputError, LcmbenchError
 
 SCHEMA_VERSION = "1.0"
 WEIGHTS_MODES = ("tiny", "random", "pretrained")

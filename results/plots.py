@@ -24,6 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator, ScalarFormatter
 
+from common.errors import InputError
 from common.files import atomic_path
 from metrics import display as metric_display
 from metrics import facts as metric_facts
@@ -33,7 +34,6 @@ from .leaderboard import pareto_front
 from .model import Results
 from .registry import clip_row_metrics, direction
 from .schema import as_results
-from common.errors import InputError
 
 # Colours come from each method's spec (the registry or the experiment's model config);
 # methods without one take the palette in presentation order, markers likewise.

@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from common.errors import InputError, MissingInput
 from common.files import write_atomic
 
 from . import paper
@@ -46,7 +47,6 @@ from .schema import as_results, save, validate
 from .table_render import Table, render, to_html
 from .tables import build_ablation_table, build_table1, build_table2, build_time_table
 from .views import write_csv
-from common.errors import InputError, MissingInput
 
 PathLike = Union[str, Path]
 SampleValue = Union[np.ndarray, str, Path, Sequence[Any]]

@@ -18,13 +18,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Un
 
 from pydantic import BaseModel, ValidationError
 
+from common.errors import LcmbenchError, MissingInput
 from common.files import write_atomic
 from metrics import display as metric_display
 from metrics import family as metric_family
 from results.model import SCHEMA_VERSION, CrossReferenceError, Results, protocol_id
 from results.comparability import protocol_differences
 from results.registry import is_set_statistic, section_plugins
-from common.errors import LcmbenchError, MissingInput
 
 PathLike = Union[str, "os.PathLike[str]"]
 EXAMPLE = Path(__file__).resolve().parent / "data" / "example_results.json"   # a valid file, tested

@@ -30,8 +30,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from metrics import display as metric_display
-from metrics import facts as metric_facts
+from common.errors import InputError, MissingInput
+from metrics import display as metric_display, facts as metric_facts
 from metrics.vbench_protocol import ALL_DIMENSIONS as VBENCH_DIMENSIONS
 
 from . import paper
@@ -39,7 +39,6 @@ from .model import Results, Row
 from .registry import rank
 from .schema import SchemaError, as_results, load
 from .table_render import DASH, FORMATS, Cell, Table, fmt_ms, fmt_num, paired_cell, render
-from common.errors import InputError, MissingInput
 
 CI_STYLES = ("pm", "interval")
 PUBLISHED_VBENCH_CSV = Path(__file__).parent / "data" / "vbench_published.csv"

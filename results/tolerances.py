@@ -10,12 +10,12 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
+from common.errors import LcmbenchError
 from metrics import available as available_metrics
 from metrics import facts as metric_facts
 from metrics import family as metric_family
 from metrics import is_known as is_known_metric
 from metrics import plugin as metric_plugin
-from common.errors import LcmbenchError
 
 TIMING_METRICS = {"denoise_ms": "denoising ms", "peak_mem_mb": "peak memory MB"}
 
