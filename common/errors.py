@@ -17,3 +17,8 @@ class InputError(LcmbenchError, ValueError):
 
 class MissingInput(LcmbenchError, FileNotFoundError):
     """A file or folder the harness was told to read, or needs, does not exist."""
+
+
+class UnusableFile(LcmbenchError, RuntimeError):
+    """A file that exists but cannot be used: corrupt, another release, or a pickle that
+    holds more than tensors."""

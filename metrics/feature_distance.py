@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from common.errors import InputError, MissingInput
+from common.errors import InputError, MissingInput, UnusableFile
 from common.files import sha256_file
 from metrics.base import ClipMetric
 from metrics.feature_stats import FeatureStats
@@ -57,14 +57,14 @@ def read_checkpoint(path: str, what: str, sha256: Optional[str], allow_unsafe_pi
     if sha256:
         digest = sha256_file(path)
         if digest.lower() != sha256.lower():
-            raise RuntimeError(f"{path} has sha256 {digest}, expected {sha256}: the file is corrupt or another "
+            raise UnusableFile(f"{path} has sha256 {digest}, expected {sha256}: the file is corrupt or another "
                                f"release; download it again or fix the pin.")
     try:
         return torch.load(path, map_location="cpu", weights_only=not allow_unsafe_pickle)
     except Exception as err:  # noqa: BLE001 - re-raised with the path and the way out
         hint = "" if allow_unsafe_pickle else (" If it is a pickle that holds more than tensors and you trust its "
                                                "source, run with runner.allow_unsafe_pickle=true.")
-        raise RuntimeError(f"could not read {path} as a PyTorch checkpoint ({type(err).__name__}: {err}).{hint}") \
+        raise UnusableFile(f"could not read {path} as a PyTorch checkpoint ({type(err).__name__}: {err}).{hint}") \
             from err
 
 
@@ -74,13 +74,13 @@ def load_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor], sourc
     ``optional`` may be absent: the module keeps its own, as the authors' non-strict
     loaders do; keys the module lacks are ignored), else one error naming what is wrong."""
     if not isinstance(state, Mapping):
-        raise RuntimeError(f"{source} holds no state dict of the {network} network.")
+        raise UnusableFile(f"{source} holds no state dict of the {network} network.")
     own = module.state_dict()
     missing = [k for k in own if k not in state and k not in optional]
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
              if k in state and tuple(state[k].shape) != tuple(v.shape)]
     if missing or wrong:
-        raise RuntimeError(f"{source} is not a checkpoint of the {network} network: {len(missing)} missing keys "
+        raise UnusableFile(f"{source} is not a checkpoint of the {network} network: {len(missing)} missing keys "
                            f"{missing[:3]}, {len(wrong)} of another shape {wrong[:3]}.")
     module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 

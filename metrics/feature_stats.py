@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from common.errors import InputError, MissingInput
+from common.errors import InputError, MissingInput, UnusableFile
 from common.files import write_atomic
 
 
@@ -98,10 +98,10 @@ class FeatureStats:
                 fmt = str(z["format"])
                 count, s, so, meta = int(z["count"]), z["sum"], z["sum_outer"], json.loads(str(z["meta"]))
         except Exception as e:  # noqa: BLE001
-            raise RuntimeError(f"cannot read feature statistics {path} ({type(e).__name__}: {e}); "
+            raise UnusableFile(f"cannot read feature statistics {path} ({type(e).__name__}: {e}); "
                                f"delete it to recompute.") from e
         if fmt != _STATS_FORMAT or s.ndim != 1 or so.shape != (s.shape[0], s.shape[0]):
-            raise RuntimeError(f"{path} is not a {_STATS_FORMAT} file (format {fmt!r}); delete it to recompute.")
+            raise UnusableFile(f"{path} is not a {_STATS_FORMAT} file (format {fmt!r}); delete it to recompute.")
         stats = cls(s.shape[0], meta)
         stats.count, stats.sum, stats.sum_outer = count, s.astype(np.float64), so.astype(np.float64)
         return stats

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.errors import InputError, MissingInput
+from common.errors import InputError, MissingInput, UnusableFile
 from common.files import sha256_file
 from metrics.detector_files import PUBLISHED_AT, STATE_DICT_FILE, TORCHSCRIPT_FILE
 
@@ -324,7 +324,7 @@ def load_detector(path: str, kind: Optional[str] = None, sha256: Optional[str] =
             f"{PUBLISHED_AT[TORCHSCRIPT_FILE]}, and pass its path (or put it in $LCMBENCH_CACHE).")
     digest = sha256_file(path)
     if sha256 is not None and digest.lower() != sha256.lower():
-        raise RuntimeError(
+        raise UnusableFile(
             f"sha256 of {path} is {digest}, expected {sha256}: the file is corrupt or a different "
             f"release; download it again or fix the expected checksum.")
     if kind is None:
@@ -336,7 +336,7 @@ def load_detector(path: str, kind: Optional[str] = None, sha256: Optional[str] =
                 warnings.filterwarnings("ignore", category=FutureWarning)
                 module = torch.jit.load(path, map_location="cpu").eval()
         except Exception as e:  # noqa: BLE001 - re-raised with the path and a hint
-            raise RuntimeError(
+            raise UnusableFile(
                 f"could not load {path} as a TorchScript detector ({type(e).__name__}: {e}); "
                 f"for a state dict such as {STATE_DICT_FILE} pass kind='i3d'.") from e
         return Detector(module, "torchscript", path, digest)
@@ -347,7 +347,7 @@ def load_detector(path: str, kind: Optional[str] = None, sha256: Optional[str] =
     except Exception as e:  # noqa: BLE001
         hint = "" if allow_unsafe_pickle else (" If it is a pickle that holds more than tensors and you trust its "
                                                "source, run with runner.allow_unsafe_pickle=true.")
-        raise RuntimeError(f"could not read {path} as a PyTorch state dict ({type(e).__name__}: {e}).{hint}") from e
+        raise UnusableFile(f"could not read {path} as a PyTorch state dict ({type(e).__name__}: {e}).{hint}") from e
     sd = _unwrap_state_dict(obj, path)
     model = InceptionI3d(bn_eps=bn_eps)
     check_state_dict(model, sd, source=path)
