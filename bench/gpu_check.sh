@@ -117,7 +117,7 @@ check_imports() {
   "$PY" - <<'PYENV'
 import platform, torch, diffusers, transformers, hydra, omegaconf
 from diffusers import AnimateDiffPipeline  # noqa: F401  (the import chain the check needs)
-import bench.timing, models.fast  # noqa: F401
+import bench.timing.denoising, models.fast  # noqa: F401
 print(f"  python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
       f"diffusers {diffusers.__version__} from {diffusers.__file__.rsplit('/', 2)[0]}, transformers {transformers.__version__}")
 if torch.cuda.is_available():

@@ -1,0 +1,1 @@
+"""Making the clips: the generation runner and the crash-safe clip store."""
