@@ -9,9 +9,9 @@ without the real weights; the scores themselves mean nothing.
 
 Formats, read from vbench 0.1.5 (and the loaders it calls):
 
-* CLIP ``clip_model/ViT-B-32.pt`` / ``ViT-L-14.pt``: ``clip.load(path)`` reads a JIT
-  archive or, failing that, a state dict; a state dict is written (fp16, as CLIP's own
-  ``build_model`` converts it anyway).
+* CLIP ``clip_model/ViT-B-32.pt`` / ``ViT-L-14.pt``: a traced TorchScript archive in
+  fp16, like OpenAI's files (``clip.load(path)``'s state-dict fallback fails, see
+  :func:`_save_clip`).
 * aesthetic head: ``nn.Linear(768, 1)`` state dict.
 * DINO: ``torch.hub.load(<cache>/dino_model/facebookresearch_dino_main, 'dino_vitb16',
   source='local')``; DINO's hubconf reads its weights with
@@ -101,25 +101,34 @@ def _half(state_dict):
 
 # --------------------------------------------------------------------------- networks
 
-def _clip_state(width: int, layers: int, patch: int, embed_dim: int, text_width: int, text_heads: int):
-    from clip.model import CLIP  # heavy: openai-clip imports torch
+def _save_clip(target: Path, width: int, layers: int, patch: int, embed_dim: int, text_width: int,
+               text_heads: int) -> None:
+    """A traced CLIP in fp16, as OpenAI's files are. openai-clip 1.0.1's state-dict fallback
+    reads the file handle its failed torch.jit.load left at the end (EOFError), so only a
+    TorchScript archive loads."""
+    if target.is_file():
+        return
+    import torch  # heavy: torch, openai-clip
+    from clip.model import CLIP
 
     model = CLIP(embed_dim=embed_dim, image_resolution=224, vision_layers=layers, vision_width=width,
                  vision_patch_size=patch, context_length=77, vocab_size=49408, transformer_width=text_width,
-                 transformer_heads=text_heads, transformer_layers=12)
-    return _half(model.state_dict())
+                 transformer_heads=text_heads, transformer_layers=12).eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(model, (torch.zeros(1, 3, 224, 224), torch.zeros(1, 77, dtype=torch.long)),
+                                 check_trace=False)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    torch.jit.save(traced.half(), str(tmp))
+    os.replace(tmp, target)
 
 
 def _write_clip_b32(cache: Path) -> None:
-    target = cache / "clip_model" / "ViT-B-32.pt"
-    if not target.is_file():
-        _save(_clip_state(768, 12, 32, 512, 512, 8), target)
+    _save_clip(cache / "clip_model" / "ViT-B-32.pt", 768, 12, 32, 512, 512, 8)
 
 
 def _write_clip_l14(cache: Path) -> None:
-    target = cache / "clip_model" / "ViT-L-14.pt"
-    if not target.is_file():
-        _save(_clip_state(1024, 24, 14, 768, 768, 12), target)
+    _save_clip(cache / "clip_model" / "ViT-L-14.pt", 1024, 24, 14, 768, 768, 12)
 
 
 def _dino(cache: Path, torch_home: Path) -> None:
