@@ -45,15 +45,16 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from huggingface_hub import constants as hf_constants
 
-from common.errors import InputError, MissingInput
+from common.errors import InputError, LcmbenchError, MissingInput
 from metrics.vbench_assets import (CACHE_FILES, HF_FILES, TORCH_HUB_FILES, DownloadBlocked, _check_dimensions,
-                                   available_dimensions, vbench_cache_dir)
+                                   available_dimensions, static_filter_weights, vbench_cache_dir)
 from metrics.vbench_export import (_prompt_subset_info, _prompts_by_dimension, export_for_vbench, full_info_path,
                                    standard_prompts)
 from metrics.vbench_metric import VBenchSetMetric
 from metrics.vbench_protocol import (ALL_DIMENSIONS, CUSTOM_INPUT_UNSUPPORTED, MODES, NORMALIZE, QUALITY_DIMENSIONS,
                                      SEMANTIC_DIMENSIONS, STANDARD_VIDEOS_PER_PROMPT, SUMMARIES, VIDEO_SUFFIXES,
                                      VBenchScore, aggregate)
+from metrics.vbench_static_filter import FramesTooSmall, Selection, select_for_flickering
 
 __all__ = [  # the public face of VBench in lcmbench: its protocol, files and export with the evaluation
     "ALL_DIMENSIONS", "CACHE_FILES", "CUSTOM_INPUT_UNSUPPORTED", "DownloadBlocked", "HF_FILES", "MODES", "NORMALIZE",
@@ -155,7 +156,14 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
     Returns {"scores": {dim: raw fraction}, "per_video": {dim: {file name: value}},
     "skipped": {dim: reason}, "failed": {dim: error}, "n_videos": {dim: n},
     "missing_videos": {dim: n}, "mode", "name", "device", "cache_dir",
-    "vbench_version", "results_files": {dim: json path}, "notes": [...]}.
+    "vbench_version", "results_files": {dim: json path}, "notes": [...],
+    "non_standard": {dim: why}, "static_filter": None or {"applied": bool, ...}}.
+
+    temporal_flickering follows VBench's protocol when RAFT's weights are in the VBench
+    cache: :mod:`metrics.vbench_static_filter` keeps up to 5 static videos per prompt and
+    only those are scored; "static_filter" records each video's flow measures and whether
+    it was kept. Without the weights (or with frames too small for RAFT) every video is
+    scored and the dimension is listed in "non_standard".
     """
     if mode not in MODES:
         raise InputError(f"VBench: mode must be one of {', '.join(MODES)}, got '{mode}'.")
@@ -237,6 +245,23 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
     scores: Dict[str, float] = {}
     per_video: Dict[str, Dict[str, Any]] = {}
     failed: Dict[str, str] = {}
+    notes: List[str] = []
+    static: Optional[Selection] = None
+    static_record: Optional[Dict[str, Any]] = None
+    if "temporal_flickering" in runnable:
+        static, static_record, why = _static_selection(videos_dir, videos, mode, prompt_list, out, name, cache,
+                                                       device, prompts_by_dim=_prompts_by_dimension()
+                                                       if mode == "vbench_standard" else None)
+        if static is None and static_record.get("failed"):
+            runnable.remove("temporal_flickering")
+            failed["temporal_flickering"] = why
+        elif static is not None:
+            notes.extend(static.notes)
+            if not static.originals:
+                runnable.remove("temporal_flickering")
+                skipped["temporal_flickering"] = why
+            else:
+                n_expected["temporal_flickering"] = len(static.originals)
     files: Dict[str, str] = {}
     n_videos: Dict[str, int] = {}
     if runnable:
@@ -248,9 +273,12 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
                 result_file = out / f"{run_name}_eval_results.json"
                 if result_file.exists():
                     result_file.unlink()  # never read a stale result back
+                where, listed, info = videos_dir, prompt_list, info_file
+                if d == "temporal_flickering" and static is not None:
+                    where, listed, info = _static_inputs(static, mode, prompt_list, out, name, info_file)
                 try:
-                    VBench(device, str(info_file), str(out)).evaluate(
-                        videos_path=str(videos_dir), name=run_name, prompt_list=prompt_list, dimension_list=[d],
+                    VBench(device, str(info), str(out)).evaluate(
+                        videos_path=str(where), name=run_name, prompt_list=listed, dimension_list=[d],
                         local=True, read_frame=False, mode=mode)
                     with open(result_file, encoding="utf-8") as f:
                         avg, rows = json.load(f)[d]
@@ -266,15 +294,16 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
                     continue
                 scores[d] = float(avg)
                 per_video[d] = {Path(r["video_path"]).name: r["video_results"] for r in rows}
+                if d == "temporal_flickering" and static is not None:   # report the files given, not the links
+                    per_video[d] = {static.originals.get(k, k): v for k, v in per_video[d].items()}
                 n_videos[d] = len(rows)
                 files[d] = str(result_file)
                 if d in n_expected and len(rows) < n_expected[d]:
                     failed_reads = n_expected[d] - len(rows)
                     missing_videos[d] = missing_videos.get(d, 0) + failed_reads
 
-    notes = []
     non_standard = {}
-    if "temporal_flickering" in scores:
+    if "temporal_flickering" in scores and static is None:
         # VBench's standard protocol samples more videos per prompt and keeps only the static
         # ones (its RAFT static filter, a script outside the package); without it the figure
         # also counts motion as flicker and is not VBench's number
@@ -282,13 +311,57 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
             "scored on every video given: VBench's RAFT static filter (keep only static videos) was not "
             "applied, so motion counts as flicker; not comparable to published temporal_flickering")
         notes.append("temporal_flickering: " + non_standard["temporal_flickering"])
+        if static_record and static_record.get("reason"):
+            notes.append("temporal_flickering: static filter not applied: " + static_record["reason"])
 
     return {
         "scores": scores, "per_video": per_video, "skipped": skipped, "failed": failed,
         "n_videos": n_videos, "missing_videos": missing_videos, "mode": mode, "name": name,
         "device": str(device), "cache_dir": str(cache), "vbench_version": md.version("vbench"),
-        "results_files": files, "notes": notes, "non_standard": non_standard,
+        "results_files": files, "notes": notes, "non_standard": non_standard, "static_filter": static_record,
     }
+
+
+def _static_selection(videos_dir: Path, videos: List[str], mode: str, prompt_list: Any, out: Path, name: str,
+                      cache: Path, device: str, prompts_by_dim: Optional[Mapping[str, List[str]]]
+                      ) -> Tuple[Optional[Selection], Dict[str, Any], str]:
+    """Run VBench's static filter for temporal_flickering when its RAFT weights are here.
+
+    Returns (selection or None, the record for the result, why: the skip or failure reason).
+    """
+    weights = static_filter_weights(cache)
+    if not weights.is_file():
+        return None, {"applied": False, "reason": f"RAFT weights {weights} are not in the VBench cache"}, ""
+    if prompts_by_dim is not None:
+        # standard mode: the videos of temporal_flickering's prompts, any index ("{prompt}-{i}{suffix}")
+        wanted = set(prompts_by_dim["temporal_flickering"])
+        prompt_of = {v: v.rsplit("-", 1)[0] for v in videos
+                     if v.rsplit("-", 1)[0] in wanted and Path(v).stem.rsplit("-", 1)[-1].isdigit()}
+    else:
+        from_name = re.compile(r"-\d+$")
+        prompt_of = {v: (prompt_list or {}).get(v) or from_name.sub("", Path(v).stem) for v in videos}
+    try:
+        sel = select_for_flickering(videos_dir, prompt_of, out / f"{name}_static_videos", weights, device,
+                                    renumber=prompts_by_dim is not None)
+    except FramesTooSmall as err:
+        return None, {"applied": False, "reason": str(err)}, ""
+    except Exception as err:  # a bad weights file or video, or a version clash in RAFT's code
+        why = str(err) if isinstance(err, LcmbenchError) else f"{type(err).__name__}: {err}"
+        return None, {"applied": False, "failed": True, "reason": why}, f"static filter: {why}"
+    if not sel.originals:
+        return sel, sel.record, (f"the static filter kept none of the {len(prompt_of)} videos: all of them move "
+                                 f"(flow above the threshold; see static_filter in the result)")
+    return sel, sel.record, ""
+
+
+def _static_inputs(static: Selection, mode: str, prompt_list: Any, out: Path, name: str,
+                   info_file: Path) -> Tuple[Path, Any, Path]:
+    """Folder, prompt list and prompt file VBench reads for temporal_flickering on the static videos."""
+    if mode != "vbench_standard":
+        # a prompt map must name exactly the videos in the folder
+        return static.folder, ({k: static.prompts[k] for k in static.originals} if prompt_list else []), info_file
+    with_videos = set(static.prompts.values())
+    return static.folder, prompt_list, _prompt_subset_info(with_videos, out / f"{name}_static_full_info.json")
 
 
 # --------------------------------------------------------------------------- build

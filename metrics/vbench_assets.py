@@ -60,6 +60,12 @@ CACHE_FILES: Dict[str, List[Tuple[str, str]]] = {
                "https://huggingface.co/spaces/xinyu1205/recognize-anything/resolve/main/tag2text_swin_14m.pth")],
     "temporal_style": _VICLIP, "overall_consistency": _VICLIP,
 }
+# Optional files: present, they make a dimension follow VBench's full protocol; absent, the
+# dimension still runs and its result says it is non-standard. temporal_flickering's static
+# filter (VBench's static_filter.py) reads the RAFT weights dynamic_degree reads.
+OPTIONAL_CACHE_FILES: Dict[str, List[Tuple[str, str]]] = {
+    "temporal_flickering": CACHE_FILES["dynamic_degree"],
+}
 # Files outside the VBench cache: the DINO hubconf loads its weights through
 # torch.hub.load_state_dict_from_url (torch hub checkpoints dir), and GRiT / Tag2Text
 # load 'bert-base-uncased' from the Hugging Face cache. Groups are alternatives.
@@ -113,6 +119,11 @@ def vbench_cache_dir(cache_dir: Optional[os.PathLike] = None) -> Path:
         return Path(os.path.expanduser(str(cache_dir)))
     env = os.environ.get("VBENCH_CACHE_DIR")
     return Path(os.path.expanduser(env)) if env else Path.home() / ".cache" / "vbench"
+
+
+def static_filter_weights(cache_dir: Optional[os.PathLike] = None) -> Path:
+    """Where the RAFT weights of VBench's static filter live in the VBench cache (they may be absent)."""
+    return vbench_cache_dir(cache_dir) / OPTIONAL_CACHE_FILES["temporal_flickering"][0][0]
 
 
 def _torch_hub_dir() -> Path:
