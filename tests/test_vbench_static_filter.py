@@ -286,3 +286,27 @@ def test_evaluate_reports_a_broken_raft_file_as_failed(tmp_path):
                       out_dir=tmp_path / "o", device="cpu", prompts=names, cache_dir=tmp_path / "cache")
     assert "cannot load RAFT weights" in res["failed"]["temporal_flickering"]
     assert "temporal_flickering" not in res["scores"]
+
+
+def test_standard_mode_renumbers_the_static_videos_and_reports_them_by_their_own_names(tmp_path, monkeypatch):
+    tf = [p["prompt"] for p in vb.standard_prompts() if "temporal_flickering" in p["dimensions"]][:2]
+    moving = {(tf[0], 0), (tf[1], 0), (tf[1], 1)}
+    # six videos a prompt (VBench samples 25 for this dimension; export's standard mode stops at 5)
+    vb.export_for_vbench([(p, i, _pan(i, frames=4) if (p, i) in moving else _still(i, frames=4))
+                          for p in tf for i in range(6)], tmp_path / "videos", mode="custom_input")
+    static_filter_weights(tmp_path / "cache").parent.mkdir(parents=True)
+    static_filter_weights(tmp_path / "cache").write_bytes(b"unread: exact flow stands in for RAFT")
+    monkeypatch.setattr(sf, "RaftFlow", lambda weights, device: _exact_flow)
+    res = vb.evaluate(tmp_path / "videos", "std", ["temporal_flickering"], out_dir=tmp_path / "o", device="cpu",
+                      cache_dir=tmp_path / "cache", require_complete=False)
+    assert res["failed"] == {} and res["non_standard"] == {}
+    assert res["static_filter"]["kept"] == {tf[0]: [f"{tf[0]}-{i}.mp4" for i in range(1, 6)],
+                                            tf[1]: [f"{tf[1]}-{i}.mp4" for i in range(2, 6)]}
+    # VBench read them as {prompt}-0..4 in the static folder; the result names the files given
+    assert set(res["per_video"]["temporal_flickering"]) == {f"{tf[0]}-{i}.mp4" for i in range(1, 6)} | {
+        f"{tf[1]}-{i}.mp4" for i in range(2, 6)}
+    assert sorted(p.name for p in (tmp_path / "o" / "std_static_videos").iterdir()) == sorted(
+        [f"{tf[0]}-{j}.mp4" for j in range(5)] + [f"{tf[1]}-{j}.mp4" for j in range(4)])
+    assert res["n_videos"]["temporal_flickering"] == 9
+    assert res["scores"]["temporal_flickering"] == pytest.approx(1.0, abs=1e-6)
+    assert any("1 of 2 prompts have fewer than 5 static" in n for n in res["notes"])
