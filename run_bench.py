@@ -15,7 +15,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parent / "bench" / "configs")
 def list_registry() -> str:
     import metrics
     import models
-    from bench.overrides import GROUPS
+    from bench.plan.overrides import GROUPS
 
     groups = {g: sorted(p.stem for p in (Path(CONFIG_DIR) / g).glob("*.yaml")) for g in GROUPS}
     lines = ["Models (models/registry.py):", models.describe(), "",
@@ -32,8 +32,8 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "list":
 if __name__ == "__main__":
     # Hydra's own message for a misspelt group option or key is several lines with no
     # suggestion: catch those first, as one line with the closest valid name.
-    from bench.cli import check_environment, check_run_dir, fail
-    from bench.overrides import check_overrides
+    from bench.plan.overrides import check_overrides
+    from bench.run.cli import check_environment, check_run_dir, fail
 
     _problem = check_overrides(sys.argv[1:], CONFIG_DIR) or check_run_dir(sys.argv[1:]) or check_environment()
     if _problem:
@@ -42,7 +42,7 @@ if __name__ == "__main__":
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from bench.config import register  # noqa: E402
+from bench.plan.config import register  # noqa: E402
 
 register()
 
@@ -51,9 +51,9 @@ register()
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from bench.cli import run_with_clear_errors
-    from bench.offline import enforce_if_requested
-    from bench.rundir import remove_if_made_empty
+    from bench.net.offline import enforce_if_requested
+    from bench.run.cli import run_with_clear_errors
+    from bench.run.rundir import remove_if_made_empty
 
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:

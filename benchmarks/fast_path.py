@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from bench.timing import build_model, environment, parse_fast, write_figures
+from bench.timing.denoising import build_model, environment, parse_fast, write_figures
 from models.animatediff import to_uint8
 from models.device import device_name, resolve_device_dtype
 

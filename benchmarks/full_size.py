@@ -24,8 +24,8 @@ import open_clip
 import torch
 
 import models
-from bench.config import compose
-from bench.pipeline import build_metrics
+from bench.plan.config import compose
+from bench.run.pipeline import build_metrics
 from metrics.clipsim import CLIPSimMetric
 
 PROMPT = "A person is playing the cello in a concert hall"

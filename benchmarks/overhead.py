@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import models
-from bench.timing import write_figures
+from bench.timing.denoising import write_figures
 from models.animatediff import to_uint8
 from models.device import device_name, resolve_device_dtype
 

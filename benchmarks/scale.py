@@ -31,12 +31,12 @@ import torch
 from diffusers.video_processor import VideoProcessor
 from threadpoolctl import threadpool_limits
 
-from bench.config import compose
-from bench.preflight import preflight
-from bench.protocol import ClipSpec
-from bench.runner import GenerationSettings, MethodPlan, check_resumable, generate_all, require_complete, \
-    store_summary
-from bench.store import ClipStore
+from bench.generate.runner import (GenerationSettings, MethodPlan, check_resumable, generate_all, require_complete,
+                                   store_summary)
+from bench.generate.store import ClipStore
+from bench.plan.config import compose
+from bench.plan.protocol import ClipSpec
+from bench.preflight.checklist import preflight
 from metrics.base import ClipMetric
 from metrics.frechet import FrechetToReference
 from models.animatediff import to_uint8

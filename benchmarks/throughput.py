@@ -16,8 +16,8 @@ import logging
 import sys
 import time
 
-from bench.timing import (ALL_METHODS, TimingSettings, environment, parse_fast, write_figures,
-                          time_methods)
+from bench.timing.denoising import (ALL_METHODS, TimingSettings, environment, parse_fast, write_figures,
+                                    time_methods)
 
 TABLE1_CLIPS = 101 * 24 * 16
 

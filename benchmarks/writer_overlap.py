@@ -1,7 +1,7 @@
 """The runner's background writer: clips per second with metric features and store
 writes inline (the plain path) against on a writer thread (the fast path), in one run.
 
-Both arms run bench.runner.generate_all on the same model, metrics and clip list, each
+Both arms run bench.generate.runner.generate_all on the same model, metrics and clip list, each
 into a fresh store; arms alternate (A B, then B A) so drift hits both alike. Prints
 clips/s of each arm, their ratio, how long generation waited for the writer, and
 checks that both arms stored identical features.
@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 import models
-from bench.pipeline import build_metrics, make_plans
-from bench.config import compose
-from bench.prompts import classname_captions
-from bench.runner import GenerationSettings, generate_all
-from bench.store import ClipStore
-from bench.timing import write_figures
+from bench.generate.runner import GenerationSettings, generate_all
+from bench.generate.store import ClipStore
+from bench.plan.config import compose
+from bench.plan.prompts import classname_captions
+from bench.run.pipeline import build_metrics, make_plans
+from bench.timing.denoising import write_figures
 from models.device import device_name, resolve_device_dtype
 
 

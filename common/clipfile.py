@@ -1,6 +1,6 @@
 """The clip file's format, in one place: an uncompressed .npz holding the metadata
 (JSON), each metric's per-clip features (``feat::<feature_key>``), optionally the
-uint8 frames, and a sha256 per member (``integrity``). bench/store.py writes and reads
+uint8 frames, and a sha256 per member (``integrity``). bench/generate/store.py writes and reads
 the store through it; results/ reads stored features through it to re-check a run."""
 from __future__ import annotations
 

@@ -15,12 +15,8 @@ import sys
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from common.errors import LcmbenchError
+from common.errors import LcmbenchError, fail, report_bug
 from common.names import did_you_mean
-
-# The project's one-line error format; bench/errors.py imports nothing of the project, so
-# the command stays light.
-from bench.errors import fail, report_bug
 
 
 @dataclass(frozen=True)
@@ -47,22 +43,22 @@ COMMANDS: Tuple[Command, ...] = (
     Command("run", "run an experiment (Hydra overrides: experiment=table1 ...)", RUN_BENCH),
     Command("list", "models, metrics, experiments and config groups", RUN_BENCH, ("list",)),
     Command("preflight", "check every asset, print the plan; build nothing",
-            "bench.preflight:main"),
-    Command("prefetch", "download what an experiment needs, write a manifest", "bench.prefetch:main"),
-    Command("verify", "check a prefetch MANIFEST on an offline node", "bench.prefetch:main",
+            "bench.preflight.__main__:main"),
+    Command("prefetch", "download what an experiment needs, write a manifest", "bench.prefetch.__main__:main"),
+    Command("verify", "check a prefetch MANIFEST on an offline node", "bench.prefetch.__main__:main",
             ("--verify",)),
     Command("compare", "verdicts of BASELINE.json against CURRENT.json",
             "results.compare:main"),
     Command("paired", "paired differences of two runs, metric by metric on shared clips",
-            "bench.paired:main"),
-    Command("timing", "denoising time per clip, VAE excluded", "bench.timing:main"),
+            "bench.paired.__main__:main"),
+    Command("timing", "denoising time per clip, VAE excluded", "bench.timing.__main__:main"),
     Command("schema", "the results file's JSON Schema (--markdown)", "results.__main__:main",
             ("schema",)),
     Command("check", "verify a results.json (intervals, cells, features)",
             "results.__main__:main", (), ("--check",)),
     Command("render", "re-render a results.json's tables, plots, report", "results.__main__:main"),
     Command("regression", "run, compare with a baseline, give the verdict",
-            "bench.regression:main"),
+            "bench.regression.__main__:main"),
     Command("fvd-reference", "make FVD's real-video reference file once",
             "bench.fvd_reference:main"),
 )

@@ -1,7 +1,7 @@
 """The one home of device facts: which device and dtype a run uses, what the device is
 called, what is recorded about it, and its datasheet peak.
 
-``bench.shard``, preflight, the runner, the timing command and the benchmarks all read
+``bench.plan.shard``, preflight, the runner, the timing command and the benchmarks all read
 these; none of them needs the diffusers model code for it.
 """
 from __future__ import annotations

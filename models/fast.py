@@ -4,7 +4,7 @@ Every option keeps the output equal to the plain diffusers path within a stated
 tolerance (docs/speed.md: max |difference| of uint8 frames <= 2). What was applied is
 returned as a plain dict so results can record it.
 
-Module level imports no torch: bench/config.py reuses the ``FastPath`` dataclass
+Module level imports no torch: bench/plan/config.py reuses the ``FastPath`` dataclass
 as its Hydra schema.
 """
 from __future__ import annotations
@@ -92,7 +92,7 @@ def _processor_names(module) -> List[str]:
 def apply_fast_path(pipe, fast: Any, device: str) -> Dict[str, Any]:
     """Apply the enabled options to ``pipe`` (an AnimateDiffPipeline already on its
     device and dtype), in place. Returns what was applied."""
-    import torch  # heavy: torch / diffusers: bench.config reads FastPath, and the config schema must not load them
+    import torch  # heavy: torch / diffusers: bench.plan.config reads FastPath, and the config schema must not load them
     # heavy: as above
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 

@@ -4,7 +4,7 @@ them (``models/animatediff.py``, ``models/successors.py``, ``models/lora.py``).
 ``method_files(name, spec, nfes)`` lists, for one resolved ``ModelSpec`` in pretrained
 mode, every Hub repo or local path with the files ``from_pretrained`` /
 ``from_single_file`` / the LoRA and motion-file loaders open there. Preflight checks
-exactly this list and prefetch fetches exactly this list (``bench/assets.py``), so a
+exactly this list and prefetch fetches exactly this list (``bench/preflight/assets.py``), so a
 loader change is one edit here. Tiny and random weights are built from config; the
 local paths a user writes are still checked in those modes (``local_files``): tiny runs
 read them, random runs (timing) only need them to exist.

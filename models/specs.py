@@ -1,5 +1,5 @@
 """Plain dataclasses describing a method (model + sampler). Pure Python: the Hydra
-schemas in bench/config.py reuse them, and listing the registry imports no torch.
+schemas in bench/plan/config.py reuse them, and listing the registry imports no torch.
 
 A field left as None means "the registry default for this model" (models/registry.py);
 the resolved values are what the results record.

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import offline
+from bench.net import offline
 
 REPO = Path(__file__).resolve().parent.parent
 # The authors' caption file (not redistributed here) for the tests that read it: the path in
@@ -45,7 +45,7 @@ def compose(overrides=()):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from bench.config import register
+    from bench.plan.config import register
 
     register()
     with initialize_config_dir(config_dir=str(REPO / "bench" / "configs"), version_base="1.3"):
@@ -63,7 +63,7 @@ def e2e_reference(tmp_path_factory, cache_dir):
 
 @pytest.fixture
 def no_offline_env(monkeypatch):
-    """Start without offline variables; whatever bench.offline.enforce() sets (variables,
+    """Start without offline variables; whatever bench.net.offline.enforce() sets (variables,
     the flags of already imported libraries, the network guard) is undone at teardown.
     (monkeypatch.delenv of an absent variable records nothing, so the variables are
     restored here.)"""

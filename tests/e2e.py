@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from bench.store import ClipStore
+from bench.generate.store import ClipStore
 from tests.conftest import REPO
 
 # 1 class x 3 videos x NFE [1, 2] x 2 methods = 12 clips of 9 frames at 64x64 (9 is

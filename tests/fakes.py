@@ -6,9 +6,9 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from bench.prompts import classname_captions
-from bench.protocol import expand
-from bench.runner import GenerationSettings, MethodPlan
+from bench.generate.runner import GenerationSettings, MethodPlan
+from bench.plan.prompts import classname_captions
+from bench.plan.protocol import expand
 from metrics.base import ClipMetric
 from models.specs import ModelSpec, SamplerSpec
 

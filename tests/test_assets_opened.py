@@ -16,9 +16,9 @@ import pytest
 
 pytest.importorskip("diffusers")
 
-from bench.config import compose  # noqa: E402
-from bench.pipeline import run  # noqa: E402
-from bench.preflight import preflight  # noqa: E402
+from bench.plan.config import compose  # noqa: E402
+from bench.preflight.checklist import preflight  # noqa: E402
+from bench.run.pipeline import run  # noqa: E402
 from metrics import i3d_kinetics, real_videos  # noqa: E402
 
 _RECORDING: list = []   # audit hooks cannot be removed: the hook appends only while a list is set

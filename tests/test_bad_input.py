@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.cli import run_with_clear_errors
+from bench.run.cli import run_with_clear_errors
 from tests.conftest import REPO, compose
 
 # one method, two clips, no metrics: each case fails (or finishes) in seconds
@@ -83,7 +83,7 @@ def test_misspelt_names_are_caught_before_hydra(arg, match, tmp_path):
 
 
 def test_valid_sweeps_and_launcher_overrides_pass_the_check():
-    from bench.overrides import check_overrides
+    from bench.plan.overrides import check_overrides
 
     ok = ["experiment=smoke,table1", "shard.index=range(8)", "hydra/launcher=submitit_slurm",
           "hydra.launcher.timeout_min=120", "~methods.dpmpp", "metrics.fvd.options.x=1",
@@ -197,7 +197,7 @@ def test_scoring_a_store_that_lacks_clips(tmp_path, capsys):
 
 
 def test_a_store_made_with_other_settings(tmp_path, capsys):
-    from bench.store import ClipStore
+    from bench.generate.store import ClipStore
 
     run_dir = tmp_path / "run"
     key = "animatelcm/nfe1/ApplyEyeMakeup/000"
@@ -213,8 +213,8 @@ def test_a_store_made_with_other_settings(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_disk_full_keeps_every_finished_clip_and_resumes(tmp_path, capsys, monkeypatch, cache_dir):
-    from bench import store as store_mod
-    from bench.store import ClipStore
+    from bench.generate import store as store_mod
+    from bench.generate.store import ClipStore
 
     run_dir = tmp_path / "run"
     real_fsync, calls = os.fsync, []

@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from bench import checkpoints
-from bench.cli import run_with_clear_errors
-from bench.preflight import preflight
+from bench.plan import checkpoints
+from bench.preflight.checklist import preflight
+from bench.run.cli import run_with_clear_errors
 from models.tiny import tiny_components, tiny_lora_state_dict
 from tests.conftest import REPO, compose
 
@@ -171,7 +171,7 @@ def test_tiny_mode_refuses_a_single_file_personalized_base_it_would_not_read(tmp
 
 
 def test_joint_checkpoints_pair_with_the_decoupled_one_of_the_same_step():
-    from bench.config import AblationVariant
+    from bench.plan.config import AblationVariant
 
     variants = {"decoupled_100": AblationVariant("decoupled", 100), "decoupled_200": AblationVariant("decoupled", 200),
                 "joint_100": AblationVariant("joint", 100), "joint_300": AblationVariant("joint", 300),

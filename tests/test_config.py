@@ -15,8 +15,8 @@ def test_every_experiment_composes(experiment):
 
 
 def test_table1_is_the_paper_protocol():
-    from bench.pipeline import make_plans
-    from bench.prompts import classname_captions
+    from bench.plan.prompts import classname_captions
+    from bench.run.pipeline import make_plans
 
     cfg = compose(["experiment=table1"])
     assert set(cfg.methods) == {"ddim", "dpmpp", "animatelcm", "animatelcm_r"}
@@ -32,8 +32,8 @@ def test_table1_is_the_paper_protocol():
 def test_a_clip_fingerprint_covers_what_changes_its_pixels():
     """A resume with another dtype, geometry, weight mode or sampler setting must not
     reuse the stored clips; the same settings must."""
-    from bench.pipeline import make_plans
-    from bench.prompts import classname_captions
+    from bench.plan.prompts import classname_captions
+    from bench.run.pipeline import make_plans
 
     def fingerprints(overrides=(), dtype="float32"):
         return {p.name: p.fingerprint for p in make_plans(compose(list(overrides)), classname_captions(), dtype)}
@@ -75,8 +75,8 @@ def test_unknown_experiment_is_an_error():
 
 
 def test_an_appended_unknown_model_key_is_refused_before_anything_runs():
-    from bench.pipeline import make_plans
-    from bench.prompts import classname_captions
+    from bench.plan.prompts import classname_captions
+    from bench.run.pipeline import make_plans
 
     cfg = compose(["+methods.ddim.lora_sclae=1.0"])
     with pytest.raises(ValueError, match="Did you mean 'lora_scale'"):

@@ -12,9 +12,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bench import store as store_mod
-from bench.runner import GenerationOutOfMemory, StoreIncomplete, generate_all, require_complete
-from bench.store import ClipStore, is_abandoned, publish_dir, staging_dir, temporary_name
+from bench.generate import store as store_mod
+from bench.generate.runner import GenerationOutOfMemory, StoreIncomplete, generate_all, require_complete
+from bench.generate.store import ClipStore, is_abandoned, publish_dir, staging_dir, temporary_name
 from tests import e2e
 from tests.fakes import SETTINGS, FakeMetric, FakeModel, plans
 
@@ -145,7 +145,7 @@ def test_a_corrupt_clip_is_regenerated_and_nothing_else(tmp_path):
 
 
 def test_nonfinite_clips_are_recorded_and_left_out_of_scoring(tmp_path, cache_dir):
-    from bench.pipeline import Run
+    from bench.run.pipeline import Run
     from tests.conftest import compose
 
     cfg = compose(["~methods.dpmpp", "~methods.animatelcm_r", "~methods.ddim", "protocol.num_classes=1",
@@ -387,8 +387,8 @@ def test_sigkill_at_random_points_then_resume_ends_like_an_uninterrupted_run(tmp
 
 @pytest.mark.parametrize("enabled, expected", [("true", 1), ("false", 0)])
 def test_the_run_uses_the_writer_only_on_the_fast_path(tmp_path, cache_dir, monkeypatch, enabled, expected):
-    import bench.pipeline as pipeline_mod
-    from bench.pipeline import Run
+    import bench.run.pipeline as pipeline_mod
+    from bench.run.pipeline import Run
     from tests.conftest import compose
 
     cfg = compose(["~methods.dpmpp", "~methods.animatelcm_r", "~methods.ddim", "protocol.num_classes=1",

@@ -9,8 +9,8 @@ import pkgutil
 
 import pytest
 
-import bench.cli as cli
-import bench.pipeline
+import bench.run.cli as cli
+import bench.run.pipeline
 from common.errors import InputError, LcmbenchError, MissingInput
 from tests.conftest import compose
 
@@ -21,8 +21,8 @@ def project_exceptions():
     seen = {}
     for package in PACKAGES:
         root = importlib.import_module(package)
-        for info in pkgutil.iter_modules(root.__path__):
-            module = importlib.import_module(f"{package}.{info.name}")
+        for info in pkgutil.walk_packages(root.__path__, prefix=f"{package}."):   # rooms included
+            module = importlib.import_module(info.name)
             for name, obj in vars(module).items():
                 if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == module.__name__:
                     seen[f"{obj.__module__}.{name}"] = obj
@@ -41,7 +41,7 @@ def run_failing(monkeypatch, capsys, tmp_path, error):
     def run(cfg, run_dir):
         raise error
 
-    monkeypatch.setattr(bench.pipeline, "run", run)
+    monkeypatch.setattr(bench.run.pipeline, "run", run)
     monkeypatch.delenv("LCMBENCH_DEBUG", raising=False)
     with pytest.raises(SystemExit) as info:
         cli.run_with_clear_errors(compose([]), tmp_path / "run")

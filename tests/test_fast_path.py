@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 import models  # noqa: E402
-from bench.runner import BackgroundWorker  # noqa: E402
+from bench.generate.runner import BackgroundWorker  # noqa: E402
 from models.animatediff import share_weights_as  # noqa: E402
 from models.fast import (FastPath, PhaseClock, UnetCallCounter, decode_to_uint8,  # noqa: E402
                          fast_options)
@@ -159,7 +159,7 @@ def test_fast_options_validation():
 def test_hydra_schema_is_the_same_dataclass():
     from dataclasses import fields
 
-    from bench.config import FastPathConfig, RunnerConfig
+    from bench.plan.config import FastPathConfig, RunnerConfig
 
     assert [f.name for f in fields(FastPathConfig)] == [f.name for f in fields(FastPath)]
     assert fast_options(RunnerConfig().fast).enabled is False   # the harness default is the plain path
@@ -247,7 +247,7 @@ def test_the_paper_experiments_default_is_bit_identical_to_the_plain_path(plain_
     and the clip fingerprint is that of the plain path."""
     from omegaconf import OmegaConf
 
-    from bench.config import compose
+    from bench.plan.config import compose
     from models.fast import pixel_settings
 
     for experiment in ("table1", "leaderboard", "regression", "ablation", "vbench"):

@@ -7,8 +7,8 @@ import re
 import pytest
 from omegaconf import OmegaConf
 
-from bench.cli import run_with_clear_errors
-from bench.overrides import check_overrides
+from bench.plan.overrides import check_overrides
+from bench.run.cli import run_with_clear_errors
 from tests.conftest import REPO, compose
 from tests.test_bad_input import BASE, cli, error_line, fails
 
@@ -28,7 +28,7 @@ def test_item1_repeated_list_entries_are_refused(tmp_path, capsys, override, mes
 
 
 def test_item1_no_shipped_experiment_repeats_an_entry():
-    from bench.config import compose, settings_problems
+    from bench.plan.config import compose, settings_problems
 
     for path in sorted((REPO / "bench" / "configs" / "experiment").glob("*.yaml")):
         assert settings_problems(compose([f"experiment={path.stem}"])) == [], path.stem
@@ -41,7 +41,7 @@ def test_item3_another_configuration_into_a_run_folder_is_refused_untouched(tmp_
         return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
     run_dir = tmp_path / "run"
-    run_dir.mkdir()   # a finished run's record of its configuration, as bench/rundir.py:published writes it
+    run_dir.mkdir()   # a finished run's record of its configuration, as bench/run/rundir.py:published writes it
     (run_dir / "config.resolved.yaml").write_text(OmegaConf.to_yaml(compose(BASE), resolve=True))
     (run_dir / "results.json").write_text("{}")
     before = snapshot(run_dir)
@@ -72,8 +72,8 @@ def test_item6_empty_method_set_is_refused():
 
 
 def test_item6_a_plan_beyond_a_gpu_year_needs_allow_huge(tmp_path, capsys):
-    from bench.config import compose
-    from bench.preflight import preflight
+    from bench.plan.config import compose
+    from bench.preflight.checklist import preflight
 
     fails(tmp_path, capsys, ["protocol.videos_per_prompt=100000000"],
           r"The plan is 100,000,000 clips, estimated at ~[\d.]+ days on .*: more than a year of device time.*"
@@ -136,7 +136,7 @@ def test_item11_step_counts_beyond_the_sampler_are_refused_before_any_build(tmp_
 
 
 def test_item11_the_timed_teachers_step_counts_too():
-    from bench.config import compose, settings_problems
+    from bench.plan.config import compose, settings_problems
 
     problems = settings_problems(compose(["experiment=timing", "runner.timing.teacher_nfe=[50,1000]"]))
     assert any(p.startswith("runner.timing.teacher_nfe=[50, 1000] asks methods.ddim for [1000] steps, but its ddim "
@@ -166,7 +166,7 @@ def test_item11_each_sampler_limit_matches_what_diffusers_accepts():
 # ------------------------------------------------------------------ 9. run folders that cannot be made
 
 def test_item9_dangling_symlink_loop_and_overlong_name(tmp_path):
-    from bench.cli import check_run_dir
+    from bench.run.cli import check_run_dir
 
     (tmp_path / "dangling").symlink_to(tmp_path / "gone")
     (tmp_path / "a").symlink_to(tmp_path / "b")
@@ -211,7 +211,7 @@ def test_item12_dataset_root_that_is_a_file(tmp_path, capsys):
 
 
 def test_item12_offline_flag_with_an_unrecognised_value(tmp_path, monkeypatch):
-    from bench.cli import check_environment
+    from bench.run.cli import check_environment
 
     for value in ("1", "0", "true", "False", "yes", "off", ""):
         monkeypatch.setenv("HF_HUB_OFFLINE", value)
@@ -240,8 +240,8 @@ def test_item14_refused_run_removes_the_folder_it_made(tmp_path):
 def test_item7_missing_features_are_named_and_extracted_from_stored_frames(tmp_path):
     from dataclasses import replace
 
-    from bench.runner import StoreIncomplete, generate_all, require_complete
-    from bench.store import ClipStore
+    from bench.generate.runner import StoreIncomplete, generate_all, require_complete
+    from bench.generate.store import ClipStore
     from tests import fakes
 
     class OtherDetector(fakes.FakeMetric):
@@ -270,8 +270,8 @@ def test_item7_missing_features_are_named_and_extracted_from_stored_frames(tmp_p
 # ------------------------------------------------------------------ 13. a manifest that proves nothing
 
 def test_item13_manifest_with_no_assets_or_undone_manual_steps_does_not_verify(tmp_path, capsys):
-    from bench import manifest as mf
-    from bench import prefetch as pf
+    from bench.net import manifest as mf
+    from bench.prefetch import fetch as pf
 
     roots = {"lcmbench": str(tmp_path)}
     empty = mf.write_manifest(tmp_path / "empty.json", "smoke", roots, [], [])

@@ -16,15 +16,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bench import paired
-from bench import download as dl
-from bench import prefetch as pf
-from bench.cli import check_run_dir, run_with_clear_errors
-from bench.overrides import check_overrides
-from bench.lock import run_lock, scope_of
-from bench.runner import generation_timing
-from bench.prompts import UCF101_CLASSES, classname_captions, overlong_captions, parse_caption_file, read_caption_text
-from bench.store import ClipStore
+from bench.generate.runner import generation_timing
+from bench.generate.store import ClipStore
+from bench.net import download as dl
+from bench.paired import differences as paired
+from bench.plan.overrides import check_overrides
+from bench.plan.prompts import UCF101_CLASSES, classname_captions, overlong_captions, parse_caption_file, read_caption_text
+from bench.prefetch import fetch as pf
+from bench.run.cli import check_run_dir, run_with_clear_errors
+from bench.run.lock import run_lock, scope_of
 from results import compare as cmp
 from tests.synthetic import make_results
 from results.tables import table1, table2, time_table
@@ -90,7 +90,7 @@ def test_item2_second_run_in_a_locked_directory_is_refused(tmp_path, capsys):
 
 
 def test_item2_a_killed_run_leaves_no_stale_lock(tmp_path):
-    code = ("import sys, time; sys.path.insert(0, %r); from pathlib import Path; from bench.lock import run_lock; "
+    code = ("import sys, time; sys.path.insert(0, %r); from pathlib import Path; from bench.run.lock import run_lock; "
             "cm = run_lock(Path(%r), 'shard-0-of-1'); cm.__enter__(); print('locked', flush=True); time.sleep(60)"
             % (str(REPO), str(tmp_path)))
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -315,7 +315,7 @@ def test_item10_run_directory_that_is_a_file_end_to_end(tmp_path):
 def test_item10_bad_timing_arguments(args, message, capsys):
     """The timing command reads the same config as run_bench.py: its settings are
     checked by the same schema and the same override checks."""
-    from bench import timing
+    from bench.timing import denoising as timing
 
     with pytest.raises(SystemExit) as info:
         timing.main(["weights=tiny", "runner.device=cpu", *args])
@@ -384,7 +384,7 @@ def test_item12_intervals_bold_and_titles_say_what_they_are():
 # ------------------------------------------------------------------ 13. README figures are today's
 
 def test_item13_readme_preflight_example_is_what_preflight_prints():
-    from bench.preflight import format_plan, preflight
+    from bench.preflight.checklist import format_plan, preflight
 
     readme = (REPO / "README.md").read_text()
     block = readme.split("For Table 1 the plan is:", 1)[1].split("```", 2)[1]

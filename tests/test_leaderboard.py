@@ -122,7 +122,7 @@ def test_pareto_front():
 
 
 def test_preflight_offline_lists_every_hub_file_of_every_generator(monkeypatch, tmp_path):
-    from bench.preflight import preflight
+    from bench.preflight.checklist import preflight
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))

@@ -132,7 +132,7 @@ def test_the_toy_config_composes_through_the_search_path(tmp_path):
     plugin_dir = tmp_path / "plugin"
     plugin_dir.mkdir()
     write_plugin(plugin_dir)
-    code = ("import metrics; from bench.config import compose; "
+    code = ("import metrics; from bench.plan.config import compose; "
             "cfg = compose(['experiment=regression_tiny', '+metric@metrics.toy=toy', 'metrics.toy.options.scale=2.0']); "
             "print(metrics.available()); print(cfg.metrics.toy.options.scale); "
             "print(metrics.facts('toy').display_name)")

@@ -9,10 +9,10 @@ import os
 import pytest
 
 import metrics
-from bench import manifest as mf
-from bench import prefetch as pf
-from bench.config import compose
-from bench.metric_settings import enabled_metrics, run_facts
+from bench.net import manifest as mf
+from bench.plan.config import compose
+from bench.plan.metric_settings import enabled_metrics, run_facts
+from bench.prefetch import fetch as pf
 from metrics import i3d_kinetics
 from metrics.clipsim import PAPER_HUB_REPO, WEIGHT_FILENAMES
 from metrics.clipsim_plugin import CLIP_H14_TFLOP_PER_FRAME, CLIPSim

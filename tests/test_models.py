@@ -133,15 +133,15 @@ def test_tiny_components_use_the_authors_norm_groups(tmp_path):
 
 def test_tiny_fingerprints_follow_the_tiny_architecture(monkeypatch):
     """A change to the tiny components changes tiny clips' fingerprints only."""
-    import bench.pipeline
-    from bench.pipeline import make_plans
-    from bench.prompts import classname_captions
+    from bench.plan.prompts import classname_captions
+    import bench.run.pipeline
+    from bench.run.pipeline import make_plans
     from tests.conftest import compose
 
     def fingerprints(weights):
         return {p.name: p.fingerprint for p in make_plans(compose([f"weights={weights}"]), classname_captions())}
 
     tiny, random = fingerprints("tiny"), fingerprints("random")
-    monkeypatch.setattr(bench.pipeline, "TINY_ARCHITECTURE_VERSION", bench.pipeline.TINY_ARCHITECTURE_VERSION + 1)
+    monkeypatch.setattr(bench.run.pipeline, "TINY_ARCHITECTURE_VERSION", bench.run.pipeline.TINY_ARCHITECTURE_VERSION + 1)
     assert all(fingerprints("tiny")[m] != tiny[m] for m in tiny)
     assert fingerprints("random") == random

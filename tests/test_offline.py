@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from bench import offline
+from bench.net import offline
 from tests.netcache import refuse_network
 
 
@@ -74,7 +74,7 @@ def test_guard_refuses_the_network_and_leaves_loopback_open():
 
 
 def test_offline_is_requested_by_environment_or_config(no_offline_env, monkeypatch):
-    from bench.config import compose
+    from bench.plan.config import compose
 
     assert not offline.requested(compose(["experiment=smoke"]))
     assert offline.requested(compose(["experiment=smoke", "preflight.offline=true"]))
@@ -121,9 +121,9 @@ def test_smoke_run_in_strict_offline_mode_opens_no_socket(no_offline_env, monkey
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("LCMBENCH_CACHE", str(tmp_path / "lcm"))
-    from bench.pipeline import run
-    from bench.config import compose
-    from bench.preflight import check
+    from bench.plan.config import compose
+    from bench.preflight.checklist import check
+    from bench.run.pipeline import run
 
     assert offline.enforce_if_requested(None)
     blocked_before = len(offline.blocked())
@@ -149,7 +149,7 @@ def test_smoke_run_in_strict_offline_mode_opens_no_socket(no_offline_env, monkey
                                             ("0", False), ("", False), ("no", False)])
 def test_offline_flag_is_parsed_as_huggingface_hub_does(monkeypatch, value, offline):
     """One parser for every offline check (weights, captions, CLIP, the network guard)."""
-    from bench import offline as off
+    from bench.net import offline as off
     from metrics import clipsim
     from models.weights import hub_offline
 

@@ -1,4 +1,4 @@
-"""bench.paired: clip-by-clip comparison of two finished runs (FVD from stored features)."""
+"""bench.paired.differences: clip-by-clip comparison of two finished runs (FVD from stored features)."""
 import json
 import shutil
 import subprocess
@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from bench.paired import CannotPair, compare_runs, reference_statistic
-from bench.store import ClipStore
+from bench.generate.store import ClipStore
+from bench.paired.differences import CannotPair, compare_runs, reference_statistic
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow   # uses the session's end-to-end reference run

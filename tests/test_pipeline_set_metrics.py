@@ -12,9 +12,9 @@ import pytest
 from omegaconf import open_dict
 
 import metrics
-from bench.config import MetricConfig
-from bench.pipeline import Run, make_plans
-from bench.runner import MetricSetupError
+from bench.generate.runner import MetricSetupError
+from bench.plan.config import MetricConfig
+from bench.run.pipeline import Run, make_plans
 from metrics.base import MetricFailed, SetMetric
 from metrics.plugin import Metric
 from tests.conftest import compose
@@ -72,7 +72,7 @@ def _cfg(enabled=True, **options):
 
 
 def test_a_set_metric_keeps_the_frames_of_its_step_count_only(toyset):
-    from bench.prompts import load_prompt_set
+    from bench.plan.prompts import load_prompt_set
 
     cfg = _cfg()
     plans = make_plans(cfg, load_prompt_set("classnames").subset(None, 1))

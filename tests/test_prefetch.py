@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import download as dl
-from bench import manifest as mf
-from bench import prefetch as pf
+from bench.net import download as dl
+from bench.net import manifest as mf
+from bench.prefetch import fetch as pf
 from tests.conftest import OFFICIAL_CAPTIONS, official_captions_or_skip
 from tests.netcache import put_hub_file
 
@@ -267,7 +267,7 @@ def test_prefetch_command_fetches_urls_and_writes_a_verifiable_manifest(server, 
     """weights=tiny (nothing from the Hub), the official captions and a pretrained FVD
     detector from the local server, with their sha256."""
     official_captions_or_skip()
-    from bench.config import compose
+    from bench.plan.config import compose
 
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "LCMBENCH_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
@@ -295,7 +295,7 @@ def test_prefetch_command_fetches_urls_and_writes_a_verifiable_manifest(server, 
 
 
 def test_prefetch_refuses_to_run_offline(tmp_path, monkeypatch):
-    from bench.config import compose
+    from bench.plan.config import compose
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = compose(["experiment=smoke", f"cache_dir={tmp_path}"])
@@ -304,7 +304,7 @@ def test_prefetch_refuses_to_run_offline(tmp_path, monkeypatch):
 
 
 def test_dry_run_lists_table1_hub_repos_without_network(monkeypatch, tmp_path):
-    from bench.config import compose
+    from bench.plan.config import compose
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     lines = []

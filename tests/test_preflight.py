@@ -11,10 +11,11 @@ import pytest
 from omegaconf import open_dict
 
 import metrics
-from bench import assets, estimates
-from bench import preflight as pfl
-from bench.config import compose
-from bench.metric_settings import enabled_metrics, run_facts
+from bench.plan.config import compose
+from bench.plan.metric_settings import enabled_metrics, run_facts
+from bench.preflight import assets
+from bench.preflight import estimates
+from bench.preflight import checklist as pfl
 from metrics.fvd_plugin import FVD_RESAMPLE_S
 from metrics.kvd_plugin import KVD_RESAMPLE_S
 from tests.conftest import OFFICIAL_CAPTIONS, official_captions_or_skip
@@ -245,7 +246,7 @@ def test_table1_plan_numbers(env):
 
 
 def test_disk_estimate_matches_what_the_store_writes(tmp_path):
-    from bench.store import ClipStore
+    from bench.generate.store import ClipStore
 
     prompt = "A video of boxing punching bag."
     feats = {"fvd/animatelcm-v2/i3d-000000000000/16f": ((400,), "float32"), "clipsim/ViT-H-14-laion2b_s32b_b79k":

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from bench.prompts import UCF101_CLASSES, classname_captions, load_prompt_set, parse_caption_file
-from bench.protocol import clip_key, clip_seed, expand
-from bench.store import ClipStore
+from bench.generate.store import ClipStore
+from bench.plan.prompts import UCF101_CLASSES, classname_captions, load_prompt_set, parse_caption_file
+from bench.plan.protocol import clip_key, clip_seed, expand
 from tests.conftest import OFFICIAL_CAPTIONS, official_captions_or_skip
 
 
@@ -33,7 +33,7 @@ def test_caption_pin_is_the_official_files_commit_and_hash():
     """The pinned commit and sha256 name the same file (c7e8a60's; c741a89's hashes to 47ec7b5e...)."""
     import hashlib
 
-    from bench import prompts
+    from bench.plan import prompts
 
     official_captions_or_skip()
     assert hashlib.sha256(OFFICIAL_CAPTIONS.read_bytes()).hexdigest() == prompts.OFFICIAL_CAPTIONS_SHA256

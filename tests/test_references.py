@@ -34,7 +34,7 @@ def anchors(md: Path) -> set:
 
 
 def test_slug_is_githubs():
-    assert slug("Timing protocol (`bench/timing.py`)") == "timing-protocol-benchtimingpy"
+    assert slug("Timing protocol (`bench/timing/denoising.py`)") == "timing-protocol-benchtimingdenoisingpy"
     assert slug("FLOPs per unit of work") == "flops-per-unit-of-work"
 
 

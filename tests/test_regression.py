@@ -60,7 +60,7 @@ def test_a_missing_baseline_fails_and_says_how_to_make_one(tmp_path, cache_dir):
 
 
 def test_the_committed_tiny_baseline_holds_every_cells_clip_features():
-    from bench.baseline import Baseline
+    from bench.paired.baseline import Baseline
 
     base = Baseline(BASELINE)
     for row in base.results.rows:
@@ -181,7 +181,7 @@ def test_one_changed_caption_is_a_regression_of_every_cell_that_used_it(tmp_path
     inject = tmp_path / "inject"
     inject.mkdir()
     (inject / "sitecustomize.py").write_text(textwrap.dedent("""
-        import bench.prompts as prompts
+        import bench.plan.prompts as prompts
         _made = prompts.classname_captions
         def classname_captions():
             ps = _made()

@@ -126,8 +126,8 @@ def test_the_runbook_on_the_cpu_ends_like_one_process(tmp_path, cache_dir, e2e_r
 
 def test_the_runbook_time_per_gpu_kind_is_what_preflight_prints(tmp_path):
     """The README's figures are preflight's estimates for the named GPU kinds, word for word."""
-    from bench.plan_text import format_plan
-    from bench.preflight import preflight
+    from bench.preflight.checklist import preflight
+    from bench.preflight.plan_text import format_plan
     from tests.conftest import compose
 
     readme = (REPO / "README.md").read_text()

@@ -4,11 +4,11 @@ from collections import Counter
 
 import pytest
 
-from bench.prompts import classname_captions
-from bench.protocol import clip_key, expand
-from bench.runner import generate_all
-from bench.shard import Shard, detect, rank_device, shard_of
-from bench.store import ClipStore
+from bench.generate.runner import generate_all
+from bench.generate.store import ClipStore
+from bench.plan.prompts import classname_captions
+from bench.plan.protocol import clip_key, expand
+from bench.plan.shard import Shard, detect, rank_device, shard_of
 from tests import e2e
 from tests.fakes import SETTINGS, FakeMetric, FakeModel, plans
 

@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from bench import store as store_mod
-from bench.runner import check_resumable, generate_all, require_complete, store_summary
-from bench.store import ClipStore
+from bench.generate import store as store_mod
+from bench.generate.runner import check_resumable, generate_all, require_complete, store_summary
+from bench.generate.store import ClipStore
 from tests.fakes import SETTINGS, FakeMetric, FakeModel, plans
 
 

@@ -1,4 +1,4 @@
-"""The timing protocol (bench/timing.py): config, rows, FLOP counting, device peaks."""
+"""The timing protocol (bench/timing/denoising.py): config, rows, FLOP counting, device peaks."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from bench import timing  # noqa: E402
+from bench.timing import denoising as timing  # noqa: E402
 from models import device  # noqa: E402
 from tests.conftest import compose as compose_config  # noqa: E402
 

@@ -68,7 +68,7 @@ def _at(dim, fraction):
 
 
 def test_vbench_prompt_set_keeps_the_prompts_the_dimensions_read():
-    from bench.prompts import load_prompt_set, vbench_prompt_set
+    from bench.plan.prompts import load_prompt_set, vbench_prompt_set
 
     every = vbench_prompt_set()
     assert len(every.classes) == 944 and every.classes[0] == "vbench-000"
@@ -88,7 +88,7 @@ def test_vbench_prompt_set_keeps_the_prompts_the_dimensions_read():
     (["experiment=vbench", "+metric@metrics.fvd=fvd"], "FVD compares with real UCF-101 clips"),
 ])
 def test_settings_that_make_vbench_meaningless_are_refused(overrides, message):
-    from bench.pipeline import metric_settings_problems
+    from bench.run.pipeline import metric_settings_problems
     from tests.conftest import compose
 
     problems = metric_settings_problems(compose(overrides))
@@ -103,8 +103,8 @@ def test_settings_that_make_vbench_meaningless_are_refused(overrides, message):
     ("vbench.mode=custom_input", "metrics.vbench.options.mode=custom_input"),
 ])
 def test_the_former_vbench_settings_name_their_new_key(override, new):
-    from bench.config import CONFIG_DIR
-    from bench.overrides import check_overrides
+    from bench.plan.config import CONFIG_DIR
+    from bench.plan.overrides import check_overrides
 
     problem = check_overrides(["experiment=smoke", override], str(CONFIG_DIR))
     assert problem is not None and len(problem.splitlines()) == 1
@@ -113,8 +113,8 @@ def test_the_former_vbench_settings_name_their_new_key(override, new):
 
 
 def test_the_tools_compose_refuses_a_former_vbench_setting():
-    """bench.config.compose (the tools' and benchmarks' way in) names the new key too."""
-    from bench.config import compose
+    """bench.plan.config.compose (the tools' and benchmarks' way in) names the new key too."""
+    from bench.plan.config import compose
 
     with pytest.raises(ValueError, match="^vbench.nfe moved to metrics.vbench.options.nfe; .*options.nfe=2 "):
         compose(["++vbench.nfe=2"])
@@ -125,8 +125,8 @@ def test_an_experiment_file_with_a_vbench_section_names_the_new_layout(tmp_path)
     """A config written for the former top-level section stops before Hydra, on one line."""
     import sys
 
-    from bench.config import CONFIG_DIR
-    from bench.overrides import check_overrides
+    from bench.plan.config import CONFIG_DIR
+    from bench.plan.overrides import check_overrides
     from tests.conftest import REPO
 
     (tmp_path / "experiment").mkdir()

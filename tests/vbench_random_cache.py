@@ -188,20 +188,51 @@ def _umt(cache: Path) -> None:
     _save(_half(model.state_dict()), cache / "umt_model" / "l16_ptk710_ftk710_ftk400_f16_res224.pth")
 
 
+def _viclip_tokenizer(cache: Path):
+    """vbench's ViCLIP SimpleTokenizer class, imported so that its import-time default
+    (``default_bpe()``: ``{vbench.utils.CACHE_DIR}/ViCLIP/...``, which runs wget when missing)
+    looks in ``cache``, where the vocabulary already is."""
+    import vbench.utils  # heavy: vbench imports torch
+
+    saved = vbench.utils.CACHE_DIR
+    vbench.utils.CACHE_DIR = str(cache)
+    try:
+        from vbench.third_party.ViCLIP.simple_tokenizer import SimpleTokenizer
+    finally:
+        vbench.utils.CACHE_DIR = saved
+    return SimpleTokenizer
+
+
+def point_viclip_tokenizer_at(cache: os.PathLike, monkeypatch) -> None:
+    """ViCLIP's text encoder builds a second SimpleTokenizer with the default vocabulary
+    path, fixed when the module was first imported; aim it at ``cache`` for one test
+    (metrics.vbench.evaluate does not yet; see docs/vbench_dimensions.md)."""
+    tokenizer = _viclip_tokenizer(Path(cache))
+    monkeypatch.setattr(tokenizer.__init__, "__defaults__", (str(Path(cache) / _BPE),))
+
+
+_BPE = "ViCLIP/bpe_simple_vocab_16e6.txt.gz"
+
+
 def _viclip(cache: Path) -> None:
     import open_clip  # heavy: torch; only to find its copy of CLIP's BPE vocabulary
 
-    bpe = cache / "ViCLIP" / "bpe_simple_vocab_16e6.txt.gz"
+    bpe = cache / _BPE
     bpe.parent.mkdir(parents=True, exist_ok=True)
     if not bpe.is_file():
         shutil.copyfile(Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz", bpe)
     target = cache / "ViCLIP" / "ViClip-InternVid-10M-FLT.pth"
     if target.is_file():
         return
-    from vbench.third_party.ViCLIP.simple_tokenizer import SimpleTokenizer  # heavy: vbench
-    from vbench.third_party.ViCLIP.viclip import ViCLIP
+    tokenizer = _viclip_tokenizer(cache)
+    from vbench.third_party.ViCLIP.viclip import ViCLIP  # heavy: vbench
 
-    model = ViCLIP(tokenizer=SimpleTokenizer(str(bpe)), pretrain=None)
+    saved = tokenizer.__init__.__defaults__
+    tokenizer.__init__.__defaults__ = (str(bpe),)   # the text encoder's own tokenizer
+    try:
+        model = ViCLIP(tokenizer=tokenizer(str(bpe)), pretrain=None)
+    finally:
+        tokenizer.__init__.__defaults__ = saved
     _save({"model": _half(model.state_dict())}, target)
 
 

@@ -23,9 +23,9 @@ from metrics.video_io import write_mp4
 from models.schedulers import resolve_sampler
 from models.specs import ModelSpec, step_specific
 
+from bench.generate.store import ClipStore
 from bench.plan.protocol import ClipSpec
 from bench.plan.shard import Shard
-from bench.generate.store import ClipStore
 
 log = logging.getLogger("lcmbench")
 

@@ -46,8 +46,8 @@ from results.schema import SchemaError, comparable, load
 from results.stats import paired_difference
 from results.tolerances import equivalence_margin
 
-from bench.paired.baseline import INPUT_KEYS, Baseline, BaselineError, clip_inputs
 from bench.generate.store import ClipStore
+from bench.paired.baseline import INPUT_KEYS, Baseline, BaselineError, clip_inputs
 
 
 class CannotPair(LcmbenchError, ValueError):

@@ -32,14 +32,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from huggingface_hub import HfApi, snapshot_download
 
 import metrics as metric_registry
-from bench.plan import checkpoints
-from bench.preflight.assets import check_hub_blob, metric_hub_needs, weight_needs
-from bench.plan.config import compose, get
 from bench.net.download import ChecksumMismatch, DownloadError, download_url
+from bench.plan import checkpoints
+from bench.plan.config import compose, get
+from bench.preflight.assets import check_hub_blob, metric_hub_needs, weight_needs
 from common.errors import fail
 from bench.net.manifest import manifest_roots, file_entry, read_manifest, root_names, verify_manifest, write_manifest
-from bench.plan.metric_settings import enabled_metrics, run_facts
 from bench.net.offline import requested
+from bench.plan.metric_settings import enabled_metrics, run_facts
 from bench.plan.prompts import OFFICIAL_CAPTIONS_SHA256, OFFICIAL_CAPTIONS_URL
 from common.files import sha256_file
 from metrics.plugin import FileNeed

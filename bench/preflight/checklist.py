@@ -23,18 +23,18 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
 
 import metrics as metric_registry
+from bench.net.manifest import verify_manifest
+from bench.net.offline import FLAG_ENV, requested as offline_requested
 from bench.plan import checkpoints
 from bench.plan import shard as shard_mod
-from bench.preflight.assets import prefetch_fix, check_hub, check_local, metric_hub_needs, weight_needs
-from bench.preflight.checks import check_prompts
 from bench.plan.config import HUGE_PLAN_GPU, HUGE_PLAN_S, STAGES, compose, get
 from bench.plan.description import run_description
-from bench.preflight.estimates import (existing_parent, compute_tflop, detect_device, estimate_disk, estimate_time,
-                             harness_seconds, method_costs)
 from bench.plan.metric_settings import enabled_metrics, run_facts
-from bench.net.offline import FLAG_ENV, requested as offline_requested
+from bench.preflight.assets import prefetch_fix, check_hub, check_local, metric_hub_needs, weight_needs
+from bench.preflight.checks import check_prompts
+from bench.preflight.estimates import (existing_parent, compute_tflop, detect_device, estimate_disk, estimate_time,
+                                       harness_seconds, method_costs)
 from bench.preflight.plan_text import format_duration, format_bytes, format_plan
-from bench.prefetch.fetch import verify_manifest
 from bench.preflight.report import AssetCheck, Plan, PreflightError, PreflightReport, Problem
 from common.names import env_flag_problem
 from common.paths import what_is

@@ -10,9 +10,9 @@ from typing import Any
 
 from bench.plan.config import get
 from bench.plan.metric_settings import enabled_metrics
-from bench.preflight.report import AssetCheck, PreflightReport, Problem
 from bench.plan.prompts import (OFFICIAL_CAPTIONS_SHA256, OFFICIAL_CAPTIONS_URL, PROMPT_SETS, classname_captions,
-                           parse_caption_file, vbench_prompt_set)
+                                parse_caption_file, vbench_prompt_set)
+from bench.preflight.report import AssetCheck, PreflightReport, Problem
 from common.paths import not_a
 from metrics.vbench_plugin import VBench
 from metrics.vbench_protocol import STANDARD_PROMPT_SET

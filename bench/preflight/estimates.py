@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 import metrics as metric_registry
+from bench.generate.store import ClipStore
 from bench.plan.config import get
 from bench.preflight.report import MethodCost, PreflightReport, Problem
-from bench.generate.store import ClipStore
 from metrics.plugin import Cost
 from models.device import device_name, device_peak_tflops, resolve_device_dtype
 from models.specs import step_specific

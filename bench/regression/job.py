@@ -55,10 +55,10 @@ from results.schema import SchemaError
 from bench.paired.baseline import Baseline, BaselineError, write_baseline
 from bench.plan.config import CONFIG_DIR, compose, plain
 from common.errors import fail
-from bench.plan.overrides import check_overrides
 from bench.paired.differences import CannotPair, input_differences, open_run, paired_set_statistics, refuse_incomparable
-from bench.preflight.checklist import format_plan, preflight
+from bench.plan.overrides import check_overrides
 from bench.prefetch.fetch import main as prefetch_main
+from bench.preflight.checklist import format_plan, preflight
 
 REPO = Path(__file__).resolve().parents[2]
 EXIT_PASS, EXIT_REGRESSION, EXIT_INCOMPARABLE, EXIT_RUN_FAILED = 0, 1, 2, 3

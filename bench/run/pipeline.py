@@ -32,22 +32,22 @@ from results.model import SCHEMA_VERSION, BootstrapInfo, MethodInfo, Provenance,
 from results.schema import load, save, validate
 from results.stats import bootstrap_ci
 
+from bench.generate.runner import (GENERATION_CODE_VERSION, GenerationSettings, MethodPlan, MetricSetupError, check_resumable,
+                                   generate_all, generation_timing, method_fingerprint, require_complete, store_summary)
+from bench.generate.store import ClipStore, publish_dir, remove_abandoned_staging, staging_dir
+from bench.net.offline import enforce_if_requested, runtime_provenance
+from bench.paired.leaderboard import add_paired
 from bench.plan import checkpoints
 from bench.plan import protocol as protocol_mod
 from bench.plan import shard as shard_mod
 from bench.plan.config import STAGES, settings_problems
 from bench.plan.description import run_description
-from bench.paired.leaderboard import add_paired
-from bench.run.lock import run_lock, scope_of
 from bench.plan.metric_settings import enabled_metrics, run_facts
-from bench.net.offline import enforce_if_requested, runtime_provenance
-from bench.preflight.checklist import check as preflight_check
 from bench.plan.prompts import CLIP_MAX_TOKENS, load_prompt_set, overlong_captions
+from bench.preflight.checklist import check as preflight_check
+from bench.run.lock import run_lock, scope_of
 from bench.run.provenance import git_state, package_versions
 from bench.run.rundir import check_same_experiment, published, save_preflight
-from bench.generate.runner import (GENERATION_CODE_VERSION, GenerationSettings, MethodPlan, MetricSetupError, check_resumable,
-                     generate_all, generation_timing, method_fingerprint, require_complete, store_summary)
-from bench.generate.store import ClipStore, publish_dir, remove_abandoned_staging, staging_dir
 
 log = logging.getLogger("lcmbench")
 
