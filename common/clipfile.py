@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from .files import PathLike
+from common.files import PathLike
 
 FEATURE_PREFIX = "feat::"
 META = "meta"

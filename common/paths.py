@@ -7,7 +7,7 @@ import os
 import stat
 from typing import Optional
 
-from .files import MAX_NAME_BYTES, PathLike
+from common.files import MAX_NAME_BYTES, PathLike
 
 
 def what_is(path: PathLike) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .registry import MODELS, WEIGHT_MODES, available, describe, entry, resolve_spec
-from .specs import ModelSpec, SamplerSpec
+from models.registry import MODELS, WEIGHT_MODES, available, describe, entry, resolve_spec
+from models.specs import ModelSpec, SamplerSpec
 
 
 def build(name: str, weights: str = "tiny", **overrides: Any):

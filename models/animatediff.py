@@ -25,16 +25,16 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from common.errors import InputError
 from common.files import atomic_path
 
-from . import tiny as tiny_parts
-from .device import DTYPES, resolve_device_dtype
-from .fast import PhaseClock, apply_fast_path, decode_to_uint8
-from .lora import check_convention, diffusers_record, fuse_authors, read_lora
-from .motion_norm import apply_motion_norm, check_motion_norm
-from .registry import WEIGHT_MODES, spec_with_overrides
-from .schedulers import make_scheduler, resolve_sampler
-from .specs import QUANTIZE, ModelSpec
-from .successors import load_motion_file, merge_peft_lora
-from .weights import (UnsafeWeights, WeightsNotFound, check_sha256, fuse_residual, load_with_clear_error, looks_local,
+from models import tiny as tiny_parts
+from models.device import DTYPES, resolve_device_dtype
+from models.fast import PhaseClock, apply_fast_path, decode_to_uint8
+from models.lora import check_convention, diffusers_record, fuse_authors, read_lora
+from models.motion_norm import apply_motion_norm, check_motion_norm
+from models.registry import WEIGHT_MODES, spec_with_overrides
+from models.schedulers import make_scheduler, resolve_sampler
+from models.specs import QUANTIZE, ModelSpec
+from models.successors import load_motion_file, merge_peft_lora
+from models.weights import (UnsafeWeights, WeightsNotFound, check_sha256, fuse_residual, load_with_clear_error, looks_local,
                       resolve_file, scale_motion_residual)
 
 log = logging.getLogger("lcmbench.models")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from .specs import ModelSpec, step_specific
-from .weights import looks_local
+from models.specs import ModelSpec, step_specific
+from models.weights import looks_local
 
 Group = Tuple[str, ...]   # alternatives for one file; the first is the one the loader prefers
 

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from common.errors import InputError
-from .specs import LORA_CONVENTIONS
-from .weights import load_state_dict
+from models.specs import LORA_CONVENTIONS
+from models.weights import load_state_dict
 
 log = logging.getLogger("lcmbench.models")
 

@@ -16,7 +16,7 @@ from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from torch import nn
 
 from common.errors import InputError
-from .specs import MOTION_NORMS
+from models.specs import MOTION_NORMS
 
 
 class PerFrameGroupNorm(nn.GroupNorm):

@@ -10,7 +10,7 @@ from typing import Dict
 from common.errors import InputError
 from common.names import did_you_mean
 
-from .specs import ModelSpec, SamplerSpec
+from models.specs import ModelSpec, SamplerSpec
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # maintained copy of runwayml/stable-diffusion-v1-5
 ANIMATELCM_REPO = "wangfuyun/AnimateLCM"

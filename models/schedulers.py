@@ -9,7 +9,7 @@ from dataclasses import asdict, fields
 from typing import Any, Dict, Tuple
 
 from common.errors import InputError
-from .specs import SamplerSpec
+from models.specs import SamplerSpec
 
 _SD_BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="linear")
 

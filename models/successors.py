@@ -23,8 +23,8 @@ from safetensors.torch import save_file
 from common.errors import InputError
 from common.files import atomic_path
 
-from .specs import ModelSpec, step_specific
-from .weights import check_sha256, load_state_dict, load_with_clear_error, looks_local, resolve_file
+from models.specs import ModelSpec, step_specific
+from models.weights import check_sha256, load_state_dict, load_with_clear_error, looks_local, resolve_file
 
 
 def motion_file_name(spec: ModelSpec, nfe: Optional[int]) -> str:

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from .check import check
-from .report import write_all
-from .schema import SchemaError, json_schema, load, schema_markdown
+from results.check import check
+from results.report import write_all
+from results.schema import SchemaError, json_schema, load, schema_markdown
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -24,8 +24,8 @@ from metrics import family as metric_family
 from metrics.feature_stats import FeatureStats
 from metrics.frechet import FrechetToReference, frechet_distance
 
-from .model import Results, Row
-from .registry import clip_row_metrics, is_set_statistic
+from results.model import Results, Row
+from results.registry import clip_row_metrics, is_set_statistic
 
 _SLACK = 1e-9                  # float rounding of a point at its interval's end
 

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from metrics import plugin as metric_plugin
 
-from .model import Results
+from results.model import Results
 
 # (config key, what the sentence calls it); each compared as the resolved config has it
 PROTOCOL_KEYS = (("height", "frame height"), ("width", "frame width"), ("num_frames", "frame count"),

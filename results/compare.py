@@ -56,13 +56,13 @@ from common.errors import InputError
 from metrics import display as metric_display
 from metrics import facts as metric_facts
 
-from .model import Results
-from .registry import rank
-from .schema import SchemaError, as_results, comparable, load
-from .stats import paired_difference
-from .tolerances import (TIMING_METRICS, Tolerance, ToleranceError, equivalence_margin, load_tolerance_file,
+from results.model import Results
+from results.registry import rank
+from results.schema import SchemaError, as_results, comparable, load
+from results.stats import paired_difference
+from results.tolerances import (TIMING_METRICS, Tolerance, ToleranceError, equivalence_margin, load_tolerance_file,
                          parse_tolerance_args, tolerance_for)
-from .views import flat_rows
+from results.views import flat_rows
 
 EXIT_OK, EXIT_REGRESSION, EXIT_INCOMPARABLE = 0, 1, 2
 

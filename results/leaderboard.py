@@ -15,11 +15,11 @@ from common.errors import InputError
 from metrics import display as metric_display
 from metrics import facts as metric_facts
 
-from .model import Results, unet_evals
-from .registry import arrow, clip_row_metrics
-from .schema import as_results
-from .table_render import DASH, Cell, Table, fmt_ms, paired_cell, render
-from .tables import _value_cell
+from results.model import Results, unet_evals
+from results.registry import arrow, clip_row_metrics
+from results.schema import as_results
+from results.table_render import DASH, Cell, Table, fmt_ms, paired_cell, render
+from results.tables import value_cell
 
 
 
@@ -92,7 +92,7 @@ def build_leaderboard_table(results: Union[Results, Mapping[str, Any]]) -> Table
             on_front = [metric_display(met) for met in shown if (m, k) in front[met]]
             rows.append([Cell(res.display_name(m)), Cell(str(k)), Cell(str(unet_evals(k, guidance))),
                          Cell(fmt_ms(ms) if ms is not None else DASH, sort_value=ms)]
-                        + [_value_cell(cells_by[met], metric_facts(met).decimals, "pm") for met in shown]
+                        + [value_cell(cells_by[met], metric_facts(met).decimals, "pm") for met in shown]
                         + [Cell("reference") if m == ref else paired_cell(cells_by[met], metric_facts(met).decimals)
                            for met in shown]
                         + [Cell(", ".join(on_front) if on_front else "")])

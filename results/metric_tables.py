@@ -14,12 +14,12 @@ from common.errors import InputError
 from metrics import display as metric_display
 from metrics import facts as metric_facts
 
-from .model import Results
-from .registry import arrow, clip_row_metrics, facts_line, in_registry_order
-from .schema import as_results
-from .table_render import DASH, Cell, Table, render
-from .tables import CI_STYLES, _ci_note, _value_cell
-from .views import flat_rows
+from results.model import Results
+from results.registry import arrow, clip_row_metrics, facts_line, in_registry_order
+from results.schema import as_results
+from results.table_render import DASH, Cell, Table, render
+from results.tables import CI_STYLES, ci_note, value_cell
+from results.views import flat_rows
 
 
 def _label(res: Results) -> str:
@@ -37,7 +37,7 @@ def build_table1_extended(results: Union[Results, Mapping[str, Any]], ci_style: 
     for method in res.method_order():
         for nfe in sorted({r.nfe for r in res.rows if r.method == method and r.metric in shown}):
             rows.append([Cell(res.display_name(method)), Cell(str(nfe))]
-                        + [_value_cell(res.row(method, nfe, m), metric_facts(m).decimals, ci_style) for m in shown])
+                        + [value_cell(res.row(method, nfe, m), metric_facts(m).decimals, ci_style) for m in shown])
     protocols = {metric_facts(m).name: res.provenance.protocols.get(metric_facts(m).name) for m in shown}
     notes = [f"{DASH}: not measured. Every per-clip metric this run scored, in the metric registry's order "
              f"(↑ higher is better, ↓ lower is better); units as each metric declares them."]
@@ -45,7 +45,7 @@ def build_table1_extended(results: Union[Results, Mapping[str, Any]], ci_style: 
                        for m, p in protocols.items() if p)
     if listed:
         notes.append(f"Protocols: {listed}.")
-    ci = _ci_note(res, ci_style)
+    ci = ci_note(res, ci_style)
     if ci:
         notes.append(ci)
     return Table(title="Table 1, extended: every per-clip metric by method and number of denoising steps.",

