@@ -23,7 +23,8 @@ Formats, read from vbench 0.1.5 (and the loaders it calls):
 * AMT-S: ``{"state_dict": ...}``, loaded strictly.
 * RAFT: DataParallel state dict (``module.`` prefixes), loaded strictly.
 * UMT ViT-L/16: plain state dict, loaded with ``strict=False``.
-* ViCLIP: ``{"model": ...}``, loaded strictly, plus CLIP's BPE vocabulary
+* ViCLIP: ``{"model": ...}``, loaded strictly (its zero-initialised projections made
+  random, :func:`_fill_unset`), plus CLIP's BPE vocabulary
   ``ViCLIP/bpe_simple_vocab_16e6.txt.gz`` copied from the installed open_clip.
 """
 from __future__ import annotations
@@ -45,6 +46,10 @@ _GRIT_REASON = ("GRiT needs detectron2 (vbench.third_party.grit_src imports dete
 NOT_RUNNABLE: Dict[str, str] = {
     "object_class": _GRIT_REASON, "multiple_objects": _GRIT_REASON, "color": _GRIT_REASON,
     "spatial_relationship": _GRIT_REASON,
+    "human_action": ("vbench.third_party.umt.datasets (imported by vbench.human_action for its video transforms) "
+                     "imports numpy.lib.function_base, gone in numpy 2 (vbench pins numpy<2, which the harness' "
+                     "diffusers, open_clip and torch here cannot use); with that module stood in, timm 1.0's "
+                     "create_model passes cache_dir= to UMT's VisionTransformer, which refuses it (TypeError)"),
     "scene": ("vbench.third_party.tag2Text.med imports apply_chunking_to_forward from "
               "transformers.modeling_utils, gone in transformers 5 (vbench pins transformers==4.33.2, which "
               "diffusers and open_clip here cannot use)"),
@@ -93,6 +98,18 @@ def _save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def _fill_unset(model) -> None:
+    """Weights a network leaves for its checkpoint to fill (zeros, or torch.empty garbage):
+    ViCLIP's projections are all zeros, so every feature is 0 and its cosine NaN. Matrices
+    that are (nearly) zero, non-finite or huge get N(0, 0.02), as CLIP initialises them."""
+    import torch  # heavy: torch
+
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim >= 2 and (not torch.isfinite(p).all() or not 1e-6 < p.abs().max() < 100):
+                p.normal_(0.0, 0.02)
 
 
 def _half(state_dict):
@@ -233,6 +250,7 @@ def _viclip(cache: Path) -> None:
         model = ViCLIP(tokenizer=tokenizer(str(bpe)), pretrain=None)
     finally:
         tokenizer.__init__.__defaults__ = saved
+    _fill_unset(model)
     _save({"model": _half(model.state_dict())}, target)
 
 
@@ -245,11 +263,12 @@ _WRITERS: Dict[str, Callable[[Path, Path], None]] = {
     "imaging_quality": lambda cache, home: _musiq(cache),
     "motion_smoothness": lambda cache, home: _amt(cache),
     "dynamic_degree": lambda cache, home: _raft(cache),
-    "human_action": lambda cache, home: _umt(cache),
     "temporal_style": lambda cache, home: _viclip(cache),
     "overall_consistency": lambda cache, home: _viclip(cache),
 }
 RUNNABLE = tuple(_WRITERS)
+# human_action's file, for runs where vbench.human_action imports (numpy < 2)
+_EXTRA_WRITERS: Dict[str, Callable[[Path, Path], None]] = {"human_action": lambda cache, home: _umt(cache)}
 
 
 def write_random_cache(dimension: str, cache: os.PathLike, torch_home: os.PathLike, seed: int = 0) -> List[Path]:
@@ -257,15 +276,15 @@ def write_random_cache(dimension: str, cache: os.PathLike, torch_home: os.PathLi
     torch hub folder under ``torch_home``, for DINO). Files another dimension already wrote
     (CLIP, ViCLIP) are kept. Returns the files the dimension's declaration in
     metrics/vbench_assets.py names, all of which exist afterwards."""
-    if dimension in NOT_RUNNABLE:
-        raise ValueError(f"{dimension} cannot run here: {NOT_RUNNABLE[dimension]}")
-    if dimension not in _WRITERS:
-        raise ValueError(f"unknown VBench dimension {dimension!r}")
+    writer = _WRITERS.get(dimension) or _EXTRA_WRITERS.get(dimension)
+    if writer is None:
+        raise ValueError(f"no random-weight writer for {dimension!r}: "
+                         + NOT_RUNNABLE.get(dimension, "unknown VBench dimension"))
     import torch  # heavy: seeding the random weights
 
     torch.manual_seed(seed)
     cache, torch_home = Path(cache), Path(torch_home)
-    _WRITERS[dimension](cache, torch_home)
+    writer(cache, torch_home)
     declared = [cache / rel for rel, _ in CACHE_FILES[dimension]]
     declared += [torch_home / "hub" / rel for rel, _ in TORCH_HUB_FILES.get(dimension, [])]
     missing = [str(p) for p in declared if not p.is_file()]
