@@ -27,7 +27,8 @@ _VICLIP = [
     ("ViCLIP/ViClip-InternVid-10M-FLT.pth",
      "https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/ViClip-InternVid-10M-FLT.pth"),
     ("ViCLIP/bpe_simple_vocab_16e6.txt.gz",
-     "nowhere: vbench 0.1.5 expects it but never fetches it; it is the CLIP BPE vocabulary, copy "
+     "https://raw.githubusercontent.com/openai/CLIP/main/clip/bpe_simple_vocab_16e6.txt.gz (wget, when "
+     "vbench.third_party.ViCLIP is first imported); it is the CLIP BPE vocabulary: copy "
      "bpe_simple_vocab_16e6.txt.gz from the installed open_clip (or openai-clip) package"),
 ]
 # Files each dimension reads under the VBench cache dir in local mode
@@ -82,18 +83,18 @@ HF_FILES: Dict[str, List[Tuple[str, Tuple[str, ...]]]] = {
 PYTHON_MODULES: Dict[str, Tuple[str, ...]] = {
     "temporal_flickering": ("cv2",),
     "subject_consistency": ("cv2",),
-    "background_consistency": ("clip",),
-    "appearance_style": ("clip",),
-    "aesthetic_quality": ("clip",),
+    "background_consistency": ("clip", "pkg_resources"),
+    "appearance_style": ("clip", "pkg_resources"),
+    "aesthetic_quality": ("clip", "pkg_resources"),
     "imaging_quality": ("pyiqa",),
     "motion_smoothness": ("cv2", "omegaconf"),
     "dynamic_degree": ("cv2", "easydict"),
-    "human_action": ("clip", "timm"),
+    "human_action": ("clip", "pkg_resources", "timm", "numpy.lib.function_base"),
     "object_class": ("detectron2", "fvcore"), "multiple_objects": ("detectron2", "fvcore"),
     "color": ("detectron2", "fvcore"), "spatial_relationship": ("detectron2", "fvcore"),
     "scene": ("transformers", "timm", "fairscale"),
-    "temporal_style": ("timm", "einops", "ftfy", "regex"),
-    "overall_consistency": ("timm", "einops", "ftfy", "regex"),
+    "temporal_style": ("clip", "pkg_resources", "timm", "einops", "ftfy", "regex"),
+    "overall_consistency": ("clip", "pkg_resources", "timm", "einops", "ftfy", "regex"),
 }
 BASE_MODULES = ("vbench", "decord", "torchvision", "tqdm")
 PIP_NAMES = {
@@ -104,6 +105,11 @@ PIP_NAMES = {
     "decord": "pip install decord", "torchvision": "pip install torchvision", "tqdm": "pip install tqdm",
     "vbench": "pip install --no-deps vbench==0.1.5",
     "detectron2": "not on PyPI: build it from https://github.com/facebookresearch/detectron2",
+    # openai-clip 1.0.1 and vbench's ViCLIP do `from pkg_resources import packaging`
+    "pkg_resources": "pip install 'setuptools<81': openai-clip 1.0.1 and vbench's ViCLIP import pkg_resources, "
+                     "which setuptools 81+ no longer ships",
+    "numpy.lib.function_base": "vbench's UMT code imports it and it is gone in numpy 2; vbench pins numpy<2, which "
+                               "the harness cannot use, so human_action does not run here",
 }
 
 
