@@ -16,6 +16,7 @@ from common.errors import InputError, MissingInput
 from common.files import installed_file
 from common.names import closest
 from metrics.vbench_protocol import ALL_DIMENSIONS, MAX_FILENAME_BYTES, MODES, STANDARD_VIDEOS_PER_PROMPT
+from metrics.vbench_static_filter import SAMPLED_PER_PROMPT
 from metrics.video_io import write_mp4
 
 # --------------------------------------------------------------------------- prompts
@@ -92,7 +93,10 @@ def export_for_vbench(items: Iterable[Tuple[str, int, Any]], out_dir: os.PathLik
 
     items: (prompt, index, video) with video either uint8 frames [F, H, W, 3] or the
     path of an existing .mp4 (copied as is). In ``vbench_standard`` mode the prompt
-    must be one of VBench's standard prompts and index in 0..4. In ``custom_input``
+    must be one of VBench's standard prompts and index in 0..4, or 0..24 for the prompts
+    temporal_flickering reads: its protocol samples 25 and the static filter keeps 5 (the
+    other dimensions of such a prompt read only 0..4, as VBench looks up no other index,
+    so one folder serves every dimension). In ``custom_input``
     mode any prompt works: one that cannot be a file name (contains '/', or the name
     would pass 255 bytes) is written under a sanitised name with a hash, and the
     returned map carries the real prompt. Returns {file name: prompt} for every file
@@ -104,6 +108,7 @@ def export_for_vbench(items: Iterable[Tuple[str, int, Any]], out_dir: os.PathLik
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     standard = {p["prompt"] for p in standard_prompts()} if mode == "vbench_standard" else set()
+    pooled = set(_prompts_by_dimension()["temporal_flickering"]) if mode == "vbench_standard" else set()
     written: Dict[str, str] = {}
     for n, item in enumerate(items):
         try:
@@ -115,14 +120,18 @@ def export_for_vbench(items: Iterable[Tuple[str, int, Any]], out_dir: os.PathLik
         if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or index < 0:
             raise InputError(f"export_for_vbench: item {n}: index must be an int >= 0, got {index!r}.")
         if mode == "vbench_standard":
-            if not 0 <= index < STANDARD_VIDEOS_PER_PROMPT:
-                raise InputError(f"export_for_vbench: item {n}: VBench's standard suite reads indices 0..4 per "
-                                 f"prompt, got {index}; use mode='custom_input' for other sets.")
             if prompt not in standard:
                 close = closest(prompt, standard)
                 raise InputError(f"export_for_vbench: item {n}: '{prompt}' is not a VBench standard prompt"
                                  + (f" (closest: '{close}')" if close else "")
                                  + "; use mode='custom_input' for your own prompts.")
+            if index >= (SAMPLED_PER_PROMPT if prompt in pooled else STANDARD_VIDEOS_PER_PROMPT):
+                which = "a temporal_flickering prompt" if prompt in pooled else \
+                    "a prompt temporal_flickering does not read"
+                raise InputError(f"export_for_vbench: item {n}: VBench's standard suite reads indices 0.."
+                                 f"{STANDARD_VIDEOS_PER_PROMPT - 1} per prompt and 0..{SAMPLED_PER_PROMPT - 1} for "
+                                 f"temporal_flickering's static-filter pool, got {index} for {which} "
+                                 f"({prompt[:60]!r}); use mode='custom_input' for other sets.")
         if _filename_ok(prompt, ".mp4"):
             stem = prompt
         elif mode == "vbench_standard":

@@ -313,7 +313,7 @@ def test_export_standard_mode_checks_prompts_and_indices(tmp_path):
     names = vb.export_for_vbench([(prompt, i, _static_clip()) for i in range(5)], tmp_path)
     assert sorted(names) == [f"{prompt}-{i}.mp4" for i in range(5)]
     with pytest.raises(ValueError, match="indices 0..4"):
-        vb.export_for_vbench([(prompt, 5, _static_clip())], tmp_path / "x")
+        vb.export_for_vbench([(prompt, 25, _static_clip())], tmp_path / "x")   # a temporal_flickering prompt: 0..24
     with pytest.raises(ValueError, match="not a VBench standard prompt.*custom_input"):
         vb.export_for_vbench([("In a still frame, a stop sigh", 0, _static_clip())], tmp_path / "x")
     with pytest.raises(ValueError, match="duplicates an earlier item"):

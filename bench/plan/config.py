@@ -15,6 +15,8 @@ from omegaconf import OmegaConf
 
 import metrics as metric_registry
 from common.errors import InputError
+from metrics.vbench_protocol import STANDARD_PROMPT_SET
+from metrics.vbench_static_filter import SAMPLED_PER_PROMPT
 from models.fast import FastPath
 from models.registry import MODELS, resolve_spec
 from models.schedulers import resolve_sampler, step_limit
@@ -36,6 +38,10 @@ class ProtocolConfig:
     classes: Optional[List[str]] = None     # a subset of the prompt set's classes (None: all 101 UCF-101 classes)
     num_classes: Optional[int] = None       # the first N of those classes
     videos_per_prompt: int = 24
+    # prompt_set=vbench_standard: more videos for the prompts one VBench dimension reads, e.g.
+    # {temporal_flickering: 25} (VBench's protocol: its static filter keeps 5 static videos of
+    # 25); indices 0..videos_per_prompt-1 stay the same clips, and the other dimensions read only those
+    videos_per_prompt_by_dimension: Dict[str, int] = field(default_factory=dict)
     nfe: List[int] = field(default_factory=lambda: [1, 2, 4, 8])
     num_frames: int = 16
     height: int = 512
@@ -187,6 +193,7 @@ def settings_problems(cfg: Any) -> List[str]:
         need(v >= 8 and v % 8 == 0, f"protocol.{key}", v, "use a positive multiple of 8 (the VAE downsamples by 8)")
     need(len(p.nfe) >= 1 and all(n >= 1 for n in p.nfe), "protocol.nfe", list(p.nfe),
          "use a list of step counts of 1 or more, e.g. [1,2,4,8]")
+    problems += pool_problems(p)
     problems += duplicate_problems(OmegaConf.to_container(cfg, resolve=False))
     problems += step_count_problems(cfg)
     ref = rep.get("leaderboard_reference")
@@ -208,6 +215,34 @@ def settings_problems(cfg: Any) -> List[str]:
             v = m.get(key)
             need(v is None or v in allowed, f"{w}.{key}", v, f"use one of {', '.join(allowed)}")
     return problems
+
+
+POOLED_DIMENSIONS = ("temporal_flickering",)   # VBench samples a larger pool for these only
+
+
+def pool_problems(p: Any) -> List[str]:
+    """protocol.videos_per_prompt_by_dimension: only VBench's pool (temporal_flickering, up to
+    25 videos per prompt, at least videos_per_prompt), and only on VBench's own prompts."""
+    pools = plain(get(p, "videos_per_prompt_by_dimension", {}) or {})
+    if not pools:
+        return []
+    key = "protocol.videos_per_prompt_by_dimension"
+    if p.prompt_set != STANDARD_PROMPT_SET:
+        return [f"{key}={pools} is not allowed with protocol.prompt_set={p.prompt_set}: a pool is for the prompts "
+                f"a VBench dimension reads, so it needs prompt_set={STANDARD_PROMPT_SET}; drop it with "
+                + " ".join(f"'~{key}.{d}'" for d in pools) + "."]
+    other = [d for d in pools if d not in POOLED_DIMENSIONS]
+    if other:
+        return [f"{key}={pools} is not allowed: only {', '.join(POOLED_DIMENSIONS)} samples a pool in VBench's "
+                f"protocol (its static filter keeps 5 static videos of {SAMPLED_PER_PROMPT}); the others read "
+                f"indices 0..4 only; drop it with " + " ".join(f"'~{key}.{d}'" for d in other) + "."]
+    low = int(p.videos_per_prompt)
+    bad = {d: n for d, n in pools.items() if not low <= n <= SAMPLED_PER_PROMPT}
+    if bad:
+        return [f"{key}={pools} is not allowed: a pool holds protocol.videos_per_prompt={low} to "
+                f"{SAMPLED_PER_PROMPT} videos per prompt (VBench's protocol samples {SAMPLED_PER_PROMPT}), e.g. "
+                f"{key}.temporal_flickering={SAMPLED_PER_PROMPT}."]
+    return []
 
 
 # why a repeated entry cannot stand, for the lists where it is most likely

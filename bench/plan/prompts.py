@@ -9,14 +9,17 @@
   vbench package), restricted to the prompts the asked-for dimensions read. Its
   "classes" are ids `vbench-NNN` (the prompt's place in the distinct-prompt list), so
   clip keys stay file-name safe while the prompt text goes to the model and to VBench.
+  Each id also records which of the asked-for dimensions read it (``PromptSet.dimensions``),
+  so the protocol can make more videos of one dimension's prompts (its pool, see
+  bench/plan/protocol.py).
 """
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from bench.net.download import DownloadError, download_url
 from common.errors import InputError, MissingInput
@@ -43,6 +46,8 @@ class PromptSet:
     classes: List[str]
     captions: List[str]
     sha256: str          # of the source file, or of the generated captions
+    # vbench_standard: class id -> the run's VBench dimensions that read that prompt (empty otherwise)
+    dimensions: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
 
     def subset(self, classes: Optional[List[str]] = None, num_classes: Optional[int] = None) -> "PromptSet":
         picked = list(self.classes)
@@ -58,7 +63,8 @@ class PromptSet:
                 raise InputError(f"num_classes={num_classes} must be between 1 and {len(picked)}.")
             picked = picked[:num_classes]
         index = {c: i for i, c in enumerate(self.classes)}
-        return PromptSet(self.name, picked, [self.captions[index[c]] for c in picked], self.sha256)
+        return PromptSet(self.name, picked, [self.captions[index[c]] for c in picked], self.sha256,
+                         {c: self.dimensions[c] for c in picked if c in self.dimensions})
 
 
 def _words(camel: str) -> str:
@@ -143,7 +149,8 @@ def official_captions(path: Optional[str] = None, cache_dir: Optional[str] = Non
 
 def vbench_prompt_set(dimensions: Optional[List[str]] = None) -> PromptSet:
     """VBench's standard prompts (distinct, in file order) that any of ``dimensions``
-    reads (all 944 when None). The sha256 is that of the bundled VBench_full_info.json."""
+    reads (all 944 when None), each with the dimensions among ``dimensions`` that read it.
+    The sha256 is that of the bundled VBench_full_info.json."""
     entries = standard_prompts(distinct=True)
     ids = [f"vbench-{i:03d}" for i in range(len(entries))]
     if dimensions:
@@ -156,7 +163,8 @@ def vbench_prompt_set(dimensions: Optional[List[str]] = None) -> PromptSet:
     else:
         picked = list(zip(ids, entries))
     digest = sha256_file(full_info_path())
-    return PromptSet(STANDARD_PROMPT_SET, [i for i, _ in picked], [e["prompt"] for _, e in picked], digest)
+    reads = {i: tuple(d for d in e["dimensions"] if not dimensions or d in dimensions) for i, e in picked}
+    return PromptSet(STANDARD_PROMPT_SET, [i for i, _ in picked], [e["prompt"] for _, e in picked], digest, reads)
 
 
 PROMPT_SETS = ("classnames", "official", "file", STANDARD_PROMPT_SET)
