@@ -9,11 +9,13 @@ import re
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from bench.plan import protocol
 from bench.plan.config import compose, settings_problems
 from bench.plan.description import run_description
 from bench.plan.prompts import PromptSet, vbench_prompt_set
+from bench.run.rundir import check_same_experiment
 from metrics import vbench as vb
 from metrics import vbench_static_filter as sf
 from metrics.vbench_assets import static_filter_weights
@@ -101,13 +103,22 @@ def test_experiment_vbench_has_the_pool_and_describes_it():
     assert "clips" not in run_description(cfg, n_prompts=944).split(" of 16x")[0]
     # the default protocol has no pool and its description is as before
     plain = compose([])
-    assert dict(plain.protocol.videos_per_prompt_by_dimension) == {}
+    assert plain.protocol.videos_per_prompt_by_dimension is None
     assert "; 3 classes x 2 videos x NFE 1/2/4/8 = 96 clips of 16x64x64;" in run_description(plain, n_prompts=3)
 
 
-def test_the_pool_can_be_turned_off_from_the_command_line():
-    cfg = compose(["experiment=vbench", "~protocol.videos_per_prompt_by_dimension.temporal_flickering"])
-    assert dict(cfg.protocol.videos_per_prompt_by_dimension) == {} and settings_problems(cfg) == []
+def test_the_pool_is_turned_off_as_run_folders_made_before_it_record_it(tmp_path):
+    """null, the value a run folder recorded before the setting existed reads as: such a folder resumes."""
+    cfg = compose(["experiment=vbench", "protocol.videos_per_prompt_by_dimension=null"])
+    assert cfg.protocol.videos_per_prompt_by_dimension is None and settings_problems(cfg) == []
+    recorded = OmegaConf.to_container(cfg, resolve=True)
+    del recorded["protocol"]["videos_per_prompt_by_dimension"]
+    (tmp_path / "config.resolved.yaml").write_text(OmegaConf.to_yaml(recorded))
+    check_same_experiment(cfg, tmp_path)   # resumes: no error
+    with pytest.raises(ValueError, match="protocol.videos_per_prompt_by_dimension"):
+        check_same_experiment(compose(["experiment=vbench"]), tmp_path)   # the pool is another protocol
+    off = compose(["experiment=vbench", "~protocol.videos_per_prompt_by_dimension.temporal_flickering"])
+    assert dict(off.protocol.videos_per_prompt_by_dimension) == {} and settings_problems(off) == []
 
 
 @pytest.mark.parametrize("override, says", [

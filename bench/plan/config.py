@@ -40,8 +40,9 @@ class ProtocolConfig:
     videos_per_prompt: int = 24
     # prompt_set=vbench_standard: more videos for the prompts one VBench dimension reads, e.g.
     # {temporal_flickering: 25} (VBench's protocol: its static filter keeps 5 static videos of
-    # 25); indices 0..videos_per_prompt-1 stay the same clips, and the other dimensions read only those
-    videos_per_prompt_by_dimension: Dict[str, int] = field(default_factory=dict)
+    # 25); indices 0..videos_per_prompt-1 stay the same clips, and the other dimensions read only
+    # those. null (no pool) is also how run folders recorded before this setting read it
+    videos_per_prompt_by_dimension: Optional[Dict[str, int]] = None
     nfe: List[int] = field(default_factory=lambda: [1, 2, 4, 8])
     num_frames: int = 16
     height: int = 512
@@ -229,8 +230,7 @@ def pool_problems(p: Any) -> List[str]:
     key = "protocol.videos_per_prompt_by_dimension"
     if p.prompt_set != STANDARD_PROMPT_SET:
         return [f"{key}={pools} is not allowed with protocol.prompt_set={p.prompt_set}: a pool is for the prompts "
-                f"a VBench dimension reads, so it needs prompt_set={STANDARD_PROMPT_SET}; drop it with "
-                + " ".join(f"'~{key}.{d}'" for d in pools) + "."]
+                f"a VBench dimension reads, so it needs prompt_set={STANDARD_PROMPT_SET}; drop it with {key}=null."]
     other = [d for d in pools if d not in POOLED_DIMENSIONS]
     if other:
         return [f"{key}={pools} is not allowed: only {', '.join(POOLED_DIMENSIONS)} samples a pool in VBench's "
