@@ -294,6 +294,13 @@ class VBenchEntry(_Strict):
                                                                             "made; non-empty: a prompt subset")
     non_standard: Dict[str, str] = Field(default_factory=dict, description="dimension -> how it departs from "
                                                                           "VBench's protocol")
+    static_filter: Optional[Dict[str, Any]] = Field(
+        None, description="VBench's static filter for temporal_flickering: whether it ran (applied, or the reason "
+                          "it did not), each video's flow measures and whether it was kept, the kept videos per "
+                          "prompt; null when temporal_flickering was not scored")
+    scored_by: Dict[str, List[str]] = Field(
+        default_factory=dict, description="worker -> the video files it scored (any dimension): 'main' for one "
+                                          "process, 'rank<r>' for torchrun ranks, 'shard<i>' for shard jobs")
 
     @model_validator(mode="after")
     def _dimensions(self) -> "VBenchEntry":

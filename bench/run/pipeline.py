@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 import warnings
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -46,6 +47,7 @@ from bench.plan.metric_settings import enabled_metrics, run_facts
 from bench.plan.prompts import CLIP_MAX_TOKENS, load_prompt_set, overlong_captions
 from bench.preflight.checklist import check as preflight_check
 from bench.run.lock import run_lock, scope_of
+from bench.run import set_scoring
 from bench.run.provenance import git_state, package_versions
 from bench.run.rundir import check_same_experiment, published, save_preflight
 
@@ -157,6 +159,7 @@ class Run:
         self.device, self.dtype = "cpu", "float32"
         self.summary = None
         self.timing_rows: List[Dict[str, Any]] = []
+        self.share_token: Optional[str] = None   # names this attempt's shares of split set metrics
 
     # -------------------------------------------------------------- stages
     def preflight(self) -> None:
@@ -298,20 +301,8 @@ class Run:
         return scored
 
     def score_set(self, metric: Any, nfe: int, work_dir: Path) -> Dict[str, Any]:
-        """A set metric on each method's stored frames at step count ``nfe``, one method at
-        a time (one method's frames in memory)."""
-        out: Dict[str, Any] = {}
-        for plan in self.plans:
-            clips = [c for c in plan.clips if c.nfe == nfe]
-            records = self.store.read_many([c.key for c in clips], with_frames=True)
-            items = [(c.prompt, c.video_index, records[c.key].frames) for c in clips
-                     if c.key in records and records[c.key].frames is not None]
-            try:
-                out.update(metric.score_videos({plan.name: items}, nfe, work_dir))
-            except MetricFailed as err:
-                raise MetricSetupError(f"{err} Nothing was scored; the clips are kept in {self.store.root}: rerun "
-                                       f"with stages=[score,report] in this run directory once it is fixed.") from err
-        return out
+        """A set metric on the stored frames at step count ``nfe`` (bench/run/set_scoring.py)."""
+        return set_scoring.score_set(self, metric, nfe, work_dir)
 
     def samples(self) -> Dict[tuple, np.ndarray]:
         out = {}
@@ -466,10 +457,13 @@ def _work(cfg: DictConfig, run: "Run", shard: shard_mod.Shard, group: shard_mod.
     if "generate" in cfg.stages:
         run.generate()
     group.barrier()   # every rank's clips are in the store before rank 0 scores
+    run.share_token = group.broadcast(uuid.uuid4().hex)   # rank 0 waits for shares of this attempt
     # the group's work is done: rank 0 scores as a single process, so libraries that look
     # for torch.distributed (VBench gathers across ranks) do not wait for ranks that left
     group.close()
     results = None
+    if "score" in cfg.stages:   # every worker scores its share of the set metrics that split
+        set_scoring.write_shares(run, run.share_token)
     if "score" in cfg.stages and not shard.scores:
         then = ("rank 0 scores them" if shard.group else
                 f"score with: python run_bench.py run_dir={run.run_dir} 'stages=[score,report]' "
