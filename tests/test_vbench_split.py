@@ -12,6 +12,7 @@ import pytest
 from metrics import vbench as vb
 from metrics import vbench_split as split
 from metrics.vbench_metric import VBenchSetMetric
+from tests import e2e
 
 DIMS = ["temporal_flickering", "subject_consistency", "object_class", "dynamic_degree"]
 
@@ -199,3 +200,75 @@ def test_split_scores_equal_one_process_and_gaps_are_scored_by_the_merger(tmp_pa
             one[meth]["scores"]["temporal_flickering"], rel=1e-12, abs=0)
         assert set(gaps[meth]["scored_by"]) == {"rank0", "main"}
     json.dumps(shares)   # a share is plain JSON
+
+
+# --------------------------------------------------------------------------- multi-process runs (slow)
+
+# tests/e2e.py's small experiment (12 clips) with VBench temporal_flickering at NFE 2 as its only metric
+SPLIT_RUN = [o for o in e2e.SMALL if not o.startswith(("metrics.vbench.enabled", "++metrics.fvd"))] + [
+    "metrics.fvd.enabled=false", "metrics.kvd.enabled=false", "metrics.fvd_inf.enabled=false",
+    "metrics.vbench.options.nfe=2", "metrics.vbench.options.dimensions=[temporal_flickering]"]
+
+
+@pytest.fixture(scope="module")
+def vbench_env(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:   # an empty VBench cache: no RAFT, no static filter
+        mp.setenv("VBENCH_CACHE_DIR", str(tmp_path_factory.mktemp("vbench_cache")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory, cache_dir, vbench_env):
+    run_dir = tmp_path_factory.mktemp("vbench_single") / "run"
+    e2e.run([f"hydra.run.dir={run_dir}", *SPLIT_RUN], cache_dir)
+    return _section(run_dir)
+
+
+def _section(run_dir):
+    return json.loads((run_dir / "results.json").read_text())["vbench"]
+
+
+def _assert_same_scores(expected, actual):
+    assert sorted(expected) == sorted(actual) == ["animatelcm", "ddim"]
+    for method, want in expected.items():
+        got = actual[method]
+        assert got["scores"] and set(got["scores"]) == set(want["scores"])
+        for dim, value in want["scores"].items():
+            assert got["scores"][dim] == pytest.approx(value, rel=1e-12, abs=0), (method, dim)
+        numbers = ("scores", "scored_by", "total", "quality", "semantic")
+        assert {k: v for k, v in got.items() if k not in numbers} == {k: v for k, v in want.items() if k not in numbers}
+        assert got["quality"] == pytest.approx(want["quality"], rel=1e-12, abs=0)
+        assert want["scored_by"] == {"main": sorted(f"A video of apply eye makeup.-{i}.mp4" for i in range(3))}
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_share_vbench_and_the_merge_equals_one_process(tmp_path, cache_dir, one_process):
+    run_dir = tmp_path / "torchrun"
+    out = e2e.run([f"hydra.run.dir={run_dir}", *SPLIT_RUN], cache_dir, torchrun=2)
+    assert "rank1: share of vbench at NFE 2" in out and "rank0: share of vbench at NFE 2" in out
+    section = _section(run_dir)
+    _assert_same_scores(one_process, section)
+    # two units (one per method) of equal cost: one for each rank
+    assert sorted(label for entry in section.values() for label in entry["scored_by"]) == ["rank0", "rank1"]
+    shares = sorted(p.name for p in (run_dir / "vbench" / "shares" / "nfe2").iterdir())
+    assert shares == ["rank0.json", "rank1.json"]
+
+
+@pytest.mark.slow
+def test_shard_jobs_share_vbench_and_the_score_job_merges_like_one_process(tmp_path, cache_dir, one_process):
+    run_dir = tmp_path / "run"
+    for i in range(2):
+        out = e2e.run([f"shard.index={i}", "shard.count=2", f"run_dir={run_dir}",
+                       f"hydra.run.dir={tmp_path / f'job{i}'}", *SPLIT_RUN], cache_dir)
+        assert f"shard{i}: share of vbench at NFE 2" in out
+    assert not (run_dir / "results.json").exists()
+    e2e.run([f"run_dir={run_dir}", "stages=[score,report]", f"hydra.run.dir={tmp_path / 'score'}", *SPLIT_RUN],
+            cache_dir)
+    section = _section(run_dir)
+    _assert_same_scores(one_process, section)
+    # each job scored the clips it made (planned by owner), nothing was left to the score job
+    by = {}
+    for entry in section.values():
+        for label, names in entry["scored_by"].items():
+            by.setdefault(label, []).extend(names)
+    assert sorted(by) == ["shard0", "shard1"] and sum(map(len, by.values())) == 6
