@@ -25,7 +25,9 @@ from results.model import Results
 PROTOCOL_KEYS = (("height", "frame height"), ("width", "frame width"), ("num_frames", "frame count"),
                  ("seed", "noise seed (protocol.seed)"), ("classes", "class list (protocol.classes)"),
                  ("num_classes", "number of classes (protocol.num_classes)"),
-                 ("videos_per_prompt", "videos per prompt"), ("prompt_set", "prompt set"),
+                 ("videos_per_prompt", "videos per prompt"),
+                 ("videos_per_prompt_by_dimension", "VBench video pool per dimension (protocol.videos_per_prompt_by_dimension)"),
+                 ("prompt_set", "prompt set"),
                  ("name", "protocol name"), ("version", "protocol version"))
 GENERATED_PROMPT_SETS = ("classnames",)   # captions made by code: compared per clip, not by digest
 

@@ -291,7 +291,7 @@ def test_evaluate_reports_a_broken_raft_file_as_failed(tmp_path):
 def test_standard_mode_renumbers_the_static_videos_and_reports_them_by_their_own_names(tmp_path, monkeypatch):
     tf = [p["prompt"] for p in vb.standard_prompts() if "temporal_flickering" in p["dimensions"]][:2]
     moving = {(tf[0], 0), (tf[1], 0), (tf[1], 1)}
-    # six videos a prompt (VBench samples 25 for this dimension; export's standard mode stops at 5)
+    # six videos a prompt: a small pool (VBench samples 25 for this dimension, as experiment=vbench does)
     vb.export_for_vbench([(p, i, _pan(i, frames=4) if (p, i) in moving else _still(i, frames=4))
                           for p in tf for i in range(6)], tmp_path / "videos", mode="custom_input")
     static_filter_weights(tmp_path / "cache").parent.mkdir(parents=True)
