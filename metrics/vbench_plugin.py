@@ -8,10 +8,12 @@ from dataclasses import field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from common.checks import AssetCheck, Checked, Problem
+from metrics import vbench_split
 from metrics.options import options_schema
 from metrics.plugin import Cost, FileNeed, Metric, RunFacts
 from metrics.vbench_assets import (CACHE_FILES, HF_FILES, TORCH_HUB_FILES, _torch_hub_dir, available_dimensions,
                                    vbench_cache_dir)
+from metrics.vbench_export import standard_prompts
 from metrics.vbench_protocol import (ALL_DIMENSIONS, MODES, STANDARD_PROMPT_SET, STANDARD_VIDEOS_PER_PROMPT,
                                      VBenchScore)
 
@@ -151,6 +153,28 @@ class VBench(VBenchScore, Metric):
     def cost(cls, options: Mapping[str, Any], run: RunFacts) -> Cost:
         """Each scored clip is exported once more as a lossless mp4 for the vbench package."""
         return Cost(export_bytes_per_clip=int(run.num_frames * run.height * run.width * VBENCH_MP4_BITS_PER_PIXEL / 8))
+
+    @classmethod
+    def scoring_seconds(cls, options: Mapping[str, Any], run: RunFacts, methods: int) -> Dict[str, float]:
+        """Seconds per dimension to score this run's videos (one step count, every method) on
+        one H100, from the estimates of :data:`metrics.vbench_split.DIMENSION_SECONDS`, model
+        loading excluded. Standard mode reads each dimension's own prompts, 5 videos each."""
+        opts = cls.parse(options)
+        dims = list(opts.dimensions or ALL_DIMENSIONS)
+        videos = {d: run.clips_per_cell for d in dims}
+        if opts.mode == STANDARD_MODE and not run.subset:
+            per_prompt = min(run.videos_per_prompt, STANDARD_VIDEOS_PER_PROMPT)
+            videos = {d: 0 for d in dims}
+            for item in standard_prompts(distinct=True):
+                for d in item["dimensions"]:
+                    if d in videos:
+                        videos[d] += per_prompt
+        return {d: methods * n * vbench_split.video_seconds(d, run.num_frames) for d, n in videos.items()}
+
+    @classmethod
+    def worker_seconds(cls, parts: Mapping[str, float], workers: int, speed: float = 1.0) -> List[float]:
+        """Seconds of each of ``workers`` workers scoring ``parts`` ({dimension: seconds}) in shares."""
+        return vbench_split.balance(parts, workers, speed)
 
     @classmethod
     def frames_nfe(cls, options: Mapping[str, Any], run: RunFacts) -> Optional[int]:

@@ -265,3 +265,21 @@ def names_of(shares: Iterable[Mapping[str, Any]], method: str) -> Dict[str, str]
     for share in shares:
         out.update(((share.get("methods") or {}).get(method) or {}).get("names") or {})
     return out
+
+
+def balance(parts: Mapping[str, float], workers: int, speed: float = 1.0) -> List[float]:
+    """Estimated seconds of each worker for ``parts`` ({dimension: seconds of the whole
+    run}) cut and placed as :func:`assign` does: pieces of at least MIN_UNIT_SECONDS on an
+    H100 (``speed``: the device's speed relative to one), longest first to the least loaded."""
+    if workers < 1:
+        raise InputError(f"VBench split: workers must be >= 1, got {workers}.")
+    target = max(sum(parts.values()) / (workers * UNITS_PER_WORKER), MIN_UNIT_SECONDS / speed)
+    pieces = []
+    for dim, seconds in sorted(parts.items()):
+        n = max(1, int(seconds // target)) if seconds > 0 else 0
+        pieces += [seconds / n] * n
+    load = [0.0] * workers
+    for cost in sorted(pieces, reverse=True):
+        best = min(range(workers), key=lambda w: (load[w], w))
+        load[best] += cost
+    return load

@@ -99,6 +99,32 @@ def test_cost_figures_cover_every_dimension_and_add_up_to_about_half_a_day():
         split.video_seconds("flicker")
 
 
+def test_balance_estimates_the_workers_of_a_plan():
+    parts = {"object_class": 6000.0, "subject_consistency": 600.0, "temporal_flickering": 20.0}
+    loads = split.balance(parts, 4)
+    assert sum(loads) == pytest.approx(6620.0) and max(loads) - min(loads) <= 6620.0 / 16 + 1e-9
+    assert split.balance({"temporal_flickering": 20.0}, 3) == [20.0, 0.0, 0.0]   # too cheap to split
+
+
+def test_preflight_prints_vbench_time_per_dimension_and_per_worker(tmp_path):
+    from bench.preflight.checklist import preflight
+    from bench.preflight.estimates import SCORING_STAGE
+    from bench.preflight.plan_text import format_plan
+    from tests.conftest import compose
+
+    overrides = ["experiment=vbench", "preflight.time_on=H100",
+                 "metrics.vbench.options.dimensions=[temporal_flickering,object_class]"]
+    one = preflight(compose(overrides), tmp_path / "run")
+    four = preflight(compose(overrides + ["shard.count=4"]), tmp_path / "run")
+    scoring = {k: v for k, v in one.plan.time_stages.items() if k.startswith(SCORING_STAGE)}
+    # 79 object_class prompts x 5 videos x 16 s on an H100 (the datasheet peak ratio is 1)
+    assert scoring[SCORING_STAGE + "VBench object_class"] == pytest.approx(79 * 5 * 16.0)
+    assert sum(scoring.values()) <= one.plan.time_s
+    text = format_plan(four)
+    assert "scoring      VBench ~" in text and "object_class 105 min" in text
+    assert "VBench split over 4 workers" in text and "VBench split" not in format_plan(one)
+
+
 # --------------------------------------------------------------------------- merge
 
 def _share(label, dim, values, units=None, **extra):
@@ -200,6 +226,32 @@ def test_split_scores_equal_one_process_and_gaps_are_scored_by_the_merger(tmp_pa
             one[meth]["scores"]["temporal_flickering"], rel=1e-12, abs=0)
         assert set(gaps[meth]["scored_by"]) == {"rank0", "main"}
     json.dumps(shares)   # a share is plain JSON
+
+
+def test_shares_made_from_other_clips_or_settings_are_ignored(tmp_path):
+    from types import SimpleNamespace
+
+    from bench.run import set_scoring
+
+    metric = VBenchSetMetric(vb.evaluate, ["temporal_flickering"], device="cpu")
+    run = SimpleNamespace(plans=[SimpleNamespace(name="x", fingerprint="f1")])
+    folder = set_scoring.share_dir(tmp_path, 4)
+    folder.mkdir(parents=True)
+    good = {"label": "rank0", "methods": {"x": {}}, **set_scoring.settings(run, metric)}
+    (folder / "rank0.json").write_text(json.dumps(good))
+    (folder / "rank1.json").write_text(json.dumps({**good, "label": "rank1", "fingerprints": {"x": "old"}}))
+    other = VBenchSetMetric(vb.evaluate, ["subject_consistency"], device="cpu")
+    (folder / "rank2.json").write_text(json.dumps({**good, "label": "rank2", **set_scoring.settings(run, other)}))
+    (folder / "rank3.json").write_text("{half")
+    assert [s["label"] for s in set_scoring.read_shares(run, metric, 4, tmp_path)] == ["rank0"]
+    assert set_scoring.worker_label(split_shard(2, 4, 2)) == "shard1-rank0"
+
+
+def split_shard(index, count, world):
+    from bench.plan.shard import Shard
+
+    return Shard(index=index, count=count, world=world, rank=index % world, config_count=count // world,
+                 source="config+torchrun")
 
 
 # --------------------------------------------------------------------------- multi-process runs (slow)

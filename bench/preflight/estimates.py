@@ -16,6 +16,7 @@ import torch
 import metrics as metric_registry
 from bench.generate.store import ClipStore
 from bench.plan.config import get
+from bench.plan.metric_settings import enabled_metrics, run_facts
 from bench.preflight.report import MethodCost, PreflightReport, Problem
 from metrics.plugin import Cost
 from models.device import device_name, device_peak_tflops, resolve_device_dtype
@@ -31,6 +32,11 @@ VAE_TFLOP_PER_FRAME = 2.5    # SD VAE decoder, one 512x512 frame
 MP4_BITS_PER_PIXEL = 0.4     # H.264 crf 17 (metrics.video_io.write_mp4) measured 0.20-0.37 on real footage
 RESULTS_ALLOWANCE = 64 * 2 ** 20   # results.json, tables, plots, sample strips, logs
 GENERATION_KEYS = ("unet", "vae")   # the plan's tflop entries that are not a metric's (besides "total")
+
+# Set metrics that estimate their scoring (a plug-in's scoring_seconds hook) give seconds on
+# one H100; other devices scale by their datasheet peak (the CPU by its measured matmul rate).
+SCORING_REFERENCE = "H100"
+SCORING_STAGE = "score: "     # prefix of the time stages that are one part of a set metric's scoring
 
 # The harness's own work beside the GPU FLOPs, measured on 2 CPU cores by
 # benchmarks/full_size.py and benchmarks/scale.py (figures in docs/speed.md).
@@ -161,10 +167,56 @@ def _measured_cpu_tflops() -> float:
     return 2 * n ** 3 / best / 1e12
 
 
+def scoring_speed(cfg: Any, device: str, name: str) -> Tuple[Optional[float], str]:
+    """(speed relative to one H100 or None, how) for the set metrics' scoring estimates."""
+    ref, _ = device_peak_tflops(SCORING_REFERENCE, "float16")
+    if device == "cpu":
+        util = float(get(get(cfg, "preflight", {}) or {}, "utilisation", 0.5))
+        rate = _measured_cpu_tflops()
+        return rate / (ref * util), (f"{SCORING_REFERENCE} figures x this CPU's measured {rate * 1000:.0f} GFLOP/s "
+                                     f"over the {SCORING_REFERENCE}'s {ref:.0f} TFLOP/s at {util:.0%}")
+    peak, why = device_peak_tflops(name, "float16")
+    if peak is None:
+        return None, why
+    return peak / ref, f"{SCORING_REFERENCE} figures x the datasheet peak ratio {peak / ref:.2f}"
+
+
+def scoring_stages(cfg: Any, costs: Sequence[MethodCost], device: str, name: str) -> Tuple[Dict[str, float], str]:
+    """Seconds per part (e.g. a dimension) of every enabled set metric that estimates its
+    scoring, keyed SCORING_STAGE + "<display name> <part>", and how they were scaled."""
+    if "score" not in list(get(cfg, "stages", ["score"]) or []) or not costs:
+        return {}, ""
+    cells = costs[0].clips // max(len(costs[0].nfe), 1)
+    run = run_facts(cfg, cells)
+    hooks = [(metric_registry.plugin(n), o) for n, o in enabled_metrics(cfg).items()]
+    hooks = [(p, o) for p, o in hooks if p.kind == "set" and callable(getattr(p, "scoring_seconds", None))]
+    if not hooks:
+        return {}, ""
+    speed, how = scoring_speed(cfg, device, name)
+    if speed is None:
+        return {}, f"set metrics' scoring not estimated: {how}"
+    out = {}
+    for plugin, options in hooks:
+        for part, seconds in plugin.scoring_seconds(options, run, len(costs)).items():
+            out[f"{SCORING_STAGE}{plugin.display_name} {part}"] = seconds / speed
+    return out, f"scoring from per-video estimates ({how})"
+
+
 def estimate_time(cfg: Any, costs: Sequence[MethodCost], tflop: Dict[str, float], device: str, dtype: str,
                   name: str, f: int, h: int, w: int) -> Tuple[Optional[float], str, Dict[str, float]]:
-    """Seconds of device work (generation and feature extraction), how that was
-    estimated, and the same seconds per stage."""
+    """Seconds of device work (generation, feature extraction, set metrics' scoring), how
+    that was estimated, and the same seconds per stage."""
+    seconds, how, stages = _device_time(cfg, costs, tflop, device, dtype, name, f, h, w)
+    if seconds is None:
+        return seconds, how, stages
+    scoring, basis = scoring_stages(cfg, costs, device, name)
+    stages.update(scoring)
+    return seconds + sum(scoring.values()), how + (f"; {basis}" if basis else ""), stages
+
+
+def _device_time(cfg: Any, costs: Sequence[MethodCost], tflop: Dict[str, float], device: str, dtype: str,
+                 name: str, f: int, h: int, w: int) -> Tuple[Optional[float], str, Dict[str, float]]:
+    """Seconds of generation and feature extraction, how that was estimated, and per stage."""
     by_metric = metric_tflop(tflop)
     features = sum(by_metric.values())
     feature_stage = "features (" + " + ".join(metric_registry.plugin(n).display_name for n in by_metric) + ")" \

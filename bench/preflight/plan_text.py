@@ -1,10 +1,10 @@
 """The preflight report as the text a user reads before a run starts."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Dict, List, Optional
 
 import metrics as metric_registry
-from bench.preflight.estimates import metric_tflop, unet_tflop
+from bench.preflight.estimates import SCORING_STAGE, metric_tflop, unet_tflop
 from bench.preflight.report import PreflightReport
 from metrics.vbench_protocol import STANDARD_PROMPT_SET
 
@@ -49,6 +49,27 @@ def _display(metric: str) -> str:
         return metric
 
 
+def _scoring_lines(plan) -> List[str]:
+    """Each set metric's estimated scoring time per part, and per worker when the run has several."""
+    by_metric: Dict[str, Dict[str, float]] = {}
+    for key, seconds in plan.time_stages.items():
+        if key.startswith(SCORING_STAGE):
+            display, part = key[len(SCORING_STAGE):].rsplit(" ", 1)
+            by_metric.setdefault(display, {})[part] = seconds
+    lines = []
+    for display, parts in by_metric.items():
+        lines.append(f"  scoring      {display} ~{format_duration(sum(parts.values()))} on {plan.device_name}: "
+                     + ", ".join(f"{p} {format_duration(s)}" for p, s in parts.items()))
+        plugin = next((metric_registry.plugin(n) for n in metric_registry.available()
+                       if metric_registry.plugin(n).display_name == display), None)
+        split = getattr(plugin, "worker_seconds", None)
+        if plan.processes > 1 and callable(split):
+            loads = split(parts, plan.processes)
+            lines.append(f"               {display} split over {plan.processes} workers (ranks x shard jobs): "
+                         + ", ".join(f"~{format_duration(s)}" for s in loads))
+    return lines
+
+
 def format_plan(report: PreflightReport) -> str:
     plan = report.plan
     lines = [f"lcmbench preflight: experiment={report.experiment}"
@@ -91,8 +112,10 @@ def format_plan(report: PreflightReport) -> str:
         else:
             lines.append(f"  device       {plan.device_name} ({plan.device}, {plan.dtype})")
         lines.append(f"  time         ~{format_duration(plan.time_s)} ({plan.time_basis})")
-        if plan.time_stages:
-            lines.append("               " + ", ".join(f"{stage} {format_duration(s)}" for stage, s in plan.time_stages.items()))
+        stages = {k: v for k, v in plan.time_stages.items() if not k.startswith(SCORING_STAGE)}
+        if stages:
+            lines.append("               " + ", ".join(f"{stage} {format_duration(s)}" for stage, s in stages.items()))
+        lines += _scoring_lines(plan)
         if plan.processes > 1 and plan.time_s is not None:   # the clips are split evenly by key
             lines.append(f"               over {plan.processes} processes sharing the clips: "
                          f"~{format_duration(plan.time_s / plan.processes)} each")

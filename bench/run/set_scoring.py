@@ -83,7 +83,7 @@ def items_reader(run: "Run", nfe: int) -> Callable[[str, Sequence[str]], Dict[st
     return items_of
 
 
-def _settings(run: "Run", metric: Any) -> Dict[str, Any]:
+def settings(run: "Run", metric: Any) -> Dict[str, Any]:
     """What a share must agree on with the merging process to be used."""
     desc = {k: v for k, v in dict(metric.describe()).items() if k != "nfe"}
     return {"fingerprints": {plan.name: plan.fingerprint for plan in run.plans}, "metric": desc}
@@ -113,7 +113,7 @@ def write_shares(run: "Run", token: Optional[str]) -> List[Path]:
                                        items_reader(run, nfe), nfe, work_dir, label)
         except MetricFailed as err:
             raise _failed(err, run) from err
-        share.update(_settings(run, metric), token=token, seconds=time.time() - started)
+        share.update(settings(run, metric), token=token, seconds=time.time() - started)
         path = write_atomic(share_dir(work_dir, nfe) / f"{label}.json", json.dumps(share, indent=1, sort_keys=True))
         log.info("%s: share of %s at NFE %d scored in %.1f s: %s", label, metric.name, nfe, share["seconds"], path)
         written.append(path)
@@ -122,7 +122,7 @@ def write_shares(run: "Run", token: Optional[str]) -> List[Path]:
 
 def read_shares(run: "Run", metric: Any, nfe: int, work_dir: Path) -> List[Dict[str, Any]]:
     """The usable shares in the share folder: same clips, same metric settings."""
-    want = _settings(run, metric)
+    want = settings(run, metric)
     out = []
     for path in sorted(share_dir(work_dir, nfe).glob("*.json")):
         try:
