@@ -171,7 +171,7 @@ def available_dimensions(cache_dir: Optional[os.PathLike] = None,
     temporal_flickering needs no model; every other dimension needs the files in
     :data:`CACHE_FILES` (and a few outside the cache, see TORCH_HUB_FILES, HF_FILES).
     """
-    dims = _check_dimensions(dimensions if dimensions is not None else ALL_DIMENSIONS)
+    dims = check_dimensions(dimensions if dimensions is not None else ALL_DIMENSIONS)
     cache = vbench_cache_dir(cache_dir)
     available: List[str] = []
     unavailable: Dict[str, str] = {}
@@ -184,7 +184,8 @@ def available_dimensions(cache_dir: Optional[os.PathLike] = None,
     return {"cache_dir": str(cache), "available": available, "unavailable": unavailable}
 
 
-def _check_dimensions(dimensions: Any) -> List[str]:
+def check_dimensions(dimensions: Any) -> List[str]:
+    """The requested dimensions, deduplicated in order; an unknown name is an InputError."""
     if isinstance(dimensions, str):
         dimensions = [dimensions]
     dims = list(dict.fromkeys(dimensions))
@@ -198,3 +199,4 @@ def _check_dimensions(dimensions: Any) -> List[str]:
     return dims
 
 
+_check_dimensions = check_dimensions  # the former name, until metrics/vbench.py imports the public one
