@@ -8,6 +8,7 @@ video. Dimensions that cannot run here are listed, with the reason, in
 docs/vbench_dimensions.md (and vbench_random_cache.NOT_RUNNABLE)."""
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 
@@ -49,6 +50,21 @@ def shared_dirs(tmp_path_factory):
 def test_every_dimension_is_either_run_or_explained():
     assert set(RUNNABLE) | set(NOT_RUNNABLE) == set(ALL_DIMENSIONS)
     assert not set(RUNNABLE) & set(NOT_RUNNABLE)
+
+
+def test_human_action_names_what_stops_it_before_running(tmp_path):
+    """With its weights in place, human_action is still refused up front when numpy 2 has
+    no numpy.lib.function_base (vbench's UMT code imports it), naming why."""
+    weights = tmp_path / "umt_model" / "l16_ptk710_ftk710_ftk400_f16_res224.pth"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"x")
+    status = vb.available_dimensions(tmp_path, ["human_action"])
+    if importlib.util.find_spec("numpy.lib.function_base") is None:
+        assert "numpy.lib.function_base" in status["unavailable"]["human_action"]
+        assert "numpy<2" in status["unavailable"]["human_action"]
+        assert "missing" not in status["unavailable"]["human_action"]
+    else:
+        assert "numpy.lib.function_base" not in status["unavailable"].get("human_action", "")
 
 
 @pytest.mark.slow

@@ -40,6 +40,8 @@ from typing import Callable, Dict, List, Optional
 
 from metrics.vbench_assets import CACHE_FILES, TORCH_HUB_FILES
 
+_BPE = "ViCLIP/bpe_simple_vocab_16e6.txt.gz"   # ViCLIP's tokenizer vocabulary, in the VBench cache
+
 # Dimensions that cannot run here, and why (see docs/vbench_dimensions.md).
 _GRIT_REASON = ("GRiT needs detectron2 (vbench.third_party.grit_src imports detectron2.config), which is not on "
                 "PyPI and must be built from source against the installed torch")
@@ -228,9 +230,6 @@ def point_viclip_tokenizer_at(cache: os.PathLike, monkeypatch) -> None:
     monkeypatch.setattr(tokenizer.__init__, "__defaults__", (str(Path(cache) / _BPE),))
 
 
-_BPE = "ViCLIP/bpe_simple_vocab_16e6.txt.gz"
-
-
 def _viclip(cache: Path) -> None:
     import open_clip  # heavy: torch; only to find its copy of CLIP's BPE vocabulary
 
@@ -267,7 +266,7 @@ _WRITERS: Dict[str, Callable[[Path, Path], None]] = {
     "overall_consistency": lambda cache, home: _viclip(cache),
 }
 RUNNABLE = tuple(_WRITERS)
-# human_action's file, for runs where vbench.human_action imports (numpy < 2)
+# human_action's file, for an environment where vbench.human_action runs (numpy < 2, timm < 1.0)
 _EXTRA_WRITERS: Dict[str, Callable[[Path, Path], None]] = {"human_action": lambda cache, home: _umt(cache)}
 
 
