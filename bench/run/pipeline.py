@@ -22,7 +22,6 @@ import metrics as metric_registry
 import models
 from common.errors import InputError
 from common.names import did_you_mean
-from metrics.base import MetricFailed
 from models.device import device_info, resolve_device_dtype
 from models.fast import pixel_settings
 from models.registry import resolve_spec
@@ -46,8 +45,8 @@ from bench.plan.description import run_description
 from bench.plan.metric_settings import enabled_metrics, run_facts
 from bench.plan.prompts import CLIP_MAX_TOKENS, load_prompt_set, overlong_captions
 from bench.preflight.checklist import check as preflight_check
-from bench.run.lock import run_lock, scope_of
 from bench.run import set_scoring
+from bench.run.lock import run_lock, scope_of
 from bench.run.provenance import git_state, package_versions
 from bench.run.rundir import check_same_experiment, published, save_preflight
 
