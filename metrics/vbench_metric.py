@@ -1,7 +1,9 @@
 """VBench as a built set metric: exports each method's clips of one step count as
 lossless mp4 with VBench's file naming, runs the vbench package on them
 (:func:`metrics.vbench.evaluate`) and aggregates the dimensions into VBench's
-Total / Quality / Semantic scores, in percent."""
+Total / Quality / Semantic scores, in percent. In a multi-process run each worker scores a
+share of the (dimension, video) units (:meth:`VBenchSetMetric.score_share`) and the scoring
+process merges them (:meth:`VBenchSetMetric.merge_shares`, :mod:`metrics.vbench_split`)."""
 from __future__ import annotations
 
 import importlib.metadata

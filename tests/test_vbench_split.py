@@ -228,6 +228,31 @@ def test_split_scores_equal_one_process_and_gaps_are_scored_by_the_merger(tmp_pa
     json.dumps(shares)   # a share is plain JSON
 
 
+def test_standard_mode_split_reports_what_one_process_reports(tmp_path, monkeypatch):
+    monkeypatch.setenv("VBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    tf = [p["prompt"] for p in vb.standard_prompts() if "temporal_flickering" in p["dimensions"]][:3]
+    items = {f"m/nfe4/p{n}/{i:03d}": (p, i, _clip(n * 10 + i)) for n, p in enumerate(tf) for i in range(5)}
+    refs = {"m": [(k, v[0], v[1], None) for k, v in sorted(items.items())]}
+
+    def items_of(method, keys):
+        return {k: items[k] for k in keys}
+
+    def metric():
+        return VBenchSetMetric(vb.evaluate, ["temporal_flickering"], mode="vbench_standard", device="cpu")
+
+    one = metric().merge_shares(refs, [], items_of, 4, tmp_path / "one", "main")["m"]
+    m = metric()
+    halves = [split.Unit("m", "temporal_flickering", tuple(k for k, *_ in refs["m"][lo:hi]), 1.0)
+              for lo, hi in ((0, 7), (7, 15))]
+    shares = [m.score_share(refs, w, 2, items_of, 4, tmp_path / "split", f"shard{w}", units=[halves[w]])
+              for w in range(2)]
+    merged = metric().merge_shares(refs, shares, items_of, 4, tmp_path / "split", "main")["m"]
+    assert one["missing_videos"] == merged["missing_videos"] == {"temporal_flickering": 375 - 15}
+    assert merged["scores"]["temporal_flickering"] == pytest.approx(one["scores"]["temporal_flickering"],
+                                                                    rel=1e-12, abs=0)
+    assert sorted(n for names in merged["scored_by"].values() for n in names) == one["scored_by"]["main"]
+
+
 def test_shares_made_from_other_clips_or_settings_are_ignored(tmp_path):
     from types import SimpleNamespace
 
