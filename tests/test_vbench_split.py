@@ -156,6 +156,12 @@ def test_merge_refuses_disagreeing_or_missing_videos_and_mixed_skips():
         split.merge([_share("rank0", "subject_consistency", {"k1": 0.5}),
                      _share("rank1", "subject_consistency", {}, units=["k2"], skipped={"subject_consistency": "x"})],
                     want)
+    # a unit one worker skipped (its node lacks the weights) and the merging process scored
+    fine = split.merge([_share("rank0", "subject_consistency", {"k1": 0.5}),
+                        _share("rank1", "subject_consistency", {}, units=["k2"], skipped={"subject_consistency": "x"}),
+                        _share("main", "subject_consistency", {"k2": 0.7})], want)["m"]
+    assert fine["scores"]["subject_consistency"] == pytest.approx(0.6) and fine["skipped"] == {}
+    assert set(fine["scored_by"]) == {"rank0", "main"}
     # skipped everywhere: a skip with its reason, as one process reports it
     out = split.merge([_share("rank0", "subject_consistency", {}, units=["k1", "k2"],
                               skipped={"subject_consistency": "no weights"})], want)["m"]
