@@ -26,6 +26,7 @@ import metrics as metric_registry
 from bench.net.manifest import verify_manifest
 from bench.net.offline import FLAG_ENV, requested as offline_requested
 from bench.plan import checkpoints
+from bench.plan import protocol
 from bench.plan import shard as shard_mod
 from bench.plan.config import HUGE_PLAN_GPU, HUGE_PLAN_S, STAGES, compose, get
 from bench.plan.description import run_description
@@ -94,7 +95,11 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
     needs = weight_needs(cfg)
     report.problems += needs.problems
     report.problems += [Problem("weights", what, fix) for what, fix in checkpoints.problems(cfg)]
-    run = run_facts(cfg, clips_per_cell=len(prompts.classes) * videos)
+    # (prompt, seed) pairs per (method, NFE): a pool (videos_per_prompt_by_dimension) gives some prompts more
+    pools = get(p, "videos_per_prompt_by_dimension", {}) or {}
+    per_cell = protocol.clip_count(prompts, videos, pools) if videos else 0
+    pooled = protocol.pooled_classes(prompts, videos, pools) if videos else []
+    run = run_facts(cfg, clips_per_cell=per_cell)
     unknown: List[Tuple[str, str]] = []
     metrics_on = enabled_metrics(cfg, unknown)
     report.problems += [Problem("config", what, fix) for what, fix in unknown]
@@ -170,7 +175,7 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
                                                f"read-only).", "Choose another hydra.run.dir."))
 
     # -- the plan
-    costs = method_costs(needs.specs, nfes, len(prompts.classes), videos)
+    costs = method_costs(needs.specs, nfes, per_cell, 1)
     clips = sum(c.clips for c in costs)
     tflop = compute_tflop(costs, f, h, w, metric_costs, clips)
     time_on = get(pre, "time_on")
@@ -212,7 +217,8 @@ def preflight(cfg: Any, run_dir: Optional[str | os.PathLike] = None) -> Prefligh
                             f"(runner.device=auto picks one when visible).")
     report.plan = Plan(
         stages=stages, generates=generates, weights=weights, methods=costs, nfe=nfes, prompts=len(prompts.classes),
-        videos_per_prompt=videos, num_frames=f, height=h, width=w, clips=clips, settings=len(costs) * len(nfes),
+        videos_per_prompt=videos, pooled_prompts=len(pooled), pool_videos=(per_cell - len(prompts.classes) * videos),
+        num_frames=f, height=h, width=w, clips=clips, settings=len(costs) * len(nfes),
         unet_evals_per_prompt_seed=sum(c.evals_per_prompt_seed for c in costs),
         unet_evals=sum(c.unet_evals for c in costs), tflop=tflop, device=est_device,
         device_name=est_name, dtype=est_dtype, time_s=seconds, time_basis=basis, time_stages=stage_s,

@@ -85,8 +85,10 @@ def format_plan(report: PreflightReport) -> str:
                          f"describe the protocol")
         n_methods = len(plan.methods)
         lines.append(f"  clips        {n_methods} method{'s' if n_methods != 1 else ''} x {len(plan.nfe)} NFE x "
-                     f"{plan.prompts} prompts x "
-                     f"{plan.videos_per_prompt} videos = {plan.clips:,} clips ({plan.num_frames} frames, "
+                     + (f"({plan.prompts} prompts x {plan.videos_per_prompt} videos + {plan.pool_videos:,} for the "
+                        f"pool of {plan.pooled_prompts} prompts)" if plan.pool_videos else
+                        f"{plan.prompts} prompts x {plan.videos_per_prompt} videos")
+                     + f" = {plan.clips:,} clips ({plan.num_frames} frames, "
                      f"{plan.height}x{plan.width})")
         lines.append(f"  UNet evals   {plan.unet_evals_per_prompt_seed} per (prompt, seed) across {plan.settings} "
                      f"settings; {plan.unet_evals:,} in all")

@@ -49,6 +49,8 @@ class Plan:
     detected: str = ""               # the device this machine would use, when time_on names another
     time_stages: Dict[str, float] = field(default_factory=dict)   # seconds per stage; they sum to time_s
     processes: int = 1               # processes sharing the clips (torchrun, srun, shard.count)
+    pooled_prompts: int = 0          # prompts given more videos by protocol.videos_per_prompt_by_dimension
+    pool_videos: int = 0             # the videos that pool adds per (method, NFE)
 
 
 @dataclass

@@ -88,7 +88,8 @@ def make_plans(cfg: DictConfig, prompt_set, dtype: str = "float32") -> List[Meth
     if cfg.weights == "tiny":   # the tiny components' version: pretrained and random fingerprints keep theirs
         geometry["tiny"] = TINY_ARCHITECTURE_VERSION
     specs = protocol_mod.expand(list(cfg.methods), p.nfe, prompt_set, p.videos_per_prompt, p.seed,
-                                cfg.runner.samples_per_cell, cfg.runner.save_frames)
+                                cfg.runner.samples_per_cell, cfg.runner.save_frames,
+                                videos_by_dimension=p.videos_per_prompt_by_dimension)
     # set metrics read videos: keep the frames of the clips they will score
     scored_nfes = set(frames_nfes(cfg).values())
     specs = [replace(s, keep_frames=True) if s.nfe in scored_nfes else s for s in specs]
@@ -195,9 +196,11 @@ class Run:
             except RuntimeError as err:   # reference data it cannot use, e.g. no readable video
                 raise MetricSetupError(f"metric '{metric.name}' could not be prepared: {err}") from err
         n = sum(len(pl.clips) for pl in self.plans)
-        log.info("Plan: %d methods x NFE %s x %d prompts x %d videos = %d clips (%dx%dx%d), weights=%s, "
-                 "device=%s %s", len(self.plans), list(p.nfe), len(self.prompt_set.classes),
-                 p.videos_per_prompt, n, p.num_frames, p.height, p.width, cfg.weights, self.device, self.dtype)
+        pooled = protocol_mod.pooled_classes(self.prompt_set, p.videos_per_prompt, p.videos_per_prompt_by_dimension)
+        log.info("Plan: %d methods x NFE %s x %d prompts x %d videos%s = %d clips (%dx%dx%d), weights=%s, "
+                 "device=%s %s", len(self.plans), list(p.nfe), len(self.prompt_set.classes), p.videos_per_prompt,
+                 f" (more for the pool of {len(pooled)} prompts)" if pooled else "", n, p.num_frames, p.height,
+                 p.width, cfg.weights, self.device, self.dtype)
 
     def timing(self) -> None:
         """The timing protocol (bench/timing/denoising.py): warm-up, repeats, CUDA events on a GPU."""
@@ -364,7 +367,7 @@ class Run:
         return validate({
             "schema_version": SCHEMA_VERSION,
             "run": RunInfo(experiment=cfg.experiment, run_dir=str(self.run_dir),
-                           description=run_description(cfg, len(self.prompt_set.classes)),
+                           description=run_description(cfg, prompts=self.prompt_set),
                            started_at=time.strftime(stamp, time.localtime(self.started)),
                            finished_at=time.strftime(stamp, time.localtime(finished)),
                            wall_time_s=finished - self.started, weights_mode=cfg.weights,
