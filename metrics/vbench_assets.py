@@ -108,8 +108,8 @@ PIP_NAMES = {
     # openai-clip 1.0.1 and vbench's ViCLIP do `from pkg_resources import packaging`
     "pkg_resources": "pip install 'setuptools<81': openai-clip 1.0.1 and vbench's ViCLIP import pkg_resources, "
                      "which setuptools 81+ no longer ships",
-    "numpy.lib.function_base": "vbench's UMT code imports it and it is gone in numpy 2; vbench pins numpy<2, which "
-                               "the harness cannot use, so human_action does not run here",
+    "numpy.lib.function_base": "vbench's UMT code imports it and it is gone in numpy 2; vbench's pin numpy<2 is not "
+                               "installed (its pins break diffusers and open_clip), so human_action does not run",
 }
 
 

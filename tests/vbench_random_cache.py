@@ -49,12 +49,12 @@ NOT_RUNNABLE: Dict[str, str] = {
     "object_class": _GRIT_REASON, "multiple_objects": _GRIT_REASON, "color": _GRIT_REASON,
     "spatial_relationship": _GRIT_REASON,
     "human_action": ("vbench.third_party.umt.datasets (imported by vbench.human_action for its video transforms) "
-                     "imports numpy.lib.function_base, gone in numpy 2 (vbench pins numpy<2, which the harness' "
-                     "diffusers, open_clip and torch here cannot use); with that module stood in, timm 1.0's "
+                     "imports numpy.lib.function_base, gone in numpy 2 (vbench's pin numpy<2 is not installed: "
+                     "its pins break diffusers and open_clip); with that module stood in, timm 1.0's "
                      "create_model passes cache_dir= to UMT's VisionTransformer, which refuses it (TypeError)"),
     "scene": ("vbench.third_party.tag2Text.med imports apply_chunking_to_forward from "
-              "transformers.modeling_utils, gone in transformers 5 (vbench pins transformers==4.33.2, which "
-              "diffusers and open_clip here cannot use)"),
+              "transformers.modeling_utils, gone in transformers 5 (vbench's pin transformers==4.33.2 is not "
+              "installed: its pins break diffusers and open_clip)"),
 }
 
 # The standalone DINO hub entry point: same parameter names and output (the normalised
