@@ -46,9 +46,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from huggingface_hub import constants as hf_constants
 
 from common.errors import InputError, LcmbenchError, MissingInput
-from metrics.vbench_assets import (CACHE_FILES, HF_FILES, TORCH_HUB_FILES, DownloadBlocked, _check_dimensions,
+from metrics.vbench_assets import (CACHE_FILES, HF_FILES, TORCH_HUB_FILES, DownloadBlocked, check_dimensions,
                                    available_dimensions, static_filter_weights, vbench_cache_dir)
-from metrics.vbench_export import (_prompt_subset_info, _prompts_by_dimension, export_for_vbench, full_info_path,
+from metrics.vbench_export import (prompt_subset_info, prompts_by_dimension, export_for_vbench, full_info_path,
                                    standard_prompts)
 from metrics.vbench_metric import VBenchSetMetric
 from metrics.vbench_protocol import (ALL_DIMENSIONS, CUSTOM_INPUT_UNSUPPORTED, MODES, NORMALIZE, QUALITY_DIMENSIONS,
@@ -171,7 +171,7 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
         raise InputError(f"VBench: name must be a non-empty string without '/', got {name!r}.")
     if out_dir is None:
         raise InputError("VBench: out_dir is required (VBench writes its json files there).")
-    dims = _check_dimensions(dimensions)
+    dims = check_dimensions(dimensions)
     videos_dir = Path(videos_dir)
     cache = vbench_cache_dir(cache_dir)
     if device is None:
@@ -199,7 +199,7 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
     if mode == "vbench_standard":
         present = set(videos)
         suffix = Path(videos[0]).suffix
-        by_dim = _prompts_by_dimension()
+        by_dim = prompts_by_dimension()
         problems = []
         for d in list(runnable):
             expected = [f"{p}-{i}{suffix}" for p in by_dim[d] for i in range(STANDARD_VIDEOS_PER_PROMPT)]
@@ -219,7 +219,7 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
             # VBench warns once per missing video (hundreds of lines for a subset run): hand it
             # a copy of its prompt file holding only the prompts that have videos here
             with_videos = {v.rsplit("-", 1)[0] for v in present}   # "{prompt}-{i}{suffix}"
-            info_file = _prompt_subset_info(with_videos, Path(out_dir) / f"{name}_prompt_subset_full_info.json")
+            info_file = prompt_subset_info(with_videos, Path(out_dir) / f"{name}_prompt_subset_full_info.json")
     else:
         mapping = dict(prompts or {})
         unknown = [k for k in mapping if k not in videos]
@@ -250,7 +250,7 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
     static_record: Optional[Dict[str, Any]] = None
     if "temporal_flickering" in runnable:
         static, static_record, why = _static_selection(videos_dir, videos, mode, prompt_list, out, name, cache,
-                                                       device, prompts_by_dim=_prompts_by_dimension()
+                                                       device, prompts_by_dim=prompts_by_dimension()
                                                        if mode == "vbench_standard" else None)
         if static is None and static_record.get("failed"):
             runnable.remove("temporal_flickering")
@@ -361,7 +361,7 @@ def _static_inputs(static: Selection, mode: str, prompt_list: Any, out: Path, na
         # a prompt map must name exactly the videos in the folder
         return static.folder, ({k: static.prompts[k] for k in static.originals} if prompt_list else []), info_file
     with_videos = set(static.prompts.values())
-    return static.folder, prompt_list, _prompt_subset_info(with_videos, out / f"{name}_static_full_info.json")
+    return static.folder, prompt_list, prompt_subset_info(with_videos, out / f"{name}_static_full_info.json")
 
 
 # --------------------------------------------------------------------------- build
@@ -373,6 +373,6 @@ def build(dimensions: Sequence[str] = ("temporal_flickering",), nfe: Optional[in
     options of ``metrics.vbench.options`` (:class:`metrics.vbench_plugin.VBenchOptions`),
     the device VBench's models run on, and ``require_complete`` (standard mode: refuse
     missing videos of the chosen dimensions' prompts instead of scoring a subset)."""
-    _check_dimensions(dimensions)
+    check_dimensions(dimensions)
     return VBenchSetMetric(evaluate, dimensions, mode=mode, nfe=nfe, allow_missing=allow_missing,
                            cache_dir=cache_dir, device=device, require_complete=require_complete)

@@ -132,7 +132,7 @@ def static_filter_weights(cache_dir: Optional[os.PathLike] = None) -> Path:
     return vbench_cache_dir(cache_dir) / OPTIONAL_CACHE_FILES["temporal_flickering"][0][0]
 
 
-def _torch_hub_dir() -> Path:
+def torch_hub_dir() -> Path:
     import torch.hub  # heavy: torch, only to find the torch hub cache
 
     return Path(torch.hub.get_dir())
@@ -149,7 +149,7 @@ def _check_dimension(dim: str, cache: Path) -> List[str]:
             problems.append(f"missing {cache / rel} (VBench fetches it from {source})")
     hub_files = TORCH_HUB_FILES.get(dim, [])
     if hub_files:
-        hub = _torch_hub_dir()
+        hub = torch_hub_dir()
         for rel, source in hub_files:
             if not (hub / rel).is_file():
                 problems.append(f"missing {hub / rel} (torch hub cache; the DINO hubconf downloads it from "
@@ -199,4 +199,3 @@ def check_dimensions(dimensions: Any) -> List[str]:
     return dims
 
 
-_check_dimensions = check_dimensions  # the former name, until metrics/vbench.py imports the public one

@@ -51,7 +51,7 @@ def standard_prompts(distinct: bool = False) -> List[Dict[str, Any]]:
     return out
 
 
-def _prompt_subset_info(prompts: Iterable[str], target: Path) -> Path:
+def prompt_subset_info(prompts: Iterable[str], target: Path) -> Path:
     """A copy of VBench_full_info.json with only the entries of ``prompts``."""
     keep = set(prompts)
     with open(full_info_path(), encoding="utf-8") as f:
@@ -61,7 +61,7 @@ def _prompt_subset_info(prompts: Iterable[str], target: Path) -> Path:
     return target
 
 
-def _prompts_by_dimension() -> Dict[str, List[str]]:
+def prompts_by_dimension() -> Dict[str, List[str]]:
     by_dim: Dict[str, List[str]] = {d: [] for d in ALL_DIMENSIONS}
     for item in standard_prompts():
         for d in item["dimensions"]:
@@ -108,7 +108,7 @@ def export_for_vbench(items: Iterable[Tuple[str, int, Any]], out_dir: os.PathLik
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     standard = {p["prompt"] for p in standard_prompts()} if mode == "vbench_standard" else set()
-    pooled = set(_prompts_by_dimension()["temporal_flickering"]) if mode == "vbench_standard" else set()
+    pooled = set(prompts_by_dimension()["temporal_flickering"]) if mode == "vbench_standard" else set()
     written: Dict[str, str] = {}
     for n, item in enumerate(items):
         try:

@@ -11,7 +11,7 @@ from common.checks import AssetCheck, Checked, Problem
 from metrics import vbench_split
 from metrics.options import options_schema
 from metrics.plugin import Cost, FileNeed, Metric, RunFacts
-from metrics.vbench_assets import (CACHE_FILES, HF_FILES, TORCH_HUB_FILES, _torch_hub_dir, available_dimensions,
+from metrics.vbench_assets import (CACHE_FILES, HF_FILES, TORCH_HUB_FILES, torch_hub_dir, available_dimensions,
                                    vbench_cache_dir)
 from metrics.vbench_export import standard_prompts
 from metrics.vbench_protocol import (ALL_DIMENSIONS, MODES, STANDARD_PROMPT_SET, STANDARD_VIDEOS_PER_PROMPT,
@@ -60,7 +60,7 @@ class VBench(VBenchScore, Metric):
 
     @classmethod
     def cache_roots(cls) -> Dict[str, Tuple[str, Optional[str]]]:
-        return {"vbench": (str(vbench_cache_dir()), CACHE_ENV), "torch_hub": (str(_torch_hub_dir()), None)}
+        return {"vbench": (str(vbench_cache_dir()), CACHE_ENV), "torch_hub": (str(torch_hub_dir()), None)}
 
     @classmethod
     def settings_problems(cls, options: Mapping[str, Any], run: RunFacts) -> List[str]:
@@ -103,7 +103,7 @@ class VBench(VBenchScore, Metric):
                     out.append(FileNeed(f"VBench {rel}", target, setting, root="vbench", url=url, required=False,
                                         checked_by_metric=True, how=f"VBench {dim} gets it by: {source}"))
             for rel, source in TORCH_HUB_FILES.get(dim, []):
-                target = os.path.join(str(_torch_hub_dir()), rel)
+                target = os.path.join(str(torch_hub_dir()), rel)
                 if target not in seen:
                     seen.add(target)
                     out.append(FileNeed(f"torch hub {rel}", target, setting, root="torch_hub", url=source,

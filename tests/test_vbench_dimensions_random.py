@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from metrics import vbench as vb
-from metrics.vbench_export import _prompts_by_dimension
+from metrics.vbench_export import prompts_by_dimension
 from metrics.vbench_protocol import ALL_DIMENSIONS
 from tests.vbench_random_cache import (NOT_RUNNABLE, RUNNABLE, install_pkg_resources_if_missing,
                                        point_viclip_tokenizer_at, write_random_cache)
@@ -83,7 +83,7 @@ def test_dimension_scores_with_random_weights(dimension, shared_dirs, tmp_path, 
     if dimension in ("temporal_style", "overall_consistency"):
         point_viclip_tokenizer_at(cache, monkeypatch)
 
-    prompt = _prompts_by_dimension()[dimension][0]
+    prompt = prompts_by_dimension()[dimension][0]
     names = vb.export_for_vbench([(prompt, i, _clip(i)) for i in range(VIDEOS_PER_PROMPT)], tmp_path / "videos",
                                  mode="vbench_standard")
     start = time.perf_counter()
