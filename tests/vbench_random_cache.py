@@ -38,7 +38,7 @@ import types
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from metrics.vbench_assets import CACHE_FILES, TORCH_HUB_FILES
+from metrics.vbench_assets import CACHE_FILES, PIP_NAMES, PYTHON_MODULES, TORCH_HUB_FILES
 
 _BPE = "ViCLIP/bpe_simple_vocab_16e6.txt.gz"   # ViCLIP's tokenizer vocabulary, in the VBench cache
 
@@ -84,13 +84,28 @@ def ensure_pkg_resources() -> Optional[types.ModuleType]:
     missing (None when the real one imports)."""
     if importlib.util.find_spec("pkg_resources") is not None:
         return None
-    import packaging.version  # noqa: F401  (makes packaging.version an attribute)
-    import packaging
+    try:
+        import packaging.version  # noqa: F401  (makes packaging.version an attribute)
+        import packaging
+    except ImportError:   # nothing to stand in with; clip's import then names what is missing
+        return None
 
     shim = types.ModuleType("pkg_resources")
     shim.__spec__ = importlib.machinery.ModuleSpec("pkg_resources", None)
     shim.packaging = packaging
     return shim
+
+
+def missing_modules(dimension: str) -> List[str]:
+    """The python packages ``dimension`` needs that are not installed, each with how to
+    install it (``pkg_resources`` is left out: :func:`ensure_pkg_resources` stands in)."""
+    return [f"{m} ({PIP_NAMES.get(m, 'pip install ' + m)})" for m in PYTHON_MODULES.get(dimension, ())
+            if m != "pkg_resources" and importlib.util.find_spec(m) is None]
+
+
+def _not_installed(module: str) -> ImportError:
+    # VBench's optional packages are not part of `make install`; say how to get one
+    return ImportError(f"{module} is not installed: {PIP_NAMES.get(module, 'pip install ' + module)}")
 
 
 def _save(obj, path: Path) -> None:
@@ -128,7 +143,11 @@ def _save_clip(target: Path, width: int, layers: int, patch: int, embed_dim: int
     if target.is_file():
         return
     import torch  # heavy: torch, openai-clip
-    from clip.model import CLIP
+
+    try:
+        from clip.model import CLIP
+    except ImportError:
+        raise _not_installed("clip") from None
 
     model = CLIP(embed_dim=embed_dim, image_resolution=224, vision_layers=layers, vision_width=width,
                  vision_patch_size=patch, context_length=77, vocab_size=49408, transformer_width=text_width,
@@ -151,7 +170,10 @@ def _write_clip_l14(cache: Path) -> None:
 
 
 def _dino(cache: Path, torch_home: Path) -> None:
-    from timm.models.vision_transformer import VisionTransformer  # heavy: timm imports torch
+    try:
+        from timm.models.vision_transformer import VisionTransformer  # heavy: timm imports torch
+    except ImportError:
+        raise _not_installed("timm") from None
 
     repo = cache / "dino_model" / "facebookresearch_dino_main"
     repo.mkdir(parents=True, exist_ok=True)
@@ -172,7 +194,10 @@ def _aesthetic(cache: Path) -> None:
 
 
 def _musiq(cache: Path) -> None:
-    from pyiqa.archs.musiq_arch import MUSIQ  # heavy: pyiqa imports torch
+    try:
+        from pyiqa.archs.musiq_arch import MUSIQ  # heavy: pyiqa imports torch
+    except ImportError:
+        raise _not_installed("pyiqa") from None
 
     # VBench builds MUSIQ(pretrained_model_path=...): num_class stays 1 (the SPAQ head)
     _save(MUSIQ(pretrained=False, num_class=1).state_dict(), cache / "pyiqa_model" / "musiq_spaq_ckpt-358bb6af.pth")
@@ -188,7 +213,10 @@ def _amt(cache: Path) -> None:
 
 
 def _raft(cache: Path) -> None:
-    from easydict import EasyDict
+    try:
+        from easydict import EasyDict
+    except ImportError:
+        raise _not_installed("easydict") from None
     from vbench.third_party.RAFT.core.raft import RAFT  # heavy: torch
 
     model = RAFT(EasyDict({"small": False, "mixed_precision": False, "alternate_corr": False}))
