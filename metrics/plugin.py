@@ -43,6 +43,7 @@ class RunFacts:
     prompt_set: str = "classnames"
     subset: bool = False                  # protocol.classes or protocol.num_classes picks part of the prompt set
     videos_per_prompt: int = 1
+    videos_by_dimension: Mapping[str, int] = field(default_factory=dict)   # a VBench dimension's video pool per prompt
     cache_dir: str = "~/.cache/lcmbench"
     allow_unsafe_pickle: bool = False
     urls: Mapping[str, str] = field(default_factory=dict)   # preflight.urls: download URLs the user gives

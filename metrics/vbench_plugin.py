@@ -11,8 +11,8 @@ from common.checks import AssetCheck, Checked, Problem
 from metrics import vbench_split
 from metrics.options import options_schema
 from metrics.plugin import Cost, FileNeed, Metric, RunFacts
-from metrics.vbench_assets import (CACHE_FILES, HF_FILES, TORCH_HUB_FILES, torch_hub_dir, available_dimensions,
-                                   vbench_cache_dir)
+from metrics.vbench_assets import (CACHE_FILES, HF_FILES, OPTIONAL_CACHE_FILES, TORCH_HUB_FILES,
+                                   available_dimensions, static_filter_weights, torch_hub_dir, vbench_cache_dir)
 from metrics.vbench_export import standard_prompts
 from metrics.vbench_protocol import (ALL_DIMENSIONS, MODES, STANDARD_PROMPT_SET, STANDARD_VIDEOS_PER_PROMPT,
                                      VBenchScore)
@@ -102,6 +102,14 @@ class VBench(VBenchScore, Metric):
                     url = source if re.fullmatch(r"https://\S+", source) else None
                     out.append(FileNeed(f"VBench {rel}", target, setting, root="vbench", url=url, required=False,
                                         checked_by_metric=True, how=f"VBench {dim} gets it by: {source}"))
+            for rel, source in OPTIONAL_CACHE_FILES.get(dim, []):   # the static filter's RAFT weights
+                target = os.path.join(str(cache), rel)
+                if target not in seen:
+                    seen.add(target)
+                    url = source if re.fullmatch(r"https://\S+", source) else None
+                    out.append(FileNeed(f"VBench {rel}", target, setting, root="vbench", url=url, required=False,
+                                        checked_by_metric=True,
+                                        how=f"VBench's static filter for {dim} reads it; get it by: {source}"))
             for rel, source in TORCH_HUB_FILES.get(dim, []):
                 target = os.path.join(str(torch_hub_dir()), rel)
                 if target not in seen:
@@ -138,6 +146,14 @@ class VBench(VBenchScore, Metric):
             out.notes.append(f"VBench dimension{'s' if len(skipped) > 1 else ''} {', '.join(skipped)} will be "
                              f"skipped ({cls._option('allow_missing')}=true, the VBench scores are then partial); "
                              f"the [missing] lines above say what each needs.")
+        flicker = "temporal_flickering"
+        if flicker in found["available"] and not static_filter_weights(opts.cache_dir).is_file():
+            pool = run.videos_by_dimension.get(flicker, 0)
+            out.notes.append(
+                f"VBench {flicker} will be scored on every video and marked non-standard (§): its static filter "
+                f"needs RAFT's weights at {static_filter_weights(opts.cache_dir)} (`lcmbench prefetch` fetches them)"
+                + (f"; without them the {pool}-video pool of its prompts is made but not used "
+                   f"(protocol.videos_per_prompt_by_dimension)" if pool > run.videos_per_prompt else "") + ".")
         for dim, why in found["unavailable"].items():
             out.assets.append(AssetCheck("metric", f"VBench {dim}", found["cache_dir"], "missing", found["cache_dir"],
                                          detail=why))

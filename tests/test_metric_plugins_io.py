@@ -155,7 +155,10 @@ def test_clipsim_cost_counts_the_paper_tower_only():
 # ----------------------------------------------------------------- VBench
 
 def test_vbench_files_of_the_asked_dimensions(tmp_path):
-    assert VBench.files({"dimensions": ["temporal_flickering"], "cache_dir": str(tmp_path)}, RUN) == []
+    # temporal_flickering needs no model; its static filter reads RAFT's weights when they are there
+    (raft,) = VBench.files({"dimensions": ["temporal_flickering"], "cache_dir": str(tmp_path)}, RUN)
+    assert raft.path == str(tmp_path / "raft_model" / "models" / "raft-things.pth") and not raft.required
+    assert "static filter" in raft.how
     needs = VBench.files({"dimensions": ["subject_consistency"], "cache_dir": str(tmp_path)}, RUN)
     assert all(not n.required and n.checked_by_metric for n in needs)
     by_label = {n.label: n for n in needs}
@@ -171,6 +174,19 @@ def test_vbench_files_of_the_asked_dimensions(tmp_path):
                                         ("bert-base-uncased", (("model.safetensors", "pytorch_model.bin"),))]
     with pytest.raises(ValueError, match="unknown option"):
         VBench.files({"dimension": ["color"]}, RUN)
+
+
+def test_vbench_says_when_temporal_flickering_runs_without_its_static_filter(tmp_path):
+    options = {"dimensions": ["temporal_flickering"], "cache_dir": str(tmp_path)}
+    pooled = RunFacts(videos_per_prompt=5, videos_by_dimension={"temporal_flickering": 25})
+    (note,) = VBench.extra_checks(options, pooled).notes
+    assert "non-standard" in note and "raft-things.pth" in note and "25-video pool" in note
+    (note,) = VBench.extra_checks(options, RunFacts(videos_per_prompt=5)).notes
+    assert "non-standard" in note and "pool" not in note
+    raft = tmp_path / "raft_model" / "models" / "raft-things.pth"
+    raft.parent.mkdir(parents=True)
+    raft.write_bytes(b"present")
+    assert VBench.extra_checks(options, pooled).notes == []
 
 
 def test_vbench_cost_frames_settings_and_cache_roots(tmp_path, monkeypatch):

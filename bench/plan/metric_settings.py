@@ -30,6 +30,7 @@ def run_facts(cfg: Any, clips_per_cell: int = 0) -> RunFacts:
         prompt_set=str(get(p, "prompt_set", RunFacts.prompt_set)),
         subset=bool(get(p, "classes") or get(p, "num_classes")),
         videos_per_prompt=int(get(p, "videos_per_prompt", RunFacts.videos_per_prompt)),
+        videos_by_dimension={str(k): int(v) for k, v in (plain(get(p, "videos_per_prompt_by_dimension", {})) or {}).items()},
         cache_dir=str(get(cfg, "cache_dir", DEFAULT_CACHE_DIR)),
         allow_unsafe_pickle=bool(get(get(cfg, "runner", {}) or {}, "allow_unsafe_pickle", False)),
         urls={str(k): str(v) for k, v in (plain(get(pre, "urls", {})) or {}).items()},
