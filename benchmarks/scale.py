@@ -43,7 +43,7 @@ from models.animatediff import to_uint8
 from models.device import device_peak_tflops
 from models.fast import video_to_uint8
 from models.specs import ModelSpec, SamplerSpec
-from results.stats import bootstrap_ci, paired_difference
+from results.stats import bootstrap_ci, clear_memo, paired_difference
 
 CELL_CLIPS, FEATURES = 2424, 400     # one Table-1 cell: 101 prompts x 24 videos, I3D logits
 FULL = (16, 512, 512)                # frames, height, width
@@ -63,6 +63,7 @@ def statistics(n_boot: int, seed: int = 0) -> dict:
     a = _features(rng, CELL_CLIPS, mix, 0.15)
     b = a + 0.05 * _features(rng, CELL_CLIPS, mix, 0.1)   # a second run of the same prompts and seeds
 
+    clear_memo()   # every figure below is computed cold unless it says otherwise
     with threadpool_limits(1, user_api="blas"):   # the straightforward loop runs on one core
         start = time.perf_counter()
         loop = bootstrap_ci(a, stat.straightforward, n_boot, seed, interval="bias_corrected")
@@ -72,9 +73,19 @@ def statistics(n_boot: int, seed: int = 0) -> dict:
     t_ours = time.perf_counter() - start
     agree = max(abs(ours.lo - loop.lo) / abs(loop.lo), abs(ours.hi - loop.hi) / abs(loop.hi))
     keyed_a, keyed_b = dict(enumerate(a)), dict(enumerate(b))
+    clear_memo()
     start = time.perf_counter()
     paired = paired_difference(keyed_a, keyed_b, stat, n_boot, seed, interval="bias_corrected")
     t_paired = time.perf_counter() - start
+    # the leaderboard's case: both cells' intervals are made first, then their paired
+    # difference on the same clips and draws reuses the cells' resamples
+    clear_memo()
+    bootstrap_ci(a, stat, n_boot, seed, interval="bias_corrected")
+    bootstrap_ci(b, stat, n_boot, seed, interval="bias_corrected")
+    start = time.perf_counter()
+    warm = paired_difference(keyed_a, keyed_b, stat, n_boot, seed, interval="bias_corrected")
+    t_paired_warm = time.perf_counter() - start
+    assert warm == paired, "a paired difference from the cells' resamples must equal the one computed afresh"
     with threadpool_limits(1, user_api="blas"):
         start = time.perf_counter()
         paired_loop = paired_difference(keyed_a, keyed_b, stat.straightforward, n_boot, seed,
@@ -84,6 +95,7 @@ def statistics(n_boot: int, seed: int = 0) -> dict:
         max(abs(paired_loop.lo), abs(paired_loop.hi))
     per = 1000.0 / n_boot   # seconds per 1,000-resample cell
     return {"loop_s": t_loop * per, "ours_s": t_ours * per, "paired_s": t_paired * per,
+            "paired_warm_s": t_paired_warm * per,
             "paired_loop_s": t_paired_loop * per, "agree": agree, "agree_paired": agree_paired,
             "interval": (ours.point, ours.lo, ours.hi)}
 
@@ -228,6 +240,8 @@ def main(argv=None) -> int:
           f"[{s['interval'][1]:.2f}, {s['interval'][2]:.2f}])")
     print(f"  paired difference (two runs, same resamples): project {s['paired_s']:.1f} s, "
           f"loop {s['paired_loop_s']:.1f} s, agree to {s['agree_paired']:.1e}")
+    print(f"  paired difference after its two cells (the leaderboard's case: their resamples reused): "
+          f"{s['paired_warm_s']:.2f} s, equal to the one computed afresh")
 
     h = host_work()
     print(f"\n== host work on the critical path, one {FULL[0]}x{FULL[1]}x{FULL[2]} clip "
@@ -251,9 +265,9 @@ def main(argv=None) -> int:
     peak, _ = device_peak_tflops("H100 SXM", "bfloat16")
     print(f"\n== projected harness hours beside the GPU floor (one H100 SXM at its {peak:.0f} TFLOP/s dense peak)")
     for exp, q in p.items():
-        evals = q["cells"] + 2 * q["paired"]   # a paired difference evaluates both runs
-        stats_loop = evals * s["loop_s"] / 3600
-        stats_after = evals * s["ours_s"] / 3600
+        # the loop evaluates both runs of a paired difference; the project reuses its cells' resamples
+        stats_loop = (q["cells"] + 2 * q["paired"]) * s["loop_s"] / 3600
+        stats_after = (q["cells"] * s["ours_s"] + q["paired"] * s["paired_warm_s"]) / 3600
         # plain path: float post-processing and the store write inline, before the next batch;
         # device path: only the uint8 copy, the write runs on the background writer meanwhile
         host_before = q["clips"] * (h["plain_ms"] + st["before"]["write_ms"]) / 3.6e6

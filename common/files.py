@@ -1,5 +1,5 @@
-"""File hashing and atomic writes: readers never see half a file, a crash leaves no
-partial file under the final name."""
+"""Hashing (files, arrays) and atomic writes: readers never see half a file, a crash leaves
+no partial file under the final name."""
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +9,8 @@ import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Union
+
 from common.errors import MissingInput
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -21,6 +22,16 @@ def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
+    return h.hexdigest()
+
+
+def array_digest(*arrays: Any) -> str:
+    """A short digest of numpy arrays' shapes, dtypes and bytes: names their content in a
+    memo key (numpy is not imported: the arrays bring their own methods)."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(a.tobytes())   # C order whatever the array's layout
     return h.hexdigest()
 
 

@@ -11,7 +11,9 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
 from common.errors import InputError
+from common.files import array_digest
 
 ArrayLike = Union[np.ndarray, Sequence[float], Sequence[Sequence[float]]]
 _TORCH_CHUNK_BYTES = 2**30  # working-set cap of one batch of resamples on the device
@@ -129,6 +131,7 @@ class FrechetToReference:
             raise InputError("reference statistics contain NaN or inf")
         self._root = psd_sqrt(_check_cov(self.sigma_ref, d, "sigma_ref"), "sigma_ref")
         self._trace_ref = float(np.trace(self.sigma_ref))
+        self.memo_key = (self.name, array_digest(self.mu_ref, self.sigma_ref))   # its values depend on these only
 
     def __call__(self, x: np.ndarray) -> float:
         x = np.asarray(x, dtype=np.float64)

@@ -75,6 +75,7 @@ class FVDInfinityStatistic:
 
     def __init__(self, frechet: FrechetToReference, min_n: int, points: int, seed: int):
         self.frechet, self.min_n, self.points, self.seed = frechet, int(min_n), int(points), int(seed)
+        self.memo_key = (self.name, frechet.memo_key, self.min_n, self.points, self.seed)
 
     def __call__(self, x: np.ndarray) -> float:
         return float(self.weighted(x, np.ones((1, np.asarray(x).shape[0])))[0])

@@ -24,15 +24,25 @@ the point estimate and keeps the percentile interval's width.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable, List, Mapping, NamedTuple, Optional, Sequence, Union
+from collections import OrderedDict
+from typing import Any, Callable, Hashable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
 from common.errors import InputError
+from common.files import array_digest
 
 ArrayLike = Union[np.ndarray, Sequence[float], Sequence[Sequence[float]]]
 Statistic = Union[str, Callable[[np.ndarray], float]]
 
 INTERVALS = ("percentile", "basic", "bias_corrected")
+
+# The resample statistics of (statistic, clips, draws) already computed in this process. A
+# run's cell and its paired differences resample the same clips with the same draws (the
+# leaderboard pairs every method with one reference), so each cell's resamples are computed
+# once. Only statistics that name their content (``memo_key``) are kept; ~8 KB an entry.
+_MEMO: "OrderedDict[Tuple[Any, ...], np.ndarray]" = OrderedDict()
+MEMO_ENTRIES = 512
 
 
 class Interval(NamedTuple):
@@ -73,12 +83,6 @@ class Mean:
         if x.ndim != 1:
             raise InputError(f"Mean expects one value per clip (shape [N]), got shape {x.shape}")
         return (w @ x) / w.sum(axis=1)
-
-
-
-
-
-
 
 
 def _resolve(statistic: Optional[Statistic], x: np.ndarray) -> Callable[[np.ndarray], float]:
@@ -126,12 +130,33 @@ def _counts(idx: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
 
 
-def _evaluate(stat: Callable, x: np.ndarray, idx: np.ndarray, counts: Optional[np.ndarray] = None) -> np.ndarray:
+def clear_memo() -> None:
+    """Forget the resample statistics computed so far (benchmarks time them cold)."""
+    _MEMO.clear()
+
+
+def _evaluate(stat: Callable, x: np.ndarray, idx: np.ndarray, counts: Optional[np.ndarray] = None,
+              draws: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """The statistic on every resample ``idx`` of the rows of ``x``. ``draws``: the
+    (n_boot, seed) that made ``idx``, so a statistic with a ``memo_key`` is computed once
+    per (statistic, rows, draws) in this process."""
+    key = None
+    if draws is not None and getattr(stat, "memo_key", None) is not None:
+        key = (stat.memo_key, array_digest(np.asarray(x, dtype=np.float64)), *draws)
+        if key in _MEMO:
+            _MEMO.move_to_end(key)
+            return _MEMO[key].copy()
     if hasattr(stat, "weighted"):
         # a resample as counts per clip: the statistic never copies the drawn rows
         counts = _counts(idx, x.shape[0]) if counts is None else counts
-        return np.asarray(stat.weighted(x, counts), dtype=np.float64)
-    return np.array([float(stat(x[i])) for i in idx], dtype=np.float64)
+        boots = np.asarray(stat.weighted(x, counts), dtype=np.float64)
+    else:
+        boots = np.array([float(stat(x[i])) for i in idx], dtype=np.float64)
+    if key is not None:
+        _MEMO[key] = boots.copy()
+        while len(_MEMO) > MEMO_ENTRIES:
+            _MEMO.popitem(last=False)
+    return boots
 
 
 def _interval(point: float, boots: np.ndarray, alpha: float, interval: str):
@@ -158,7 +183,7 @@ def bootstrap_ci(values_or_features: ArrayLike, statistic: Optional[Statistic] =
     point = float(stat(x))
     if n_boot == 0:
         return Interval(point, None, None)
-    boots = _evaluate(stat, x, bootstrap_indices(x.shape[0], n_boot, seed))
+    boots = _evaluate(stat, x, bootstrap_indices(x.shape[0], n_boot, seed), draws=(n_boot, seed))
     if not np.all(np.isfinite(boots)):
         raise InputError("the statistic returned NaN or inf on some resamples")
     lo, hi = _interval(point, boots, alpha, interval)
@@ -204,7 +229,7 @@ def paired_difference(a_by_key: Mapping[Hashable, Any], b_by_key: Mapping[Hashab
         return PairedInterval(point, None, None, len(keys))
     idx = bootstrap_indices(len(keys), n_boot, seed)
     counts = _counts(idx, len(keys)) if hasattr(stat, "weighted") else None   # the same draws for both runs
-    diffs = _evaluate(stat, xa, idx, counts) - _evaluate(stat, xb, idx, counts)
+    diffs = _evaluate(stat, xa, idx, counts, (n_boot, seed)) - _evaluate(stat, xb, idx, counts, (n_boot, seed))
     if not np.all(np.isfinite(diffs)):
         raise InputError("the statistic returned NaN or inf on some resamples")
     lo, hi = _interval(point, diffs, alpha, interval)

@@ -4,6 +4,7 @@ import pytest
 import scipy.linalg
 
 from metrics.frechet import FrechetToReference, frechet_distance
+from results import stats
 from results.stats import (Mean, bootstrap_ci, bootstrap_indices,
                            paired_difference)
 
@@ -180,3 +181,39 @@ def test_batched_fvd_resamples_equal_the_straightforward_loop(n, dim):
     iv = bootstrap_ci(x, stat, n_boot=50, seed=4)
     assert (iv.lo, iv.hi) == pytest.approx((lo, hi), rel=1e-6)
     assert iv.point == pytest.approx(stat.resample_loop(x, np.arange(n)[None])[0], rel=1e-6)
+
+
+class CountingFrechet(FrechetToReference):
+    """FrechetToReference that counts the resamples it evaluates (not the point estimates)."""
+    evaluated = 0
+
+    def weighted(self, x, w, device=None):
+        rows = np.atleast_2d(w).shape[0]
+        CountingFrechet.evaluated += rows if rows > 1 else 0
+        return super().weighted(x, w, device)
+
+
+def test_a_cells_resamples_serve_its_paired_differences(ref):
+    """The leaderboard's case: both cells' intervals first, then their paired difference on
+    the same clips and draws costs no resample; other clips or draws are computed afresh."""
+    stats.clear_memo()
+    mu, sigma = ref
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal((40, mu.shape[0])), rng.standard_normal((40, mu.shape[0])) + 0.2
+    stat = CountingFrechet(mu, sigma)
+    CountingFrechet.evaluated = 0
+    cell_a = stats.bootstrap_ci(a, stat, n_boot=50, seed=3, interval="bias_corrected")
+    stats.bootstrap_ci(b, CountingFrechet(mu, sigma), n_boot=50, seed=3, interval="bias_corrected")
+    assert CountingFrechet.evaluated == 100
+    paired = stats.paired_difference(dict(enumerate(a)), dict(enumerate(b)), CountingFrechet(mu, sigma),
+                                     n_boot=50, seed=3, interval="bias_corrected")
+    assert CountingFrechet.evaluated == 100   # both sides came from the cells
+    stats.clear_memo()
+    cold = stats.paired_difference(dict(enumerate(a)), dict(enumerate(b)), stat, n_boot=50, seed=3,
+                                   interval="bias_corrected")
+    assert CountingFrechet.evaluated == 200 and cold == paired   # the same numbers computed afresh
+    stats.bootstrap_ci(a, stat, n_boot=50, seed=4, interval="bias_corrected")
+    assert CountingFrechet.evaluated == 250   # other draws: computed
+    assert stats.bootstrap_ci(a, stat, n_boot=50, seed=3, interval="bias_corrected") == cell_a
+    other = FrechetToReference(mu + 1.0, sigma)   # another reference: another statistic
+    assert other.memo_key != stat.memo_key

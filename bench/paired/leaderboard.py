@@ -22,7 +22,9 @@ from bench.generate.store import ClipStore
 
 
 def _by_sample(plan: MethodPlan, nfe: int, store: ClipStore, metric: Any) -> Dict[tuple, Any]:
-    """(class, video) -> the clip's per-clip value, or its features for set-level metrics (FVD)."""
+    """The clip's sample key (class/video) -> its per-clip value, or its features for set-level
+    metrics (FVD). Paired differences order the shared keys as the score stage orders a
+    cell's rows, so a cell's bootstrap resamples serve them (results.stats memo)."""
     clips = [c for c in plan.clips if c.nfe == nfe]
     records = store.read_many([c.key for c in clips])
     good = [(c, records[c.key]) for c in clips if c.key in records and records[c.key].meta.get("finite", True)
@@ -32,7 +34,7 @@ def _by_sample(plan: MethodPlan, nfe: int, store: ClipStore, metric: Any) -> Dic
     feats = np.stack([r.features[metric.feature_key] for _, r in good]).astype(np.float64)
     per_clip = metric.per_clip(feats)
     values = feats if per_clip is None else np.asarray(per_clip, dtype=np.float64)
-    return {(c.class_name, c.video_index): v for (c, _), v in zip(good, values)}
+    return {c.sample_key: v for (c, _), v in zip(good, values)}
 
 
 def add_paired(rows: List[Dict[str, Any]], plans: Sequence[MethodPlan], store: ClipStore, metrics: Sequence[Any],

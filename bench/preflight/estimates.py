@@ -94,7 +94,8 @@ def harness_seconds(cfg: Any, costs: Sequence[MethodCost], clips: int, f: int, h
                     metric_costs: Dict[str, Cost], specs: Dict[str, Any]) -> Dict[str, float]:
     """The run's work besides the GPU FLOPs, per stage: model loading, host work on the
     generation's critical path (frames to uint8, store writes), and the statistics
-    (each metric's bootstrap resample per cell and per paired difference, Cost.resample_s)."""
+    (each metric's bootstrap resample per cell, Cost.resample_s; a paired difference reuses the
+    resamples of its two cells, results.stats' memo)."""
     r, rep = cfg.runner, cfg.report
     builds = sum(len(c.nfe) if step_specific(specs[c.name]) else 1 for c in costs if c.name in specs)
     load = builds * MODEL_LOAD_S.get(str(get(cfg, "weights", "pretrained")), MODEL_LOAD_S["pretrained"])
@@ -105,8 +106,7 @@ def harness_seconds(cfg: Any, costs: Sequence[MethodCost], clips: int, f: int, h
     resample_s = sum(cost.resample_s for cost in metric_costs.values())
     if resample_s > 0 and int(rep.bootstrap) > 0:
         cells = sum(len(c.nfe) for c in costs)
-        paired = cells - len(costs[0].nfe) if costs and get(rep, "leaderboard_reference") else 0
-        out["statistics"] = (cells + 2 * paired) * int(rep.bootstrap) * resample_s
+        out["statistics"] = cells * int(rep.bootstrap) * resample_s
     return out
 
 

@@ -240,7 +240,9 @@ class Run:
         rows, timing = [], []
         for plan in ([] if timing_only else self.plans):
             for nfe in sorted({c.nfe for c in plan.clips}):
-                clips = [c for c in plan.clips if c.nfe == nfe]
+                # rows in sample-key order, as paired differences order them: the cell's bootstrap
+                # resamples are then the ones its paired differences need, computed once
+                clips = sorted((c for c in plan.clips if c.nfe == nfe), key=lambda c: c.sample_key)
                 records = self.store.read_many([c.key for c in clips])
                 missing = len(clips) - len(records)
                 good = [records[c.key] for c in clips if c.key in records and records[c.key].meta.get("finite", True)]
