@@ -4,9 +4,7 @@ vectorised over resampling weights) share the same covariance square root, with 
 same eigenvalue thresholds, so the point value and its interval come from one code."""
 from __future__ import annotations
 
-import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -14,6 +12,7 @@ from threadpoolctl import threadpool_limits
 
 from common.errors import InputError
 from common.files import array_digest
+from metrics import resample_pool
 
 ArrayLike = Union[np.ndarray, Sequence[float], Sequence[Sequence[float]]]
 _TORCH_CHUNK_BYTES = 2**30  # working-set cap of one batch of resamples on the device
@@ -114,8 +113,9 @@ class FrechetToReference:
     ``weighted`` evaluates many bootstrap resamples given as count rows: the
     features are centred and rotated by S_ref^1/2 once, then each resample is one
     symmetric rank-k update over the clips it drew (about 63% of them) and one
-    symmetric ``eigvalsh``. Resamples run on every core (threads; the GEMMs release
-    the GIL), or in batches on the GPU when torch is loaded and CUDA is present.
+    symmetric ``eigvalsh``. Resamples run on every core (worker processes,
+    :mod:`metrics.resample_pool`), or in batches on the GPU when torch is loaded and CUDA
+    is present.
     """
 
     name = "frechet_distance"
@@ -160,7 +160,7 @@ class FrechetToReference:
             shift_y = shift @ self._root
         device = device or _gpu_in_use()
         if device is None:
-            tr_sqrt = _trace_sqrt_host(y, w, shift_y, tot)
+            tr_sqrt = resample_pool.trace_sqrt(y, w, shift_y, tot)
         else:
             tr_sqrt = _trace_sqrt_torch(y, w, shift_y, tot, device)
         return mean_term + trace_s + self._trace_ref - 2.0 * tr_sqrt
@@ -184,13 +184,6 @@ class FrechetToReference:
             return np.array([self.straightforward(x[rows]) for rows in idx])
 
 
-def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:   # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _gpu_in_use() -> Optional[str]:
     """"cuda" when this process already uses torch with a GPU; importing torch only to
     look for one would cost a CPU-only scoring run more than it saves."""
@@ -198,38 +191,9 @@ def _gpu_in_use() -> Optional[str]:
     return "cuda" if torch is not None and torch.cuda.is_available() else None
 
 
-def _trace_sqrt_host(y: np.ndarray, w: np.ndarray, shift_y: np.ndarray, tot: np.ndarray) -> np.ndarray:
-    """tr sqrt(R S_b R) per resample b: the square roots of the eigenvalues of
-    R S_b R = (Y_d^T C_d Y_d - tot_b s s^T) / (tot_b - 1) summed, with Y_d the rotated
-    rows of the clips drawn (count c > 0) and s = shift_y_b. Y is centred on all clips,
-    so s is small and the rank-one correction loses no digits."""
-    dim = y.shape[1]
-
-    def one(b: int) -> float:
-        drawn = np.flatnonzero(w[b])
-        z = y[drawn]
-        z *= np.sqrt(w[b, drawn] / (tot[b] - 1.0))[:, None]
-        if drawn.size >= dim:
-            gram = z.T @ z   # numpy calls syrk for a product with its own transpose
-            gram -= np.outer(shift_y[b], shift_y[b] * (tot[b] / (tot[b] - 1.0)))
-        else:   # fewer clips than dimensions: the same nonzero eigenvalues from the small Gram matrix
-            z -= np.sqrt(w[b, drawn] / (tot[b] - 1.0))[:, None] * shift_y[b]
-            gram = z @ z.T
-        return float(np.sqrt(np.clip(np.linalg.eigvalsh(gram), 0.0, None)).sum())
-
-    workers = min(_cores(), w.shape[0])
-    # one BLAS thread per worker: many small problems side by side beat one problem on
-    # several threads, and BLAS threads would fight the workers (and torch's OpenMP pool)
-    with _blas_one_thread():
-        if workers == 1:
-            return np.fromiter(map(one, range(w.shape[0])), dtype=np.float64, count=w.shape[0])
-        with ThreadPoolExecutor(workers, thread_name_prefix="lcmbench-bootstrap") as pool:
-            return np.fromiter(pool.map(one, range(w.shape[0])), dtype=np.float64, count=w.shape[0])
-
-
 def _trace_sqrt_torch(y: np.ndarray, w: np.ndarray, shift_y: np.ndarray, tot: np.ndarray,
                       device: str) -> np.ndarray:
-    """The same as :func:`_trace_sqrt_host`, batched over resamples with torch in float64."""
+    """The same as :func:`metrics.resample_pool.trace_sqrt_serial`, batched over resamples with torch in float64."""
     import torch  # heavy: torch is only used when a run already has it loaded for a GPU (or a test asks)
 
     n, dim = y.shape

@@ -13,7 +13,7 @@ from metrics.vbench_protocol import STANDARD_PROMPT_SET
 # Cost figures, docs/speed.md "FLOPs per unit of work" (multiply-adds count 2 FLOPs).
 I3D_TFLOP_PER_CLIP = 0.0556   # metrics.i3d.InceptionI3d on one 16x224x224 clip, counted with torch.utils.flop_counter
 I3D_FEATURES = 400            # Kinetics-400 logits, float32, per clip in the store
-FVD_RESAMPLE_S = 0.010        # one bootstrap resample of a 2,424 x 400 cell on 2 cores (benchmarks/scale.py)
+FVD_RESAMPLE_S = 0.006        # one bootstrap resample of a 2,424 x 400 cell on 2 cores (benchmarks/scale.py: 5.1-7.3 ms)
 RESAMPLE_REF_CLIPS = 2424     # the clips per cell FVD_RESAMPLE_S was measured at (Table 1: 101 prompts x 24)
 
 

@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from common.errors import InputError
 from common.files import array_digest
-from metrics import fvd
+from metrics import fvd, resample_pool
 from metrics.base import ClipMetric
 from metrics.kvd_plugin import KVD, KVDScore
 from metrics.options import parse_options
@@ -80,10 +80,21 @@ class KernelDistanceToReference:
             k_yy = polynomial_kernel(self.reference, self.reference)
         self._within_ref = (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
         self.memo_key = (self.name, array_digest(self.reference))   # its values depend on these only
+        self._last: Optional[tuple] = None   # (digest of the clips' features, their kernels)
 
     def __call__(self, x: np.ndarray) -> float:
         x = np.asarray(x, dtype=np.float64)
         return float(self.weighted(x, np.ones((1, x.shape[0])))[0])
+
+    def _kernels(self, x: np.ndarray):
+        """The clips' kernel matrix and each clip's kernel sum over the reference, kept for the
+        last clip set: a cell's point estimate and its resamples read the same ones."""
+        digest = array_digest(x)
+        if self._last is None or self._last[0] != digest:
+            k_xx = polynomial_kernel(x, x)
+            cross_rows = polynomial_kernel(x, self.reference).sum(axis=1)   # [N]: sum over the reference
+            self._last = (digest, k_xx, cross_rows)
+        return self._last[1], self._last[2]
 
     def weighted(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         """The statistic for each row of resampling counts ``w`` [B, N]."""
@@ -95,9 +106,8 @@ class KernelDistanceToReference:
         tot = w.sum(axis=1)
         if (tot < 2).any():
             raise InputError("every resample needs at least 2 clips.")
-        with threadpool_limits(1, user_api="blas"):
-            k_xx = polynomial_kernel(x, x)
-            cross_rows = polynomial_kernel(x, self.reference).sum(axis=1)   # [N]: sum over the reference
+        with threadpool_limits(resample_pool.cores(), user_api="blas"):   # large GEMMs: every core
+            k_xx, cross_rows = self._kernels(x)
             diag = np.diag(k_xx)
             within = np.concatenate([np.einsum("bn,bn->b", w[i:i + _CHUNK] @ k_xx, w[i:i + _CHUNK])
                                      for i in range(0, w.shape[0], _CHUNK)])
