@@ -111,6 +111,13 @@ def _offline_vbench(cache: Path):
                 patch(mod, "subprocess", _NoSubprocess)
             if hasattr(mod, "urlretrieve"):
                 patch(mod, "urlretrieve", _blocked)
+        # ViCLIP's tokenizer fixes its vocabulary path when first imported (from the cache
+        # variable of that moment) and fetches a missing file with wget: aim it at ``cache``
+        tokenizer = sys.modules.get("vbench.third_party.ViCLIP.simple_tokenizer")
+        if tokenizer is not None:
+            patch(tokenizer.SimpleTokenizer.__init__, "__defaults__",
+                  (str(cache / "ViCLIP" / "bpe_simple_vocab_16e6.txt.gz"),))
+            patch(tokenizer, "subprocess", _NoSubprocess)
         yield
     finally:
         for obj, attr, value in reversed(saved):
@@ -232,13 +239,15 @@ def evaluate(videos_dir: os.PathLike, name: str, dimensions: Sequence[str], mode
         for d in runnable:
             n_expected[d] = len(videos)
 
-    # Import each dimension's module now: a missing python dependency is a skip, not a crash.
-    for d in list(runnable):
-        try:
-            importlib.import_module(f"vbench.{d}")
-        except Exception as err:  # ImportError or a version clash inside third-party code
-            runnable.remove(d)
-            skipped[d] = f"importing vbench.{d} failed: {type(err).__name__}: {err}"
+    # Import each dimension's module now: a missing python dependency is a skip, not a crash;
+    # inside the offline block, as some modules read the cache or fetch files on import
+    with _offline_vbench(cache):
+        for d in list(runnable):
+            try:
+                importlib.import_module(f"vbench.{d}")
+            except Exception as err:  # ImportError or a version clash inside third-party code
+                runnable.remove(d)
+                skipped[d] = f"importing vbench.{d} failed: {type(err).__name__}: {err}"
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -250,14 +250,6 @@ def _viclip_tokenizer(cache: Path):
     return SimpleTokenizer
 
 
-def point_viclip_tokenizer_at(cache: os.PathLike, monkeypatch) -> None:
-    """ViCLIP's text encoder builds a second SimpleTokenizer with the default vocabulary
-    path, fixed when the module was first imported; aim it at ``cache`` for one test
-    (metrics.vbench.evaluate does not yet; see docs/vbench_dimensions.md)."""
-    tokenizer = _viclip_tokenizer(Path(cache))
-    monkeypatch.setattr(tokenizer.__init__, "__defaults__", (str(Path(cache) / _BPE),))
-
-
 def _viclip(cache: Path) -> None:
     import open_clip  # heavy: torch; only to find its copy of CLIP's BPE vocabulary
 
