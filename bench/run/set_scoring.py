@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -29,8 +29,9 @@ from bench.plan import shard as shard_mod
 from common.files import write_atomic
 from metrics.base import MetricFailed
 
-if TYPE_CHECKING:   # the pipeline imports this module
-    from bench.run.pipeline import Run
+# ``run`` below is the pipeline's Run (bench/run/pipeline.py), which imports this module:
+# named only in words, so the two files import one way
+Run = Any
 
 log = logging.getLogger("lcmbench")
 
@@ -58,11 +59,11 @@ def share_dir(work_dir: Path, nfe: int) -> Path:
     return Path(work_dir) / "shares" / f"nfe{nfe}"
 
 
-def _clips(run: "Run", nfe: int) -> Dict[str, List[Any]]:
+def _clips(run: Run, nfe: int) -> Dict[str, List[Any]]:
     return {plan.name: [c for c in plan.clips if c.nfe == nfe] for plan in run.plans}
 
 
-def refs(run: "Run", nfe: int, owners: bool, stored_only: bool) -> Dict[str, List[Tuple[str, str, int, Optional[int]]]]:
+def refs(run: Run, nfe: int, owners: bool, stored_only: bool) -> Dict[str, List[Tuple[str, str, int, Optional[int]]]]:
     """Each method's clips at ``nfe``: (key, prompt, video index, worker that makes it when
     ``owners``). ``stored_only``: the clips in the store (what the merge must cover)."""
     stored = set(run.store.keys()) if stored_only else None
@@ -72,7 +73,7 @@ def refs(run: "Run", nfe: int, owners: bool, stored_only: bool) -> Dict[str, Lis
             for m, clips in _clips(run, nfe).items()}
 
 
-def items_reader(run: "Run", nfe: int) -> Callable[[str, Sequence[str]], Dict[str, Tuple[str, int, np.ndarray]]]:
+def items_reader(run: Run, nfe: int) -> Callable[[str, Sequence[str]], Dict[str, Tuple[str, int, np.ndarray]]]:
     """Reads the stored frames of some clips of a method: {key: (prompt, video index, frames)}."""
     by_key = {c.key: c for clips in _clips(run, nfe).values() for c in clips}
 
@@ -83,18 +84,18 @@ def items_reader(run: "Run", nfe: int) -> Callable[[str, Sequence[str]], Dict[st
     return items_of
 
 
-def settings(run: "Run", metric: Any) -> Dict[str, Any]:
+def settings(run: Run, metric: Any) -> Dict[str, Any]:
     """What a share must agree on with the merging process to be used."""
     desc = {k: v for k, v in dict(metric.describe()).items() if k != "nfe"}
     return {"fingerprints": {plan.name: plan.fingerprint for plan in run.plans}, "metric": desc}
 
 
-def _failed(err: MetricFailed, run: "Run") -> MetricSetupError:
+def _failed(err: MetricFailed, run: Run) -> MetricSetupError:
     return MetricSetupError(f"{err} Nothing was scored; the clips are kept in {run.store.root}: rerun with "
                             f"stages=[score,report] in this run directory once it is fixed.")
 
 
-def write_shares(run: "Run", token: Optional[str]) -> List[Path]:
+def write_shares(run: Run, token: Optional[str]) -> List[Path]:
     """This worker's shares of every splittable set metric (multi-process runs only)."""
     shard = run.shard
     if shard.count == 1:
@@ -120,7 +121,7 @@ def write_shares(run: "Run", token: Optional[str]) -> List[Path]:
     return written
 
 
-def read_shares(run: "Run", metric: Any, nfe: int, work_dir: Path) -> List[Dict[str, Any]]:
+def read_shares(run: Run, metric: Any, nfe: int, work_dir: Path) -> List[Dict[str, Any]]:
     """The usable shares in the share folder: same clips, same metric settings."""
     want = settings(run, metric)
     out = []
@@ -140,7 +141,7 @@ def read_shares(run: "Run", metric: Any, nfe: int, work_dir: Path) -> List[Dict[
     return out
 
 
-def _wait_for_ranks(run: "Run", folder: Path, token: Optional[str], timeout_s: float) -> None:
+def _wait_for_ranks(run: Run, folder: Path, token: Optional[str], timeout_s: float) -> None:
     """Rank 0 waits for the shares of its job's other ranks (written after the barrier)."""
     shard = run.shard
     if not (shard.group and shard.world > 1) or token is None:
@@ -162,7 +163,7 @@ def _wait_for_ranks(run: "Run", folder: Path, token: Optional[str], timeout_s: f
                     timeout_s)
 
 
-def score_set(run: "Run", metric: Any, nfe: int, work_dir: Path) -> Dict[str, Any]:
+def score_set(run: Run, metric: Any, nfe: int, work_dir: Path) -> Dict[str, Any]:
     """A set metric on each method's stored frames at step count ``nfe``: merged from the
     workers' shares when it splits, else one method at a time (one method's frames in memory)."""
     try:
