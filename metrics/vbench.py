@@ -92,6 +92,9 @@ def _offline_vbench(cache: Path):
         saved.append((obj, attr, getattr(obj, attr)))
         setattr(obj, attr, value)
 
+    # vbench's video loader switches decord's (per-thread, global) bridge to torch: put it back after
+    bridge = sys.modules.get("decord.bridge")
+    bridge_type = getattr(getattr(bridge, "_CURRENT_BRIDGE", None), "type", "native")
     env_saved = {k: os.environ.get(k) for k in ("VBENCH_CACHE_DIR", "HF_HUB_OFFLINE")}
     os.environ["VBENCH_CACHE_DIR"] = str(cache)
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -122,6 +125,9 @@ def _offline_vbench(cache: Path):
     finally:
         for obj, attr, value in reversed(saved):
             setattr(obj, attr, value)
+        bridge = sys.modules.get("decord.bridge")
+        if bridge is not None:
+            bridge.set_bridge(bridge_type)
         for k, v in env_saved.items():
             if v is None:
                 os.environ.pop(k, None)

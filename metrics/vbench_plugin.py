@@ -16,6 +16,7 @@ from metrics.vbench_assets import (CACHE_FILES, HF_FILES, OPTIONAL_CACHE_FILES, 
 from metrics.vbench_export import standard_prompts
 from metrics.vbench_protocol import (ALL_DIMENSIONS, MODES, STANDARD_PROMPT_SET, STANDARD_VIDEOS_PER_PROMPT,
                                      VBenchScore)
+from metrics.vbench_static_filter import raft_supports
 
 # lossless H.264 crf 0 (metrics.video_io.write_mp4, crf 0) measured 0.8-2.4 bits per pixel
 VBENCH_MP4_BITS_PER_PIXEL = 2.5
@@ -102,7 +103,8 @@ class VBench(VBenchScore, Metric):
                     url = source if re.fullmatch(r"https://\S+", source) else None
                     out.append(FileNeed(f"VBench {rel}", target, setting, root="vbench", url=url, required=False,
                                         checked_by_metric=True, how=f"VBench {dim} gets it by: {source}"))
-            for rel, source in OPTIONAL_CACHE_FILES.get(dim, []):   # the static filter's RAFT weights
+            # the static filter's RAFT weights, where the frames are large enough for RAFT to run
+            for rel, source in OPTIONAL_CACHE_FILES.get(dim, []) if raft_supports(run.height, run.width) else []:
                 target = os.path.join(str(cache), rel)
                 if target not in seen:
                     seen.add(target)
@@ -147,7 +149,10 @@ class VBench(VBenchScore, Metric):
                              f"skipped ({cls._option('allow_missing')}=true, the VBench scores are then partial); "
                              f"the [missing] lines above say what each needs.")
         flicker = "temporal_flickering"
-        if flicker in found["available"] and not static_filter_weights(opts.cache_dir).is_file():
+        if flicker in found["available"] and not raft_supports(run.height, run.width):
+            out.notes.append(f"VBench {flicker} will be scored on every video and marked non-standard (§): "
+                             f"{run.height}x{run.width} frames are too small for its static filter's RAFT.")
+        elif flicker in found["available"] and not static_filter_weights(opts.cache_dir).is_file():
             pool = run.videos_by_dimension.get(flicker, 0)
             out.notes.append(
                 f"VBench {flicker} will be scored on every video and marked non-standard (§): its static filter "

@@ -77,7 +77,9 @@ def read_video(path: str, num_frames: Optional[int] = None, start: int = 0, stri
     if not idx:
         raise RuntimeError(f"{path}: no frames selected (video has {total} frames).")
     try:
-        frames = vr.get_batch(idx).asnumpy()
+        batch = vr.get_batch(idx)
+        # decord's bridge is process-wide state another library may have switched to torch
+        frames = batch.asnumpy() if hasattr(batch, "asnumpy") else batch.numpy()
     except Exception as e:  # noqa: BLE001
         raise RuntimeError(f"decoding frames of {path} failed ({type(e).__name__}: {str(e).strip()[:300]}).") from e
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:

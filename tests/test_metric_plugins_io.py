@@ -159,6 +159,10 @@ def test_vbench_files_of_the_asked_dimensions(tmp_path):
     (raft,) = VBench.files({"dimensions": ["temporal_flickering"], "cache_dir": str(tmp_path)}, RUN)
     assert raft.path == str(tmp_path / "raft_model" / "models" / "raft-things.pth") and not raft.required
     assert "static filter" in raft.how
+    small = RunFacts(height=64, width=64)   # too small for RAFT: the filter cannot run, nothing to fetch
+    assert VBench.files({"dimensions": ["temporal_flickering"], "cache_dir": str(tmp_path)}, small) == []
+    (note,) = VBench.extra_checks({"dimensions": ["temporal_flickering"], "cache_dir": str(tmp_path)}, small).notes
+    assert "too small" in note and "non-standard" in note
     needs = VBench.files({"dimensions": ["subject_consistency"], "cache_dir": str(tmp_path)}, RUN)
     assert all(not n.required and n.checked_by_metric for n in needs)
     by_label = {n.label: n for n in needs}

@@ -100,3 +100,6 @@ def test_dimension_scores_with_random_weights(dimension, shared_dirs, tmp_path, 
     assert res["n_videos"][dimension] == VIDEOS_PER_PROMPT
     for value in res["per_video"][dimension].values():
         assert math.isfinite(float(value))
+    # vbench's loader switches decord's bridge to torch; lcmbench's own readers expect numpy after it
+    import decord.bridge  # heavy: decord, loaded by the evaluation above
+    assert getattr(decord.bridge._CURRENT_BRIDGE, "type", "native") == "native"
