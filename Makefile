@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install bench test test-fast clean
+.PHONY: install bench test test-all test-fast clean
 
 install: $(VENV)/.installed
 
@@ -25,10 +25,13 @@ bench: install
 	$(BIN)/python run_bench.py
 
 test: install
+	$(BIN)/python -m pytest -q -m "not heavy"
+
+test-all: install
 	$(BIN)/python -m pytest -q
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not heavy"
 
 clean:
 	rm -rf $(VENV) runs outputs

@@ -254,6 +254,7 @@ def test_plugin_accepts_tiny_weights_without_files(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_full_size_random_vitg_matches_the_package():
     """The real ViT-g/14 (1.0 B parameters, ~4 GB) from build(weights="random"), one clip
     through our extract and through the package's feature function."""

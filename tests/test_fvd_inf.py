@@ -126,6 +126,7 @@ def test_plugin_and_the_built_metric_share_fvds_features(registered):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_fvd_inf_grows_with_every_degradation(cache_dir):
     m = real_metric(build_fvd_inf, cache_dir, min_n=6)
     clean, degraded = degraded_footage(m, cache_dir)

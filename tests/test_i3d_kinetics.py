@@ -120,6 +120,7 @@ def _shuffle(x, fraction):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_fvd_grows_with_every_degradation(real_fvd):
     """FVD of real footage against degraded copies of itself grows with the strength
     of blur, noise and frame shuffling: a collapsed (random) detector cannot do this."""

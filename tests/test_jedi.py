@@ -275,6 +275,7 @@ def test_plugin_accepts_tiny_weights_without_files(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @parity
 def test_full_size_random_vith_matches_the_package():
     """The real ViT-H/16 (630 M parameters) and probe pooler as vjepa builds them for the

@@ -239,6 +239,7 @@ def test_kvd_matches_the_authors_polynomial_mmd(cache_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_kvd_grows_with_every_degradation(cache_dir):
     """KVD of degraded copies of 16 real clips against the clean clips grows with the
     strength of blur, noise and frame shuffling (the real I3D)."""

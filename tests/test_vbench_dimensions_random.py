@@ -68,6 +68,7 @@ def test_human_action_names_what_stops_it_before_running(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("dimension", RUNNABLE)
 def test_dimension_scores_with_random_weights(dimension, shared_dirs, tmp_path, monkeypatch):
     missing = missing_modules(dimension)
