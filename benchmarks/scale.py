@@ -39,6 +39,7 @@ from bench.plan.config import compose
 from bench.plan.protocol import ClipSpec
 from bench.preflight.checklist import preflight
 from metrics.base import ClipMetric
+from metrics import resample_pool
 from metrics.frechet import FrechetToReference
 from metrics.kvd import KernelDistanceToReference
 from models.animatediff import to_uint8
@@ -234,7 +235,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n-boot", type=int, default=200, help="resamples timed per cell (figures are per 1,000)")
     args = ap.parse_args(argv)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = resample_pool.cores()
     print(f"lcmbench scale benchmark: {cores} cores, load {os.getloadavg()[0]:.1f}, numpy {np.__version__}, "
           f"torch {torch.__version__}")
 

@@ -19,7 +19,7 @@ from common.errors import InputError, LcmbenchError
 from metrics import vbench_split as split
 from metrics.base import MetricFailed, SetMetric
 from metrics.vbench_assets import static_filter_weights, vbench_cache_dir
-from metrics.vbench_export import export_for_vbench, standard_prompts
+from metrics.vbench_export import export_for_vbench, prompts_by_dimension, standard_prompts
 from metrics.vbench_protocol import MODES, STANDARD_VIDEOS_PER_PROMPT, VBenchScore, aggregate
 
 log = logging.getLogger("lcmbench")
@@ -97,10 +97,7 @@ class VBenchSetMetric(VBenchScore, SetMetric):
         static filter of temporal_flickering examines every video of its prompts)."""
         if self.mode == "custom_input":
             return None
-        by_dim: Dict[str, set] = {}
-        for item in standard_prompts():
-            for d in item["dimensions"]:
-                by_dim.setdefault(d, set()).add(item["prompt"])
+        by_dim = {d: set(prompts) for d, prompts in prompts_by_dimension().items()}
         return lambda dim, prompt, index: prompt in by_dim.get(dim, ()) and (
             dim in split.WHOLE_PROMPT or index < STANDARD_VIDEOS_PER_PROMPT)
 
@@ -136,6 +133,7 @@ class VBenchSetMetric(VBenchScore, SetMetric):
                 continue
             exported = root / method / "videos"
             names = dict(zip(left, export_for_vbench([items[k] for k in left], exported, mode=self.mode)))
+            by_name = {v: k for k, v in names.items()}
             part: Dict[str, Any] = {"units": {}, "names": names, "per_video": {}, "scores": {}, "skipped": {},
                                     "failed": {}, "unread": {}, "non_standard": {}, "static_filter": None}
             for dim in sorted({u.dimension for u in todo}):
@@ -159,7 +157,6 @@ class VBenchSetMetric(VBenchScore, SetMetric):
                 if dim in result.get("skipped", {}) and not kept_none:
                     part["skipped"][dim] = result["skipped"][dim]
                     continue
-                by_name = {v: k for k, v in names.items()}
                 part["per_video"][dim] = {by_name[n]: v for n, v in result["per_video"].get(dim, {}).items()}
                 if dim in result.get("scores", {}):
                     part["scores"][dim] = float(result["scores"][dim])
